@@ -1,0 +1,324 @@
+#include "common/protocol.h"
+
+#include <algorithm>
+#include <new>
+
+#include <msgpack.hpp>
+
+namespace fanmap {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+std::string ToString(const msgpack::sbuffer& buffer) {
+  return std::string(buffer.data(), buffer.size());
+}
+
+void PackHeader(Packer& packer, uint32_t array_size, MessageType type) {
+  packer.pack_array(array_size);
+  packer.pack_uint32(kProtocolVersion);
+  packer.pack_uint8(static_cast<uint8_t>(type));
+}
+
+void PackString(Packer& packer, const std::string& s) {
+  packer.pack_str(static_cast<uint32_t>(s.size()));
+  packer.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// Checked readers of untrusted msgpack objects: each returns false on a type
+// or shape mismatch instead of throwing.
+bool ReadUint(const msgpack::object& o, uint64_t* out) {
+  if (o.type != msgpack::type::POSITIVE_INTEGER) return false;
+  *out = o.via.u64;
+  return true;
+}
+
+bool ReadUint32(const msgpack::object& o, uint32_t* out) {
+  uint64_t v;
+  if (!ReadUint(o, &v) || v > UINT32_MAX) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool ReadInt(const msgpack::object& o, int64_t* out) {
+  if (o.type == msgpack::type::NEGATIVE_INTEGER) {
+    *out = o.via.i64;
+    return true;
+  }
+  uint64_t v;
+  if (!ReadUint(o, &v) || v > static_cast<uint64_t>(INT64_MAX)) return false;
+  *out = static_cast<int64_t>(v);
+  return true;
+}
+
+bool ReadString(const msgpack::object& o, std::string* out) {
+  if (o.type != msgpack::type::STR) return false;
+  out->assign(o.via.str.ptr, o.via.str.size);
+  return true;
+}
+
+bool ReadBool(const msgpack::object& o, bool* out) {
+  if (o.type != msgpack::type::BOOLEAN) return false;
+  *out = o.via.boolean;
+  return true;
+}
+
+const msgpack::object_array* AsArray(const msgpack::object& o, uint32_t min_size,
+                                     uint32_t max_size) {
+  if (o.type != msgpack::type::ARRAY) return nullptr;
+  if (o.via.array.size < min_size || o.via.array.size > max_size) return nullptr;
+  return &o.via.array;
+}
+
+bool ReadTask(const msgpack::object& o, Task* task) {
+  auto* a = AsArray(o, 3, 3);
+  return a != nullptr && ReadUint(a->ptr[0], &task->index) &&
+         ReadUint32(a->ptr[1], &task->attempt) && ReadString(a->ptr[2], &task->item);
+}
+
+bool ReadResult(const msgpack::object& o, Result* result) {
+  auto* a = AsArray(o, 6, 6);
+  if (a == nullptr || !ReadUint(a->ptr[0], &result->index) ||
+      !ReadUint32(a->ptr[1], &result->attempt) || !ReadBool(a->ptr[2], &result->ok) ||
+      !ReadString(a->ptr[3], &result->value) || !ReadBool(a->ptr[4], &result->value_is_json)) {
+    return false;
+  }
+  const msgpack::object& extra = a->ptr[5];
+  if (extra.type != msgpack::type::MAP) return false;
+  for (uint32_t i = 0; i < extra.via.map.size; ++i) {
+    const msgpack::object_kv& kv = extra.via.map.ptr[i];
+    std::string key;
+    if (!ReadString(kv.key, &key)) return false;
+    int64_t number;
+    std::string text;
+    if (ReadInt(kv.val, &number)) {
+      result->extra[key] = number;
+    } else if (ReadString(kv.val, &text)) {
+      result->extra[key] = std::move(text);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ReadJob(const msgpack::object_array& a, JobSpec* job) {
+  if (a.size != 6 || !ReadString(a.ptr[2], &job->kind)) return false;
+  auto* argv = AsArray(a.ptr[3], 0, UINT32_MAX);
+  if (argv == nullptr) return false;
+  job->argv.resize(argv->size);
+  for (uint32_t i = 0; i < argv->size; ++i) {
+    if (!ReadString(argv->ptr[i], &job->argv[i])) return false;
+  }
+  if (a.ptr[4].type != msgpack::type::MAP) return false;
+  const msgpack::object_map& options = a.ptr[4].via.map;
+  for (uint32_t i = 0; i < options.size; ++i) {
+    std::string key, value;
+    if (!ReadString(options.ptr[i].key, &key) || !ReadString(options.ptr[i].val, &value)) {
+      return false;
+    }
+    job->options[key] = std::move(value);
+  }
+  return ReadUint32(a.ptr[5], &job->default_slots);
+}
+
+// Fills `out` from the message body; false if the shape is wrong.
+bool ReadBody(const msgpack::object_array& a, Message* out) {
+  switch (out->type) {
+    case MessageType::kHello:
+      return a.size == 6 && ReadUint32(a.ptr[2], &out->hello.slots) &&
+             ReadString(a.ptr[3], &out->hello.name) && ReadString(a.ptr[4], &out->hello.host) &&
+             ReadUint32(a.ptr[5], &out->hello.pid);
+    case MessageType::kResults: {
+      auto* list = a.size == 3 ? AsArray(a.ptr[2], 0, UINT32_MAX) : nullptr;
+      if (list == nullptr) return false;
+      out->results.resize(list->size);
+      for (uint32_t i = 0; i < list->size; ++i) {
+        if (!ReadResult(list->ptr[i], &out->results[i])) return false;
+      }
+      return true;
+    }
+    case MessageType::kTasks: {
+      auto* list = a.size == 3 ? AsArray(a.ptr[2], 0, UINT32_MAX) : nullptr;
+      if (list == nullptr) return false;
+      out->tasks.resize(list->size);
+      for (uint32_t i = 0; i < list->size; ++i) {
+        if (!ReadTask(list->ptr[i], &out->tasks[i])) return false;
+      }
+      return true;
+    }
+    case MessageType::kHeartbeat:
+      return a.size == 2;
+    case MessageType::kJob:
+      return ReadJob(a, &out->job);
+    case MessageType::kStop:
+    case MessageType::kRefuse:
+      return a.size == 3 && ReadString(a.ptr[2], &out->reason);
+  }
+  return false;
+}
+
+bool KnownType(uint64_t type) { return type >= 1 && type <= 7; }
+
+// Strings reference the frame instead of being copied into the zone: the
+// frame outlives the object handle inside DecodeMessage.
+bool ReferenceEverything(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+}  // namespace
+
+std::string EncodeHello(const Hello& hello) {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  PackHeader(packer, 6, MessageType::kHello);
+  packer.pack_uint32(hello.slots);
+  PackString(packer, hello.name);
+  PackString(packer, hello.host);
+  packer.pack_uint32(hello.pid);
+  return ToString(buffer);
+}
+
+std::string EncodeResults(const std::vector<Result>& results) {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  PackHeader(packer, 3, MessageType::kResults);
+  packer.pack_array(static_cast<uint32_t>(results.size()));
+  for (const Result& r : results) {
+    packer.pack_array(6);
+    packer.pack_uint64(r.index);
+    packer.pack_uint32(r.attempt);
+    packer.pack(r.ok);
+    PackString(packer, r.value);
+    packer.pack(r.value_is_json);
+    packer.pack_map(static_cast<uint32_t>(r.extra.size()));
+    for (const auto& [key, value] : r.extra) {
+      PackString(packer, key);
+      if (const int64_t* number = std::get_if<int64_t>(&value)) {
+        packer.pack_int64(*number);
+      } else {
+        PackString(packer, std::get<std::string>(value));
+      }
+    }
+  }
+  return ToString(buffer);
+}
+
+std::string EncodeHeartbeat() {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  PackHeader(packer, 2, MessageType::kHeartbeat);
+  return ToString(buffer);
+}
+
+std::string EncodeJob(const JobSpec& job) {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  PackHeader(packer, 6, MessageType::kJob);
+  PackString(packer, job.kind);
+  packer.pack_array(static_cast<uint32_t>(job.argv.size()));
+  for (const std::string& arg : job.argv) PackString(packer, arg);
+  packer.pack_map(static_cast<uint32_t>(job.options.size()));
+  for (const auto& [key, value] : job.options) {
+    PackString(packer, key);
+    PackString(packer, value);
+  }
+  packer.pack_uint32(job.default_slots);
+  return ToString(buffer);
+}
+
+static std::string EncodeReason(MessageType type, const std::string& reason) {
+  msgpack::sbuffer buffer;
+  Packer packer(buffer);
+  PackHeader(packer, 3, type);
+  PackString(packer, reason);
+  return ToString(buffer);
+}
+
+std::string EncodeStop(const std::string& reason) {
+  return EncodeReason(MessageType::kStop, reason);
+}
+
+std::string EncodeRefuse(const std::string& reason) {
+  return EncodeReason(MessageType::kRefuse, reason);
+}
+
+struct TasksEncoder::Impl {
+  msgpack::sbuffer body;
+};
+
+TasksEncoder::TasksEncoder() : impl_(new Impl) {}
+TasksEncoder::~TasksEncoder() { delete impl_; }
+
+void TasksEncoder::Add(uint64_t index, uint32_t attempt, const std::string& item) {
+  Packer packer(impl_->body);
+  packer.pack_array(3);
+  packer.pack_uint64(index);
+  packer.pack_uint32(attempt);
+  PackString(packer, item);
+  ++count_;
+}
+
+size_t TasksEncoder::bytes() const { return impl_->body.size(); }
+
+std::string TasksEncoder::Finish() {
+  // The array header needs the final count, so the body is packed first and
+  // the header prepended here.
+  msgpack::sbuffer header;
+  Packer packer(header);
+  PackHeader(packer, 3, MessageType::kTasks);
+  packer.pack_array(static_cast<uint32_t>(count_));
+  std::string frame;
+  frame.reserve(header.size() + impl_->body.size());
+  frame.append(header.data(), header.size());
+  frame.append(impl_->body.data(), impl_->body.size());
+  impl_->body.clear();
+  count_ = 0;
+  return frame;
+}
+
+Status DecodeMessage(const void* data, size_t size, Message* out) {
+  const char* bytes = static_cast<const char*>(data);
+  // Every element takes at least one byte, so no honest frame declares more
+  // elements than it has bytes: bounding the limits by the size keeps a
+  // 5-byte frame from allocating for four billion elements.
+  const size_t max_elements = std::min<size_t>(size, 16u << 20);
+  msgpack::unpack_limit limit(/*array=*/max_elements, /*map=*/std::min<size_t>(size / 2, 1024),
+                              /*str=*/size, /*bin=*/0, /*ext=*/0, /*depth=*/5);
+  msgpack::object_handle handle;
+  size_t offset = 0;
+  try {
+    handle = msgpack::unpack(bytes, size, offset, ReferenceEverything, nullptr, limit);
+  } catch (const msgpack::unpack_error& e) {
+    return Status::Error(std::string("malformed frame: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::Error("malformed frame: declares more data than it holds");
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("malformed frame: ") + e.what());
+  }
+  if (offset != size) return Status::Error("malformed frame: trailing bytes after the message");
+
+  const msgpack::object& root = handle.get();
+  auto* a = AsArray(root, 2, UINT32_MAX);
+  uint64_t version, type;
+  if (a == nullptr || !ReadUint(a->ptr[0], &version) || !ReadUint(a->ptr[1], &type)) {
+    return Status::Error("malformed frame: not a [version, type, ...] array");
+  }
+  if (!KnownType(type) && version == kProtocolVersion) {
+    return Status::Error("malformed frame: unknown message type " + std::to_string(type));
+  }
+  out->version = static_cast<uint32_t>(std::min<uint64_t>(version, UINT32_MAX));
+  out->type = static_cast<MessageType>(KnownType(type) ? type : 0);
+  if (version != kProtocolVersion) {
+    // REFUSE keeps its shape across versions so that a refusal is readable.
+    if (type == static_cast<uint64_t>(MessageType::kRefuse) && a->size == 3) {
+      ReadString(a->ptr[2], &out->reason);
+    }
+    return Status::Error("protocol version " + std::to_string(version) + " is not supported (" +
+                         "this side speaks version " + std::to_string(kProtocolVersion) + ")");
+  }
+  if (!ReadBody(*a, out)) {
+    return Status::Error("malformed frame: bad body for message type " + std::to_string(type));
+  }
+  return Status::Ok();
+}
+
+}  // namespace fanmap

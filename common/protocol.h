@@ -1,0 +1,140 @@
+// The wire protocol between the coordinator (`fanmap`) and its workers
+// (`fanmap-worker`), defined once for both ends.
+//
+// Transport: the coordinator binds one ROUTER socket; every worker connects a
+// DEALER to it. Tasks, results, heartbeats and control messages all travel on
+// this one connection, so the coordinator always knows which worker sent what
+// (its routing id) and liveness is checked on the socket that carries the work.
+//
+// Every message is ONE ZeroMQ frame holding ONE msgpack array whose first two
+// elements never change between versions:
+//
+//   [version:uint, type:uint, ...body]
+//
+// Types and bodies (version 1):
+//   worker → coordinator
+//     1 HELLO      [1, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
+//     2 RESULTS    [1, 2, [result, ...]]
+//                  result = [index:uint, attempt:uint, ok:bool, value:str,
+//                            value_is_json:bool, extra:{str: int|str}]
+//                  `value` is the result text when ok, the error text otherwise;
+//                  `extra` holds fields added to the record (exit_code, stderr...).
+//     3 HEARTBEAT  [1, 3]
+//   coordinator → worker
+//     4 JOB        [1, 4, kind:str, argv:[str...], options:{str: str}, default_slots:uint]
+//     5 TASKS      [1, 5, [[index:uint, attempt:uint, item:str], ...]]
+//     3 HEARTBEAT  [1, 3]
+//     6 STOP       [1, 6, reason:str]          the worker exits
+//     7 REFUSE     [1, 7, reason:str]          e.g. protocol version mismatch
+//
+// Decoding never trusts the bytes: msgpack is unpacked with limits, trailing
+// bytes are rejected, and every array's shape and element types are checked.
+// A malformed frame yields a non-ok Status and no partial message.
+#ifndef FANMAP_COMMON_PROTOCOL_H_
+#define FANMAP_COMMON_PROTOCOL_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+
+namespace fanmap {
+
+constexpr uint32_t kProtocolVersion = 1;
+
+// Largest frame either side accepts (ZMQ_MAXMSGSIZE). Items and results are
+// limited by it; a larger one becomes an error record, never a crash.
+constexpr int64_t kMaxFrameBytes = 256ll << 20;
+
+enum class MessageType : uint8_t {
+  kHello = 1,
+  kResults = 2,
+  kHeartbeat = 3,
+  kJob = 4,
+  kTasks = 5,
+  kStop = 6,
+  kRefuse = 7,
+};
+
+struct Hello {
+  uint32_t slots = 0;
+  std::string name;
+  std::string host;
+  uint32_t pid = 0;
+};
+
+struct Task {
+  uint64_t index = 0;
+  uint32_t attempt = 0;
+  std::string item;
+};
+
+struct Result {
+  using Extra = std::map<std::string, std::variant<int64_t, std::string>>;
+
+  uint64_t index = 0;
+  uint32_t attempt = 0;
+  bool ok = false;
+  std::string value;  // result text if ok, error text otherwise
+  bool value_is_json = false;
+  Extra extra;
+};
+
+struct JobSpec {
+  std::string kind;  // "builtin", "exec", ...
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> options;
+  uint32_t default_slots = 1;
+};
+
+// One decoded message; only the fields of `type` are meaningful.
+struct Message {
+  uint32_t version = kProtocolVersion;
+  MessageType type = MessageType::kHeartbeat;
+  Hello hello;
+  std::vector<Task> tasks;
+  std::vector<Result> results;
+  JobSpec job;
+  std::string reason;  // STOP, REFUSE
+};
+
+// Encoders: each returns the frame's bytes.
+std::string EncodeHello(const Hello& hello);
+std::string EncodeResults(const std::vector<Result>& results);
+std::string EncodeHeartbeat();
+std::string EncodeJob(const JobSpec& job);
+std::string EncodeStop(const std::string& reason);
+std::string EncodeRefuse(const std::string& reason);
+
+// Builds a TASKS frame incrementally, so the coordinator can batch tasks
+// without copying items into Task structs first.
+class TasksEncoder {
+ public:
+  TasksEncoder();
+  ~TasksEncoder();
+  TasksEncoder(const TasksEncoder&) = delete;
+  TasksEncoder& operator=(const TasksEncoder&) = delete;
+
+  void Add(uint64_t index, uint32_t attempt, const std::string& item);
+  size_t count() const { return count_; }
+  size_t bytes() const;
+  // Returns the frame and resets the encoder.
+  std::string Finish();
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  size_t count_ = 0;
+};
+
+// Decodes one frame. A frame whose version differs from kProtocolVersion
+// decodes only its header: the Status is an error naming both versions and
+// `out->version` / `out->type` are set, so that the receiver can refuse it.
+Status DecodeMessage(const void* data, size_t size, Message* out);
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COMMON_PROTOCOL_H_

@@ -1,0 +1,39 @@
+#include "worker/payload.h"
+
+#include "worker/payload_builtin.h"
+#include "worker/payload_exec.h"
+
+namespace fanmap {
+
+Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload>* out) {
+  if (job.kind == "builtin") {
+    if (job.argv.size() != 1) return Status::Error("builtin job needs exactly one spec");
+    return MakeBuiltinPayload(job.argv[0], sink, out);
+  }
+  if (job.kind == "exec") {
+    if (job.argv.empty()) return Status::Error("exec job needs a command");
+    *out = MakeExecPayload(job.argv, sink);
+    return Status::Ok();
+  }
+  return Status::Error("unknown payload kind '" + job.kind + "'");
+}
+
+Result OkResult(const Task& task, std::string value) {
+  Result r;
+  r.index = task.index;
+  r.attempt = task.attempt;
+  r.ok = true;
+  r.value = std::move(value);
+  return r;
+}
+
+Result ErrorResult(const Task& task, std::string error) {
+  Result r;
+  r.index = task.index;
+  r.attempt = task.attempt;
+  r.ok = false;
+  r.value = std::move(error);
+  return r;
+}
+
+}  // namespace fanmap

@@ -16,7 +16,7 @@
 //     1 HELLO      [1, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
 //     2 RESULTS    [1, 2, [result, ...]]
 //                  result = [index:uint, attempt:uint, ok:bool, value:str,
-//                            value_is_json:bool, extra:{str: int|str}]
+//                            value_is_json:bool, elapsed_us:uint, extra:{str: int|str}]
 //                  `value` is the result text when ok, the error text otherwise;
 //                  `extra` holds fields added to the record (exit_code, stderr...).
 //     3 HEARTBEAT  [1, 3]
@@ -80,6 +80,7 @@ struct Result {
   bool ok = false;
   std::string value;  // result text if ok, error text otherwise
   bool value_is_json = false;
+  uint64_t elapsed_us = 0;  // time the payload spent on the task
   Extra extra;
 };
 

@@ -1,0 +1,48 @@
+// WorkerCredit: how many tasks the coordinator may have outstanding at one
+// worker (sent, result not yet received).
+//
+// The bound is in time, not only in count: besides one task per slot, a
+// worker gets enough prefetch to cover kPrefetchHorizonMicros of its work, as
+// measured from the time its recent tasks took. One-second tasks get no
+// prefetch (a slow worker must not hoard work others could start); one-
+// microsecond tasks get thousands (or the round trip would dominate). This is
+// Python's `chunksize`, chosen automatically and adjusted as tasks run.
+#ifndef FANMAP_COORDINATOR_CREDIT_H_
+#define FANMAP_COORDINATOR_CREDIT_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fanmap {
+
+class WorkerCredit {
+ public:
+  static constexpr int64_t kPrefetchHorizonMicros = 10000;
+  static constexpr size_t kMaxPrefetch = 4096;
+
+  explicit WorkerCredit(uint32_t slots);
+
+  // Tasks that may be sent now.
+  size_t available() const { return target() > outstanding_ ? target() - outstanding_ : 0; }
+  // Outstanding tasks allowed in all.
+  size_t target() const;
+  size_t outstanding() const { return outstanding_; }
+  uint32_t slots() const { return slots_; }
+  // Mean task time seen so far (0 before the first result).
+  double mean_task_micros() const { return mean_task_us_; }
+
+  void OnSent(size_t tasks) { outstanding_ += tasks; }
+  // `tasks` results arrived whose payload times add up to `total_micros`.
+  void OnResults(size_t tasks, uint64_t total_micros);
+  // The worker is gone or restarted: nothing is outstanding any more.
+  void Reset() { outstanding_ = 0; }
+
+ private:
+  uint32_t slots_;
+  size_t outstanding_ = 0;
+  double mean_task_us_ = 0;  // exponentially weighted, per batch of results
+};
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_CREDIT_H_

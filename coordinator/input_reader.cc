@@ -1,0 +1,116 @@
+#include "coordinator/input_reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace fanmap {
+namespace {
+
+constexpr size_t kReadChunk = 256 * 1024;
+
+}  // namespace
+
+InputReader::InputReader(int fd, bool owned) : fd_(fd), owned_(owned) {
+  struct stat st;
+  regular_ = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+InputReader::~InputReader() {
+  if (owned_ && fd_ >= 0) close(fd_);
+}
+
+Status InputReader::Open(const std::string& path, std::unique_ptr<InputReader>* out) {
+  if (path.empty() || path == "-") {
+    *out = std::make_unique<InputReader>(0, false);
+    return Status::Ok();
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("cannot open input '" + path + "': " + strerror(errno));
+  *out = std::make_unique<InputReader>(fd, true);
+  return Status::Ok();
+}
+
+bool InputReader::NextLine(std::string* line) {
+  const char* base = buffer_.data();
+  const void* nl = scanned_ < buffer_.size()
+                       ? std::memchr(base + scanned_, '\n', buffer_.size() - scanned_)
+                       : nullptr;
+  size_t end;
+  size_t next;
+  if (nl != nullptr) {
+    end = static_cast<const char*>(nl) - base;
+    next = end + 1;
+  } else if (eof_ && start_ < buffer_.size()) {
+    end = next = buffer_.size();
+  } else {
+    scanned_ = buffer_.size();
+    return false;
+  }
+  size_t stop = end;
+  if (stop > start_ && base[stop - 1] == '\r') --stop;
+  line->assign(base + start_, stop - start_);
+  start_ = scanned_ = next;
+  ++line_number_;
+  return true;
+}
+
+Status InputReader::Fill() {
+  if (eof_) return Status::Ok();
+  // Drop consumed bytes once they are most of the buffer, so that it does not
+  // grow with the input.
+  if (start_ > 0 && start_ >= buffer_.size() / 2) {
+    buffer_.erase(0, start_);
+    scanned_ -= start_;
+    start_ = 0;
+  }
+  size_t old_size = buffer_.size();
+  buffer_.resize(old_size + kReadChunk);
+  ssize_t n;
+  do {
+    n = read(fd_, &buffer_[old_size], kReadChunk);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int err = errno;
+    buffer_.resize(old_size);
+    if (err == EAGAIN || err == EWOULDBLOCK) return Status::Ok();
+    return Status::Error(std::string("cannot read input: ") + strerror(err));
+  }
+  buffer_.resize(old_size + static_cast<size_t>(n));
+  if (n == 0) eof_ = true;
+  return Status::Ok();
+}
+
+bool CountLines(const std::string& path, uint64_t* lines) {
+  if (path.empty() || path == "-") return false;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return false;
+  }
+  std::string buf(1 << 20, '\0');
+  uint64_t count = 0;
+  char last = '\n';
+  ssize_t n;
+  while ((n = read(fd, &buf[0], buf.size())) > 0) {
+    const char* p = buf.data();
+    const char* end = p + n;
+    while ((p = static_cast<const char*>(std::memchr(p, '\n', end - p))) != nullptr) {
+      ++count;
+      ++p;
+    }
+    last = buf[n - 1];
+  }
+  close(fd);
+  if (last != '\n') ++count;
+  *lines = count;
+  return true;
+}
+
+}  // namespace fanmap

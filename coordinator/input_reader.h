@@ -1,0 +1,63 @@
+// InputReader: splits a file descriptor's bytes into items, one per line.
+//
+// Reading is split from splitting so that the coordinator's poll loop decides
+// when to read: NextLine() only looks at what is buffered; Fill() does one
+// read(2), which does not block when poll(2) reported the descriptor readable
+// (regular files always are). Memory is bounded by the longest line plus one
+// read's worth of bytes.
+#ifndef FANMAP_COORDINATOR_INPUT_READER_H_
+#define FANMAP_COORDINATOR_INPUT_READER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace fanmap {
+
+class InputReader {
+ public:
+  // Takes ownership of `fd` if `owned`.
+  InputReader(int fd, bool owned);
+  ~InputReader();
+  InputReader(const InputReader&) = delete;
+  InputReader& operator=(const InputReader&) = delete;
+
+  // Opens `path` ("" or "-" means stdin).
+  static Status Open(const std::string& path, std::unique_ptr<InputReader>* out);
+
+  // Moves the next complete line (without "\n" and one trailing "\r") into
+  // *line. At end of input, a final line without "\n" is returned too.
+  // Returns false if no complete line is buffered (call Fill(), or done()).
+  bool NextLine(std::string* line);
+
+  // Reads once from the descriptor. Returns a non-ok status on a read error.
+  Status Fill();
+
+  // True when the input has ended and every line was returned.
+  bool done() const { return eof_ && start_ == buffer_.size(); }
+  bool eof() const { return eof_; }
+  int fd() const { return fd_; }
+  // Number of lines returned so far (the 1-based number of the last one).
+  uint64_t line_number() const { return line_number_; }
+  bool is_regular_file() const { return regular_; }
+
+ private:
+  int fd_;
+  bool owned_;
+  bool regular_ = false;
+  bool eof_ = false;
+  std::string buffer_;
+  size_t start_ = 0;     // first unreturned byte
+  size_t scanned_ = 0;   // bytes [start_, scanned_) hold no '\n'
+  uint64_t line_number_ = 0;
+};
+
+// Counts the lines of a regular file (a last line without "\n" counts), for
+// the progress bar's total. Returns false if `path` is not a regular file.
+bool CountLines(const std::string& path, uint64_t* lines);
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_INPUT_READER_H_

@@ -1,0 +1,109 @@
+#include "coordinator/local_workers.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/process.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <list>
+#include <thread>
+
+namespace fanmap {
+
+namespace bp = boost::process;
+
+struct LocalWorkers::Impl {
+  std::string worker_path;
+  std::string endpoint;
+  unsigned slots;
+  bp::group group;
+  std::list<bp::child> children;
+};
+
+LocalWorkers::LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots)
+    : impl_(new Impl{std::move(worker_path), std::move(endpoint), slots, {}, {}}) {}
+
+LocalWorkers::~LocalWorkers() { StopAll(0); }
+
+Status LocalWorkers::Spawn(pid_t* pid) {
+  std::vector<std::string> args = {"--connect", impl_->endpoint, "--parent-pid",
+                                   std::to_string(getpid()), "--connect-timeout", "30"};
+  if (impl_->slots > 0) {
+    args.push_back("--slots");
+    args.push_back(std::to_string(impl_->slots));
+  }
+  std::error_code ec;
+  bp::child child(impl_->worker_path, bp::args(args), bp::std_in < bp::null, impl_->group, ec);
+  if (ec) {
+    return Status::Error("cannot start worker '" + impl_->worker_path + "': " + ec.message());
+  }
+  *pid = child.id();
+  impl_->children.push_back(std::move(child));
+  return Status::Ok();
+}
+
+std::vector<ExitedWorker> LocalWorkers::Reap() {
+  std::vector<ExitedWorker> exited;
+  for (auto it = impl_->children.begin(); it != impl_->children.end();) {
+    std::error_code ec;
+    if (it->running(ec) || ec) {
+      ++it;
+      continue;
+    }
+    int status = it->native_exit_code();
+    ExitedWorker w{it->id(), "", false};
+    if (WIFSIGNALED(status)) {
+      w.how = "killed by signal " + std::to_string(WTERMSIG(status));
+    } else {
+      int code = WEXITSTATUS(status);
+      w.clean = code == 0;
+      w.how = "exit code " + std::to_string(code);
+    }
+    exited.push_back(std::move(w));
+    it = impl_->children.erase(it);
+  }
+  return exited;
+}
+
+void LocalWorkers::Signal(pid_t pid, int signo) {
+  for (bp::child& child : impl_->children) {
+    if (child.id() == pid) kill(pid, signo);
+  }
+}
+
+void LocalWorkers::StopAll(int grace_ms) {
+  using std::chrono::milliseconds;
+  auto wait_all = [this](int ms) {
+    auto deadline = std::chrono::steady_clock::now() + milliseconds(ms);
+    while (!impl_->children.empty()) {
+      Reap();
+      if (impl_->children.empty() || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  };
+  wait_all(grace_ms);
+  if (impl_->children.empty()) return;
+  // SIGTERM first so that workers can stop their own children.
+  for (bp::child& child : impl_->children) kill(child.id(), SIGTERM);
+  wait_all(1000);
+  for (bp::child& child : impl_->children) {
+    std::error_code ec;
+    child.terminate(ec);  // SIGKILL and reap
+  }
+  impl_->children.clear();
+}
+
+size_t LocalWorkers::running() const { return impl_->children.size(); }
+
+std::string DefaultWorkerPath() {
+  if (const char* env = std::getenv("FANMAP_WORKER")) return env;
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "fanmap-worker";
+  std::string self(buf, static_cast<size_t>(n));
+  return self.substr(0, self.rfind('/') + 1) + "fanmap-worker";
+}
+
+}  // namespace fanmap

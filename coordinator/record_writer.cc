@@ -1,0 +1,110 @@
+#include "coordinator/record_writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/json_text.h"
+
+namespace fanmap {
+namespace {
+
+constexpr size_t kFlushBytes = 1 << 20;
+
+void AppendUint(uint64_t v, std::string* out) {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  out->append(p, buf + sizeof buf - p);
+}
+
+}  // namespace
+
+RecordWriter::RecordWriter(int fd, bool owned, OutputFormat format)
+    : fd_(fd), owned_(owned), format_(format) {
+  buffer_.reserve(kFlushBytes + 4096);
+}
+
+RecordWriter::~RecordWriter() {
+  Flush();
+  if (owned_ && fd_ >= 0) close(fd_);
+}
+
+Status RecordWriter::Open(const std::string& path, OutputFormat format,
+                          std::unique_ptr<RecordWriter>* out) {
+  if (path.empty() || path == "-") {
+    *out = std::make_unique<RecordWriter>(1, false, format);
+    return Status::Ok();
+  }
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Error("cannot open output '" + path + "': " + strerror(errno));
+  *out = std::make_unique<RecordWriter>(fd, true, format);
+  return Status::Ok();
+}
+
+void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Result& result,
+                                std::string* out) {
+  if (format == OutputFormat::kRaw) {
+    if (result.ok) out->append(result.value);
+    out->push_back('\n');
+    return;
+  }
+  out->append("{\"index\":");
+  AppendUint(index, out);
+  if (result.ok) {
+    out->append(",\"ok\":true,\"result\":");
+    if (result.value_is_json) {
+      out->append(result.value);
+    } else {
+      AppendJsonString(result.value, out);
+    }
+  } else {
+    out->append(",\"ok\":false,\"error\":");
+    AppendJsonString(result.value, out);
+  }
+  for (const auto& [key, value] : result.extra) {
+    out->push_back(',');
+    AppendJsonString(key, out);
+    out->push_back(':');
+    if (const int64_t* number = std::get_if<int64_t>(&value)) {
+      if (*number < 0) {
+        out->push_back('-');
+        AppendUint(static_cast<uint64_t>(-(*number + 1)) + 1, out);
+      } else {
+        AppendUint(static_cast<uint64_t>(*number), out);
+      }
+    } else {
+      AppendJsonString(std::get<std::string>(value), out);
+    }
+  }
+  out->append("}\n");
+}
+
+void RecordWriter::Write(uint64_t index, const Result& result) {
+  if (!error_.ok()) return;
+  FormatRecord(format_, index, result, &buffer_);
+  if (buffer_.size() >= kFlushBytes) Flush();
+}
+
+Status RecordWriter::Flush() {
+  if (!error_.ok()) return error_;
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    ssize_t n = write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = Status::Error(std::string("cannot write output: ") + strerror(errno));
+      buffer_.clear();
+      return error_;
+    }
+    done += static_cast<size_t>(n);
+  }
+  buffer_.clear();
+  return Status::Ok();
+}
+
+}  // namespace fanmap

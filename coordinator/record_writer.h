@@ -1,0 +1,56 @@
+// RecordWriter: turns results into output records and writes them to a file
+// descriptor through its own buffer (one write(2) per ~1 MiB).
+//
+// jsonl: {"index":N,"ok":true,"result":...} or
+//        {"index":N,"ok":false,"error":"..."}, then the result's extra fields
+//        (exit_code, stderr, ...) in key order.
+// raw:   the result text and "\n"; a failed item writes an empty line, so
+//        that line N of the output still belongs to item N.
+#ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
+#define FANMAP_COORDINATOR_RECORD_WRITER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace fanmap {
+
+enum class OutputFormat { kJsonl, kRaw };
+
+class RecordWriter {
+ public:
+  // Takes ownership of `fd` if `owned`.
+  RecordWriter(int fd, bool owned, OutputFormat format);
+  ~RecordWriter();
+  RecordWriter(const RecordWriter&) = delete;
+  RecordWriter& operator=(const RecordWriter&) = delete;
+
+  // Opens `path` for writing, truncating it ("" or "-" means stdout).
+  static Status Open(const std::string& path, OutputFormat format,
+                     std::unique_ptr<RecordWriter>* out);
+
+  // Buffers the record of item `index`; writes when the buffer is full.
+  void Write(uint64_t index, const Result& result);
+  // Writes everything buffered. After a write error (e.g. EPIPE) every call
+  // returns that error and further records are discarded.
+  Status Flush();
+  size_t buffered() const { return buffer_.size(); }
+
+  // Appends the record of `result` to *out (exposed for tests).
+  static void FormatRecord(OutputFormat format, uint64_t index, const Result& result,
+                           std::string* out);
+
+ private:
+  int fd_;
+  bool owned_;
+  OutputFormat format_;
+  std::string buffer_;
+  Status error_;
+};
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_RECORD_WRITER_H_

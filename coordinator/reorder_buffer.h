@@ -1,0 +1,76 @@
+// ReorderBuffer: the window of items that have been read but whose records
+// have not been written yet, in index order.
+//
+// Every item gets the next index when it is added. A slot goes
+// kPending → kInFlight (sent to a worker; may go back to kPending if that
+// worker dies) → kDone (first result kept). PopReady() hands out the longest
+// finished prefix, in order, and forgets it, so memory is bounded by the
+// window the caller allows (size()), not by the input's length.
+#ifndef FANMAP_COORDINATOR_REORDER_BUFFER_H_
+#define FANMAP_COORDINATOR_REORDER_BUFFER_H_
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "common/protocol.h"
+
+namespace fanmap {
+
+enum class SlotState : uint8_t { kPending, kInFlight, kDone };
+
+struct Slot {
+  std::string item;
+  SlotState state = SlotState::kPending;
+  uint32_t worker = 0;    // valid when kInFlight
+  uint32_t attempts = 0;  // times sent to a worker
+  bool written = false;   // --unordered: the record is already out
+  Result result;          // valid when kDone
+};
+
+class ReorderBuffer {
+ public:
+  // Adds an item; returns its index.
+  uint64_t Add(std::string item);
+
+  // The slot of `index`, or null if it was already popped or never added.
+  Slot* Find(uint64_t index);
+
+  // Stores the first result for `index` and marks it done. Returns false
+  // (and changes nothing) if the slot is gone or already done: a duplicate.
+  bool Complete(uint64_t index, Result result);
+
+  // Calls emit(index, slot) for each slot of the finished prefix, in order,
+  // then drops them. Returns how many were popped.
+  template <typename Emit>
+  size_t PopReady(Emit&& emit) {
+    size_t popped = 0;
+    while (!slots_.empty() && slots_.front().state == SlotState::kDone) {
+      emit(base_, slots_.front());
+      item_bytes_ -= slots_.front().item.size();
+      slots_.pop_front();
+      ++base_;
+      ++popped;
+    }
+    return popped;
+  }
+
+  // Items in the window.
+  size_t size() const { return slots_.size(); }
+  bool empty() const { return slots_.empty(); }
+  // Bytes of item text held.
+  size_t item_bytes() const { return item_bytes_; }
+  // Index of the oldest slot (the next record to write).
+  uint64_t begin() const { return base_; }
+  // Index the next Add() will return.
+  uint64_t end() const { return base_ + slots_.size(); }
+
+ private:
+  std::deque<Slot> slots_;
+  uint64_t base_ = 0;
+  size_t item_bytes_ = 0;
+};
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_REORDER_BUFFER_H_

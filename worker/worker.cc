@@ -1,0 +1,304 @@
+#include "worker/worker.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <deque>
+#include <memory>
+#include <unordered_map>
+#include <zmq.hpp>
+
+#include "common/clock.h"
+#include "common/exit_status.h"
+#include "common/protocol.h"
+#include "worker/payload.h"
+
+namespace fanmap {
+namespace {
+
+// Results are sent when this many are ready, or before the loop would sleep.
+constexpr size_t kMaxResultsPerFrame = 1024;
+constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
+constexpr long kDefaultLivenessMs = 5000;
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+class WorkerLoop {
+ public:
+  explicit WorkerLoop(const WorkerConfig& config)
+      : config_(config), socket_(context_, zmq::socket_type::dealer) {}
+
+  ~WorkerLoop() {
+    if (signal_fd_ >= 0) close(signal_fd_);
+  }
+
+  int Run();
+
+ private:
+  void Log(const std::string& line) {
+    if (!config_.quiet) std::fprintf(stderr, "fanmap-worker: %s\n", line.c_str());
+  }
+  bool SetUp();
+  int WaitForJob();
+  int Serve();
+  void HandleFrame(const zmq::message_t& frame, int* exit_code);
+  void StartTasks();
+  void CollectResults();
+  void FlushResults();
+  void Send(std::string frame);
+  void FlushOutbox();
+  bool CheckSignals();
+
+  const WorkerConfig& config_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  int signal_fd_ = -1;
+  std::unique_ptr<Payload> payload_;
+  ResultSink sink_;
+  size_t sink_collected_ = 0;  // sink_[0, sink_collected_) are stamped and queued
+  std::vector<Result> ready_;
+  size_t ready_bytes_ = 0;
+  std::deque<Task> queued_;
+  std::unordered_map<uint64_t, int64_t> started_us_;  // index → start time
+  std::deque<std::string> outbox_;
+  unsigned slots_ = 1;
+  long liveness_ms_ = kDefaultLivenessMs;
+  int64_t last_heard_ms_ = 0;
+  int64_t last_sent_ms_ = 0;
+};
+
+bool WorkerLoop::SetUp() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  try {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::immediate, 1);
+    socket_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
+    socket_.set(zmq::sockopt::sndhwm, 0);
+    socket_.set(zmq::sockopt::rcvhwm, 0);
+    socket_.connect(config_.endpoint);
+  } catch (const zmq::error_t& e) {
+    Log("cannot connect to '" + config_.endpoint + "': " + e.what());
+    return false;
+  }
+  return true;
+}
+
+bool WorkerLoop::CheckSignals() {
+  signalfd_siginfo info;
+  bool got = false;
+  while (read(signal_fd_, &info, sizeof info) == sizeof info) got = true;
+  return got;
+}
+
+void WorkerLoop::Send(std::string frame) {
+  outbox_.push_back(std::move(frame));
+  FlushOutbox();
+}
+
+void WorkerLoop::FlushOutbox() {
+  while (!outbox_.empty()) {
+    const std::string& frame = outbox_.front();
+    zmq::send_result_t sent;
+    try {
+      sent = socket_.send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      Log(std::string("send failed: ") + e.what());
+      return;
+    }
+    if (!sent) return;  // no peer yet or HWM: retried when the socket is writable
+    outbox_.pop_front();
+    last_sent_ms_ = NowMillis();
+  }
+}
+
+int WorkerLoop::WaitForJob() {
+  Hello hello;
+  hello.slots = config_.slots;
+  hello.host = HostName();
+  hello.pid = static_cast<uint32_t>(getpid());
+  hello.name = config_.name.empty() ? hello.host + ":" + std::to_string(hello.pid) : config_.name;
+  Send(EncodeHello(hello));
+
+  int64_t give_up = config_.connect_timeout_s > 0
+                        ? NowMillis() + config_.connect_timeout_s * 1000ll
+                        : INT64_MAX;
+  while (!payload_) {
+    std::vector<zmq::pollitem_t> items = {
+        {socket_.handle(), 0, static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)),
+         0},
+        {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::chrono::milliseconds(100));
+    if (CheckSignals()) return kExitInterrupted;
+    FlushOutbox();
+    zmq::message_t frame;
+    while (!payload_ && socket_.recv(frame, zmq::recv_flags::dontwait)) {
+      int exit_code = -1;
+      HandleFrame(frame, &exit_code);
+      if (exit_code >= 0) return exit_code;
+    }
+    if (!payload_ && NowMillis() > give_up) {
+      Log("no job from " + config_.endpoint + " within " +
+          std::to_string(config_.connect_timeout_s) + " s; giving up");
+      return kExitItemsFailed;
+    }
+  }
+  return -1;
+}
+
+void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
+  Message message;
+  Status status = DecodeMessage(frame.data(), frame.size(), &message);
+  if (!status.ok()) {
+    if (message.type == MessageType::kRefuse) {
+      Log("refused by coordinator: " + (message.reason.empty() ? status.message() : message.reason));
+      *exit_code = kExitUsage;
+    } else if (message.version != kProtocolVersion) {
+      Log("coordinator speaks another protocol: " + status.message());
+      *exit_code = kExitUsage;
+    } else {
+      Log("dropped a bad frame: " + status.message());
+    }
+    return;
+  }
+  last_heard_ms_ = NowMillis();
+  switch (message.type) {
+    case MessageType::kJob: {
+      if (payload_) return;  // a repeated JOB changes nothing
+      slots_ = config_.slots > 0 ? config_.slots : std::max(1u, message.job.default_slots);
+      auto it = message.job.options.find("liveness_ms");
+      if (it != message.job.options.end()) liveness_ms_ = std::max(100L, std::stol(it->second));
+      Status made = MakePayload(message.job, &sink_, &payload_);
+      if (!made.ok()) {
+        Log("cannot run this job: " + made.message());
+        *exit_code = kExitUsage;
+      }
+      return;
+    }
+    case MessageType::kTasks:
+      for (Task& task : message.tasks) queued_.push_back(std::move(task));
+      return;
+    case MessageType::kHeartbeat:
+      return;
+    case MessageType::kStop:
+      *exit_code = kExitOk;
+      return;
+    case MessageType::kRefuse:
+      Log("refused by coordinator: " + message.reason);
+      *exit_code = kExitUsage;
+      return;
+    default:
+      Log("dropped an unexpected message of type " +
+          std::to_string(static_cast<int>(message.type)));
+  }
+}
+
+void WorkerLoop::StartTasks() {
+  while (!queued_.empty() && payload_->running() < slots_) {
+    Task task = std::move(queued_.front());
+    queued_.pop_front();
+    int64_t start = NowMicros();
+    size_t before = sink_.size();
+    uint64_t index = task.index;
+    payload_->Start(std::move(task));
+    if (sink_.size() > before) {
+      // Finished at once (echo): stamp it here, no bookkeeping needed.
+      sink_.back().elapsed_us = static_cast<uint64_t>(NowMicros() - start);
+    } else {
+      started_us_[index] = start;
+    }
+    CollectResults();
+  }
+}
+
+void WorkerLoop::CollectResults() {
+  if (sink_.empty()) return;
+  int64_t now = NowMicros();
+  for (Result& result : sink_) {
+    auto it = started_us_.find(result.index);
+    if (it != started_us_.end()) {
+      result.elapsed_us = static_cast<uint64_t>(now - it->second);
+      started_us_.erase(it);
+    }
+    ready_bytes_ += result.value.size() + 32;
+    ready_.push_back(std::move(result));
+    if (ready_.size() >= kMaxResultsPerFrame || ready_bytes_ >= kMaxResultBytesPerFrame) {
+      FlushResults();
+    }
+  }
+  sink_.clear();
+}
+
+void WorkerLoop::FlushResults() {
+  if (ready_.empty()) return;
+  Send(EncodeResults(ready_));
+  ready_.clear();
+  ready_bytes_ = 0;
+}
+
+int WorkerLoop::Serve() {
+  std::vector<zmq::pollitem_t> items;
+  const long heartbeat_ms = std::max(50L, liveness_ms_ / 5);
+  last_heard_ms_ = NowMillis();
+  for (;;) {
+    StartTasks();
+    // Nothing more can finish without waiting: send what is ready now.
+    FlushResults();
+
+    long timeout_ms = heartbeat_ms;
+    items.clear();
+    items.push_back({socket_.handle(), 0,
+                     static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)), 0});
+    items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
+    payload_->AddPollItems(&items, &timeout_ms);
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
+
+    if (CheckSignals()) return kExitInterrupted;
+    payload_->Advance(items.data() + 2, items.size() - 2);
+    CollectResults();
+    FlushOutbox();
+
+    zmq::message_t frame;
+    // Bounded so that a flood of tasks cannot starve the payload.
+    for (int i = 0; i < 64 && socket_.recv(frame, zmq::recv_flags::dontwait); ++i) {
+      int exit_code = -1;
+      HandleFrame(frame, &exit_code);
+      if (exit_code >= 0) return exit_code;
+    }
+
+    int64_t now = NowMillis();
+    if (now - last_heard_ms_ > liveness_ms_) {
+      Log("coordinator silent for " + std::to_string(now - last_heard_ms_) + " ms; exiting");
+      return kExitItemsFailed;
+    }
+    if (now - last_sent_ms_ >= heartbeat_ms && outbox_.empty()) Send(EncodeHeartbeat());
+  }
+}
+
+int WorkerLoop::Run() {
+  if (!SetUp()) return kExitUsage;
+  int code = WaitForJob();
+  if (code < 0) code = Serve();
+  if (payload_) payload_->Shutdown();
+  return code;
+}
+
+}  // namespace
+
+int RunWorker(const WorkerConfig& config) {
+  WorkerLoop loop(config);
+  return loop.Run();
+}
+
+}  // namespace fanmap

@@ -537,7 +537,14 @@ ProgressCounts Coordinator::Counts() const {
 void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
   for (auto& w : workers_) SendTo(*w, stop);
-  if (local_ != nullptr) local_->StopAll(2000);
+  if (local_ == nullptr) return;
+  // Workers that never said HELLO cannot be told to stop: signal them.
+  for (pid_t pid : local_->pids()) {
+    bool connected = std::any_of(workers_.begin(), workers_.end(),
+                                 [pid](const auto& w) { return w->local_pid == pid; });
+    if (!connected) local_->Signal(pid, SIGTERM);
+  }
+  local_->StopAll(2000);
 }
 
 int Coordinator::Run() {

@@ -95,6 +95,12 @@ void LocalWorkers::StopAll(int grace_ms) {
   impl_->children.clear();
 }
 
+std::vector<pid_t> LocalWorkers::pids() const {
+  std::vector<pid_t> pids;
+  for (const bp::child& child : impl_->children) pids.push_back(child.id());
+  return pids;
+}
+
 size_t LocalWorkers::running() const { return impl_->children.size(); }
 
 std::string DefaultWorkerPath() {

@@ -43,6 +43,8 @@ class LocalWorkers {
   // SIGKILLs what is left; every worker is reaped on return.
   void StopAll(int grace_ms);
   size_t running() const;
+  // Pids of the workers not yet reaped.
+  std::vector<pid_t> pids() const;
 
  private:
   struct Impl;

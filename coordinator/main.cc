@@ -4,6 +4,7 @@
 
 #include "common/exit_status.h"
 #include "coordinator/coordinator.h"
+#include "worker/payload.h"
 
 namespace {
 
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
     return usage_error("nothing to run: give --builtin SPEC or a COMMAND");
   }
   config.job.default_slots = 1;
+  fanmap::Status valid = fanmap::ValidateJob(config.job);
+  if (!valid.ok()) return usage_error(valid.message());
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
   return fanmap::RunCoordinator(config);
 }

@@ -18,6 +18,12 @@ Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload
   return Status::Error("unknown payload kind '" + job.kind + "'");
 }
 
+Status ValidateJob(const JobSpec& job) {
+  ResultSink sink;
+  std::unique_ptr<Payload> payload;
+  return MakePayload(job, &sink, &payload);
+}
+
 Result OkResult(const Task& task, std::string value) {
   Result r;
   r.index = task.index;

@@ -50,6 +50,10 @@ class Payload {
 // must outlive the payload. An unknown kind or bad arguments give an error.
 Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload>* out);
 
+// Checks that `job` describes a payload this build can run (the coordinator
+// calls it before starting workers, so that a typo is a usage error).
+Status ValidateJob(const JobSpec& job);
+
 // Helpers shared by payloads to fill a Result.
 Result OkResult(const Task& task, std::string value);
 Result ErrorResult(const Task& task, std::string error);

@@ -1,0 +1,301 @@
+// Integration tests: the real fanmap and fanmap-worker binaries, real ZeroMQ
+// sockets, real child processes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <thread>
+#include <zmq.hpp>
+
+#include "common/protocol.h"
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using testing_util::Lines;
+using testing_util::Process;
+using testing_util::ReadFile;
+using testing_util::RunResult;
+using testing_util::TempDir;
+using testing_util::WriteFile;
+
+const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
+const std::string kWorker = std::string(FANMAP_BIN_DIR) + "/fanmap-worker";
+
+std::string Seq(int from, int to) {
+  std::string s;
+  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+class FarmTest : public ::testing::Test {
+ protected:
+  FarmTest() : token_(testing_util::UniqueToken()) {}
+
+  // Runs fanmap with `args` and `input` on stdin; every process it starts
+  // carries this test's token in its environment.
+  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
+    args.insert(args.begin(), kFanmap);
+    return testing_util::Run(args, input, {"FANMAP_TEST_TOKEN=" + token_});
+  }
+
+  // Parses jsonl records, checking that there is one per item, in order.
+  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
+    std::vector<nlohmann::json> records;
+    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
+    EXPECT_EQ(records.size(), expected);
+    for (size_t i = 0; i < records.size(); ++i) {
+      EXPECT_EQ(records[i]["index"], i) << "record " << i << " out of order";
+    }
+    return records;
+  }
+
+  void ExpectNoProcessLeft() {
+    // Processes are reaped asynchronously by init once orphaned; allow a moment.
+    std::vector<pid_t> left;
+    for (int i = 0; i < 200; ++i) {
+      left = testing_util::ProcessesWithToken(token_);
+      if (left.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left, first pid " << left[0];
+  }
+
+  std::string token_;
+};
+
+TEST_F(FarmTest, EchoKeepsInputOrderAcrossWorkers) {
+  RunResult r = Fanmap({"-j", "3", "--builtin", "echo"}, Seq(0, 4999));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 5000);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i]["ok"], true);
+    EXPECT_EQ(records[i]["result"], std::to_string(i));
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, OrderIsKeptUnderRandomPerItemDelays) {
+  // Each item sleeps a pseudo-random 0-40 ms, so results finish out of order.
+  std::string input;
+  for (int i = 0; i < 120; ++i) input += std::to_string((i * 37) % 41 / 1000.0) + "\n";
+  RunResult r = Fanmap({"-j", "4", "--slots", "3", "--", "sh", "-c", "sleep $1; echo $1", "sh",
+                        "{}"},
+                       input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 120);
+  auto items = Lines(input);
+  for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["result"], items[i]);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, RawOutputIsOneResultPerLine) {
+  RunResult r = Fanmap({"-j", "2", "--builtin", "sleep:1", "--output-format", "raw"}, Seq(1, 300));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Seq(1, 300));
+}
+
+TEST_F(FarmTest, UnorderedWritesEveryRecordOnce) {
+  RunResult r = Fanmap({"-j", "3", "--unordered", "--builtin", "echo"}, Seq(0, 2999));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<int> seen;
+  for (const std::string& line : Lines(r.out)) {
+    auto record = nlohmann::json::parse(line);
+    EXPECT_TRUE(seen.insert(record["index"].get<int>()).second) << "duplicate " << line;
+    EXPECT_EQ(record["result"], std::to_string(record["index"].get<int>()));
+  }
+  EXPECT_EQ(seen.size(), 3000u);
+}
+
+TEST_F(FarmTest, ExecFailureIsARecordWithExitCodeAndStderr) {
+  RunResult r = Fanmap({"-j", "2", "--", "sh", "-c",
+                        "if [ $1 = 3 ]; then echo broken >&2; exit 7; fi; echo ok$1", "sh"},
+                       Seq(0, 5));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 6);
+  for (int i = 0; i < 6; ++i) {
+    if (i == 3) continue;
+    EXPECT_EQ(records[i]["ok"], true);
+    EXPECT_EQ(records[i]["result"], "ok" + std::to_string(i));
+  }
+  EXPECT_EQ(records[3]["ok"], false);
+  EXPECT_EQ(records[3]["exit_code"], 7);
+  EXPECT_EQ(records[3]["stderr"], "broken");
+  EXPECT_NE(records[3]["error"].get<std::string>().find("7"), std::string::npos);
+  EXPECT_NE(r.err.find("1 of 6 item(s) failed"), std::string::npos) << r.err;
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, CommandNotFoundFailsEveryItemWithAClearError) {
+  RunResult r = Fanmap({"-j", "1", "--", "no-such-command-fanmap"}, "a\nb\n");
+  EXPECT_EQ(r.exit_code, 1);
+  auto records = Records(r.out, 2);
+  for (auto& record : records) {
+    EXPECT_EQ(record["ok"], false);
+    EXPECT_NE(record["error"].get<std::string>().find("no-such-command-fanmap"),
+              std::string::npos);
+  }
+}
+
+TEST_F(FarmTest, BadJsonlLineIsAnErrorRecordNamingTheLine) {
+  std::string input = "{\"a\":1}\n{\"a\":\n[1,2]\n\"text\"\n";
+  RunResult r = Fanmap({"-j", "2", "--input-format", "jsonl", "--builtin", "echo"}, input);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 4);
+  EXPECT_EQ(records[0]["result"], "{\"a\":1}");
+  EXPECT_EQ(records[1]["ok"], false);
+  std::string error = records[1]["error"];
+  EXPECT_NE(error.find("line 2"), std::string::npos) << error;
+  EXPECT_NE(error.find("invalid JSON"), std::string::npos) << error;
+  EXPECT_EQ(records[2]["result"], "[1,2]");
+  EXPECT_EQ(records[3]["result"], "\"text\"");
+  EXPECT_NE(r.err.find("line 2"), std::string::npos) << r.err;
+}
+
+TEST_F(FarmTest, FailedBuiltinItemsGiveExitStatusOne) {
+  RunResult r = Fanmap({"-j", "2", "--builtin", "fail-on:7"}, Seq(0, 9));
+  EXPECT_EQ(r.exit_code, 1);
+  auto records = Records(r.out, 10);
+  EXPECT_EQ(records[7]["ok"], false);
+  EXPECT_EQ(records[8]["ok"], true);
+}
+
+TEST_F(FarmTest, EmptyInputWritesNothingAndSucceeds) {
+  RunResult r = Fanmap({"-j", "2", "--builtin", "echo"}, "");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, UsageErrorsExitTwoWithAMessage) {
+  RunResult none = Fanmap({"-j", "1"}, "x\n");
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("nothing to run"), std::string::npos) << none.err;
+  RunResult both = Fanmap({"--builtin", "echo", "--", "cat"}, "x\n");
+  EXPECT_EQ(both.exit_code, 2);
+  RunResult bad_flag = Fanmap({"--no-such-flag", "--builtin", "echo"}, "x\n");
+  EXPECT_EQ(bad_flag.exit_code, 2);
+  RunResult missing = Fanmap({"-i", "/no/such/file", "--builtin", "echo"}, "");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("/no/such/file"), std::string::npos) << missing.err;
+  RunResult bad_builtin = Fanmap({"-j", "1", "--builtin", "nope"}, "x\n");
+  EXPECT_EQ(bad_builtin.exit_code, 2);
+  EXPECT_NE(bad_builtin.err.find("unknown builtin"), std::string::npos) << bad_builtin.err;
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, HelpExitsZero) {
+  RunResult r = Fanmap({"--help"}, "");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--builtin"), std::string::npos);
+}
+
+TEST_F(FarmTest, KilledWorkerLosesNoItem) {
+  TempDir dir;
+  WriteFile(dir.File("in"), Seq(0, 399));
+  Process fanmap({kFanmap, "-j", "2", "--builtin", "sleep:10", "-i", dir.File("in")}, "",
+                 dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
+  // Kill one worker once the run is under way.
+  std::vector<pid_t> workers;
+  for (int i = 0; i < 500 && workers.size() < 2; ++i) {
+    workers = testing_util::ProcessesNamed(token_, "fanmap-worker");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(workers.empty());
+  testing_util::WaitForText(dir.File("out"), "\"index\":20,");
+  kill(workers[0], SIGKILL);
+  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
+  auto records = Records(ReadFile(dir.File("out")), 400);
+  for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+  EXPECT_NE(ReadFile(dir.File("err")).find("killed by signal 9"), std::string::npos)
+      << ReadFile(dir.File("err"));
+  ExpectNoProcessLeft();
+}
+
+TEST_F(FarmTest, TwoWorkersJoinByConnect) {
+  TempDir dir;
+  WriteFile(dir.File("in"), Seq(0, 199));
+  Process fanmap({kFanmap, "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5",
+                  "-i", dir.File("in")},
+                 "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
+  std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) << err;
+  std::string endpoint = m[1];
+  Process w1({kWorker, "--connect", endpoint, "--name", "first"}, "", dir.File("w1.out"),
+             dir.File("w1.err"), {"FANMAP_TEST_TOKEN=" + token_});
+  Process w2({kWorker, "--connect", endpoint, "--name", "second"}, "", dir.File("w2.out"),
+             dir.File("w2.err"), {"FANMAP_TEST_TOKEN=" + token_});
+  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
+  Records(ReadFile(dir.File("out")), 200);
+  err = ReadFile(dir.File("err"));
+  EXPECT_NE(err.find("worker first joined"), std::string::npos) << err;
+  EXPECT_NE(err.find("worker second joined"), std::string::npos) << err;
+  // The run's end stops every worker.
+  EXPECT_EQ(w1.Wait(30), 0) << ReadFile(dir.File("w1.err"));
+  EXPECT_EQ(w2.Wait(30), 0) << ReadFile(dir.File("w2.err"));
+  ExpectNoProcessLeft();
+}
+
+// A peer that speaks raw ZeroMQ to a listening coordinator.
+class RawPeer {
+ public:
+  explicit RawPeer(const std::string& endpoint) : socket_(context_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::rcvtimeo, 10000);
+    socket_.connect(endpoint);
+  }
+  void Send(const std::string& frame) { socket_.send(zmq::buffer(frame), zmq::send_flags::none); }
+  bool Receive(Message* message) {
+    zmq::message_t frame;
+    if (!socket_.recv(frame)) return false;
+    DecodeMessage(frame.data(), frame.size(), message);
+    return true;
+  }
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+};
+
+TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
+  TempDir dir;
+  WriteFile(dir.File("in"), Seq(0, 299));
+  Process fanmap({kFanmap, "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2",
+                  "-i", dir.File("in")},
+                 "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
+  std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) << err;
+
+  RawPeer garbage(m[1]);
+  garbage.Send("");
+  garbage.Send(std::string("\xdd\xff\xff\xff\xff", 5));
+  garbage.Send("GET / HTTP/1.1\r\n\r\n");
+  garbage.Send(EncodeHeartbeat() + "trailing");
+
+  RawPeer old_version(m[1]);
+  std::string hello = EncodeHello(Hello{1, "old", "h", 1});
+  hello[1] = 9;  // claim protocol version 9
+  old_version.Send(hello);
+  Message reply;
+  ASSERT_TRUE(old_version.Receive(&reply));
+  EXPECT_EQ(reply.type, MessageType::kRefuse);
+  EXPECT_NE(reply.reason.find("version 9"), std::string::npos) << reply.reason;
+
+  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
+  Records(ReadFile(dir.File("out")), 300);
+  err = ReadFile(dir.File("err"));
+  EXPECT_NE(err.find("refused a worker"), std::string::npos) << err;
+  EXPECT_NE(err.find("bad frame"), std::string::npos) << err;
+  ExpectNoProcessLeft();
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -1,9 +1,8 @@
 #include "common/protocol.h"
 
 #include <algorithm>
-#include <new>
-
 #include <msgpack.hpp>
+#include <new>
 
 namespace fanmap {
 namespace {

@@ -18,15 +18,15 @@ struct Config {
   std::string output_path;  // "" = stdout
   InputFormat input_format = InputFormat::kLines;
   OutputFormat output_format = OutputFormat::kJsonl;
-  int workers = -1;        // local workers; -1 = number of CPUs
-  unsigned slots = 0;      // per worker; 0 = the payload's default
+  int workers = -1;    // local workers; -1 = number of CPUs
+  unsigned slots = 0;  // per worker; 0 = the payload's default
   bool unordered = false;
   std::vector<std::string> listen;  // extra endpoints remote workers connect to
   ProgressMode progress = ProgressMode::kAuto;
-  size_t window = 0;       // read-ahead in items; 0 = automatic
-  int heartbeat_ms = 5000; // a worker silent this long is dead
-  JobSpec job;             // what workers run
-  std::string worker_path; // "" = fanmap-worker next to fanmap
+  size_t window = 0;        // read-ahead in items; 0 = automatic
+  int heartbeat_ms = 5000;  // a worker silent this long is dead
+  JobSpec job;              // what workers run
+  std::string worker_path;  // "" = fanmap-worker next to fanmap
 };
 
 }  // namespace fanmap

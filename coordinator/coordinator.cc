@@ -236,7 +236,8 @@ void Coordinator::AddItem(std::string line) {
   bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
   uint64_t index = window_.Add(bad ? std::string() : std::move(line));
   if (!bad) return;
-  std::string message = "line " + std::to_string(input_->line_number()) + ": invalid JSON: " + error;
+  std::string message =
+      "line " + std::to_string(input_->line_number()) + ": invalid JSON: " + error;
   Log(message);
   Result result;
   result.index = index;
@@ -298,7 +299,8 @@ void Coordinator::Dispatch() {
 
 bool Coordinator::SendTo(Worker& worker, const std::string& frame) {
   try {
-    if (!router_.send(zmq::buffer(worker.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
+    if (!router_.send(zmq::buffer(worker.routing_id),
+                      zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
         !router_.send(zmq::buffer(frame), zmq::send_flags::dontwait)) {
       return false;
     }
@@ -311,7 +313,8 @@ bool Coordinator::SendTo(Worker& worker, const std::string& frame) {
 
 void Coordinator::SendToId(const std::string& routing_id, const std::string& frame) {
   try {
-    if (router_.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    if (router_.send(zmq::buffer(routing_id),
+                     zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       router_.send(zmq::buffer(frame), zmq::send_flags::dontwait);
     }
   } catch (const zmq::error_t&) {
@@ -355,8 +358,8 @@ void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_
     ++bad_frames_;
     if (message.version != kProtocolVersion && message.type == MessageType::kHello) {
       Log("refused a worker: " + status.message());
-      SendToId(routing_id, EncodeRefuse("fanmap coordinator refuses this worker: " +
-                                        status.message()));
+      SendToId(routing_id,
+               EncodeRefuse("fanmap coordinator refuses this worker: " + status.message()));
     } else if (bad_frames_ <= 5) {
       Log("dropped a frame: " + status.message());
     }
@@ -443,8 +446,8 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
   }
   if (worker->local_pid != 0 && local_ != nullptr) local_->Signal(worker->local_pid, SIGKILL);
   SendToId(worker->routing_id, EncodeStop("removed: " + why));
-  workers_.erase(std::find_if(workers_.begin(), workers_.end(),
-                              [id](const auto& w) { return w->id == id; }));
+  workers_.erase(
+      std::find_if(workers_.begin(), workers_.end(), [id](const auto& w) { return w->id == id; }));
 }
 
 void Coordinator::Tick() {
@@ -569,7 +572,8 @@ int Coordinator::Run() {
     bool want_input = WantInput();
     if (want_input && input_->is_regular_file()) timeout = 0;
     if (writer_->buffered() > 0) {
-      if (timeout > 0 && (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs)) {
+      if (timeout > 0 &&
+          (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs)) {
         writer_->Flush();
         last_flush_ms_ = now;
       } else {
@@ -579,7 +583,8 @@ int Coordinator::Run() {
     items.clear();
     items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
-    if (want_input && !input_->is_regular_file()) items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
+    if (want_input && !input_->is_regular_file())
+      items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
     if (items.size() > 2 && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) input_readable_ = true;
     if (items[1].revents & ZMQ_POLLIN) HandleSignals();

@@ -49,8 +49,8 @@ class InputReader {
   bool regular_ = false;
   bool eof_ = false;
   std::string buffer_;
-  size_t start_ = 0;     // first unreturned byte
-  size_t scanned_ = 0;   // bytes [start_, scanned_) hold no '\n'
+  size_t start_ = 0;    // first unreturned byte
+  size_t scanned_ = 0;  // bytes [start_, scanned_) hold no '\n'
   uint64_t line_number_ = 0;
 };
 

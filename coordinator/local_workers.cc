@@ -28,8 +28,9 @@ LocalWorkers::LocalWorkers(std::string worker_path, std::string endpoint, unsign
 LocalWorkers::~LocalWorkers() { StopAll(0); }
 
 Status LocalWorkers::Spawn(pid_t* pid) {
-  std::vector<std::string> args = {"--connect", impl_->endpoint, "--parent-pid",
-                                   std::to_string(getpid()), "--connect-timeout", "30"};
+  std::vector<std::string> args = {"--connect",         impl_->endpoint,
+                                   "--parent-pid",      std::to_string(getpid()),
+                                   "--connect-timeout", "30"};
   if (impl_->slots > 0) {
     args.push_back("--slots");
     args.push_back(std::to_string(impl_->slots));

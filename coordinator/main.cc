@@ -15,7 +15,8 @@ constexpr const char* kDescription =
     "\n"
     "  seq 0 24 | fanmap -j 5 --builtin sleep:1000\n"
     "  fanmap -j 4 -i files.txt -- gzip -9 {}\n"
-    "  fanmap -j 0 --listen tcp://127.0.0.1:5555 -i items.txt   (workers: fanmap-worker --connect ...)\n"
+    "  fanmap -j 0 --listen tcp://127.0.0.1:5555 -i items.txt   (workers: fanmap-worker --connect "
+    "...)\n"
     "\n"
     "Records (jsonl): {\"index\":0,\"ok\":true,\"result\":...} or "
     "{\"index\":3,\"ok\":false,\"error\":...}\n"
@@ -32,15 +33,13 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", config.output_path, "records (default: stdout)");
   app.add_option("--input-format", config.input_format,
                  "lines: each line is an item; jsonl: each line must be a JSON value")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, fanmap::InputFormat>{{"lines", fanmap::InputFormat::kLines},
-                                                      {"jsonl", fanmap::InputFormat::kJsonl}}))
+      ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::InputFormat>{
+          {"lines", fanmap::InputFormat::kLines}, {"jsonl", fanmap::InputFormat::kJsonl}}))
       ->default_str("lines");
   app.add_option("--output-format", config.output_format,
                  "jsonl: one JSON record per item; raw: each result's text, one per line")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, fanmap::OutputFormat>{{"jsonl", fanmap::OutputFormat::kJsonl},
-                                                       {"raw", fanmap::OutputFormat::kRaw}}))
+      ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::OutputFormat>{
+          {"jsonl", fanmap::OutputFormat::kJsonl}, {"raw", fanmap::OutputFormat::kRaw}}))
       ->default_str("jsonl");
   app.add_option("-j,--workers", config.workers,
                  "local worker processes (default: number of CPUs; 0: remote workers only)")
@@ -51,10 +50,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", config.listen,
                  "also accept workers on ENDPOINT (e.g. tcp://127.0.0.1:5555); repeatable");
   app.add_option("--progress", config.progress, "progress bar on stderr: auto (if a terminal)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::ProgressMode>{
-          {"auto", fanmap::ProgressMode::kAuto},
-          {"always", fanmap::ProgressMode::kAlways},
-          {"never", fanmap::ProgressMode::kNever}}))
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, fanmap::ProgressMode>{{"auto", fanmap::ProgressMode::kAuto},
+                                                      {"always", fanmap::ProgressMode::kAlways},
+                                                      {"never", fanmap::ProgressMode::kNever}}))
       ->default_str("auto");
   app.add_option("--window", config.window,
                  "items read ahead of the oldest unwritten one (default 16384, grows with "
@@ -66,8 +65,7 @@ int main(int argc, char** argv) {
   std::string builtin;
   app.add_option("--builtin", builtin,
                  "built-in task: echo | sleep:MS | sha256:ROUNDS | fail-on:TEXT");
-  app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")
-      ->group("");
+  app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")->group("");
   app.footer(
       "COMMAND [ARG...] runs once per item; {} in an argument is replaced by the item,\n"
       "otherwise the item is appended. The result is the command's stdout.");

@@ -1,12 +1,11 @@
 // Integration tests: the real fanmap and fanmap-worker binaries, real ZeroMQ
 // sockets, real child processes.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <thread>
@@ -85,9 +84,8 @@ TEST_F(FarmTest, OrderIsKeptUnderRandomPerItemDelays) {
   // Each item sleeps a pseudo-random 0-40 ms, so results finish out of order.
   std::string input;
   for (int i = 0; i < 120; ++i) input += std::to_string((i * 37) % 41 / 1000.0) + "\n";
-  RunResult r = Fanmap({"-j", "4", "--slots", "3", "--", "sh", "-c", "sleep $1; echo $1", "sh",
-                        "{}"},
-                       input);
+  RunResult r =
+      Fanmap({"-j", "4", "--slots", "3", "--", "sh", "-c", "sleep $1; echo $1", "sh", "{}"}, input);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto records = Records(r.out, 120);
   auto items = Lines(input);
@@ -138,8 +136,7 @@ TEST_F(FarmTest, CommandNotFoundFailsEveryItemWithAClearError) {
   auto records = Records(r.out, 2);
   for (auto& record : records) {
     EXPECT_EQ(record["ok"], false);
-    EXPECT_NE(record["error"].get<std::string>().find("no-such-command-fanmap"),
-              std::string::npos);
+    EXPECT_NE(record["error"].get<std::string>().find("no-such-command-fanmap"), std::string::npos);
   }
 }
 
@@ -221,8 +218,8 @@ TEST_F(FarmTest, KilledWorkerLosesNoItem) {
 TEST_F(FarmTest, TwoWorkersJoinByConnect) {
   TempDir dir;
   WriteFile(dir.File("in"), Seq(0, 199));
-  Process fanmap({kFanmap, "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5",
-                  "-i", dir.File("in")},
+  Process fanmap({kFanmap, "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5", "-i",
+                  dir.File("in")},
                  "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
   std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
   std::smatch m;
@@ -267,8 +264,8 @@ class RawPeer {
 TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   TempDir dir;
   WriteFile(dir.File("in"), Seq(0, 299));
-  Process fanmap({kFanmap, "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2",
-                  "-i", dir.File("in")},
+  Process fanmap({kFanmap, "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2", "-i",
+                  dir.File("in")},
                  "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
   std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
   std::smatch m;

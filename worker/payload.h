@@ -18,10 +18,10 @@
 #ifndef FANMAP_WORKER_PAYLOAD_H_
 #define FANMAP_WORKER_PAYLOAD_H_
 
+#include <zmq.h>
+
 #include <memory>
 #include <vector>
-
-#include <zmq.h>
 
 #include "common/protocol.h"
 #include "common/status.h"

@@ -92,8 +92,7 @@ class SleepPayload : public Payload {
     uint64_t seq;  // keeps equal deadlines in arrival order
     Task task;
     bool operator>(const Timer& other) const {
-      return deadline_us != other.deadline_us ? deadline_us > other.deadline_us
-                                              : seq > other.seq;
+      return deadline_us != other.deadline_us ? deadline_us > other.deadline_us : seq > other.seq;
     }
   };
   ResultSink* sink_;

@@ -16,8 +16,7 @@
 namespace fanmap {
 
 // `spec` is the text after --builtin, e.g. "sleep:1000".
-Status MakeBuiltinPayload(const std::string& spec, ResultSink* sink,
-                          std::unique_ptr<Payload>* out);
+Status MakeBuiltinPayload(const std::string& spec, ResultSink* sink, std::unique_ptr<Payload>* out);
 
 // Hex SHA-256 of `item` iterated `rounds` times (exposed for tests).
 std::string Sha256Rounds(const std::string& item, uint64_t rounds);

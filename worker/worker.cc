@@ -131,9 +131,8 @@ int WorkerLoop::WaitForJob() {
   hello.name = config_.name.empty() ? hello.host + ":" + std::to_string(hello.pid) : config_.name;
   Send(EncodeHello(hello));
 
-  int64_t give_up = config_.connect_timeout_s > 0
-                        ? NowMillis() + config_.connect_timeout_s * 1000ll
-                        : INT64_MAX;
+  int64_t give_up =
+      config_.connect_timeout_s > 0 ? NowMillis() + config_.connect_timeout_s * 1000ll : INT64_MAX;
   while (!payload_) {
     std::vector<zmq::pollitem_t> items = {
         {socket_.handle(), 0, static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)),
@@ -162,7 +161,8 @@ void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
   Status status = DecodeMessage(frame.data(), frame.size(), &message);
   if (!status.ok()) {
     if (message.type == MessageType::kRefuse) {
-      Log("refused by coordinator: " + (message.reason.empty() ? status.message() : message.reason));
+      Log("refused by coordinator: " +
+          (message.reason.empty() ? status.message() : message.reason));
       *exit_code = kExitUsage;
     } else if (message.version != kProtocolVersion) {
       Log("coordinator speaks another protocol: " + status.message());

@@ -8,11 +8,11 @@
 namespace fanmap {
 
 struct WorkerConfig {
-  std::string endpoint;       // e.g. "tcp://127.0.0.1:5555" or "ipc:///tmp/x"
-  unsigned slots = 0;         // tasks in flight; 0 = the job's default
-  std::string name;           // shown by the coordinator; default host:pid
-  int connect_timeout_s = 60; // give up if no job arrives within this; 0 = wait forever
-  bool quiet = false;         // no log lines on stderr
+  std::string endpoint;        // e.g. "tcp://127.0.0.1:5555" or "ipc:///tmp/x"
+  unsigned slots = 0;          // tasks in flight; 0 = the job's default
+  std::string name;            // shown by the coordinator; default host:pid
+  int connect_timeout_s = 60;  // give up if no job arrives within this; 0 = wait forever
+  bool quiet = false;          // no log lines on stderr
 };
 
 // Runs until the coordinator says STOP (returns 0), refuses us (2), goes

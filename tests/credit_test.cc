@@ -1,0 +1,110 @@
+#include "coordinator/credit.h"
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fanmap {
+namespace {
+
+class WorkerCreditTest : public ::testing::Test {
+ protected:
+  // Reports `batches` batches of `tasks` results that took `micros_each`.
+  void Finish(WorkerCredit* credit, uint64_t micros_each, size_t tasks = 1, int batches = 20) {
+    for (int i = 0; i < batches; ++i) credit->OnResults(tasks, micros_each * tasks);
+  }
+
+  size_t Prefetch(const WorkerCredit& credit) { return credit.target() - credit.slots(); }
+};
+
+TEST_F(WorkerCreditTest, TargetIsSlotsBeforeAnyResult) {
+  WorkerCredit credit(4);
+  EXPECT_EQ(credit.slots(), 4u);
+  EXPECT_EQ(credit.target(), 4u);
+  EXPECT_EQ(credit.available(), 4u);
+  EXPECT_EQ(credit.mean_task_micros(), 0.0);
+}
+
+TEST_F(WorkerCreditTest, LongTasksGetNoPrefetch) {
+  WorkerCredit credit(4);
+  Finish(&credit, 1000000);
+  EXPECT_EQ(credit.target(), 4u);
+}
+
+TEST_F(WorkerCreditTest, VeryShortTasksGetPrefetchCappedAtMax) {
+  WorkerCredit credit(2);
+  Finish(&credit, 1, 100);
+  EXPECT_EQ(Prefetch(credit), WorkerCredit::kMaxPrefetch);
+}
+
+TEST_F(WorkerCreditTest, TasksReportedAsZeroTimeAreCapped) {
+  WorkerCredit credit(1);
+  Finish(&credit, 0, 100);
+  EXPECT_GT(credit.mean_task_micros(), 0.0);
+  EXPECT_EQ(Prefetch(credit), WorkerCredit::kMaxPrefetch);
+}
+
+TEST_F(WorkerCreditTest, MillisecondTasksPrefetchOneHorizon) {
+  WorkerCredit credit(1);
+  credit.OnResults(4, 4000);
+  EXPECT_DOUBLE_EQ(credit.mean_task_micros(), 1000.0);
+  // 10 ms of horizon / 1 ms per task.
+  EXPECT_EQ(Prefetch(credit), 10u);
+  EXPECT_EQ(credit.target(), 11u);
+}
+
+TEST_F(WorkerCreditTest, PrefetchScalesWithSlots) {
+  WorkerCredit one(1);
+  WorkerCredit four(4);
+  one.OnResults(1, 1000);
+  four.OnResults(1, 1000);
+  EXPECT_EQ(Prefetch(one), 10u);
+  EXPECT_EQ(Prefetch(four), 40u);
+}
+
+TEST_F(WorkerCreditTest, PrefetchFollowsChangingTaskTimes) {
+  WorkerCredit credit(1);
+  Finish(&credit, 1000000);
+  EXPECT_EQ(Prefetch(credit), 0u);
+  Finish(&credit, 1000, 1, 100);
+  EXPECT_NEAR(static_cast<double>(Prefetch(credit)), 10.0, 1.0);
+}
+
+TEST_F(WorkerCreditTest, AvailableDecreasesWithSentAndRecoversWithResults) {
+  WorkerCredit credit(3);
+  credit.OnSent(2);
+  EXPECT_EQ(credit.outstanding(), 2u);
+  EXPECT_EQ(credit.available(), 1u);
+  credit.OnSent(1);
+  EXPECT_EQ(credit.available(), 0u);
+  credit.OnResults(2, 2000000);  // slow tasks: no prefetch
+  EXPECT_EQ(credit.outstanding(), 1u);
+  EXPECT_EQ(credit.available(), 2u);
+}
+
+TEST_F(WorkerCreditTest, AvailableIsZeroWhenOverTarget) {
+  WorkerCredit credit(1);
+  credit.OnSent(5);
+  EXPECT_EQ(credit.available(), 0u);
+}
+
+TEST_F(WorkerCreditTest, OutstandingNeverUnderflows) {
+  WorkerCredit credit(2);
+  credit.OnSent(1);
+  credit.OnResults(3, 3000000);
+  EXPECT_EQ(credit.outstanding(), 0u);
+  EXPECT_EQ(credit.available(), 2u);
+}
+
+TEST_F(WorkerCreditTest, ResetForgetsOutstanding) {
+  WorkerCredit credit(2);
+  credit.OnSent(2);
+  EXPECT_EQ(credit.available(), 0u);
+  credit.Reset();
+  EXPECT_EQ(credit.outstanding(), 0u);
+  EXPECT_EQ(credit.available(), 2u);
+}
+
+}  // namespace
+}  // namespace fanmap

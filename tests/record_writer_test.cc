@@ -1,0 +1,252 @@
+#include "coordinator/record_writer.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+
+namespace fanmap {
+namespace {
+
+Result Ok(const std::string& value) {
+  Result result;
+  result.ok = true;
+  result.value = value;
+  return result;
+}
+
+Result Failed(const std::string& error) {
+  Result result;
+  result.ok = false;
+  result.value = error;
+  return result;
+}
+
+class RecordWriterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // A write to a closed pipe must fail with EPIPE, not kill the test.
+    signal(SIGPIPE, SIG_IGN);
+  }
+
+  void TearDown() override {
+    writer_.reset();
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+
+  static std::string Format(OutputFormat format, uint64_t index, const Result& result) {
+    std::string out;
+    RecordWriter::FormatRecord(format, index, result, &out);
+    return out;
+  }
+  static std::string Jsonl(uint64_t index, const Result& result) {
+    return Format(OutputFormat::kJsonl, index, result);
+  }
+  static std::string Raw(uint64_t index, const Result& result) {
+    return Format(OutputFormat::kRaw, index, result);
+  }
+
+  // Opens a writer on a fresh temporary file.
+  void OpenTempFile(OutputFormat format) {
+    const char* dir = getenv("TMPDIR");
+    path_ = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/fanmap_output_XXXXXX";
+    int fd = mkstemp(&path_[0]);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    Status status = RecordWriter::Open(path_, format, &writer_);
+    ASSERT_TRUE(status.ok()) << status.message();
+  }
+
+  std::string ReadTempFile() {
+    std::string data;
+    int fd = open(path_.c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0);
+    char buf[65536];
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, buf, sizeof buf)) > 0) data.append(buf, n);
+    if (fd >= 0) close(fd);
+    return data;
+  }
+
+  size_t TempFileSize() {
+    struct stat st;
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    return static_cast<size_t>(st.st_size);
+  }
+
+  void Flush() {
+    Status status = writer_->Flush();
+    ASSERT_TRUE(status.ok()) << status.message();
+  }
+
+  std::string path_;
+  std::unique_ptr<RecordWriter> writer_;
+};
+
+TEST_F(RecordWriterTest, FormatsOkJsonlRecord) {
+  EXPECT_EQ(Jsonl(0, Ok("a")), "{\"index\":0,\"ok\":true,\"result\":\"a\"}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsLargeIndex) {
+  EXPECT_EQ(Jsonl(18446744073709551615u, Ok("")),
+            "{\"index\":18446744073709551615,\"ok\":true,\"result\":\"\"}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsErrorRecordWithExtraFieldsInKeyOrder) {
+  Result result = Failed("exit status 3");
+  result.extra["stderr"] = std::string("boom\n");
+  result.extra["exit_code"] = int64_t{3};
+  result.extra["attempts"] = int64_t{-2};
+  EXPECT_EQ(Jsonl(7, result),
+            "{\"index\":7,\"ok\":false,\"error\":\"exit status 3\",\"attempts\":-2,"
+            "\"exit_code\":3,\"stderr\":\"boom\\n\"}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsExtremeIntegers) {
+  Result result = Ok("x");
+  result.extra["max"] = std::numeric_limits<int64_t>::max();
+  result.extra["min"] = std::numeric_limits<int64_t>::min();
+  result.extra["zero"] = int64_t{0};
+  EXPECT_EQ(Jsonl(1, result),
+            "{\"index\":1,\"ok\":true,\"result\":\"x\",\"max\":9223372036854775807,"
+            "\"min\":-9223372036854775808,\"zero\":0}\n");
+}
+
+TEST_F(RecordWriterTest, EmbedsJsonValueVerbatim) {
+  Result result = Ok("{\"n\":[1,2]}");
+  result.value_is_json = true;
+  EXPECT_EQ(Jsonl(2, result), "{\"index\":2,\"ok\":true,\"result\":{\"n\":[1,2]}}\n");
+}
+
+TEST_F(RecordWriterTest, QuotesJsonLookingTextThatIsNotMarkedJson) {
+  EXPECT_EQ(Jsonl(2, Ok("{\"n\":1}")), "{\"index\":2,\"ok\":true,\"result\":\"{\\\"n\\\":1}\"}\n");
+}
+
+TEST_F(RecordWriterTest, EscapesQuotesControlCharactersAndNewlines) {
+  EXPECT_EQ(Jsonl(0, Ok("a\"b\\c\nd\te\x01")),
+            "{\"index\":0,\"ok\":true,\"result\":\"a\\\"b\\\\c\\nd\\te\\u0001\"}\n");
+}
+
+TEST_F(RecordWriterTest, EscapesErrorText) {
+  EXPECT_EQ(Jsonl(0, Failed("bad \"x\"\n")),
+            "{\"index\":0,\"ok\":false,\"error\":\"bad \\\"x\\\"\\n\"}\n");
+}
+
+TEST_F(RecordWriterTest, ReplacesInvalidUtf8) {
+  EXPECT_EQ(Jsonl(0, Ok("a\xff"
+                        "b")),
+            "{\"index\":0,\"ok\":true,\"result\":\"a\\ufffdb\"}\n");
+}
+
+TEST_F(RecordWriterTest, RawWritesTextAndNewline) {
+  EXPECT_EQ(Raw(0, Ok("hello \"world\"")), "hello \"world\"\n");
+}
+
+TEST_F(RecordWriterTest, RawWritesEmptyLineForFailure) {
+  Result result = Failed("it broke");
+  result.extra["exit_code"] = int64_t{1};
+  EXPECT_EQ(Raw(5, result), "\n");
+}
+
+TEST_F(RecordWriterTest, FormatAppendsToExistingText) {
+  std::string out = "before\n";
+  RecordWriter::FormatRecord(OutputFormat::kRaw, 0, Ok("after"), &out);
+  EXPECT_EQ(out, "before\nafter\n");
+}
+
+TEST_F(RecordWriterTest, WritesBufferedRecordsOnFlush) {
+  OpenTempFile(OutputFormat::kJsonl);
+  writer_->Write(0, Ok("a"));
+  writer_->Write(1, Failed("e"));
+  EXPECT_GT(writer_->buffered(), 0u);
+  EXPECT_EQ(TempFileSize(), 0u);  // nothing written before Flush
+  Flush();
+  EXPECT_EQ(writer_->buffered(), 0u);
+  EXPECT_EQ(ReadTempFile(),
+            "{\"index\":0,\"ok\":true,\"result\":\"a\"}\n"
+            "{\"index\":1,\"ok\":false,\"error\":\"e\"}\n");
+}
+
+TEST_F(RecordWriterTest, WritesRawRecordsToFile) {
+  OpenTempFile(OutputFormat::kRaw);
+  writer_->Write(0, Ok("one"));
+  writer_->Write(1, Failed("lost"));
+  writer_->Write(2, Ok("three"));
+  Flush();
+  EXPECT_EQ(ReadTempFile(), "one\n\nthree\n");
+}
+
+TEST_F(RecordWriterTest, WritesWhenBufferFills) {
+  OpenTempFile(OutputFormat::kRaw);
+  const std::string line(1000, 'x');
+  for (int i = 0; i < 3000; ++i) writer_->Write(i, Ok(line));
+  EXPECT_GT(TempFileSize(), 0u);
+  EXPECT_LT(writer_->buffered(), 3000u * 1001u);
+  Flush();
+  EXPECT_EQ(TempFileSize(), 3000u * 1001u);
+}
+
+TEST_F(RecordWriterTest, DestructorFlushes) {
+  OpenTempFile(OutputFormat::kRaw);
+  writer_->Write(0, Ok("kept"));
+  writer_.reset();
+  EXPECT_EQ(ReadTempFile(), "kept\n");
+}
+
+TEST_F(RecordWriterTest, OpenTruncatesExistingFile) {
+  OpenTempFile(OutputFormat::kRaw);
+  writer_->Write(0, Ok("a long first version"));
+  writer_.reset();
+  ASSERT_TRUE(RecordWriter::Open(path_, OutputFormat::kRaw, &writer_).ok());
+  writer_->Write(0, Ok("b"));
+  Flush();
+  EXPECT_EQ(ReadTempFile(), "b\n");
+}
+
+TEST_F(RecordWriterTest, WritesToPipe) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  writer_ = std::make_unique<RecordWriter>(fds[1], /*owned=*/true, OutputFormat::kJsonl);
+  writer_->Write(3, Ok("p"));
+  Flush();
+  writer_.reset();  // closes the write end
+  std::string data;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) data.append(buf, n);
+  close(fds[0]);
+  EXPECT_EQ(data, "{\"index\":3,\"ok\":true,\"result\":\"p\"}\n");
+}
+
+TEST_F(RecordWriterTest, WriteErrorIsStickyAndDiscardsRecords) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  close(fds[0]);
+  writer_ = std::make_unique<RecordWriter>(fds[1], /*owned=*/true, OutputFormat::kRaw);
+  writer_->Write(0, Ok("x"));
+  Status first = writer_->Flush();
+  EXPECT_FALSE(first.ok());
+  EXPECT_FALSE(first.message().empty());
+  writer_->Write(1, Ok("y"));
+  EXPECT_EQ(writer_->buffered(), 0u);
+  Status second = writer_->Flush();
+  EXPECT_FALSE(second.ok());
+  EXPECT_EQ(second.message(), first.message());
+}
+
+TEST_F(RecordWriterTest, OpenOfUnwritablePathFails) {
+  const std::string path = "/nonexistent-dir/x";
+  Status status = RecordWriter::Open(path, OutputFormat::kJsonl, &writer_);
+  EXPECT_FALSE(status.ok());
+  EXPECT_FALSE(status.message().empty());
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -76,14 +76,15 @@ bool ReadTask(const msgpack::object& o, Task* task) {
 }
 
 bool ReadResult(const msgpack::object& o, Result* result) {
-  auto* a = AsArray(o, 7, 7);
+  auto* a = AsArray(o, 9, 9);
   if (a == nullptr || !ReadUint(a->ptr[0], &result->index) ||
       !ReadUint32(a->ptr[1], &result->attempt) || !ReadBool(a->ptr[2], &result->ok) ||
       !ReadString(a->ptr[3], &result->value) || !ReadBool(a->ptr[4], &result->value_is_json) ||
-      !ReadUint(a->ptr[5], &result->elapsed_us)) {
+      !ReadUint(a->ptr[5], &result->elapsed_us) || !ReadBool(a->ptr[6], &result->retryable) ||
+      !ReadUint32(a->ptr[7], &result->retry_after_ms)) {
     return false;
   }
-  const msgpack::object& extra = a->ptr[6];
+  const msgpack::object& extra = a->ptr[8];
   if (extra.type != msgpack::type::MAP) return false;
   for (uint32_t i = 0; i < extra.via.map.size; ++i) {
     const msgpack::object_kv& kv = extra.via.map.ptr[i];
@@ -183,13 +184,15 @@ std::string EncodeResults(const std::vector<Result>& results) {
   PackHeader(packer, 3, MessageType::kResults);
   packer.pack_array(static_cast<uint32_t>(results.size()));
   for (const Result& r : results) {
-    packer.pack_array(7);
+    packer.pack_array(9);
     packer.pack_uint64(r.index);
     packer.pack_uint32(r.attempt);
     packer.pack(r.ok);
     PackString(packer, r.value);
     packer.pack(r.value_is_json);
     packer.pack_uint64(r.elapsed_us);
+    packer.pack(r.retryable);
+    packer.pack_uint32(r.retry_after_ms);
     packer.pack_map(static_cast<uint32_t>(r.extra.size()));
     for (const auto& [key, value] : r.extra) {
       PackString(packer, key);

@@ -16,8 +16,11 @@
 //     1 HELLO      [1, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
 //     2 RESULTS    [1, 2, [result, ...]]
 //                  result = [index:uint, attempt:uint, ok:bool, value:str,
-//                            value_is_json:bool, elapsed_us:uint, extra:{str: int|str}]
+//                            value_is_json:bool, elapsed_us:uint, retryable:bool,
+//                            retry_after_ms:uint, extra:{str: int|str}]
 //                  `value` is the result text when ok, the error text otherwise;
+//                  `retryable` failures (timeouts, HTTP 429/5xx, a crashed
+//                  co-process) may be sent again, not before retry_after_ms;
 //                  `extra` holds fields added to the record (exit_code, stderr...).
 //     3 HEARTBEAT  [1, 3]
 //   coordinator → worker
@@ -81,6 +84,8 @@ struct Result {
   std::string value;  // result text if ok, error text otherwise
   bool value_is_json = false;
   uint64_t elapsed_us = 0;  // time the payload spent on the task
+  bool retryable = false;    // a failure worth another attempt
+  uint32_t retry_after_ms = 0;  // e.g. from an HTTP Retry-After header
   Extra extra;
 };
 

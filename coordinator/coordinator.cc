@@ -539,7 +539,29 @@ ProgressCounts Coordinator::Counts() const {
 
 void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
-  for (auto& w : workers_) SendTo(*w, stop);
+  std::vector<std::string> unacknowledged;
+  for (auto& w : workers_) {
+    if (SendTo(*w, stop)) unacknowledged.push_back(w->routing_id);
+  }
+  // Wait (briefly) for each worker to acknowledge its STOP: closing our end
+  // while a worker's frames are unread can reset the connection and discard
+  // the STOP on its way.
+  int64_t give_up = NowMillis() + 1000;
+  while (!unacknowledged.empty() && NowMillis() < give_up) {
+    std::vector<zmq::pollitem_t> items = {{router_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::chrono::milliseconds(50));
+    zmq::message_t id, frame;
+    while (router_.recv(id, zmq::recv_flags::dontwait)) {
+      bool more = id.more();
+      while (more && router_.recv(frame, zmq::recv_flags::dontwait)) more = frame.more();
+      Message message;
+      if (DecodeMessage(frame.data(), frame.size(), &message).ok() &&
+          message.type == MessageType::kHeartbeat) {
+        auto it = std::find(unacknowledged.begin(), unacknowledged.end(), id.to_string());
+        if (it != unacknowledged.end()) unacknowledged.erase(it);
+      }
+    }
+  }
   if (local_ == nullptr) return;
   // Workers that never said HELLO cannot be told to stop: signal them.
   for (pid_t pid : local_->pids()) {

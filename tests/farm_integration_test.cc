@@ -235,8 +235,8 @@ TEST_F(FarmTest, TwoWorkersJoinByConnect) {
   EXPECT_NE(err.find("worker first joined"), std::string::npos) << err;
   EXPECT_NE(err.find("worker second joined"), std::string::npos) << err;
   // The run's end stops every worker.
-  EXPECT_EQ(w1.Wait(30), 0) << ReadFile(dir.File("w1.err"));
-  EXPECT_EQ(w2.Wait(30), 0) << ReadFile(dir.File("w2.err"));
+  EXPECT_EQ(w1.Wait(30), 0) << ReadFile(dir.File("w1.err")) << err;
+  EXPECT_EQ(w2.Wait(30), 0) << ReadFile(dir.File("w2.err")) << err;
   ExpectNoProcessLeft();
 }
 

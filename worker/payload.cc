@@ -42,4 +42,11 @@ Result ErrorResult(const Task& task, std::string error) {
   return r;
 }
 
+Result RetryableError(const Task& task, std::string error, uint32_t retry_after_ms) {
+  Result r = ErrorResult(task, std::move(error));
+  r.retryable = true;
+  r.retry_after_ms = retry_after_ms;
+  return r;
+}
+
 }  // namespace fanmap

@@ -39,6 +39,11 @@ class Payload {
   virtual void AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {}
   // `items` points at the entries this payload added in AddPollItems, in order.
   virtual void Advance(const zmq_pollitem_t* items, size_t count) {}
+  // Ends the running task `index` now (its deadline passed) and appends
+  // nothing for it: the loop reports the timeout. Ending it may end other
+  // tasks too (a co-process holds several); those are appended to the sink as
+  // retryable errors. Unknown or finished indexes are ignored.
+  virtual void Cancel(uint64_t index) = 0;
   // Tasks started and not yet in the sink.
   virtual size_t running() const = 0;
   // Ends every running task without a result (worker shutdown): children are
@@ -57,6 +62,8 @@ Status ValidateJob(const JobSpec& job);
 // Helpers shared by payloads to fill a Result.
 Result OkResult(const Task& task, std::string value);
 Result ErrorResult(const Task& task, std::string error);
+// An error worth another attempt (timeout, crash, overload).
+Result RetryableError(const Task& task, std::string error, uint32_t retry_after_ms = 0);
 
 }  // namespace fanmap
 

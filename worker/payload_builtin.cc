@@ -50,6 +50,7 @@ class EchoPayload : public Payload {
     }
   }
   size_t running() const override { return 0; }
+  void Cancel(uint64_t) override {}  // echo never runs: it finishes in Start()
 
  private:
   ResultSink* sink_;
@@ -84,6 +85,15 @@ class SleepPayload : public Payload {
   }
 
   size_t running() const override { return timers_.size(); }
+  void Cancel(uint64_t index) override {
+    std::vector<Timer> kept;
+    while (!timers_.empty()) {
+      if (timers_.top().task.index != index)
+        kept.push_back(std::move(const_cast<Timer&>(timers_.top())));
+      timers_.pop();
+    }
+    for (Timer& timer : kept) timers_.push(std::move(timer));
+  }
   void Shutdown() override { timers_ = {}; }
 
  private:
@@ -137,6 +147,11 @@ class Sha256Payload : public Payload {
   }
 
   size_t running() const override { return jobs_.size(); }
+  void Cancel(uint64_t index) override {
+    jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(),
+                               [index](const Job& job) { return job.task.index == index; }),
+                jobs_.end());
+  }
   void Shutdown() override { jobs_.clear(); }
 
  private:

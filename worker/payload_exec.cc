@@ -46,6 +46,7 @@ class ExecPayload : public Payload {
   void AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) override;
   void Advance(const zmq_pollitem_t* items, size_t count) override;
   size_t running() const override { return runs_.size(); }
+  void Cancel(uint64_t index) override;
   void Shutdown() override;
 
  private:
@@ -171,6 +172,15 @@ Result ExecPayload::MakeResult(Run* run) {
   DropFinalNewline(&err);
   if (!err.empty()) r.extra["stderr"] = std::move(err);
   return r;
+}
+
+void ExecPayload::Cancel(uint64_t index) {
+  auto it = std::find_if(runs_.begin(), runs_.end(),
+                         [index](const auto& run) { return run->task.index == index; });
+  if (it == runs_.end()) return;
+  poll_refs_.clear();  // they point into runs_
+  (*it)->child->Kill();
+  runs_.erase(it);
 }
 
 void ExecPayload::Shutdown() {

@@ -192,6 +192,10 @@ void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
     case MessageType::kHeartbeat:
       return;
     case MessageType::kStop:
+      // Acknowledge, so that the coordinator knows the STOP arrived before it
+      // closes its socket; linger lets the acknowledgement leave.
+      Send(EncodeHeartbeat());
+      socket_.set(zmq::sockopt::linger, 500);
       *exit_code = kExitOk;
       return;
     case MessageType::kRefuse:

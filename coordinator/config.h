@@ -2,6 +2,7 @@
 #ifndef FANMAP_COORDINATOR_CONFIG_H_
 #define FANMAP_COORDINATOR_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

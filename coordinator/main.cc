@@ -1,6 +1,6 @@
 // fanmap: flags → Config → RunCoordinator.
 #include <CLI/CLI.hpp>
-#include <thread>
+#include <cstdlib>
 
 #include "common/exit_status.h"
 #include "coordinator/coordinator.h"
@@ -9,63 +9,229 @@
 namespace {
 
 constexpr const char* kDescription =
-    "Usage: fanmap [OPTIONS] [--builtin SPEC | [--] COMMAND [ARG...]]\n\n"
-    "fanmap: maps a list of items over many worker processes and writes one record per item,\n"
+    "Usage: fanmap [OPTIONS] [--builtin SPEC | --pipe CMD | --http URL | [--] COMMAND [ARG...]]\n"
+    "\n"
+    "fanmap maps a list of items over many worker processes and writes one record per item,\n"
     "in input order.\n"
     "\n"
     "  seq 0 24 | fanmap -j 5 --builtin sleep:1000\n"
     "  fanmap -j 4 -i files.txt -- gzip -9 {}\n"
-    "  fanmap -j 0 --listen tcp://127.0.0.1:5555 -i items.txt   (workers: fanmap-worker --connect "
-    "...)\n"
+    "  fanmap -j 2 -i lines.txt --pipe 'python3 my_fn.py'\n"
+    "  fanmap -j 1 --slots 100 -i prompts.txt --http http://127.0.0.1:8000/v1/chat/completions "
+    "--chat MODEL\n"
+    "  fanmap -j 0 --listen tcp://127.0.0.1:5555 -i items.txt   (then: fanmap-worker --connect "
+    "tcp://127.0.0.1:5555)\n"
     "\n"
     "Records (jsonl): {\"index\":0,\"ok\":true,\"result\":...} or "
     "{\"index\":3,\"ok\":false,\"error\":...}\n"
     "Exit status: 0 all items ok, 1 some items failed, 2 usage or input error, 130 interrupted.\n";
 
+// The payload flags, turned into the JobSpec workers receive.
+struct PayloadFlags {
+  std::string builtin;
+  std::string pipe;
+  std::string http;
+  std::string method;
+  std::vector<std::string> headers;
+  std::string chat;
+  std::string system;
+  int max_tokens = 0;
+  double temperature = -1;
+  std::string api_key_env = "OPENAI_API_KEY";
+  std::vector<std::string> command;
+};
+
+// Parses "N/s", "N/min" (or a bare N, per second) into requests per second.
+bool ParseRate(const std::string& text, double* per_second) {
+  size_t slash = text.find('/');
+  std::string number = text.substr(0, slash);
+  std::string unit = slash == std::string::npos ? "s" : text.substr(slash + 1);
+  char* end = nullptr;
+  double n = std::strtod(number.c_str(), &end);
+  if (number.empty() || *end != '\0' || !(n > 0)) return false;
+  if (unit == "s" || unit == "sec") {
+    *per_second = n;
+  } else if (unit == "min" || unit == "m") {
+    *per_second = n / 60;
+  } else if (unit == "h") {
+    *per_second = n / 3600;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
+  int kinds = !f.builtin.empty() + !f.pipe.empty() + !f.http.empty() + !f.command.empty();
+  if (kinds == 0) {
+    return fanmap::Status::Error(
+        "nothing to run: give --builtin SPEC, --pipe CMD, --http URL or a COMMAND");
+  }
+  if (kinds > 1) {
+    return fanmap::Status::Error("give exactly one of --builtin, --pipe, --http or a COMMAND");
+  }
+  if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty())) {
+    return fanmap::Status::Error("--chat, --method and --header need --http URL");
+  }
+  fanmap::JobSpec& job = config->job;
+  job.default_slots = 1;
+  if (!f.builtin.empty()) {
+    job.kind = "builtin";
+    job.argv = {f.builtin};
+  } else if (!f.pipe.empty()) {
+    job.kind = "pipe";
+    job.argv = {f.pipe};
+  } else if (!f.command.empty()) {
+    job.kind = "exec";
+    job.argv = f.command;
+  } else {
+    job.kind = "http";
+    job.argv = {f.http};
+    job.default_slots = 64;
+    job.options["method"] = f.method.empty() ? "POST" : f.method;
+    std::string headers;
+    for (const std::string& h : f.headers) {
+      if (h.find(':') == std::string::npos) {
+        return fanmap::Status::Error("--header '" + h + "' is not 'Name: value'");
+      }
+      headers += h + "\n";
+    }
+    if (!headers.empty()) job.options["headers"] = headers;
+    if (!f.chat.empty()) {
+      job.options["chat_model"] = f.chat;
+      if (!f.system.empty()) job.options["system"] = f.system;
+      if (f.max_tokens > 0) job.options["max_tokens"] = std::to_string(f.max_tokens);
+      if (f.temperature >= 0) job.options["temperature"] = std::to_string(f.temperature);
+    }
+    // The key comes from the environment, never from argv (visible in ps).
+    if (const char* key = std::getenv(f.api_key_env.c_str()); key != nullptr && *key != '\0') {
+      job.options["api_key"] = key;
+    }
+  }
+  job.options["input_format"] =
+      config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
+  if (config->task_timeout_ms > 0) {
+    job.options["timeout_ms"] = std::to_string(config->task_timeout_ms);
+  }
+  return fanmap::ValidateJob(job);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   fanmap::Config config;
+  PayloadFlags payload;
   CLI::App app{kDescription, "fanmap"};
   app.prefix_command();  // everything from the first positional on is COMMAND
 
-  app.add_option("-i,--input", config.input_path, "items, one per line (default: stdin)");
-  app.add_option("-o,--output", config.output_path, "records (default: stdout)");
+  const char* kIo = "Input and output";
+  app.add_option("-i,--input", config.input_path, "items, one per line (default: stdin)")
+      ->group(kIo);
+  app.add_option("-o,--output", config.output_path, "records (default: stdout)")->group(kIo);
   app.add_option("--input-format", config.input_format,
                  "lines: each line is an item; jsonl: each line must be a JSON value")
       ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::InputFormat>{
           {"lines", fanmap::InputFormat::kLines}, {"jsonl", fanmap::InputFormat::kJsonl}}))
-      ->default_str("lines");
+      ->default_str("lines")
+      ->group(kIo);
   app.add_option("--output-format", config.output_format,
                  "jsonl: one JSON record per item; raw: each result's text, one per line")
       ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::OutputFormat>{
           {"jsonl", fanmap::OutputFormat::kJsonl}, {"raw", fanmap::OutputFormat::kRaw}}))
-      ->default_str("jsonl");
-  app.add_option("-j,--workers", config.workers,
-                 "local worker processes (default: number of CPUs; 0: remote workers only)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--slots", config.slots, "tasks in flight per worker (default 1)")
-      ->check(CLI::PositiveNumber);
-  app.add_flag("--unordered", config.unordered, "write records as they finish");
-  app.add_option("--listen", config.listen,
-                 "also accept workers on ENDPOINT (e.g. tcp://127.0.0.1:5555); repeatable");
+      ->default_str("jsonl")
+      ->group(kIo);
+  app.add_flag("--unordered", config.unordered, "write records as they finish")->group(kIo);
+  app.add_flag("--resume", config.resume,
+               "with -o FILE: keep the records already in FILE, run only the missing items")
+      ->group(kIo);
+  app.add_flag("--resume-failed", config.resume_failed,
+               "like --resume, and also run again the items whose records failed")
+      ->group(kIo);
   app.add_option("--progress", config.progress, "progress bar on stderr: auto (if a terminal)")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, fanmap::ProgressMode>{{"auto", fanmap::ProgressMode::kAuto},
                                                       {"always", fanmap::ProgressMode::kAlways},
                                                       {"never", fanmap::ProgressMode::kNever}}))
-      ->default_str("auto");
+      ->default_str("auto")
+      ->group(kIo);
   app.add_option("--window", config.window,
                  "items read ahead of the oldest unwritten one (default 16384, grows with "
-                 "the workers' slots)");
+                 "the workers' slots)")
+      ->group(kIo);
+
+  const char* kWorkers = "Workers";
+  app.add_option("-j,--workers", config.workers,
+                 "local worker processes (default: number of CPUs; 0: remote workers only)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kWorkers);
+  app.add_option("--slots", config.slots, "tasks in flight per worker (default 1; --http: 64)")
+      ->check(CLI::PositiveNumber)
+      ->group(kWorkers);
+  app.add_option("--listen", config.listen,
+                 "also accept workers on ENDPOINT (e.g. tcp://127.0.0.1:5555); repeatable")
+      ->group(kWorkers);
+  app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")->group("");
+
+  const char* kPayload = "Payload (exactly one)";
+  app.add_option("--builtin", payload.builtin,
+                 "built-in task: echo | sleep:MS | sha256:ROUNDS | fail-on:TEXT")
+      ->group(kPayload);
+  app.add_option("--pipe", payload.pipe,
+                 "one long-lived 'CMD' (run by sh) per slot: an item line in, a result line out")
+      ->group(kPayload);
+  app.add_option("--http", payload.http, "send each item as the body of a request to URL")
+      ->group(kPayload);
+
+  const char* kHttp = "HTTP (with --http)";
+  app.add_option("--method", payload.method, "request method (default POST)")->group(kHttp);
+  app.add_option("--header", payload.headers, "'Name: value' request header; repeatable")
+      ->group(kHttp);
+  app.add_option("--chat", payload.chat,
+                 "OpenAI chat completions with MODEL: the item is the user message (or a "
+                 "jsonl object with \"messages\")")
+      ->group(kHttp);
+  app.add_option("--system", payload.system, "system message for --chat")->group(kHttp);
+  app.add_option("--max-tokens", payload.max_tokens, "max_tokens for --chat")
+      ->check(CLI::PositiveNumber)
+      ->group(kHttp);
+  app.add_option("--temperature", payload.temperature, "temperature for --chat")
+      ->check(CLI::Range(0.0, 2.0))
+      ->group(kHttp);
+  app.add_option("--api-key-env", payload.api_key_env,
+                 "environment variable holding the API key (sent as a Bearer token)")
+      ->capture_default_str()
+      ->group(kHttp);
+  std::string rate;
+  app.add_option("--rate", rate,
+                 "at most N requests per second or minute over all workers: "
+                 "N/s or N/min")
+      ->group(kHttp);
+  app.add_option("--tokens-per-min", config.tokens_per_min,
+                 "at most N LLM tokens per minute (estimated, corrected by reported usage)")
+      ->check(CLI::PositiveNumber)
+      ->group(kHttp);
+
+  const char* kReliability = "Reliability";
+  double timeout_s = 0;
+  app.add_option("--timeout", timeout_s,
+                 "seconds one attempt of a task may take; then it is cancelled and retried")
+      ->check(CLI::Range(0.001, 1e7))
+      ->group(kReliability);
+  app.add_option("--retries", config.retries,
+                 "extra attempts for a task that timed out, hit a retryable error or lost its "
+                 "worker")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str()
+      ->group(kReliability);
+  app.add_flag("!--no-speculate", config.speculate,
+               "never send a backup copy of a straggling task to an idle worker")
+      ->group(kReliability);
   double heartbeat_s = 5;
   app.add_option("--heartbeat", heartbeat_s, "seconds of silence after which a worker is dead")
       ->check(CLI::Range(0.1, 3600.0))
-      ->capture_default_str();
-  std::string builtin;
-  app.add_option("--builtin", builtin,
-                 "built-in task: echo | sleep:MS | sha256:ROUNDS | fail-on:TEXT");
-  app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")->group("");
+      ->capture_default_str()
+      ->group(kReliability);
+
   app.footer(
       "COMMAND [ARG...] runs once per item; {} in an argument is replaced by the item,\n"
       "otherwise the item is appended. The result is the command's stdout.");
@@ -75,28 +241,25 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? fanmap::kExitOk : fanmap::kExitUsage;
   }
-  std::vector<std::string> command = app.remaining();
-  if (!command.empty() && command.front() == "--") command.erase(command.begin());
+  payload.command = app.remaining();
+  if (!payload.command.empty() && payload.command.front() == "--") {
+    payload.command.erase(payload.command.begin());
+  }
 
   auto usage_error = [](const std::string& message) {
     std::fprintf(stderr, "fanmap: %s\nRun 'fanmap --help' for usage.\n", message.c_str());
     return fanmap::kExitUsage;
   };
-  if (!builtin.empty() && !command.empty()) {
-    return usage_error("give either --builtin or a COMMAND, not both");
+  if (!rate.empty() && !ParseRate(rate, &config.rate_per_s)) {
+    return usage_error("--rate '" + rate + "' is not N/s or N/min");
   }
-  if (!builtin.empty()) {
-    config.job.kind = "builtin";
-    config.job.argv = {builtin};
-  } else if (!command.empty()) {
-    config.job.kind = "exec";
-    config.job.argv = command;
-  } else {
-    return usage_error("nothing to run: give --builtin SPEC or a COMMAND");
+  if ((config.resume || config.resume_failed) && config.output_path.empty()) {
+    return usage_error("--resume needs -o FILE");
   }
-  config.job.default_slots = 1;
-  fanmap::Status valid = fanmap::ValidateJob(config.job);
-  if (!valid.ok()) return usage_error(valid.message());
+  if (config.resume_failed) config.resume = true;
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
+  config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
+  fanmap::Status job = BuildJob(payload, &config);
+  if (!job.ok()) return usage_error(job.message());
   return fanmap::RunCoordinator(config);
 }

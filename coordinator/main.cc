@@ -128,17 +128,16 @@ int main(int argc, char** argv) {
   app.add_option("-i,--input", config.input_path, "items, one per line (default: stdin)")
       ->group(kIo);
   app.add_option("-o,--output", config.output_path, "records (default: stdout)")->group(kIo);
-  app.add_option("--input-format", config.input_format,
+  std::string input_format = "lines", output_format = "jsonl", progress = "auto";
+  app.add_option("--input-format", input_format,
                  "lines: each line is an item; jsonl: each line must be a JSON value")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::InputFormat>{
-          {"lines", fanmap::InputFormat::kLines}, {"jsonl", fanmap::InputFormat::kJsonl}}))
-      ->default_str("lines")
+      ->check(CLI::IsMember({"lines", "jsonl"}))
+      ->capture_default_str()
       ->group(kIo);
-  app.add_option("--output-format", config.output_format,
+  app.add_option("--output-format", output_format,
                  "jsonl: one JSON record per item; raw: each result's text, one per line")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, fanmap::OutputFormat>{
-          {"jsonl", fanmap::OutputFormat::kJsonl}, {"raw", fanmap::OutputFormat::kRaw}}))
-      ->default_str("jsonl")
+      ->check(CLI::IsMember({"jsonl", "raw"}))
+      ->capture_default_str()
       ->group(kIo);
   app.add_flag("--unordered", config.unordered, "write records as they finish")->group(kIo);
   app.add_flag("--resume", config.resume,
@@ -147,12 +146,9 @@ int main(int argc, char** argv) {
   app.add_flag("--resume-failed", config.resume_failed,
                "like --resume, and also run again the items whose records failed")
       ->group(kIo);
-  app.add_option("--progress", config.progress, "progress bar on stderr: auto (if a terminal)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, fanmap::ProgressMode>{{"auto", fanmap::ProgressMode::kAuto},
-                                                      {"always", fanmap::ProgressMode::kAlways},
-                                                      {"never", fanmap::ProgressMode::kNever}}))
-      ->default_str("auto")
+  app.add_option("--progress", progress, "progress bar on stderr (auto: if stderr is a terminal)")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str()
       ->group(kIo);
   app.add_option("--window", config.window,
                  "items read ahead of the oldest unwritten one (default 16384, grows with "
@@ -250,6 +246,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fanmap: %s\nRun 'fanmap --help' for usage.\n", message.c_str());
     return fanmap::kExitUsage;
   };
+  config.input_format =
+      input_format == "jsonl" ? fanmap::InputFormat::kJsonl : fanmap::InputFormat::kLines;
+  config.output_format =
+      output_format == "raw" ? fanmap::OutputFormat::kRaw : fanmap::OutputFormat::kJsonl;
+  config.progress = progress == "always"  ? fanmap::ProgressMode::kAlways
+                    : progress == "never" ? fanmap::ProgressMode::kNever
+                                          : fanmap::ProgressMode::kAuto;
   if (!rate.empty() && !ParseRate(rate, &config.rate_per_s)) {
     return usage_error("--rate '" + rate + "' is not N/s or N/min");
   }

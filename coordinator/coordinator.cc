@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <queue>
 #include <thread>
 #include <zmq.hpp>
 
@@ -19,8 +20,11 @@
 #include "coordinator/input_reader.h"
 #include "coordinator/local_workers.h"
 #include "coordinator/progress.h"
+#include "coordinator/rate_limiter.h"
 #include "coordinator/record_writer.h"
 #include "coordinator/reorder_buffer.h"
+#include "coordinator/resume_log.h"
+#include "coordinator/retry_policy.h"
 
 namespace fanmap {
 namespace {
@@ -33,6 +37,13 @@ constexpr int kMaxFramesPerWake = 256;
 constexpr int64_t kFlushEveryMs = 20;
 constexpr int64_t kTickMs = 100;
 constexpr int64_t kDrainGraceMs = 3000;
+constexpr int64_t kMaxRespawnDelayMs = 2000;
+// A task is a straggler when it has run this many times longer than tasks
+// usually take (and at least kMinStragglerMs).
+constexpr double kStragglerFactor = 4;
+constexpr int64_t kMinStragglerMs = 500;
+// Only the oldest unfinished tasks hold the output back; look at these.
+constexpr size_t kStragglerScan = 64;
 
 struct Worker {
   uint32_t id = 0;
@@ -42,6 +53,7 @@ struct Worker {
   int64_t last_heard_ms = 0;
   int64_t last_sent_ms = 0;
   pid_t local_pid = 0;  // non-zero for workers this coordinator spawned
+  uint64_t completed = 0;
 };
 
 std::string HostName() {
@@ -50,10 +62,24 @@ std::string HostName() {
   return buf;
 }
 
+// LLM tokens a request will cost, before its response says: ~4 bytes a token.
+double EstimateTokens(const std::string& item) { return 1.0 + item.size() / 4.0; }
+
+int64_t ExtraInt(const Result& result, const char* key, int64_t fallback) {
+  auto it = result.extra.find(key);
+  if (it == result.extra.end()) return fallback;
+  const int64_t* v = std::get_if<int64_t>(&it->second);
+  return v != nullptr ? *v : fallback;
+}
+
 class Coordinator {
  public:
   explicit Coordinator(const Config& config)
-      : config_(config), router_(context_, zmq::socket_type::router), host_(HostName()) {}
+      : config_(config),
+        router_(context_, zmq::socket_type::router),
+        host_(HostName()),
+        retry_policy_(config.retries, static_cast<uint64_t>(NowMicros()) ^ getpid()),
+        limiter_(config.rate_per_s, static_cast<double>(config.tokens_per_min)) {}
   ~Coordinator();
 
   int Run();
@@ -61,12 +87,14 @@ class Coordinator {
  private:
   void Log(const std::string& line) { std::fprintf(stderr, "fanmap: %s\n", line.c_str()); }
   Status SetUp();
+  Status OpenOutput();
   Status StartLocalWorkers();
   size_t WindowLimit() const;
   bool WantInput() const;
   void ReadInput();
   void AddItem(std::string line);
   bool NextTask(uint64_t* index);
+  void ReleaseDueRetries();
   void Dispatch();
   bool SendTo(Worker& worker, const std::string& frame);
   void SendToId(const std::string& routing_id, const std::string& frame);
@@ -74,16 +102,23 @@ class Coordinator {
   void HandleFrame(const std::string& routing_id, const zmq::message_t& frame);
   void HandleHello(const std::string& routing_id, const Hello& hello);
   void HandleResults(Worker* worker, std::vector<Result>* results);
+  void HandleResult(Result* result);
+  void Requeue(uint64_t index, Slot* slot, int64_t delay_ms);
+  void Fail(uint64_t index, Slot* slot, const std::string& error);
   Worker* FindWorker(const std::string& routing_id);
   void RemoveWorker(Worker* worker, const std::string& why);
   void Tick();
+  void Speculate();
   void ReapLocalWorkers();
+  void SpawnDueWorkers();
   void HandleSignals();
   void WriteReady();
   void WriteRecord(uint64_t index, Slot& slot);
   size_t InFlight() const;
+  long PollTimeout();
   ProgressCounts Counts() const;
   void Shutdown();
+  bool Running() const { return signals_ == 0 && fatal_.empty(); }
 
   const Config& config_;
   zmq::context_t context_;
@@ -95,20 +130,35 @@ class Coordinator {
   std::unique_ptr<RecordWriter> writer_;
   std::unique_ptr<LocalWorkers> local_;
   std::unique_ptr<Progress> progress_;
+  std::unique_ptr<ResumeLog> resume_;
+  std::string rewrite_path_;  // --resume that rewrites: the new file, renamed at the end
   JobSpec job_;
   ReorderBuffer window_;
+  RetryPolicy retry_policy_;
+  RateLimiter limiter_;
   std::deque<uint64_t> retry_;  // requeued indexes, sent before new ones
-  uint64_t next_new_ = 0;       // first index never sent
+  // Retries waiting for their backoff: (due time in ms, index), soonest first.
+  std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,
+                      std::greater<>>
+      delayed_;
+  uint64_t next_new_ = 0;  // first index never sent
+  uint64_t send_seq_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint32_t next_worker_id_ = 1;
   size_t round_robin_ = 0;
   bool input_readable_ = false;
+  int64_t rate_wait_until_us_ = 0;  // the rate limiter said "not before"
+  double mean_task_us_ = 0;         // over all workers, for straggler detection
   uint64_t total_ = 0;
   uint64_t written_ = 0;
   uint64_t failed_ = 0;
   uint64_t duplicates_ = 0;
   uint64_t bad_frames_ = 0;
+  uint64_t retried_ = 0;
+  uint64_t backups_ = 0;
   int local_failures_in_a_row_ = 0;
+  std::vector<int64_t> respawn_at_ms_;  // local workers to start again
+  std::vector<pid_t> killed_pids_;      // local workers we killed ourselves
   int signals_ = 0;
   int64_t drain_deadline_ms_ = 0;
   int64_t last_tick_ms_ = 0;
@@ -125,10 +175,31 @@ Coordinator::~Coordinator() {
   }
 }
 
+Status Coordinator::OpenOutput() {
+  if (!config_.resume) {
+    return RecordWriter::Open(config_.output_path, config_.output_format, &writer_);
+  }
+  resume_ = std::make_unique<ResumeLog>();
+  Status status = ResumeLog::Load(config_.output_path, !config_.resume_failed, !config_.unordered,
+                                  resume_.get());
+  if (!status.ok()) return status;
+  std::string note = "resuming: " + std::to_string(resume_->kept()) + " record(s) kept";
+  if (resume_->dropped() > 0)
+    note += ", " + std::to_string(resume_->dropped()) + " failed to rerun";
+  if (resume_->torn_bytes() > 0) note += ", a torn last line cut off";
+  Log(note);
+  if (resume_->append()) {
+    return RecordWriter::OpenAppend(config_.output_path, resume_->valid_bytes(),
+                                    config_.output_format, &writer_);
+  }
+  rewrite_path_ = config_.output_path + ".resume-tmp";
+  return RecordWriter::Open(rewrite_path_, config_.output_format, &writer_);
+}
+
 Status Coordinator::SetUp() {
   Status status = InputReader::Open(config_.input_path, &input_);
   if (!status.ok()) return status;
-  status = RecordWriter::Open(config_.output_path, config_.output_format, &writer_);
+  status = OpenOutput();
   if (!status.ok()) return status;
 
   bool show = config_.progress == ProgressMode::kAlways ||
@@ -203,7 +274,7 @@ size_t Coordinator::WindowLimit() const {
 }
 
 bool Coordinator::WantInput() const {
-  if (signals_ > 0 || !fatal_.empty() || input_->done()) return false;
+  if (!Running() || input_->done()) return false;
   if (window_.size() >= WindowLimit()) return false;
   return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= InFlight() + 1;
 }
@@ -232,6 +303,16 @@ void Coordinator::ReadInput() {
 }
 
 void Coordinator::AddItem(std::string line) {
+  bool resumed_ok;
+  if (resume_ != nullptr && resume_->Has(window_.end(), &resumed_ok)) {
+    uint64_t index = window_.Add(std::string());
+    Slot* slot = window_.Find(index);
+    slot->resumed = resume_->append() ? Resumed::kInFile : Resumed::kCopy;
+    Result result;
+    result.ok = resumed_ok;
+    window_.Complete(index, std::move(result));
+    return;
+  }
   std::string error;
   bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
   uint64_t index = window_.Add(bad ? std::string() : std::move(line));
@@ -267,26 +348,50 @@ bool Coordinator::NextTask(uint64_t* index) {
   return false;
 }
 
+void Coordinator::ReleaseDueRetries() {
+  int64_t now = NowMillis();
+  bool released = false;
+  while (!delayed_.empty() && delayed_.top().first <= now) {
+    retry_.push_back(delayed_.top().second);
+    delayed_.pop();
+    released = true;
+  }
+  if (released) std::sort(retry_.begin(), retry_.end());
+}
+
 void Coordinator::Dispatch() {
-  if (signals_ > 0 || !fatal_.empty() || workers_.empty()) return;
+  if (!Running() || workers_.empty()) return;
+  ReleaseDueRetries();
+  int64_t now_us = NowMicros();
+  if (now_us < rate_wait_until_us_) return;
   TasksEncoder encoder;
   bool progress = true;
-  while (progress) {
+  bool rate_limited = false;
+  while (progress && !rate_limited) {
     progress = false;
-    for (size_t k = 0; k < workers_.size(); ++k) {
+    for (size_t k = 0; k < workers_.size() && !rate_limited; ++k) {
       Worker& worker = *workers_[(round_robin_ + k) % workers_.size()];
       size_t budget = std::min(worker.credit.available(), kMaxTasksPerFrame);
       uint64_t index;
-      while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame &&
-             NextTask(&index)) {
+      while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
+        if (!NextTask(&index)) break;
         Slot* slot = window_.Find(index);
+        if (limiter_.limited() && !limiter_.TryAcquire(now_us, EstimateTokens(slot->item))) {
+          retry_.push_front(index);  // first in line once the limiter allows
+          int64_t wait = limiter_.WaitMicros(now_us, EstimateTokens(slot->item));
+          rate_wait_until_us_ = now_us + std::max<int64_t>(wait, 1000);
+          rate_limited = true;
+          break;
+        }
         slot->state = SlotState::kInFlight;
         slot->worker = worker.id;
+        slot->backup_worker = 0;
+        slot->sent_us = now_us;
+        slot->sent_seq = ++send_seq_;
         encoder.Add(index, slot->attempts++, slot->item);
       }
       if (encoder.count() == 0) continue;
-      size_t count = encoder.count();
-      worker.credit.OnSent(count);
+      worker.credit.OnSent(encoder.count());
       if (!SendTo(worker, encoder.Finish())) {
         RemoveWorker(&worker, "cannot be reached");
         return;  // workers_ changed; the next loop iteration dispatches again
@@ -386,7 +491,7 @@ void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_
 }
 
 void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello) {
-  if (signals_ > 0 || !fatal_.empty()) {
+  if (!Running()) {
     SendToId(routing_id, EncodeStop("the run is ending"));
     return;
   }
@@ -409,45 +514,163 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello)
   }
 }
 
+void Coordinator::Requeue(uint64_t index, Slot* slot, int64_t delay_ms) {
+  slot->state = SlotState::kPending;
+  slot->backup_worker = 0;
+  ++retried_;
+  if (delay_ms <= 0) {
+    retry_.push_back(index);
+  } else {
+    delayed_.emplace(NowMillis() + delay_ms, index);
+  }
+}
+
+void Coordinator::Fail(uint64_t index, Slot* slot, const std::string& error) {
+  Result result;
+  result.index = index;
+  result.ok = false;
+  result.value = error;
+  result.extra["attempts"] = static_cast<int64_t>(slot->attempts);
+  window_.Complete(index, std::move(result));
+  if (config_.unordered) WriteRecord(index, *window_.Find(index));
+}
+
+void Coordinator::HandleResult(Result* result) {
+  uint64_t index = result->index;
+  Slot* slot = window_.Find(index);
+  if (slot == nullptr || slot->state == SlotState::kDone) {
+    ++duplicates_;
+    return;
+  }
+  if (!result->ok && ExtraInt(*result, "status", 0) == 429) limiter_.OnThrottled(NowMicros());
+  int64_t tokens = ExtraInt(*result, "total_tokens", -1);
+  if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot->item), static_cast<double>(tokens));
+  if (!result->ok && result->retryable) {
+    // A failed copy while another copy of the same item still runs (a backup
+    // or a newer attempt) changes nothing: that copy may still succeed.
+    bool latest = result->attempt + 1 == slot->attempts;
+    if (!latest || slot->state != SlotState::kInFlight) return;
+    if (slot->backup_worker != 0) {
+      slot->worker = slot->backup_worker;
+      slot->backup_worker = 0;
+      return;
+    }
+    if (retry_policy_.MayRetry(slot->attempts)) {
+      Requeue(index, slot, retry_policy_.DelayMillis(slot->attempts, result->retry_after_ms));
+      return;
+    }
+  }
+  if (slot->attempts > 1) result->extra["attempts"] = static_cast<int64_t>(slot->attempts);
+  window_.Complete(index, std::move(*result));
+  if (config_.unordered) WriteRecord(index, *window_.Find(index));
+}
+
 void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
   uint64_t total_us = 0;
   for (Result& result : *results) {
     total_us += result.elapsed_us;
-    uint64_t index = result.index;
-    if (!window_.Complete(index, std::move(result))) {
-      ++duplicates_;
-      continue;
-    }
-    if (config_.unordered) WriteRecord(index, *window_.Find(index));
+    HandleResult(&result);
   }
+  if (results->empty()) return;
+  double batch_mean = static_cast<double>(total_us) / results->size();
+  mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.9 * mean_task_us_ + 0.1 * batch_mean;
   if (worker != nullptr) {
     worker->credit.OnResults(results->size(), total_us);
-    if (!results->empty()) local_failures_in_a_row_ = 0;
+    worker->completed += results->size();
+    local_failures_in_a_row_ = 0;
   }
 }
 
 void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
   uint32_t id = worker->id;
-  size_t requeued = 0;
   // Rare (a worker died), so a scan of the window is cheaper than keeping a
   // per-worker index on the hot path.
+  std::vector<std::pair<uint64_t, uint64_t>> held;  // (send order, index)
   for (uint64_t i = window_.begin(); i < window_.end(); ++i) {
     Slot* slot = window_.Find(i);
-    if (slot->state == SlotState::kInFlight && slot->worker == id) {
-      slot->state = SlotState::kPending;
-      retry_.push_back(i);
-      ++requeued;
+    if (slot->state != SlotState::kInFlight) continue;
+    if (slot->backup_worker == id) slot->backup_worker = 0;
+    if (slot->worker != id) continue;
+    if (slot->backup_worker != 0) {
+      // The backup copy still runs elsewhere: it becomes the only copy.
+      slot->worker = slot->backup_worker;
+      slot->backup_worker = 0;
+      continue;
     }
+    held.emplace_back(slot->sent_seq, i);
+  }
+  // A worker runs its tasks in the order they were sent, `slots` at a time:
+  // only the oldest ones were running when it died, and only those can be
+  // what killed it. The others never started: they keep their attempt.
+  std::sort(held.begin(), held.end());
+  size_t running = worker->credit.slots();
+  std::vector<std::string> poisoned;
+  for (size_t k = 0; k < held.size(); ++k) {
+    uint64_t index = held[k].second;
+    Slot* slot = window_.Find(index);
+    if (k >= running) {
+      --slot->attempts;
+    } else if (!retry_policy_.MayRetry(slot->attempts)) {
+      Fail(index, slot,
+           "worker lost " + std::to_string(slot->attempts) +
+               " time(s) while running this item (last: " + worker->hello.name + " " + why + ")");
+      poisoned.push_back(std::to_string(index));
+      continue;
+    }
+    Requeue(index, slot, 0);
   }
   std::sort(retry_.begin(), retry_.end());
-  if (worker->local_pid == 0 || requeued > 0 || why != "exit code 0") {
+  bool expected = worker->local_pid != 0 && why == "exit code 0";
+  if (!expected) {
     Log("worker " + worker->hello.name + " " + why +
-        (requeued > 0 ? "; " + std::to_string(requeued) + " task(s) requeued" : ""));
+        (held.empty() ? "" : "; " + std::to_string(held.size()) + " task(s) sent again"));
   }
-  if (worker->local_pid != 0 && local_ != nullptr) local_->Signal(worker->local_pid, SIGKILL);
+  if (!poisoned.empty()) {
+    Log("gave up on item(s) " + poisoned.front() + (poisoned.size() > 1 ? ", ..." : "") +
+        " after losing a worker on each attempt");
+  }
+  if (worker->local_pid != 0 && local_ != nullptr) {
+    local_->Signal(worker->local_pid, SIGKILL);
+    killed_pids_.push_back(worker->local_pid);
+  }
   SendToId(worker->routing_id, EncodeStop("removed: " + why));
   workers_.erase(
       std::find_if(workers_.begin(), workers_.end(), [id](const auto& w) { return w->id == id; }));
+}
+
+void Coordinator::Speculate() {
+  if (!config_.speculate || mean_task_us_ <= 0) return;
+  // Only when there is nothing new to give: the input is exhausted (or the
+  // window full) and nothing waits to be sent.
+  if (!retry_.empty() || !delayed_.empty() || next_new_ < window_.end() || WantInput()) return;
+  std::vector<Worker*> idle;
+  for (auto& w : workers_) {
+    if (w->credit.outstanding() == 0) idle.push_back(w.get());
+  }
+  if (idle.empty()) return;
+  int64_t now_us = NowMicros();
+  int64_t threshold_us = std::max<int64_t>(kMinStragglerMs * 1000,
+                                           static_cast<int64_t>(kStragglerFactor * mean_task_us_));
+  size_t scanned = 0;
+  for (uint64_t i = window_.begin(); i < window_.end() && scanned < kStragglerScan && !idle.empty();
+       ++i) {
+    Slot* slot = window_.Find(i);
+    if (slot->state != SlotState::kInFlight) continue;
+    ++scanned;
+    if (slot->speculated || now_us - slot->sent_us < threshold_us) continue;
+    auto it =
+        std::find_if(idle.begin(), idle.end(), [slot](Worker* w) { return w->id != slot->worker; });
+    if (it == idle.end()) break;
+    Worker& backup = **it;
+    idle.erase(it);
+    TasksEncoder encoder;
+    encoder.Add(i, slot->attempts, slot->item);
+    if (!SendTo(backup, encoder.Finish())) continue;
+    backup.credit.OnSent(1);
+    slot->speculated = true;
+    slot->backup_worker = backup.id;
+    ++backups_;
+  }
 }
 
 void Coordinator::Tick() {
@@ -465,6 +688,8 @@ void Coordinator::Tick() {
     if (now - w.last_sent_ms >= heartbeat_every) SendTo(w, heartbeat);
     ++i;
   }
+  SpawnDueWorkers();
+  if (Running()) Speculate();
 }
 
 void Coordinator::ReapLocalWorkers() {
@@ -476,14 +701,38 @@ void Coordinator::ReapLocalWorkers() {
     }
     if (worker != nullptr) {
       RemoveWorker(worker, exited.how);
+    } else if (std::find(killed_pids_.begin(), killed_pids_.end(), exited.pid) !=
+               killed_pids_.end()) {
+      killed_pids_.erase(std::find(killed_pids_.begin(), killed_pids_.end(), exited.pid));
     } else if (!exited.clean) {
       Log("local worker " + std::to_string(exited.pid) + " " + exited.how);
     }
-    if (signals_ > 0 || !fatal_.empty() || (input_->done() && window_.empty())) continue;
-    if (++local_failures_in_a_row_ > 3 + 2 * std::max(1, config_.workers)) {
+    if (!Running() || (input_->done() && window_.empty())) continue;
+    // Replace it; when workers keep dying without finishing anything, wait
+    // longer each time, and give up when it is hopeless (e.g. the worker
+    // binary cannot start at all).
+    ++local_failures_in_a_row_;
+    if (local_failures_in_a_row_ > 5 + 3 * std::max(1, config_.workers)) {
       fatal_ = "local workers keep exiting (last: " + exited.how + ")";
       continue;
     }
+    int64_t delay = local_failures_in_a_row_ <= 1
+                        ? 0
+                        : std::min<int64_t>(kMaxRespawnDelayMs,
+                                            50ll << std::min(local_failures_in_a_row_ - 2, 10));
+    respawn_at_ms_.push_back(NowMillis() + delay);
+  }
+  SpawnDueWorkers();
+}
+
+void Coordinator::SpawnDueWorkers() {
+  int64_t now = NowMillis();
+  for (size_t i = 0; i < respawn_at_ms_.size();) {
+    if (respawn_at_ms_[i] > now || !Running()) {
+      ++i;
+      continue;
+    }
+    respawn_at_ms_.erase(respawn_at_ms_.begin() + static_cast<long>(i));
     pid_t pid;
     Status status = local_->Spawn(&pid);
     if (!status.ok()) fatal_ = status.message();
@@ -510,9 +759,20 @@ void Coordinator::HandleSignals() {
 void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   if (slot.written) return;
   slot.written = true;
-  writer_->Write(index, slot.result);
   ++written_;
   if (!slot.result.ok) ++failed_;
+  if (slot.resumed == Resumed::kInFile) return;
+  if (slot.resumed == Resumed::kCopy) {
+    std::string line;
+    Status status = resume_->Line(index, &line);
+    if (!status.ok()) {
+      fatal_ = status.message();
+      return;
+    }
+    writer_->WriteVerbatim(line);
+    return;
+  }
+  writer_->Write(index, slot.result);
   // Free the text now; the slot itself goes when the prefix reaches it.
   Result().value.swap(slot.result.value);
   std::string().swap(slot.item);
@@ -526,6 +786,29 @@ size_t Coordinator::InFlight() const {
   size_t n = 0;
   for (const auto& w : workers_) n += w->credit.outstanding();
   return n;
+}
+
+long Coordinator::PollTimeout() {
+  int64_t now = NowMillis();
+  long timeout = kTickMs;
+  if (WantInput() && input_->is_regular_file()) return 0;
+  if (!delayed_.empty())
+    timeout = std::min<long>(timeout, std::max<int64_t>(0, delayed_.top().first - now));
+  if (rate_wait_until_us_ > 0) {
+    int64_t wait_ms = (rate_wait_until_us_ - NowMicros() + 999) / 1000;
+    if (wait_ms > 0) timeout = std::min<long>(timeout, wait_ms);
+  }
+  for (int64_t at : respawn_at_ms_)
+    timeout = std::min<long>(timeout, std::max<int64_t>(0, at - now));
+  if (writer_->buffered() > 0) {
+    if (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs) {
+      writer_->Flush();
+      last_flush_ms_ = now;
+    } else {
+      timeout = std::min<long>(timeout, kFlushEveryMs);
+    }
+  }
+  return timeout;
 }
 
 ProgressCounts Coordinator::Counts() const {
@@ -589,26 +872,14 @@ int Coordinator::Run() {
     if (signals_ == 1 && (InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
     progress_->Update(Counts());
 
-    int64_t now = NowMillis();
-    long timeout = kTickMs;
-    bool want_input = WantInput();
-    if (want_input && input_->is_regular_file()) timeout = 0;
-    if (writer_->buffered() > 0) {
-      if (timeout > 0 &&
-          (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs)) {
-        writer_->Flush();
-        last_flush_ms_ = now;
-      } else {
-        timeout = std::min<long>(timeout, kFlushEveryMs);
-      }
-    }
+    long timeout = PollTimeout();
+    bool want_input = WantInput() && !input_->is_regular_file();
     items.clear();
     items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
-    if (want_input && !input_->is_regular_file())
-      items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
+    if (want_input) items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
-    if (items.size() > 2 && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) input_readable_ = true;
+    if (want_input && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) input_readable_ = true;
     if (items[1].revents & ZMQ_POLLIN) HandleSignals();
     ReceiveFrames();
     Tick();
@@ -618,6 +889,15 @@ int Coordinator::Run() {
   progress_->Finish(Counts());
   Shutdown();
 
+  bool complete = fatal_.empty() && flushed.ok() && signals_ == 0;
+  if (!rewrite_path_.empty()) {
+    writer_.reset();
+    if (complete && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
+      flushed = Status::Error("cannot replace '" + config_.output_path + "': " + strerror(errno));
+    } else if (!complete) {
+      unlink(rewrite_path_.c_str());  // the old file is still whole; resume again from it
+    }
+  }
   if (!fatal_.empty()) {
     Log(fatal_);
     return kExitUsage;
@@ -631,7 +911,8 @@ int Coordinator::Run() {
         std::to_string(bad_frames_) + " bad frame(s) dropped");
   }
   if (signals_ > 0) {
-    Log("interrupted: " + std::to_string(written_) + " record(s) written");
+    Log("interrupted: " + std::to_string(written_) + " record(s) written" +
+        (config_.output_path.empty() ? "" : "; continue with --resume"));
     return kExitInterrupted;
   }
   if (failed_ > 0) {

@@ -46,6 +46,26 @@ Status RecordWriter::Open(const std::string& path, OutputFormat format,
   return Status::Ok();
 }
 
+Status RecordWriter::OpenAppend(const std::string& path, uint64_t keep_bytes, OutputFormat format,
+                                std::unique_ptr<RecordWriter>* out) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Error("cannot open output '" + path + "': " + strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(keep_bytes)) != 0 ||
+      lseek(fd, 0, SEEK_END) != static_cast<off_t>(keep_bytes)) {
+    int err = errno;
+    close(fd);
+    return Status::Error("cannot resume output '" + path + "': " + strerror(err));
+  }
+  *out = std::make_unique<RecordWriter>(fd, true, format);
+  return Status::Ok();
+}
+
+void RecordWriter::WriteVerbatim(const std::string& line) {
+  if (!error_.ok()) return;
+  buffer_.append(line);
+  if (buffer_.size() >= kFlushBytes) Flush();
+}
+
 void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Result& result,
                                 std::string* out) {
   if (format == OutputFormat::kRaw) {

@@ -32,8 +32,15 @@ class RecordWriter {
   static Status Open(const std::string& path, OutputFormat format,
                      std::unique_ptr<RecordWriter>* out);
 
+  // Opens `path` for appending after its first `keep_bytes` bytes (the rest,
+  // e.g. a torn last line, is cut off). Used by --resume.
+  static Status OpenAppend(const std::string& path, uint64_t keep_bytes, OutputFormat format,
+                           std::unique_ptr<RecordWriter>* out);
+
   // Buffers the record of item `index`; writes when the buffer is full.
   void Write(uint64_t index, const Result& result);
+  // Buffers an already formatted record (a line with its "\n").
+  void WriteVerbatim(const std::string& line);
   // Writes everything buffered. After a write error (e.g. EPIPE) every call
   // returns that error and further records are discarded.
   Status Flush();

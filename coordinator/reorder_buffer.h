@@ -19,13 +19,21 @@ namespace fanmap {
 
 enum class SlotState : uint8_t { kPending, kInFlight, kDone };
 
+// How a record already written by an interrupted run is handled (--resume).
+enum class Resumed : uint8_t { kNo, kInFile, kCopy };
+
 struct Slot {
   std::string item;
   SlotState state = SlotState::kPending;
-  uint32_t worker = 0;    // valid when kInFlight
-  uint32_t attempts = 0;  // times sent to a worker
-  bool written = false;   // --unordered: the record is already out
-  Result result;          // valid when kDone
+  Resumed resumed = Resumed::kNo;
+  bool written = false;        // --unordered: the record is already out
+  bool speculated = false;     // a backup copy was sent
+  uint32_t worker = 0;         // valid when kInFlight
+  uint32_t backup_worker = 0;  // worker running the backup copy, 0 = none
+  uint32_t attempts = 0;       // times sent to a worker
+  int64_t sent_us = 0;         // when the latest attempt was sent
+  uint64_t sent_seq = 0;       // global send order of the latest attempt
+  Result result;               // valid when kDone
 };
 
 class ReorderBuffer {

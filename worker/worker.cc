@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <unordered_map>
@@ -29,6 +30,14 @@ std::string HostName() {
   return buf;
 }
 
+int64_t OptionInt(const JobSpec& job, const std::string& key, int64_t fallback) {
+  auto it = job.options.find(key);
+  if (it == job.options.end()) return fallback;
+  char* end = nullptr;
+  long long v = std::strtoll(it->second.c_str(), &end, 10);
+  return end != it->second.c_str() && *end == '\0' ? v : fallback;
+}
+
 class WorkerLoop {
  public:
   explicit WorkerLoop(const WorkerConfig& config)
@@ -50,6 +59,8 @@ class WorkerLoop {
   void HandleFrame(const zmq::message_t& frame, int* exit_code);
   void StartTasks();
   void CollectResults();
+  void ExpireDeadlines();
+  long MillisToNextDeadline() const;
   void FlushResults();
   void Send(std::string frame);
   void FlushOutbox();
@@ -65,7 +76,15 @@ class WorkerLoop {
   std::vector<Result> ready_;
   size_t ready_bytes_ = 0;
   std::deque<Task> queued_;
-  std::unordered_map<uint64_t, int64_t> started_us_;  // index → start time
+  struct Started {
+    int64_t start_us;
+    uint32_t attempt;
+  };
+  std::unordered_map<uint64_t, Started> started_;  // running tasks by index
+  // Running tasks in start order, which is deadline order (one timeout for
+  // all); entries of finished tasks are skipped lazily.
+  std::deque<std::pair<int64_t, uint64_t>> deadlines_;
+  int64_t timeout_us_ = 0;  // 0 = no deadline
   std::deque<std::string> outbox_;
   unsigned slots_ = 1;
   long liveness_ms_ = kDefaultLivenessMs;
@@ -177,8 +196,8 @@ void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
     case MessageType::kJob: {
       if (payload_) return;  // a repeated JOB changes nothing
       slots_ = config_.slots > 0 ? config_.slots : std::max(1u, message.job.default_slots);
-      auto it = message.job.options.find("liveness_ms");
-      if (it != message.job.options.end()) liveness_ms_ = std::max(100L, std::stol(it->second));
+      liveness_ms_ = std::max<long>(100, OptionInt(message.job, "liveness_ms", kDefaultLivenessMs));
+      timeout_us_ = std::max<int64_t>(0, OptionInt(message.job, "timeout_ms", 0)) * 1000;
       Status made = MakePayload(message.job, &sink_, &payload_);
       if (!made.ok()) {
         Log("cannot run this job: " + made.message());
@@ -215,12 +234,14 @@ void WorkerLoop::StartTasks() {
     int64_t start = NowMicros();
     size_t before = sink_.size();
     uint64_t index = task.index;
+    uint32_t attempt = task.attempt;
     payload_->Start(std::move(task));
     if (sink_.size() > before) {
       // Finished at once (echo): stamp it here, no bookkeeping needed.
       sink_.back().elapsed_us = static_cast<uint64_t>(NowMicros() - start);
     } else {
-      started_us_[index] = start;
+      started_[index] = Started{start, attempt};
+      if (timeout_us_ > 0) deadlines_.emplace_back(start + timeout_us_, index);
     }
     CollectResults();
   }
@@ -230,10 +251,10 @@ void WorkerLoop::CollectResults() {
   if (sink_.empty()) return;
   int64_t now = NowMicros();
   for (Result& result : sink_) {
-    auto it = started_us_.find(result.index);
-    if (it != started_us_.end()) {
-      result.elapsed_us = static_cast<uint64_t>(now - it->second);
-      started_us_.erase(it);
+    auto it = started_.find(result.index);
+    if (it != started_.end()) {
+      result.elapsed_us = static_cast<uint64_t>(now - it->second.start_us);
+      started_.erase(it);
     }
     ready_bytes_ += result.value.size() + 32;
     ready_.push_back(std::move(result));
@@ -242,6 +263,32 @@ void WorkerLoop::CollectResults() {
     }
   }
   sink_.clear();
+}
+
+void WorkerLoop::ExpireDeadlines() {
+  int64_t now = NowMicros();
+  while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    uint64_t index = deadlines_.front().second;
+    deadlines_.pop_front();
+    auto it = started_.find(index);
+    if (it == started_.end()) continue;  // finished in time
+    Task task;
+    task.index = index;
+    task.attempt = it->second.attempt;
+    started_.erase(it);
+    payload_->Cancel(index);
+    char text[64];
+    std::snprintf(text, sizeof text, "timed out after %.3g s", timeout_us_ / 1e6);
+    sink_.push_back(RetryableError(task, text));
+    sink_.back().elapsed_us = static_cast<uint64_t>(timeout_us_);
+  }
+  CollectResults();
+}
+
+long WorkerLoop::MillisToNextDeadline() const {
+  if (deadlines_.empty()) return -1;
+  int64_t wait = deadlines_.front().first - NowMicros();
+  return wait <= 0 ? 0 : static_cast<long>((wait + 999) / 1000);
 }
 
 void WorkerLoop::FlushResults() {
@@ -266,11 +313,14 @@ int WorkerLoop::Serve() {
                      static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)), 0});
     items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
     payload_->AddPollItems(&items, &timeout_ms);
+    long deadline_ms = MillisToNextDeadline();
+    if (deadline_ms >= 0 && deadline_ms < timeout_ms) timeout_ms = deadline_ms;
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
 
     if (CheckSignals()) return kExitInterrupted;
     payload_->Advance(items.data() + 2, items.size() - 2);
     CollectResults();
+    if (timeout_us_ > 0) ExpireDeadlines();
     FlushOutbox();
 
     zmq::message_t frame;

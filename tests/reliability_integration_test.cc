@@ -1,0 +1,269 @@
+// Integration tests of what must never lose an item: dead, stopped and hung
+// workers, poison items, interrupts and resuming after a killed coordinator.
+// Real binaries, real processes, real signals.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using testing_util::Lines;
+using testing_util::Process;
+using testing_util::ReadFile;
+using testing_util::RunResult;
+using testing_util::TempDir;
+using testing_util::WriteFile;
+
+const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
+
+std::string Seq(int from, int to) {
+  std::string s;
+  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+class ReliabilityTest : public ::testing::Test {
+ protected:
+  ReliabilityTest() : token_(testing_util::UniqueToken()) {}
+
+  std::vector<std::string> Env() { return {"FANMAP_TEST_TOKEN=" + token_}; }
+
+  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
+    args.insert(args.begin(), kFanmap);
+    return testing_util::Run(args, input, Env());
+  }
+
+  // Starts fanmap in the background reading dir/in, writing dir/out.
+  std::unique_ptr<Process> Start(std::vector<std::string> args) {
+    args.insert(args.begin(), kFanmap);
+    return std::make_unique<Process>(args, "", dir_.File("out"), dir_.File("err"), Env());
+  }
+
+  std::vector<pid_t> Workers() { return testing_util::ProcessesNamed(token_, "fanmap-worker"); }
+
+  // Waits until at least `n` workers run.
+  std::vector<pid_t> WaitForWorkers(size_t n) {
+    std::vector<pid_t> workers;
+    for (int i = 0; i < 1000 && workers.size() < n; ++i) {
+      workers = Workers();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return workers;
+  }
+
+  // Parses jsonl records; checks there is exactly one per index, in order.
+  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
+    std::vector<nlohmann::json> records;
+    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
+    EXPECT_EQ(records.size(), expected);
+    for (size_t i = 0; i < records.size(); ++i) {
+      EXPECT_EQ(records[i]["index"], i) << "record " << i;
+    }
+    return records;
+  }
+
+  std::string token_;
+  TempDir dir_;
+};
+
+TEST_F(ReliabilityTest, TimedOutTaskIsCancelledAndRetried) {
+  // Every item hangs on its first attempt only (a marker file per item).
+  std::string script = "if [ ! -e " + dir_.path() + "/m$0 ]; then touch " + dir_.path() +
+                       "/m$0; sleep 60; fi; echo ok$0";
+  RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--", "sh", "-c", script}, Seq(1, 6));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 6);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(records[i]["result"], "ok" + std::to_string(i + 1));
+    EXPECT_EQ(records[i]["attempts"], 2);
+  }
+}
+
+TEST_F(ReliabilityTest, TaskThatAlwaysTimesOutBecomesAnErrorRecordAfterItsRetries) {
+  RunResult r = Fanmap({"-j", "1", "--timeout", "0.2", "--retries", "1", "--", "sh", "-c",
+                        "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
+                       Seq(1, 3));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 3);
+  EXPECT_EQ(records[0]["ok"], true);
+  EXPECT_EQ(records[1]["ok"], false);
+  EXPECT_NE(records[1]["error"].get<std::string>().find("timed out"), std::string::npos);
+  EXPECT_EQ(records[1]["attempts"], 2);
+  EXPECT_EQ(records[2]["ok"], true);
+}
+
+TEST_F(ReliabilityTest, PoisonItemBecomesAnErrorRecordAndTheRunEnds) {
+  // Item 5 kills the worker that runs it, every time.
+  RunResult r = Fanmap(
+      {"-j", "2", "--", "sh", "-c", "if [ $0 = 5 ]; then kill -9 $PPID; fi; echo $0"}, Seq(1, 40));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 40);
+  for (int i = 0; i < 40; ++i) {
+    if (i == 4) continue;
+    EXPECT_EQ(records[i]["ok"], true) << records[i];
+  }
+  EXPECT_EQ(records[4]["ok"], false);
+  EXPECT_NE(records[4]["error"].get<std::string>().find("worker lost"), std::string::npos)
+      << records[4];
+  EXPECT_EQ(records[4]["attempts"], 3);  // --retries 2 by default
+}
+
+TEST_F(ReliabilityTest, WorkersKilledAtRandomLoseNoItem) {
+  WriteFile(dir_.File("in"), Seq(0, 19999));
+  auto fanmap = Start({"-j", "3", "--builtin", "sleep:1", "--slots", "4", "-i", dir_.File("in"),
+                       "-o", dir_.File("out")});
+  std::mt19937 rng(42);
+  int kills = 0;
+  for (int round = 0; round < 8 && !fanmap->Exited(); ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    std::vector<pid_t> workers = Workers();
+    if (workers.empty()) continue;
+    if (kill(workers[rng() % workers.size()], SIGKILL) == 0) ++kills;
+  }
+  ASSERT_EQ(fanmap->Wait(), 0) << ReadFile(dir_.File("err"));
+  EXPECT_GT(kills, 0);
+  auto records = Records(ReadFile(dir_.File("out")), 20000);
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(records[i]["result"], std::to_string(i));
+  }
+}
+
+TEST_F(ReliabilityTest, StoppedWorkerIsDeclaredDeadAndItsTasksAreSentAgain) {
+  WriteFile(dir_.File("in"), Seq(0, 399));
+  auto fanmap = Start({"-j", "2", "--heartbeat", "1", "--builtin", "sleep:10", "-i",
+                       dir_.File("in"), "-o", dir_.File("out")});
+  std::vector<pid_t> workers = WaitForWorkers(2);
+  ASSERT_EQ(workers.size(), 2u);
+  testing_util::WaitForText(dir_.File("out"), "\"index\":10,");
+  ASSERT_EQ(kill(workers[0], SIGSTOP), 0);
+  int code = fanmap->Wait();
+  kill(workers[0], SIGCONT);
+  ASSERT_EQ(code, 0) << ReadFile(dir_.File("err"));
+  Records(ReadFile(dir_.File("out")), 400);
+  EXPECT_NE(ReadFile(dir_.File("err")).find("silent for"), std::string::npos)
+      << ReadFile(dir_.File("err"));
+}
+
+TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
+  // Item 3 hangs on its first attempt only; nothing else is slow. Without a
+  // backup copy the run would wait for it (there is no --timeout).
+  std::string script = "if [ $0 = 3 ] && [ ! -e " + dir_.path() + "/m ]; then touch " +
+                       dir_.path() + "/m; sleep 120; fi; echo $0";
+  RunResult r = Fanmap({"-j", "2", "--", "sh", "-c", script}, Seq(1, 20));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 20);
+  EXPECT_EQ(records[2]["result"], "3");
+}
+
+TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
+  WriteFile(dir_.File("in"), Seq(0, 99999));
+  auto fanmap = Start({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
+                       "-o", dir_.File("out")});
+  testing_util::WaitForText(dir_.File("out"), "\"index\":100,");
+  kill(fanmap->pid(), SIGINT);
+  ASSERT_EQ(fanmap->Wait(), 130) << ReadFile(dir_.File("err"));
+  std::string out = ReadFile(dir_.File("out"));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  auto lines = Lines(out);
+  EXPECT_LT(lines.size(), 100000u);
+  Records(out, lines.size());
+  EXPECT_NE(ReadFile(dir_.File("err")).find("--resume"), std::string::npos);
+}
+
+TEST_F(ReliabilityTest, ResumeAfterKilledCoordinatorEqualsAnUninterruptedRun) {
+  WriteFile(dir_.File("in"), Seq(0, 29999));
+  RunResult whole =
+      Fanmap({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in")}, "");
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+
+  auto first = Start({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
+                      "-o", dir_.File("out")});
+  testing_util::WaitForText(dir_.File("out"), "\"index\":2000,");
+  kill(first->pid(), SIGKILL);
+  first->Wait();
+  size_t before = Lines(ReadFile(dir_.File("out"))).size();
+  ASSERT_LT(before, 30000u);
+
+  Process second({kFanmap, "-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
+                  "-o", dir_.File("out"), "--resume"},
+                 "", dir_.File("out2"), dir_.File("err2"), Env());
+  ASSERT_EQ(second.Wait(), 0) << ReadFile(dir_.File("err2"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), whole.out);
+  EXPECT_NE(ReadFile(dir_.File("err2")).find("resuming"), std::string::npos);
+}
+
+TEST_F(ReliabilityTest, ResumeCutsATornLastLine) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  std::string prefix;
+  for (int i = 0; i < 4; ++i) {
+    prefix += "{\"index\":" + std::to_string(i) + ",\"ok\":true,\"result\":\"" + std::to_string(i) +
+              "\"}\n";
+  }
+  WriteFile(dir_.File("out"), prefix + "{\"index\":4,\"ok\":tr");
+  RunResult r = Fanmap(
+      {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume"},
+      "");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("torn"), std::string::npos) << r.err;
+  auto records = Records(ReadFile(dir_.File("out")), 10);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+}
+
+TEST_F(ReliabilityTest, ResumeKeepsRecordsItDidNotRunAgain) {
+  WriteFile(dir_.File("in"), Seq(0, 5));
+  // Records 0-2 claim results an echo would never give: resume must keep them.
+  std::string kept;
+  for (int i = 0; i < 3; ++i) {
+    kept += "{\"index\":" + std::to_string(i) + ",\"ok\":true,\"result\":\"old\"}\n";
+  }
+  WriteFile(dir_.File("out"), kept);
+  RunResult r = Fanmap(
+      {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume"},
+      "");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(ReadFile(dir_.File("out")), 6);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(records[i]["result"], "old");
+  for (int i = 3; i < 6; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+}
+
+TEST_F(ReliabilityTest, ResumeFailedRunsFailedItemsAgainInPlace) {
+  WriteFile(dir_.File("in"), Seq(0, 5));
+  WriteFile(dir_.File("out"),
+            "{\"index\":0,\"ok\":true,\"result\":\"0\"}\n"
+            "{\"index\":1,\"ok\":false,\"error\":\"boom\"}\n"
+            "{\"index\":2,\"ok\":true,\"result\":\"2\"}\n");
+  RunResult plain = Fanmap(
+      {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out2"), "--resume"},
+      "");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  RunResult r = Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o",
+                        dir_.File("out"), "--resume-failed"},
+                       "");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(ReadFile(dir_.File("out")), 6);
+  EXPECT_EQ(records[1]["ok"], true);
+  EXPECT_EQ(records[1]["result"], "1");
+  EXPECT_EQ(ReadFile(dir_.File("out")), ReadFile(dir_.File("out2")));
+}
+
+TEST_F(ReliabilityTest, PlainResumeKeepsFailedRecordsAndReportsThem) {
+  WriteFile(dir_.File("in"), Seq(0, 3));
+  WriteFile(dir_.File("out"), "{\"index\":0,\"ok\":false,\"error\":\"boom\"}\n");
+  RunResult r = Fanmap(
+      {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume"},
+      "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(ReadFile(dir_.File("out")), 4);
+  EXPECT_EQ(records[0]["error"], "boom");
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -154,12 +154,14 @@ bool ReadBody(const msgpack::object_array& a, Message* out) {
       return ReadJob(a, &out->job);
     case MessageType::kStop:
     case MessageType::kRefuse:
+    case MessageType::kBye:
+    case MessageType::kReset:
       return a.size == 3 && ReadString(a.ptr[2], &out->reason);
   }
   return false;
 }
 
-bool KnownType(uint64_t type) { return type >= 1 && type <= 7; }
+bool KnownType(uint64_t type) { return type >= 1 && type <= 9; }
 
 // Strings reference the frame instead of being copied into the zone: the
 // frame outlives the object handle inside DecodeMessage.
@@ -243,6 +245,12 @@ std::string EncodeStop(const std::string& reason) {
 
 std::string EncodeRefuse(const std::string& reason) {
   return EncodeReason(MessageType::kRefuse, reason);
+}
+
+std::string EncodeBye(const std::string& reason) { return EncodeReason(MessageType::kBye, reason); }
+
+std::string EncodeReset(const std::string& reason) {
+  return EncodeReason(MessageType::kReset, reason);
 }
 
 struct TasksEncoder::Impl {

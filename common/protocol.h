@@ -23,12 +23,16 @@
 //                  co-process) may be sent again, not before retry_after_ms;
 //                  `extra` holds fields added to the record (exit_code, stderr...).
 //     3 HEARTBEAT  [1, 3]
+//     8 BYE        [1, 8, reason:str]          the worker leaves; its tasks go back
 //   coordinator → worker
 //     4 JOB        [1, 4, kind:str, argv:[str...], options:{str: str}, default_slots:uint]
 //     5 TASKS      [1, 5, [[index:uint, attempt:uint, item:str], ...]]
 //     3 HEARTBEAT  [1, 3]
 //     6 STOP       [1, 6, reason:str]          the worker exits
 //     7 REFUSE     [1, 7, reason:str]          e.g. protocol version mismatch
+//     9 RESET      [1, 9, reason:str]          the coordinator forgot this worker (it
+//                                              was silent too long): drop every task
+//                                              and say HELLO again
 //
 // Decoding never trusts the bytes: msgpack is unpacked with limits, trailing
 // bytes are rejected, and every array's shape and element types are checked.
@@ -60,6 +64,8 @@ enum class MessageType : uint8_t {
   kTasks = 5,
   kStop = 6,
   kRefuse = 7,
+  kBye = 8,
+  kReset = 9,
 };
 
 struct Hello {
@@ -83,8 +89,8 @@ struct Result {
   bool ok = false;
   std::string value;  // result text if ok, error text otherwise
   bool value_is_json = false;
-  uint64_t elapsed_us = 0;  // time the payload spent on the task
-  bool retryable = false;    // a failure worth another attempt
+  uint64_t elapsed_us = 0;      // time the payload spent on the task
+  bool retryable = false;       // a failure worth another attempt
   uint32_t retry_after_ms = 0;  // e.g. from an HTTP Retry-After header
   Extra extra;
 };
@@ -104,7 +110,7 @@ struct Message {
   std::vector<Task> tasks;
   std::vector<Result> results;
   JobSpec job;
-  std::string reason;  // STOP, REFUSE
+  std::string reason;  // STOP, REFUSE, BYE, RESET
 };
 
 // Encoders: each returns the frame's bytes.
@@ -114,6 +120,8 @@ std::string EncodeHeartbeat();
 std::string EncodeJob(const JobSpec& job);
 std::string EncodeStop(const std::string& reason);
 std::string EncodeRefuse(const std::string& reason);
+std::string EncodeBye(const std::string& reason);
+std::string EncodeReset(const std::string& reason);
 
 // Builds a TASKS frame incrementally, so the coordinator can batch tasks
 // without copying items into Task structs first.

@@ -24,17 +24,20 @@ struct Config {
   bool unordered = false;
   std::vector<std::string> listen;  // extra endpoints remote workers connect to
   ProgressMode progress = ProgressMode::kAuto;
-  size_t window = 0;            // read-ahead in items; 0 = automatic
-  int heartbeat_ms = 5000;      // a worker silent this long is dead
-  int retries = 2;              // extra attempts after a retryable failure or a lost worker
-  int64_t task_timeout_ms = 0;  // per attempt; 0 = none
-  bool speculate = true;        // back up stragglers on idle workers
-  bool resume = false;          // keep the records already in output_path
-  bool resume_failed = false;   // ... and run their failed items again
-  double rate_per_s = 0;        // requests per second over all workers; 0 = no limit
-  int64_t tokens_per_min = 0;   // estimated LLM tokens per minute; 0 = no limit
-  JobSpec job;                  // what workers run
-  std::string worker_path;      // "" = fanmap-worker next to fanmap
+  size_t window = 0;                 // read-ahead in items; 0 = automatic
+  int heartbeat_ms = 5000;           // a worker silent this long is dead
+  int retries = 2;                   // extra attempts after a retryable failure or a lost worker
+  int64_t task_timeout_ms = 0;       // per attempt; 0 = none
+  bool speculate = true;             // back up stragglers on idle workers
+  bool resume = false;               // keep the records already in output_path
+  bool resume_failed = false;        // ... and run their failed items again
+  double rate_per_s = 0;             // requests per second over all workers; 0 = no limit
+  int64_t tokens_per_min = 0;        // estimated LLM tokens per minute; 0 = no limit
+  std::string curve_secret_path;     // CurveZMQ: the coordinator secret key file
+  std::string authorized_keys_path;  // ... and the workers public keys (file or folder)
+  bool insecure = false;             // allow listening beyond loopback without keys
+  JobSpec job;                       // what workers run
+  std::string worker_path;           // "" = fanmap-worker next to fanmap
 };
 
 }  // namespace fanmap

@@ -10,10 +10,12 @@
 #include <cstring>
 #include <memory>
 #include <queue>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/clock.h"
+#include "common/curve_keys.h"
 #include "common/exit_status.h"
 #include "common/json_text.h"
 #include "coordinator/credit.h"
@@ -25,6 +27,7 @@
 #include "coordinator/reorder_buffer.h"
 #include "coordinator/resume_log.h"
 #include "coordinator/retry_policy.h"
+#include "coordinator/zap_handler.h"
 
 namespace fanmap {
 namespace {
@@ -65,6 +68,14 @@ std::string HostName() {
 // LLM tokens a request will cost, before its response says: ~4 bytes a token.
 double EstimateTokens(const std::string& item) { return 1.0 + item.size() / 4.0; }
 
+// True for endpoints only this machine can reach.
+bool IsLocalEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
+}
+
 int64_t ExtraInt(const Result& result, const char* key, int64_t fallback) {
   auto it = result.extra.find(key);
   if (it == result.extra.end()) return fallback;
@@ -87,6 +98,8 @@ class Coordinator {
  private:
   void Log(const std::string& line) { std::fprintf(stderr, "fanmap: %s\n", line.c_str()); }
   Status SetUp();
+  Status SetUpSecurity();
+  void HandleMonitorEvent();
   Status OpenOutput();
   Status StartLocalWorkers();
   size_t WindowLimit() const;
@@ -131,6 +144,10 @@ class Coordinator {
   std::unique_ptr<LocalWorkers> local_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<ResumeLog> resume_;
+  std::unique_ptr<ZapHandler> zap_;  // set when CurveZMQ is on
+  std::unique_ptr<zmq::socket_t> monitor_;
+  CurveKeyPair server_keys_;
+  size_t handshake_failures_ = 0;
   std::string rewrite_path_;  // --resume that rewrites: the new file, renamed at the end
   JobSpec job_;
   ReorderBuffer window_;
@@ -171,6 +188,8 @@ Coordinator::~Coordinator() {
   if (signal_fd_ >= 0) close(signal_fd_);
   if (!ipc_dir_.empty()) {
     unlink((ipc_dir_ + "/tasks").c_str());
+    unlink((ipc_dir_ + "/worker.key").c_str());
+    unlink((ipc_dir_ + "/worker.pub").c_str());
     rmdir(ipc_dir_.c_str());
   }
 }
@@ -220,6 +239,8 @@ Status Coordinator::SetUp() {
 
   job_ = config_.job;
   job_.options["liveness_ms"] = std::to_string(config_.heartbeat_ms);
+  status = SetUpSecurity();
+  if (!status.ok()) return status;
 
   try {
     router_.set(zmq::sockopt::linger, 0);
@@ -239,6 +260,74 @@ Status Coordinator::SetUp() {
   return StartLocalWorkers();
 }
 
+Status Coordinator::SetUpSecurity() {
+  if (config_.curve_secret_path.empty()) {
+    if (!config_.authorized_keys_path.empty()) {
+      return Status::Error("--authorized-keys needs --curve-secret");
+    }
+    for (const std::string& endpoint : config_.listen) {
+      if (IsLocalEndpoint(endpoint)) continue;
+      if (!config_.insecure) {
+        return Status::Error("listening on " + endpoint +
+                             " without keys would let anyone join, read the tasks and forge "
+                             "results: give --curve-secret and --authorized-keys (see 'fanmap "
+                             "keygen'), or --insecure on a network you trust");
+      }
+      if (job_.options.count("api_key") > 0) {
+        return Status::Error("the API key would travel in clear text to workers on " + endpoint +
+                             ": use --curve-secret and --authorized-keys");
+      }
+    }
+    return Status::Ok();
+  }
+  if (config_.authorized_keys_path.empty()) {
+    return Status::Error("--curve-secret needs --authorized-keys FILE|DIR (the workers' keys)");
+  }
+  Status status = ReadSecretKey(config_.curve_secret_path, &server_keys_);
+  if (!status.ok()) return status;
+  std::set<std::string> authorized;
+  status = ReadAuthorizedKeys(config_.authorized_keys_path, &authorized);
+  if (!status.ok()) return status;
+  try {
+    // The handler must exist before the socket binds.
+    zap_ = std::make_unique<ZapHandler>(context_, std::move(authorized),
+                                        [this](const std::string& line) { Log(line); });
+    router_.set(zmq::sockopt::curve_server, true);
+    router_.set(zmq::sockopt::curve_secretkey, server_keys_.secret_key);
+    router_.set(zmq::sockopt::zap_domain, "fanmap");
+    // ZMQ_ZAP_ENFORCE_DOMAIN (a draft option in this libzmq): refuse every
+    // client when no handler answers, instead of accepting them all.
+    int one = 1;
+    zmq_setsockopt(router_.handle(), 93, &one, sizeof one);
+    // Handshakes that fail before ZAP (a client without CURVE) only show up
+    // as socket events.
+    const char* kMonitor = "inproc://fanmap-monitor";
+    if (zmq_socket_monitor(
+            router_.handle(), kMonitor,
+            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+      monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+      monitor_->set(zmq::sockopt::linger, 0);
+      monitor_->connect(kMonitor);
+    }
+  } catch (const zmq::error_t& e) {
+    return Status::Error(std::string("cannot set up CurveZMQ: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+void Coordinator::HandleMonitorEvent() {
+  for (;;) {
+    zmq::message_t event, address;
+    if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more() && !monitor_->recv(address, zmq::recv_flags::none)) return;
+    if (++handshake_failures_ <= 10) {
+      Log("refused a connection that failed the CurveZMQ handshake (a client without the "
+          "right keys?)" +
+          (address.size() > 0 ? " on " + address.to_string() : std::string()));
+    }
+  }
+}
+
 Status Coordinator::StartLocalWorkers() {
   int n = config_.workers < 0 ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
                               : config_.workers;
@@ -255,8 +344,20 @@ Status Coordinator::StartLocalWorkers() {
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot bind " + endpoint + ": " + e.what());
   }
+  std::vector<std::string> extra_args;
+  if (zap_ != nullptr) {
+    // Local workers pass the same door as remote ones, with a key made for
+    // this run; its secret stays in our private directory.
+    CurveKeyPair local_keys;
+    Status status = GenerateKeyPair(&local_keys);
+    if (status.ok()) status = WriteKeyPair(ipc_dir_ + "/worker", local_keys);
+    if (!status.ok()) return status;
+    zap_->Authorize(local_keys.public_key);
+    extra_args = {"--curve-secret", ipc_dir_ + "/worker.key", "--server-key",
+                  server_keys_.public_key};
+  }
   std::string path = config_.worker_path.empty() ? DefaultWorkerPath() : config_.worker_path;
-  local_ = std::make_unique<LocalWorkers>(path, endpoint, config_.slots);
+  local_ = std::make_unique<LocalWorkers>(path, endpoint, config_.slots, extra_args);
   for (int i = 0; i < n; ++i) {
     pid_t pid;
     Status status = local_->Spawn(&pid);
@@ -476,14 +577,18 @@ void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_
       if (worker == nullptr) HandleHello(routing_id, message.hello);
       return;
     case MessageType::kResults:
-      HandleResults(worker, &message.results);
+    case MessageType::kHeartbeat:
+      if (message.type == MessageType::kResults) HandleResults(worker, &message.results);
       if (worker == nullptr) {
-        // A worker we declared dead came back (e.g. after SIGSTOP): its results
-        // count, but it must not keep work we already gave to others.
-        SendToId(routing_id, EncodeStop("this worker was declared dead"));
+        // A worker we declared dead came back (SIGCONT, a healed network): its
+        // results count, but its tasks were given to others. It must drop
+        // them and join again as a new worker.
+        SendToId(routing_id,
+                 Running() ? EncodeReset("silent for too long") : EncodeStop("the run is over"));
       }
       return;
-    case MessageType::kHeartbeat:
+    case MessageType::kBye:
+      if (worker != nullptr) RemoveWorker(worker, "left (" + message.reason + ")");
       return;
     default:
       ++bad_frames_;
@@ -501,7 +606,11 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello)
   worker->hello = hello;
   worker->credit = WorkerCredit(hello.slots > 0 ? hello.slots : job_.default_slots);
   worker->last_heard_ms = NowMillis();
-  if (local_ != nullptr && hello.host == host_) worker->local_pid = static_cast<pid_t>(hello.pid);
+  if (local_ != nullptr && hello.host == host_) {
+    std::vector<pid_t> pids = local_->pids();
+    pid_t pid = static_cast<pid_t>(hello.pid);
+    if (std::find(pids.begin(), pids.end(), pid) != pids.end()) worker->local_pid = pid;
+  }
   bool local = worker->local_pid != 0;
   Worker& w = *worker;
   workers_.push_back(std::move(worker));
@@ -510,7 +619,8 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello)
     return;
   }
   if (!local) {
-    Log("worker " + hello.name + " joined (" + std::to_string(w.credit.slots()) + " slots)");
+    Log("worker " + hello.name + " joined (host " + hello.host + ", " +
+        std::to_string(w.credit.slots()) + " slots)");
   }
 }
 
@@ -567,8 +677,11 @@ void Coordinator::HandleResult(Result* result) {
 
 void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
   uint64_t total_us = 0;
+  // With remote workers, each record says which worker produced it.
+  bool name_workers = !config_.listen.empty() && worker != nullptr;
   for (Result& result : *results) {
     total_us += result.elapsed_us;
+    if (name_workers) result.extra["worker"] = worker->hello.name;
     HandleResult(&result);
   }
   if (results->empty()) return;
@@ -633,7 +746,9 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
     local_->Signal(worker->local_pid, SIGKILL);
     killed_pids_.push_back(worker->local_pid);
   }
-  SendToId(worker->routing_id, EncodeStop("removed: " + why));
+  // Should it still be alive (stopped, cut off), it must drop its tasks and
+  // join again as a new worker.
+  SendToId(worker->routing_id, Running() ? EncodeReset(why) : EncodeStop("removed: " + why));
   workers_.erase(
       std::find_if(workers_.begin(), workers_.end(), [id](const auto& w) { return w->id == id; }));
 }
@@ -817,6 +932,12 @@ ProgressCounts Coordinator::Counts() const {
   c.total = total_;
   c.failed = failed_;
   c.workers = workers_.size();
+  std::set<std::string> hosts;
+  for (const auto& w : workers_) {
+    hosts.insert(w->hello.host);
+    c.slots += w->credit.slots();
+  }
+  c.hosts = hosts.size();
   return c;
 }
 
@@ -877,9 +998,25 @@ int Coordinator::Run() {
     items.clear();
     items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
-    if (want_input) items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
+    size_t zap_item = 0, monitor_item = 0, input_item = 0;
+    if (zap_ != nullptr) {
+      zap_item = items.size();
+      items.push_back({zap_->socket().handle(), 0, ZMQ_POLLIN, 0});
+    }
+    if (monitor_ != nullptr) {
+      monitor_item = items.size();
+      items.push_back({monitor_->handle(), 0, ZMQ_POLLIN, 0});
+    }
+    if (want_input) {
+      input_item = items.size();
+      items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
+    }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
-    if (want_input && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) input_readable_ = true;
+    if (input_item != 0 && (items[input_item].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+      input_readable_ = true;
+    }
+    if (zap_item != 0 && (items[zap_item].revents & ZMQ_POLLIN)) zap_->Handle();
+    if (monitor_item != 0 && (items[monitor_item].revents & ZMQ_POLLIN)) HandleMonitorEvent();
     if (items[1].revents & ZMQ_POLLIN) HandleSignals();
     ReceiveFrames();
     Tick();

@@ -18,12 +18,15 @@ struct LocalWorkers::Impl {
   std::string worker_path;
   std::string endpoint;
   unsigned slots;
+  std::vector<std::string> extra_args;
   bp::group group;
   std::list<bp::child> children;
 };
 
-LocalWorkers::LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots)
-    : impl_(new Impl{std::move(worker_path), std::move(endpoint), slots, {}, {}}) {}
+LocalWorkers::LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots,
+                           std::vector<std::string> extra_args)
+    : impl_(new Impl{
+          std::move(worker_path), std::move(endpoint), slots, std::move(extra_args), {}, {}}) {}
 
 LocalWorkers::~LocalWorkers() { StopAll(0); }
 
@@ -31,6 +34,7 @@ Status LocalWorkers::Spawn(pid_t* pid) {
   std::vector<std::string> args = {"--connect",         impl_->endpoint,
                                    "--parent-pid",      std::to_string(getpid()),
                                    "--connect-timeout", "30"};
+  args.insert(args.end(), impl_->extra_args.begin(), impl_->extra_args.end());
   if (impl_->slots > 0) {
     args.push_back("--slots");
     args.push_back(std::to_string(impl_->slots));

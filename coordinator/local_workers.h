@@ -27,8 +27,10 @@ struct ExitedWorker {
 
 class LocalWorkers {
  public:
-  // `worker_path` is the fanmap-worker binary, `endpoint` what it connects to.
-  LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots);
+  // `worker_path` is the fanmap-worker binary, `endpoint` what it connects to;
+  // `extra_args` are added to every worker's command line.
+  LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots,
+               std::vector<std::string> extra_args = {});
   ~LocalWorkers();
   LocalWorkers(const LocalWorkers&) = delete;
   LocalWorkers& operator=(const LocalWorkers&) = delete;

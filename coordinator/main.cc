@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 
+#include "common/curve_keys.h"
 #include "common/exit_status.h"
 #include "coordinator/coordinator.h"
 #include "worker/payload.h"
@@ -19,6 +20,7 @@ constexpr const char* kDescription =
     "  fanmap -j 2 -i lines.txt --pipe 'python3 my_fn.py'\n"
     "  fanmap -j 1 --slots 100 -i prompts.txt --http http://127.0.0.1:8000/v1/chat/completions "
     "--chat MODEL\n"
+    "  fanmap keygen coord   (CurveZMQ keys for --listen beyond this machine)\n"
     "  fanmap -j 0 --listen tcp://127.0.0.1:5555 -i items.txt   (then: fanmap-worker --connect "
     "tcp://127.0.0.1:5555)\n"
     "\n"
@@ -118,7 +120,31 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
 
 }  // namespace
 
+// `fanmap keygen [NAME]`: writes NAME.key and NAME.pub.
+int Keygen(int argc, char** argv) {
+  std::string name = argc > 2 ? argv[2] : "fanmap";
+  if (name == "-h" || name == "--help" || argc > 3) {
+    std::printf(
+        "Usage: fanmap keygen [NAME]\n\n"
+        "Writes a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub (public).\n"
+        "Coordinator: fanmap --curve-secret coord.key --authorized-keys workers/ --listen ...\n"
+        "Worker:      fanmap-worker --curve-secret w1.key --server-key coord.pub --connect ...\n");
+    return name == "-h" || name == "--help" ? fanmap::kExitOk : fanmap::kExitUsage;
+  }
+  fanmap::CurveKeyPair pair;
+  fanmap::Status status = fanmap::GenerateKeyPair(&pair);
+  if (status.ok()) status = fanmap::WriteKeyPair(name, pair);
+  if (!status.ok()) {
+    std::fprintf(stderr, "fanmap keygen: %s\n", status.message().c_str());
+    return fanmap::kExitUsage;
+  }
+  std::printf("wrote %s.key (secret) and %s.pub (public: %s)\n", name.c_str(), name.c_str(),
+              pair.public_key.c_str());
+  return fanmap::kExitOk;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "keygen") return Keygen(argc, argv);
   fanmap::Config config;
   PayloadFlags payload;
   CLI::App app{kDescription, "fanmap"};
@@ -165,6 +191,15 @@ int main(int argc, char** argv) {
       ->group(kWorkers);
   app.add_option("--listen", config.listen,
                  "also accept workers on ENDPOINT (e.g. tcp://127.0.0.1:5555); repeatable")
+      ->group(kWorkers);
+  app.add_option("--curve-secret", config.curve_secret_path,
+                 "CurveZMQ: this coordinator's secret key file (from 'fanmap keygen')")
+      ->group(kWorkers);
+  app.add_option("--authorized-keys", config.authorized_keys_path,
+                 "CurveZMQ: file or folder of the public keys of workers allowed to join")
+      ->group(kWorkers);
+  app.add_flag("--insecure", config.insecure,
+               "allow --listen beyond loopback without keys (anyone who can connect may join)")
       ->group(kWorkers);
   app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")->group("");
 

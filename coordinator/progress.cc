@@ -52,6 +52,13 @@ std::string Progress::Render(const ProgressCounts& c, double elapsed_s) {
   std::snprintf(buf, sizeof buf, "failed %llu workers %zu",
                 static_cast<unsigned long long>(c.failed), c.workers);
   line += buf;
+  if (c.hosts > 1 || c.slots > c.workers) {
+    std::snprintf(buf, sizeof buf, " (%zu slots on %zu host%s)", c.slots, c.hosts,
+                  c.hosts == 1 ? "" : "s");
+  } else {
+    buf[0] = '\0';
+  }
+  line += buf;
   return line;
 }
 

@@ -13,6 +13,8 @@ struct ProgressCounts {
   uint64_t total = 0;  // 0 = unknown
   uint64_t failed = 0;
   size_t workers = 0;
+  size_t hosts = 0;
+  size_t slots = 0;
 };
 
 class Progress {

@@ -2,7 +2,9 @@
 // file, so that `--resume` runs only the rest.
 //
 // Each complete line of the file must be a record ({"index":N,"ok":B,...});
-// a torn last line (no final newline, or not a record) is cut off. Records
+// a torn last line (no final newline, or not a record) is cut off. A line
+// that is not a record ends what is trusted: the records after it are run
+// again rather than believed. Records
 // kept are the ok ones, and with `--resume-failed` not the failed ones.
 //
 // Two ways to finish the file:
@@ -26,7 +28,10 @@ namespace fanmap {
 
 class ResumeLog {
  public:
+  ResumeLog() = default;
   ~ResumeLog();
+  ResumeLog(const ResumeLog&) = delete;
+  ResumeLog& operator=(const ResumeLog&) = delete;
 
   // Reads `path`. A missing or empty file gives an empty log (nothing kept).
   static Status Load(const std::string& path, bool keep_failed, bool ordered, ResumeLog* out);

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
                  "seconds to wait for a job before giving up; 0 waits forever")
       ->capture_default_str();
   app.add_flag("-q,--quiet", config.quiet, "no log lines on stderr");
+  app.add_option("--curve-secret", config.curve_secret_path,
+                 "CurveZMQ: this worker's secret key file (from 'fanmap keygen')");
+  app.add_option("--server-key", config.server_key,
+                 "CurveZMQ: the coordinator's public key, or a file holding it");
   // Set by a coordinator that spawns local workers: die with it.
   app.add_option("--parent-pid", parent_pid)->group("");
   try {
@@ -38,6 +42,7 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_UNBLOCK, &all, nullptr);
   signal(SIGPIPE, SIG_IGN);
   if (parent_pid > 0) {
+    config.rejoin = false;
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     // The parent may have died before prctl took effect.
     if (getppid() != parent_pid) return fanmap::kExitItemsFailed;

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "common/clock.h"
+#include "common/curve_keys.h"
 #include "common/exit_status.h"
 #include "common/protocol.h"
 #include "worker/payload.h"
@@ -23,6 +24,8 @@ namespace {
 constexpr size_t kMaxResultsPerFrame = 1024;
 constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
 constexpr long kDefaultLivenessMs = 5000;
+// Internal Serve() result: drop everything and join the coordinator again.
+constexpr int kRejoin = -2;
 
 std::string HostName() {
   char buf[256] = {};
@@ -54,6 +57,8 @@ class WorkerLoop {
     if (!config_.quiet) std::fprintf(stderr, "fanmap-worker: %s\n", line.c_str());
   }
   bool SetUp();
+  bool Connect();
+  void Forget();
   int WaitForJob();
   int Serve();
   void HandleFrame(const zmq::message_t& frame, int* exit_code);
@@ -70,6 +75,8 @@ class WorkerLoop {
   zmq::context_t context_;
   zmq::socket_t socket_;
   int signal_fd_ = -1;
+  CurveKeyPair keys_;
+  std::string server_public_key_;
   std::unique_ptr<Payload> payload_;
   ResultSink sink_;
   size_t sink_collected_ = 0;  // sink_[0, sink_collected_) are stamped and queued
@@ -100,7 +107,31 @@ bool WorkerLoop::SetUp() {
   sigaddset(&mask, SIGHUP);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (config_.server_key.empty() != config_.curve_secret_path.empty()) {
+    Log("--curve-secret and --server-key go together");
+    return false;
+  }
+  if (!config_.server_key.empty()) {
+    Status status = ReadSecretKey(config_.curve_secret_path, &keys_);
+    if (status.ok()) status = ReadPublicKey(config_.server_key, &server_public_key_);
+    if (!status.ok()) {
+      Log(status.message());
+      return false;
+    }
+  }
+  return Connect();
+}
+
+bool WorkerLoop::Connect() {
+  // A fresh socket is a fresh identity: the coordinator sees a new worker.
+  socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
   try {
+    if (!config_.server_key.empty()) {
+      // CURVE options must be set before connect.
+      socket_.set(zmq::sockopt::curve_serverkey, server_public_key_);
+      socket_.set(zmq::sockopt::curve_publickey, keys_.public_key);
+      socket_.set(zmq::sockopt::curve_secretkey, keys_.secret_key);
+    }
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::immediate, 1);
     socket_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
@@ -164,7 +195,7 @@ int WorkerLoop::WaitForJob() {
     while (!payload_ && socket_.recv(frame, zmq::recv_flags::dontwait)) {
       int exit_code = -1;
       HandleFrame(frame, &exit_code);
-      if (exit_code >= 0) return exit_code;
+      if (exit_code != -1) return exit_code;
     }
     if (!payload_ && NowMillis() > give_up) {
       Log("no job from " + config_.endpoint + " within " +
@@ -209,6 +240,10 @@ void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
       for (Task& task : message.tasks) queued_.push_back(std::move(task));
       return;
     case MessageType::kHeartbeat:
+      return;
+    case MessageType::kReset:
+      Log("the coordinator reset us (" + message.reason + "); joining again");
+      *exit_code = kRejoin;
       return;
     case MessageType::kStop:
       // Acknowledge, so that the coordinator knows the STOP arrived before it
@@ -328,24 +363,47 @@ int WorkerLoop::Serve() {
     for (int i = 0; i < 64 && socket_.recv(frame, zmq::recv_flags::dontwait); ++i) {
       int exit_code = -1;
       HandleFrame(frame, &exit_code);
-      if (exit_code >= 0) return exit_code;
+      if (exit_code != -1) return exit_code;
     }
 
     int64_t now = NowMillis();
     if (now - last_heard_ms_ > liveness_ms_) {
-      Log("coordinator silent for " + std::to_string(now - last_heard_ms_) + " ms; exiting");
-      return kExitItemsFailed;
+      Log("coordinator silent for " + std::to_string(now - last_heard_ms_) + " ms" +
+          (config_.rejoin ? "; reconnecting" : "; exiting"));
+      return config_.rejoin ? kRejoin : kExitItemsFailed;
     }
     if (now - last_sent_ms_ >= heartbeat_ms && outbox_.empty()) Send(EncodeHeartbeat());
   }
 }
 
+void WorkerLoop::Forget() {
+  if (payload_) payload_->Shutdown();
+  payload_.reset();
+  sink_.clear();
+  ready_.clear();
+  ready_bytes_ = 0;
+  queued_.clear();
+  started_.clear();
+  deadlines_.clear();
+  outbox_.clear();
+}
+
 int WorkerLoop::Run() {
   if (!SetUp()) return kExitUsage;
-  int code = WaitForJob();
-  if (code < 0) code = Serve();
-  if (payload_) payload_->Shutdown();
-  return code;
+  for (;;) {
+    int code = WaitForJob();
+    if (code < 0) code = Serve();
+    if (code == kExitInterrupted) {
+      // Leaving on a signal: say so, so that our tasks go elsewhere at once
+      // instead of after the liveness timeout.
+      outbox_.clear();
+      Send(EncodeBye("stopped by a signal"));
+      socket_.set(zmq::sockopt::linger, 200);
+    }
+    Forget();
+    if (code != kRejoin) return code;
+    if (!Connect()) return kExitUsage;
+  }
 }
 
 }  // namespace

@@ -121,8 +121,9 @@ Status ReadAuthorizedKeys(const std::string& path, std::set<std::string>* keys) 
   int number = 0;
   while (std::getline(lines, line)) {
     ++number;
-    std::string key = Trim(line.substr(0, line.find('#')));
-    if (key.empty()) continue;
+    // Z85 itself uses '#': only a whole line can be a comment.
+    std::string key = Trim(line);
+    if (key.empty() || key[0] == '#') continue;
     if (!IsZ85Key(key)) {
       return Status::Error("'" + path + "' line " + std::to_string(number) +
                            ": not a CURVE public key");

@@ -3,7 +3,7 @@
 //
 // Files hold one 40-character Z85 key and a newline: NAME.key the secret key
 // (mode 0600), NAME.pub the public key. An authorized-keys file lists public
-// keys, one per line ('#' starts a comment); a folder of them is every *.pub
+// keys, one per line (a line starting with '#' is a comment); a folder of them is every *.pub
 // file in it.
 #ifndef FANMAP_COMMON_CURVE_KEYS_H_
 #define FANMAP_COMMON_CURVE_KEYS_H_

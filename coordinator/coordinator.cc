@@ -631,7 +631,8 @@ void Coordinator::Requeue(uint64_t index, Slot* slot, int64_t delay_ms) {
   if (delay_ms <= 0) {
     retry_.push_back(index);
   } else {
-    delayed_.emplace(NowMillis() + delay_ms, index);
+    // +1: NowMillis() truncates, and a retry must never precede Retry-After.
+    delayed_.emplace(NowMillis() + delay_ms + 1, index);
   }
 }
 
@@ -652,7 +653,12 @@ void Coordinator::HandleResult(Result* result) {
     ++duplicates_;
     return;
   }
-  if (!result->ok && ExtraInt(*result, "status", 0) == 429) limiter_.OnThrottled(NowMicros());
+  int64_t status = ExtraInt(*result, "status", 0);
+  if (status == 429) {
+    limiter_.OnThrottled(NowMicros());
+  } else if (status != 0) {
+    limiter_.OnAccepted(NowMicros());
+  }
   int64_t tokens = ExtraInt(*result, "total_tokens", -1);
   if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot->item), static_cast<double>(tokens));
   if (!result->ok && result->retryable) {
@@ -987,6 +993,8 @@ int Coordinator::Run() {
     ReadInput();
     Dispatch();
     WriteReady();
+    // Nobody reads the records any more (e.g. `| head`): stop now.
+    if (!writer_->error().ok() && fatal_.empty()) fatal_ = writer_->error().message();
     if (!fatal_.empty()) break;
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;

@@ -36,6 +36,9 @@ void RateLimiter::Refill(int64_t now_us) {
     observed_rate_ = window_sent_ / ((now_us - window_start_us_) / 1e6);
     window_start_us_ = now_us;
     window_sent_ = 0;
+    last_throttled_ = throttled_;
+    last_answered_ = answered_;
+    throttled_ = answered_ = 0;
   }
 }
 
@@ -60,15 +63,23 @@ int64_t RateLimiter::WaitMicros(int64_t now_us, double tokens) {
   return static_cast<int64_t>(std::ceil(wait_s * 1e6));
 }
 
+void RateLimiter::OnAccepted(int64_t now_us) {
+  Refill(now_us);
+  answered_ += 1;
+}
+
 void RateLimiter::OnThrottled(int64_t now_us) {
   Refill(now_us);
+  throttled_ += 1;
+  answered_ += 1;
   // Many requests in flight come back throttled together: one decrease each
   // second is enough, or the rate would collapse.
   if (last_throttle_us_ >= 0 && now_us - last_throttle_us_ < kThrottleEveryUs) return;
   last_throttle_us_ = now_us;
   double current = rate_ > 0 ? rate_ : std::max(observed_rate_, window_sent_);
   if (max_rate_ <= 0 && rate_ <= 0) lift_at_ = std::max(kMinRate, 2 * current);
-  rate_ = std::max(kMinRate, current / 2);
+  double refused = (throttled_ + last_throttled_) / (answered_ + last_answered_);
+  rate_ = std::max(kMinRate, current * std::max(0.5, 1 - refused));
   requests_ = std::min(requests_, 1.0);
 }
 

@@ -3,11 +3,14 @@
 // Two token buckets, one for requests (--rate) and one for estimated LLM
 // tokens (--tokens-per-min), each holding at most one second's worth (so a
 // pause is not followed by a burst). When any worker reports being throttled
-// (HTTP 429), every worker slows down: the request rate is halved (measured
-// from what was actually sent when no --rate was given), at most once a
-// second, and then grows back by half its value per second, up to the
-// configured limit (or, without --rate, until the limit is lifted again).
-// Each throttled item itself waits for its Retry-After (RetryPolicy).
+// (HTTP 429), every worker slows down: the request rate (measured from what
+// was actually sent when no --rate was given) is cut, at most once a second,
+// to the share the server accepted over the last second or two, and by half
+// at most; it then grows back by half its value per second, up to the
+// configured limit (or, without --rate, until the limit is lifted again). So
+// a server that turns most requests away slows us a lot, and an occasional
+// 429 barely. Each throttled item itself waits for its Retry-After
+// (RetryPolicy).
 //
 // Times are in microseconds on the caller's clock, so tests can drive it.
 #ifndef FANMAP_COORDINATOR_RATE_LIMITER_H_
@@ -31,6 +34,8 @@ class RateLimiter {
 
   // A request was throttled (HTTP 429).
   void OnThrottled(int64_t now_us);
+  // A request got an answer that was not a throttle.
+  void OnAccepted(int64_t now_us);
   // A response reported `actual` tokens for a request estimated at
   // `estimated`: the difference is charged (or refunded).
   void OnUsage(double estimated, double actual);
@@ -54,6 +59,8 @@ class RateLimiter {
   int64_t window_start_us_ = 0;
   double window_sent_ = 0;
   double observed_rate_ = 0;
+  // Answers in this second and the one before: throttled, and all.
+  double throttled_ = 0, answered_ = 0, last_throttled_ = 0, last_answered_ = 0;
 };
 
 }  // namespace fanmap

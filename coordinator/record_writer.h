@@ -45,6 +45,8 @@ class RecordWriter {
   // returns that error and further records are discarded.
   Status Flush();
   size_t buffered() const { return buffer_.size(); }
+  // The first write error, if any (e.g. EPIPE when the reader went away).
+  const Status& error() const { return error_; }
 
   // Appends the record of `result` to *out (exposed for tests).
   static void FormatRecord(OutputFormat format, uint64_t index, const Result& result,

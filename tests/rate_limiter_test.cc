@@ -287,6 +287,43 @@ TEST_F(RateLimiterTest, LiftsLimitAfterRecoveryWithoutConfiguredRate) {
   for (int n = 0; n < 1000; ++n) ASSERT_TRUE(Acquire());
 }
 
+TEST_F(RateLimiterTest, OneThrottleAmongManyAnswersBarelySlows) {
+  Configure(100, 0);
+  for (int i = 0; i < 99; ++i) limiter_.OnAccepted(now_us_);
+  limiter_.OnThrottled(now_us_);
+  // 1 of 100 answers was throttled: 99% of the rate remains, not half.
+  EXPECT_NEAR(limiter_.request_rate(), 99, 1e-6);
+}
+
+TEST_F(RateLimiterTest, MostlyThrottledAnswersHalveTheRate) {
+  Configure(100, 0);
+  for (int i = 0; i < 10; ++i) limiter_.OnAccepted(now_us_);
+  for (int i = 0; i < 90; ++i) limiter_.OnThrottled(now_us_);
+  // The first throttle of the next second decides from the last one: 90%
+  // refused, so the rate is cut by the most allowed, half.
+  Advance(kSecond + kMillisecond);
+  double before = Rate();
+  limiter_.OnThrottled(now_us_);
+  EXPECT_NEAR(limiter_.request_rate(), before / 2, 1e-6);
+}
+
+TEST_F(RateLimiterTest, SteadyShareOfThrottlesDoesNotCollapseTheRate) {
+  Configure(100, 0);
+  // Every second: 80 accepted, 20 throttled, as from a server that turns a
+  // random fifth of requests away whatever the rate.
+  for (int second = 0; second < 30; ++second) {
+    for (int i = 0; i < 100; ++i) {
+      Advance(10 * kMillisecond);
+      if (i % 5 == 0) {
+        limiter_.OnThrottled(now_us_);
+      } else {
+        limiter_.OnAccepted(now_us_);
+      }
+    }
+  }
+  EXPECT_GT(Rate(), 50) << "the rate collapsed";
+}
+
 TEST_F(RateLimiterTest, LimitsWhenThrottledBeforeAnythingWasSent) {
   Throttle();
   EXPECT_TRUE(limiter_.limited());

@@ -2,6 +2,8 @@
 
 #include "worker/payload_builtin.h"
 #include "worker/payload_exec.h"
+#include "worker/payload_http.h"
+#include "worker/payload_pipe.h"
 
 namespace fanmap {
 
@@ -15,6 +17,14 @@ Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload
     *out = MakeExecPayload(job.argv, sink);
     return Status::Ok();
   }
+  if (job.kind == "pipe") {
+    if (job.argv.size() != 1 || job.argv[0].empty()) {
+      return Status::Error("pipe job needs a command");
+    }
+    *out = MakePipePayload(job.argv[0], sink);
+    return Status::Ok();
+  }
+  if (job.kind == "http") return MakeHttpPayload(job, sink, out);
   return Status::Error("unknown payload kind '" + job.kind + "'");
 }
 

@@ -44,7 +44,8 @@ class Payload {
   // tasks too (a co-process holds several); those are appended to the sink as
   // retryable errors. Unknown or finished indexes are ignored.
   virtual void Cancel(uint64_t index) = 0;
-  // Tasks started and not yet in the sink.
+  // Slots in use: for most payloads the tasks started and not yet in the
+  // sink; a co-process payload counts a child with a full window as one.
   virtual size_t running() const = 0;
   // Ends every running task without a result (worker shutdown): children are
   // killed and reaped. Safe to call twice.

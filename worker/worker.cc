@@ -288,7 +288,10 @@ void WorkerLoop::CollectResults() {
   for (Result& result : sink_) {
     auto it = started_.find(result.index);
     if (it != started_.end()) {
-      result.elapsed_us = static_cast<uint64_t>(now - it->second.start_us);
+      // A payload that knows better (a co-process's time per answer, not the
+      // time an item queued in its window) has set it already.
+      if (result.elapsed_us == 0)
+        result.elapsed_us = static_cast<uint64_t>(now - it->second.start_us);
       started_.erase(it);
     }
     ready_bytes_ += result.value.size() + 32;
@@ -312,6 +315,9 @@ void WorkerLoop::ExpireDeadlines() {
     task.attempt = it->second.attempt;
     started_.erase(it);
     payload_->Cancel(index);
+    // Cancelling may have failed other tasks (a co-process holds several):
+    // collect them now, so that their own deadlines do not fail them twice.
+    CollectResults();
     char text[64];
     std::snprintf(text, sizeof text, "timed out after %.3g s", timeout_us_ / 1e6);
     sink_.push_back(RetryableError(task, text));

@@ -1,0 +1,226 @@
+// Integration tests of --http --chat: the real fanmap and fanmap-worker
+// binaries against the real mock-llm server, all on 127.0.0.1.
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using Json = nlohmann::json;
+using testing_util::Lines;
+using testing_util::Process;
+using testing_util::ReadFile;
+using testing_util::RunResult;
+using testing_util::TempDir;
+
+const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
+const std::string kMockLlm = std::string(FANMAP_BIN_DIR) + "/mock-llm";
+constexpr int kPrompts = 2000;
+
+size_t Utf8Length(const std::string& s) {
+  return std::count_if(s.begin(), s.end(),
+                       [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+}
+
+// mock-llm's token estimate: a token per 4 characters, at least one.
+int64_t MockTokens(const std::string& text) {
+  return std::max<int64_t>(1, (Utf8Length(text) + 3) / 4);
+}
+
+// Prompts of varied length, some with characters that need escaping.
+std::vector<std::string> Prompts(int n) {
+  std::vector<std::string> prompts;
+  for (int i = 0; i < n; ++i) {
+    std::string p = "prompt " + std::to_string(i);
+    if (i % 7 == 0) p += " with \"quotes\", a \\ and ünïcödé";
+    if (i % 11 == 0) p += std::string(i % 200, 'x');
+    prompts.push_back(std::move(p));
+  }
+  return prompts;
+}
+
+std::string Joined(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const std::string& line : lines) s += line + "\n";
+  return s;
+}
+
+size_t AppendBody(char* data, size_t size, size_t count, void* body) {
+  static_cast<std::string*>(body)->append(data, size * count);
+  return size * count;
+}
+
+class HttpIntegrationTest : public ::testing::Test {
+ protected:
+  HttpIntegrationTest() : token_(testing_util::UniqueToken()) {
+    // Children inherit this environment: no proxy may divert 127.0.0.1
+    // traffic, and a developer's real key must not reach the mock.
+    setenv("no_proxy", "*", 1);
+    unsetenv("OPENAI_API_KEY");
+  }
+
+  // Starts mock-llm with `args`; false if it never printed its URL.
+  bool StartMock(std::vector<std::string> args) {
+    args.insert(args.begin(), {kMockLlm, "--port", "0"});
+    mock_ = std::make_unique<Process>(args, "", dir_.File("mock.out"), dir_.File("mock.err"));
+    std::string out = testing_util::WaitForText(dir_.File("mock.out"), "\n");
+    std::smatch match;
+    if (!std::regex_match(out, match, std::regex("listening on (http://127\\.0\\.0\\.1:\\d+)\n"))) {
+      ADD_FAILURE() << "mock-llm stdout: '" << out
+                    << "' stderr: " << ReadFile(dir_.File("mock.err"));
+      return false;
+    }
+    base_url_ = match[1];
+    return true;
+  }
+
+  RunResult Fanmap(std::vector<std::string> args, const std::string& input,
+                   std::vector<std::string> env = {}) {
+    args.insert(args.begin(), kFanmap);
+    env.push_back("FANMAP_TEST_TOKEN=" + token_);
+    return testing_util::Run(args, input, env);
+  }
+
+  RunResult Chat(std::vector<std::string> args, const std::vector<std::string>& prompts,
+                 std::vector<std::string> env = {}) {
+    args.insert(args.end(), {"--http", base_url_ + "/v1/chat/completions", "--chat", "mock-model"});
+    return Fanmap(args, Joined(prompts), env);
+  }
+
+  Json Stats() {
+    std::string body;
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, (base_url_ + "/stats").c_str());
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    CURLcode code = curl_easy_perform(curl);
+    curl_easy_cleanup(curl);
+    EXPECT_EQ(code, CURLE_OK) << curl_easy_strerror(code);
+    return Json::parse(body, nullptr, false);
+  }
+
+  static int64_t CountOf(const Json& stats, const std::string& status) {
+    return stats["by_status"].value(status, int64_t{0});
+  }
+
+  // Checks one record per prompt, in input order, each the echo of its
+  // prompt with mock-llm's token counts. Returns the records.
+  std::vector<Json> ExpectEchoes(const RunResult& r, const std::vector<std::string>& prompts) {
+    std::vector<Json> records;
+    for (const std::string& line : Lines(r.out)) records.push_back(Json::parse(line));
+    EXPECT_EQ(records.size(), prompts.size());
+    for (size_t i = 0; i < std::min(records.size(), prompts.size()); ++i) {
+      const Json& rec = records[i];
+      const std::string answer = "echo: " + prompts[i];
+      if (rec["index"] != i || rec["ok"] != true || rec["result"] != answer ||
+          rec["status"] != 200 || rec["prompt_tokens"] != MockTokens(prompts[i]) ||
+          rec["completion_tokens"] != MockTokens(answer) ||
+          rec["total_tokens"] != MockTokens(prompts[i]) + MockTokens(answer)) {
+        ADD_FAILURE() << "record " << i << " for '" << prompts[i] << "': " << rec.dump();
+        break;
+      }
+    }
+    return records;
+  }
+
+  void ExpectNoProcessLeft() {
+    std::vector<pid_t> left;
+    for (int i = 0; i < 200; ++i) {
+      left = testing_util::ProcessesWithToken(token_);
+      if (left.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left";
+  }
+
+  std::string token_;
+  TempDir dir_;
+  std::unique_ptr<Process> mock_;
+  std::string base_url_;
+};
+
+TEST_F(HttpIntegrationTest, ChatAnswersEveryPromptInOrderAcrossTwoWorkers) {
+  ASSERT_TRUE(StartMock({"--latency-ms", "20"}));
+  std::vector<std::string> prompts = Prompts(kPrompts);
+  RunResult r = Chat({"-j", "2", "--slots", "50"}, prompts);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEchoes(r, prompts);
+  Json stats = Stats();
+  EXPECT_EQ(stats["chat_requests"], kPrompts);
+  EXPECT_EQ(CountOf(stats, "200"), kPrompts);
+  // Requests overlap, but never beyond 2 workers x 50 slots.
+  EXPECT_GT(stats["in_flight_peak"].get<int64_t>(), 1);
+  EXPECT_LE(stats["in_flight_peak"].get<int64_t>(), 100);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(HttpIntegrationTest, InjectedFaultsAreRetriedAfterRetryAfterUntilAllSucceed) {
+  ASSERT_TRUE(StartMock({"--latency-ms", "20", "--p429", "0.2", "--p500", "0.05", "--retry-after",
+                         "1", "--seed", "1"}));
+  std::vector<std::string> prompts = Prompts(kPrompts);
+  // 11 attempts: a prompt fails them all with probability 0.25^11.
+  RunResult r = Chat({"-j", "2", "--slots", "50", "--retries", "10"}, prompts);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<Json> records = ExpectEchoes(r, prompts);
+  int64_t retried = std::count_if(records.begin(), records.end(),
+                                  [](const Json& rec) { return rec.value("attempts", 1) > 1; });
+  EXPECT_GT(retried, 0);
+  Json stats = Stats();
+  EXPECT_GT(CountOf(stats, "429"), 0);
+  EXPECT_GT(CountOf(stats, "500"), 0);
+  EXPECT_EQ(CountOf(stats, "200"), kPrompts);
+  // mock-llm counts a prompt sent again before its Retry-After elapsed.
+  EXPECT_EQ(stats["early_retries"], 0);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(HttpIntegrationTest, ApiKeyReachesTheServerButNeverTheOutput) {
+  const std::string key = "sk-integration-" + token_;
+  ASSERT_TRUE(StartMock({"--api-key", key}));
+  std::vector<std::string> prompts = Prompts(50);
+  std::vector<std::string> flags = {"-j", "2", "--api-key-env", "FANMAP_TEST_KEY"};
+
+  RunResult r = Chat(flags, prompts, {"FANMAP_TEST_KEY=" + key});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEchoes(r, prompts);
+  EXPECT_EQ(r.out.find(key), std::string::npos);
+  EXPECT_EQ(r.err.find(key), std::string::npos);
+
+  const std::string wrong = "sk-wrong-" + token_;
+  r = Chat(flags, prompts, {"FANMAP_TEST_KEY=" + wrong});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), prompts.size());
+  for (const std::string& line : lines) {
+    Json rec = Json::parse(line);
+    EXPECT_EQ(rec["ok"], false);
+    EXPECT_EQ(rec["status"], 401);
+    EXPECT_FALSE(rec.contains("attempts")) << "a 401 is not retried: " << line;
+  }
+  EXPECT_EQ(r.out.find(wrong), std::string::npos);
+  EXPECT_EQ(r.err.find(wrong), std::string::npos);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(HttpIntegrationTest, NonHttpUrlIsAUsageError) {
+  RunResult r = Fanmap({"--http", "ftp://127.0.0.1/x"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("http:// or https://"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -1,0 +1,374 @@
+#include "worker/http_request.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace fanmap {
+namespace {
+
+constexpr char kKey[] = "sk-test-0123456789";
+
+class HttpRequestTest : public ::testing::Test {
+ protected:
+  HttpRequestTest() {
+    job_.kind = "http";
+    job_.argv = {"http://127.0.0.1:8000/v1/x"};
+    job_.options["method"] = "POST";
+    job_.options["input_format"] = "lines";
+  }
+
+  HttpOptions Parse() {
+    HttpOptions options;
+    Status status = ParseHttpOptions(job_, &options);
+    EXPECT_TRUE(status.ok()) << status.message();
+    return options;
+  }
+  std::string ParseError() {
+    HttpOptions options;
+    Status status = ParseHttpOptions(job_, &options);
+    EXPECT_FALSE(status.ok());
+    EXPECT_EQ(status.message().find(kKey), std::string::npos) << status.message();
+    return status.message();
+  }
+  void Chat(const std::string& format = "lines") {
+    job_.options["chat_model"] = "m1";
+    job_.options["input_format"] = format;
+  }
+  nlohmann::json Body(const std::string& item) {
+    std::string body;
+    Status status = BuildRequestBody(Parse(), item, &body);
+    EXPECT_TRUE(status.ok()) << status.message();
+    return nlohmann::json::parse(body);
+  }
+  Result Classify(long status, std::string body, int64_t retry_after_s = 0) {
+    HttpResponse response;
+    response.status = status;
+    response.body = std::move(body);
+    response.retry_after_s = retry_after_s;
+    return ClassifyResponse(Parse(), Task{7, 2, ""}, std::move(response));
+  }
+  static int64_t ExtraInt(const Result& r, const std::string& key) {
+    auto it = r.extra.find(key);
+    if (it == r.extra.end()) return -1;
+    return std::get<int64_t>(it->second);
+  }
+
+  JobSpec job_;
+};
+
+TEST_F(HttpRequestTest, AcceptsHttpAndHttpsUrlsOnly) {
+  for (const char* url : {"http://127.0.0.1:1/", "https://example.com/v1", "HTTP://host/x"}) {
+    job_.argv = {url};
+    Parse();
+  }
+  for (const char* url : {"ftp://x", "file:///etc/passwd", "127.0.0.1:8000/x", "http://", "",
+                          "http://a b/", "gopher://h/"}) {
+    job_.argv = {url};
+    EXPECT_NE(ParseError(), "") << url;
+  }
+  job_.argv = {"ftp://x"};
+  EXPECT_NE(ParseError().find("http:// or https://"), std::string::npos);
+  job_.argv = {"https://example.com/"};
+  EXPECT_TRUE(Parse().https);
+  job_.argv = {"http://example.com/"};
+  EXPECT_FALSE(Parse().https);
+}
+
+TEST_F(HttpRequestTest, RejectsBadOptions) {
+  job_.options["method"] = "PO ST";
+  EXPECT_NE(ParseError().find("method"), std::string::npos);
+  job_.options["method"] = "PUT";
+  job_.options["headers"] = "NoColon\n";
+  EXPECT_NE(ParseError().find("NoColon"), std::string::npos);
+  job_.options["headers"] = "X-A: 1\rInjected: yes\n";
+  ParseError();
+  job_.options.erase("headers");
+  job_.options["timeout_ms"] = "soon";
+  EXPECT_NE(ParseError().find("timeout_ms"), std::string::npos);
+  job_.options.erase("timeout_ms");
+  job_.options["input_format"] = "csv";
+  ParseError();
+  Chat();
+  job_.options["max_tokens"] = "0";
+  EXPECT_NE(ParseError().find("max_tokens"), std::string::npos);
+  job_.options["max_tokens"] = "12";
+  job_.options["temperature"] = "warm";
+  EXPECT_NE(ParseError().find("temperature"), std::string::npos);
+  job_.options["temperature"] = "0.5";
+  Parse();
+}
+
+TEST_F(HttpRequestTest, ApiKeyWithLineBreakIsRejectedWithoutEchoingIt) {
+  job_.options["api_key"] = std::string(kKey) + "\r\nX-Evil: 1";
+  EXPECT_NE(ParseError().find("API key"), std::string::npos);
+}
+
+TEST_F(HttpRequestTest, DefaultHeadersDependOnTheInput) {
+  EXPECT_EQ(Parse().headers, (std::vector<std::string>{"Content-Type: text/plain", "Expect:"}));
+  job_.options["input_format"] = "jsonl";
+  job_.options["api_key"] = kKey;
+  EXPECT_EQ(Parse().headers,
+            (std::vector<std::string>{"Content-Type: application/json",
+                                      std::string("Authorization: Bearer ") + kKey, "Expect:"}));
+  Chat("lines");
+  EXPECT_EQ(Parse().headers[0], "Content-Type: application/json");
+}
+
+TEST_F(HttpRequestTest, UserHeadersOverrideDefaultsOfTheSameName) {
+  job_.options["api_key"] = kKey;
+  job_.options["headers"] =
+      "content-type:  application/x-ndjson \nAuthorization: Basic abc\nX-Empty:\n";
+  EXPECT_EQ(Parse().headers,
+            (std::vector<std::string>{"Expect:", "content-type: application/x-ndjson",
+                                      "Authorization: Basic abc", "X-Empty:"}));
+}
+
+TEST_F(HttpRequestTest, GenericBodyIsTheItem) {
+  HttpOptions options = Parse();
+  std::string body;
+  ASSERT_TRUE(BuildRequestBody(options, "plain line", &body).ok());
+  EXPECT_EQ(body, "plain line");
+  EXPECT_TRUE(options.SendsBody());
+  job_.options["method"] = "GET";
+  EXPECT_FALSE(Parse().SendsBody());
+}
+
+TEST_F(HttpRequestTest, ChatWrapsATextItem) {
+  Chat();
+  job_.options["system"] = "be brief";
+  job_.options["max_tokens"] = "64";
+  job_.options["temperature"] = "0.700000";
+  nlohmann::json body = Body("hello \"world\"");
+  EXPECT_EQ(body["model"], "m1");
+  ASSERT_EQ(body["messages"].size(), 2u);
+  EXPECT_EQ(body["messages"][0], (nlohmann::json{{"role", "system"}, {"content", "be brief"}}));
+  EXPECT_EQ(body["messages"][1],
+            (nlohmann::json{{"role", "user"}, {"content", "hello \"world\""}}));
+  EXPECT_EQ(body["max_tokens"], 64);
+  EXPECT_DOUBLE_EQ(body["temperature"].get<double>(), 0.7);
+}
+
+TEST_F(HttpRequestTest, ChatWithoutOptionalFieldsSendsOnlyModelAndUserMessage) {
+  Chat();
+  nlohmann::json body = Body("hi");
+  EXPECT_EQ(body, (nlohmann::json{{"model", "m1"},
+                                  {"messages", {{{"role", "user"}, {"content", "hi"}}}}}));
+}
+
+TEST_F(HttpRequestTest, ChatReplacesInvalidUtf8InATextItem) {
+  Chat();
+  nlohmann::json body = Body("bad \xff byte");
+  EXPECT_EQ(body["messages"][0]["content"], "bad \xEF\xBF\xBD byte");
+}
+
+TEST_F(HttpRequestTest, ChatTakesAJsonlStringAsTheUserMessage) {
+  Chat("jsonl");
+  nlohmann::json body = Body(R"("line one\nline two")");
+  EXPECT_EQ(body["messages"][0]["content"], "line one\nline two");
+}
+
+TEST_F(HttpRequestTest, ChatFillsOnlyAbsentFieldsOfAMessagesObject) {
+  Chat("jsonl");
+  job_.options["system"] = "default system";
+  job_.options["max_tokens"] = "64";
+  job_.options["temperature"] = "1";
+  nlohmann::json body = Body(
+      R"({"model":"mine","max_tokens":5,"messages":[{"role":"user","content":"q"}],"seed":1})");
+  EXPECT_EQ(body["model"], "mine");
+  EXPECT_EQ(body["max_tokens"], 5);
+  EXPECT_EQ(body["temperature"], 1.0);
+  EXPECT_EQ(body["seed"], 1);
+  ASSERT_EQ(body["messages"].size(), 2u);
+  EXPECT_EQ(body["messages"][0]["content"], "default system");
+
+  body = Body(R"({"messages":[{"role":"system","content":"own"},{"role":"user","content":"q"}]})");
+  EXPECT_EQ(body["model"], "m1");
+  ASSERT_EQ(body["messages"].size(), 2u);
+  EXPECT_EQ(body["messages"][0]["content"], "own");
+}
+
+TEST_F(HttpRequestTest, ChatRejectsOtherJsonlShapes) {
+  Chat("jsonl");
+  HttpOptions options = Parse();
+  for (const char* item : {"42", "[1,2]", R"({"prompt":"x"})", R"({"messages":"x"})", "null"}) {
+    std::string body;
+    Status status = BuildRequestBody(options, item, &body);
+    EXPECT_FALSE(status.ok()) << item;
+    EXPECT_NE(status.message().find("\"messages\""), std::string::npos) << status.message();
+  }
+}
+
+TEST_F(HttpRequestTest, JsonBodyIsEmbeddedOnOneLine) {
+  Result r = Classify(200, "{\n  \"a\": \"x y\\n\",\n  \"b\": [1, 2]\n}\n");
+  EXPECT_TRUE(r.ok);
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(r.value, R"({"a":"x y\n","b":[1,2]})");
+  EXPECT_EQ(nlohmann::json::parse(r.value)["a"], "x y\n");
+  EXPECT_EQ(ExtraInt(r, "status"), 200);
+  EXPECT_EQ(r.index, 7u);
+  EXPECT_EQ(r.attempt, 2u);
+
+  r = Classify(201, R"({"a": 1} )");
+  EXPECT_EQ(r.value, R"({"a": 1})");
+  EXPECT_TRUE(r.value_is_json);
+}
+
+TEST_F(HttpRequestTest, NonJsonBodyIsAString) {
+  for (const char* body : {"hello", "", "{\"a\":", "1 2", "\"bad \xff\""}) {
+    Result r = Classify(200, body);
+    EXPECT_TRUE(r.ok);
+    EXPECT_FALSE(r.value_is_json) << body;
+    EXPECT_EQ(r.value, body);
+  }
+}
+
+TEST_F(HttpRequestTest, ClientErrorsAreFinal) {
+  Result r = Classify(404, "no such thing\n");
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_EQ(r.value, "HTTP 404: no such thing");
+  EXPECT_EQ(ExtraInt(r, "status"), 404);
+  EXPECT_EQ(Classify(400, "").value, "HTTP 400");
+  EXPECT_FALSE(Classify(301, "moved").retryable);
+}
+
+TEST_F(HttpRequestTest, OverloadAndServerErrorsAreRetryable) {
+  for (long status : {408, 429, 500, 502, 503, 504}) {
+    Result r = Classify(status, "busy");
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.retryable) << status;
+    EXPECT_EQ(r.value, "HTTP " + std::to_string(status) + ": busy");
+    EXPECT_EQ(ExtraInt(r, "status"), status);
+  }
+}
+
+TEST_F(HttpRequestTest, RetryAfterIsClampedToTenMinutes) {
+  EXPECT_EQ(Classify(429, "", 2).retry_after_ms, 2000u);
+  EXPECT_EQ(Classify(503, "", 0).retry_after_ms, 0u);
+  EXPECT_EQ(Classify(429, "", -1700000000).retry_after_ms, 0u) << "a date in the past";
+  EXPECT_EQ(Classify(429, "", 1000000).retry_after_ms, 600000u);
+  EXPECT_EQ(Classify(404, "", 5).retry_after_ms, 0u) << "only retryable errors wait";
+}
+
+TEST_F(HttpRequestTest, ErrorTextCarriesABoundedExcerpt) {
+  std::string body(400, 'a');
+  body += std::string(100, 'b') + "\xE2\x82\xAC" + std::string(2000, 'c');  // euro sign at 500
+  Result r = Classify(500, body);
+  std::string prefix = "HTTP 500: ";
+  ASSERT_EQ(r.value.compare(0, prefix.size(), prefix), 0);
+  std::string excerpt = r.value.substr(prefix.size());
+  EXPECT_LE(excerpt.size(), kHttpExcerptBytes);
+  EXPECT_EQ(excerpt.substr(excerpt.size() - 3), "...");
+  EXPECT_EQ(excerpt.find('c'), std::string::npos);
+}
+
+TEST_F(HttpRequestTest, ExcerptNeverSplitsAUtf8Character) {
+  std::string euros;
+  for (int i = 0; i < 10; ++i) euros += "\xE2\x82\xAC";  // 3 bytes each
+  for (size_t max = 4; max < 20; ++max) {
+    std::string e = Excerpt(euros, max);
+    EXPECT_LE(e.size(), max);
+    EXPECT_EQ((e.size() - 3) % 3, 0u) << max;
+  }
+  EXPECT_EQ(Excerpt("  short \n"), "short");
+}
+
+TEST_F(HttpRequestTest, TransportFailuresAreRetryableWithCurlsText) {
+  HttpResponse response;
+  response.curl_code = CURLE_COULDNT_CONNECT;
+  response.curl_error = "Failed to connect to 127.0.0.1 port 9: Connection refused";
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(
+      r.value,
+      "Couldn't connect to server: Failed to connect to 127.0.0.1 port 9: Connection refused");
+  EXPECT_EQ(r.extra.count("status"), 0u);
+
+  response.curl_code = CURLE_OPERATION_TIMEDOUT;
+  response.curl_error.clear();
+  r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.value, "Timeout was reached");
+
+  for (CURLcode code : {CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_PARTIAL_FILE,
+                        CURLE_HTTP2_STREAM, CURLE_COULDNT_RESOLVE_HOST}) {
+    response.curl_code = code;
+    EXPECT_TRUE(ClassifyResponse(Parse(), Task{1, 0, ""}, response).retryable) << code;
+  }
+  response.curl_code = CURLE_PEER_FAILED_VERIFICATION;
+  EXPECT_FALSE(ClassifyResponse(Parse(), Task{1, 0, ""}, response).retryable);
+}
+
+TEST_F(HttpRequestTest, OversizedBodyIsAFinalError) {
+  HttpResponse response;
+  response.curl_code = CURLE_WRITE_ERROR;
+  response.status = 200;
+  response.body_too_large = true;
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_EQ(r.value, "response larger than 64 MiB");
+  EXPECT_EQ(ExtraInt(r, "status"), 200);
+}
+
+TEST_F(HttpRequestTest, ApiKeyIsRedactedFromEveryText) {
+  job_.options["api_key"] = kKey;
+  std::string echo = std::string(R"({"auth":"Bearer )") + kKey + R"("})";
+  Result r = Classify(200, echo);
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(r.value, R"({"auth":"Bearer [REDACTED]"})");
+  r = Classify(401, std::string("bad key ") + kKey + " " + kKey);
+  EXPECT_EQ(r.value, "HTTP 401: bad key [REDACTED] [REDACTED]");
+
+  HttpResponse response;
+  response.curl_code = CURLE_RECV_ERROR;
+  response.curl_error = std::string("oops ") + kKey;
+  r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_EQ(r.value.find(kKey), std::string::npos) << r.value;
+}
+
+TEST_F(HttpRequestTest, ChatResponseGivesContentAndTokenCounts) {
+  Chat();
+  Result r = Classify(200, R"({"id":"x","choices":[{"index":0,"message":{"role":"assistant",
+      "content":"echo: hi"},"finish_reason":"stop"}],
+      "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})");
+  EXPECT_TRUE(r.ok);
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, "echo: hi");
+  EXPECT_EQ(ExtraInt(r, "status"), 200);
+  EXPECT_EQ(ExtraInt(r, "prompt_tokens"), 3);
+  EXPECT_EQ(ExtraInt(r, "completion_tokens"), 4);
+  EXPECT_EQ(ExtraInt(r, "total_tokens"), 7);
+}
+
+TEST_F(HttpRequestTest, ChatResponseWithoutUsageHasNoTokenFields) {
+  Chat();
+  Result r = Classify(200, R"({"choices":[{"message":{"content":""}}]})");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "");
+  EXPECT_EQ(r.extra.count("total_tokens"), 0u);
+}
+
+TEST_F(HttpRequestTest, ChatResponseWithoutContentIsAFinalErrorWithExcerpt) {
+  Chat();
+  for (const char* body : {R"({"choices":[]})", R"({"choices":[{"message":{"content":null}}]})",
+                           "not json", R"({"error":"x"})"}) {
+    Result r = Classify(200, body);
+    EXPECT_FALSE(r.ok) << body;
+    EXPECT_FALSE(r.retryable);
+    EXPECT_NE(r.value.find(std::string("HTTP 200: ") + body), std::string::npos) << r.value;
+  }
+}
+
+TEST_F(HttpRequestTest, ChatErrorsUseTheGenericShape) {
+  Chat();
+  Result r = Classify(429, R"({"error":{"message":"slow down"}})", 3);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.retry_after_ms, 3000u);
+  EXPECT_EQ(r.value, R"(HTTP 429: {"error":{"message":"slow down"}})");
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -1,0 +1,447 @@
+// HttpPayload against a real HTTP server on 127.0.0.1 (cpp-httplib in a
+// thread), driven by a zmq_poll loop the way the worker drives it.
+#include "worker/payload_http.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "common/clock.h"
+
+namespace fanmap {
+namespace {
+
+constexpr char kKey[] = "sk-secret-5f1e2d3c4b";
+constexpr int kConcurrent = 100;
+
+// A port nobody listens on: bound once to get a number, then closed.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// cpp-httplib 0.11 listens with a backlog of 5: a burst of connections
+// beyond it waits for SYN retransmits (1 s, 3 s, 7 s...). Listening again on
+// the same socket raises the backlog; the socket is found by its port.
+void RaiseListenBacklog(int port) {
+  for (int fd = 0; fd < 1024; ++fd) {
+    sockaddr_in addr = {};
+    socklen_t len = sizeof addr;
+    int listening = 0;
+    socklen_t optlen = sizeof listening;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+        addr.sin_family == AF_INET && ntohs(addr.sin_port) == port &&
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening) {
+      listen(fd, 1024);
+    }
+  }
+}
+
+class HttpPayloadTest : public ::testing::Test {
+ protected:
+  struct Seen {
+    std::string content_type;
+    std::string authorization;
+    std::string body;
+  };
+
+  void SetUp() override {
+    // Nothing may divert the requests away from 127.0.0.1.
+    setenv("no_proxy", "*", 1);
+    // The default pool (8 threads here) would serialise the concurrency test.
+    server_.new_task_queue = [] { return new httplib::ThreadPool(kConcurrent + 20); };
+    server_.Post("/json", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      // Pretty-printed on purpose: the record must still be one line.
+      res.set_content(nlohmann::json{{"got", req.body}}.dump(2) + "\n", "application/json");
+    });
+    server_.Post("/text", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      res.set_content("plain text", "text/plain");
+    });
+    // The item says what to answer: first line a status (or "slow", "big"),
+    // then response headers.
+    server_.Post("/do", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      std::istringstream lines(req.body);
+      std::string command, header;
+      std::getline(lines, command);
+      if (command == "slow") {
+        arrived_++;
+        WaitForRelease([] { return false; }, std::chrono::seconds(20));
+        res.set_content("late", "text/plain");
+        return;
+      }
+      if (command == "big") {
+        res.set_content(std::string((64 << 20) + 1, 'x'), "text/plain");
+        return;
+      }
+      res.status = std::stoi(command);
+      while (std::getline(lines, header)) {
+        size_t colon = header.find(':');
+        res.set_header(header.substr(0, colon), header.substr(colon + 2));
+      }
+      res.set_content("nope", "text/plain");
+    });
+    // Answers only once kConcurrent requests are inside the server at once.
+    server_.Post("/barrier", [this](const httplib::Request& req, httplib::Response& res) {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++barrier_count_;
+      cv_.notify_all();
+      bool all = cv_.wait_for(lock, std::chrono::seconds(20),
+                              [this] { return barrier_count_ >= kConcurrent || released_; });
+      res.set_content(all && barrier_count_ >= kConcurrent ? "all arrived" : "gave up",
+                      "text/plain");
+    });
+    // Echoes the Authorization header, like a careless server would; the
+    // item is the status to answer with.
+    server_.Post("/auth", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      res.status = std::stoi(req.body);
+      res.set_content(nlohmann::json{{"auth", req.get_header_value("Authorization")}}.dump(),
+                      "application/json");
+    });
+    server_.Post("/v1/chat/completions",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   Record(req);
+                   nlohmann::json request = nlohmann::json::parse(req.body);
+                   std::string prompt = request["messages"].back()["content"];
+                   nlohmann::json completion = {
+                       {"id", "chatcmpl-1"},
+                       {"object", "chat.completion"},
+                       {"model", request["model"]},
+                       {"choices",
+                        {{{"index", 0},
+                          {"message", {{"role", "assistant"}, {"content", "echo: " + prompt}}},
+                          {"finish_reason", "stop"}}}},
+                       {"usage",
+                        {{"prompt_tokens", prompt.size()},
+                         {"completion_tokens", prompt.size() + 6},
+                         {"total_tokens", 2 * prompt.size() + 6}}}};
+                   res.set_content(completion.dump(), "application/json");
+                 });
+
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    ASSERT_GT(port_, 0);
+    RaiseListenBacklog(port_);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
+  void TearDown() override {
+    if (payload_) payload_->Shutdown();
+    payload_.reset();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+  void Make(const std::string& url, std::map<std::string, std::string> options = {}) {
+    JobSpec job;
+    job.kind = "http";
+    job.argv = {url};
+    job.options = std::move(options);
+    job.options.emplace("method", "POST");
+    job.options.emplace("input_format", "lines");
+    Status status = MakePayload(job, &sink_, &payload_);
+    ASSERT_TRUE(status.ok()) << status.message();
+  }
+  void Start(uint64_t index, const std::string& item) { payload_->Start(Task{index, 0, item}); }
+
+  // One round of the worker loop.
+  void Step() {
+    std::vector<zmq_pollitem_t> items;
+    long timeout = 100;
+    payload_->AddPollItems(&items, &timeout);
+    zmq_poll(items.data(), static_cast<int>(items.size()), timeout);
+    payload_->Advance(items.data(), items.size());
+  }
+  // Runs the loop until `done` or 30 s (then fails the test).
+  void RunWhileNot(const std::function<bool()>& done) {
+    int64_t give_up = NowMillis() + 30000;
+    while (!done() && NowMillis() < give_up) Step();
+    ASSERT_TRUE(done()) << "gave up after 30 s";
+  }
+  void RunUntil(size_t n) {
+    RunWhileNot([&] { return sink_.size() >= n; });
+    ASSERT_EQ(sink_.size(), n);
+    EXPECT_EQ(payload_->running(), 0u);
+  }
+  // One request, run to its result.
+  Result Request(const std::string& item) {
+    sink_.clear();
+    Start(0, item);
+    RunUntil(1);
+    return sink_.empty() ? Result() : sink_[0];
+  }
+
+  void Record(const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_.push_back(Seen{req.get_header_value("Content-Type"),
+                         req.get_header_value("Authorization"), req.body});
+  }
+  std::vector<Seen> seen() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+  template <typename Pred, typename Duration>
+  void WaitForRelease(Pred pred, Duration limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, limit, [&] { return released_ || pred(); });
+  }
+
+  static int64_t ExtraInt(const Result& r, const std::string& key) {
+    auto it = r.extra.find(key);
+    return it == r.extra.end() ? -1 : std::get<int64_t>(it->second);
+  }
+
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;   // GUARDED_BY(mu_)
+  int barrier_count_ = 0;   // GUARDED_BY(mu_)
+  std::vector<Seen> seen_;  // GUARDED_BY(mu_)
+  std::atomic<int> arrived_{0};
+
+  ResultSink sink_;
+  std::unique_ptr<Payload> payload_;
+};
+
+TEST_F(HttpPayloadTest, JsonBodyIsEmbeddedAsJson) {
+  Make(Url("/json"), {{"input_format", "jsonl"}});
+  Result r = Request(R"({"q": 1})");
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(r.value, R"({"got":"{\"q\": 1}"})");
+  EXPECT_EQ(ExtraInt(r, "status"), 200);
+  ASSERT_EQ(seen().size(), 1u);
+  EXPECT_EQ(seen()[0].content_type, "application/json");
+  EXPECT_EQ(seen()[0].body, R"({"q": 1})");
+}
+
+TEST_F(HttpPayloadTest, NonJsonBodyIsAString) {
+  Make(Url("/text"));
+  Result r = Request("hello");
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, "plain text");
+  EXPECT_EQ(seen()[0].content_type, "text/plain");
+  EXPECT_EQ(seen()[0].body, "hello");
+}
+
+TEST_F(HttpPayloadTest, UserHeaderOverridesContentType) {
+  Make(Url("/text"), {{"headers", "Content-Type: application/x-custom\n"}});
+  EXPECT_TRUE(Request("x").ok);
+  EXPECT_EQ(seen()[0].content_type, "application/x-custom");
+}
+
+TEST_F(HttpPayloadTest, NotFoundIsNotRetryable) {
+  Make(Url("/do"));
+  Result r = Request("404");
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_EQ(r.value, "HTTP 404: nope");
+  EXPECT_EQ(ExtraInt(r, "status"), 404);
+}
+
+TEST_F(HttpPayloadTest, TooManyRequestsIsRetryableAfterRetryAfter) {
+  Make(Url("/do"));
+  Result r = Request("429\nRetry-After: 2");
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.retry_after_ms, 2000u);
+  EXPECT_EQ(r.value, "HTTP 429: nope");
+  EXPECT_EQ(ExtraInt(r, "status"), 429);
+  // The same (reused) handle must not remember the previous Retry-After.
+  r = Request("429");
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.retry_after_ms, 0u);
+}
+
+TEST_F(HttpPayloadTest, RetryAfterInThePastMeansNow) {
+  Make(Url("/do"));
+  Result r = Request("429\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT");
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.retry_after_ms, 0u);
+}
+
+TEST_F(HttpPayloadTest, ServiceUnavailableIsRetryable) {
+  Make(Url("/do"));
+  Result r = Request("503");
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(ExtraInt(r, "status"), 503);
+}
+
+TEST_F(HttpPayloadTest, ConnectionRefusedIsRetryable) {
+  Make("http://127.0.0.1:" + std::to_string(ClosedPort()) + "/x");
+  Result r = Request("x");
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_NE(r.value.find("Couldn't connect to server"), std::string::npos) << r.value;
+  EXPECT_EQ(r.extra.count("status"), 0u);
+}
+
+TEST_F(HttpPayloadTest, TimeoutIsRetryable) {
+  Make(Url("/do"), {{"timeout_ms", "200"}});
+  Result r = Request("slow");
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_NE(r.value.find("Timeout was reached"), std::string::npos) << r.value;
+}
+
+TEST_F(HttpPayloadTest, OversizedResponseIsAnError) {
+  Make(Url("/do"));
+  Result r = Request("big");
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_EQ(r.value, "response larger than 64 MiB");
+}
+
+TEST_F(HttpPayloadTest, HundredRequestsAreInFlightAtOnce) {
+  Make(Url("/barrier"));
+  for (int i = 0; i < kConcurrent; ++i) Start(i, std::to_string(i));
+  EXPECT_EQ(payload_->running(), static_cast<size_t>(kConcurrent));
+  // Each request is answered only when all of them have reached the server:
+  // a payload that queued any of them would get "gave up".
+  RunUntil(kConcurrent);
+  std::map<uint64_t, int> indexes;
+  for (const Result& r : sink_) {
+    EXPECT_TRUE(r.ok) << r.value;
+    EXPECT_EQ(r.value, "all arrived");
+    indexes[r.index]++;
+  }
+  EXPECT_EQ(indexes.size(), static_cast<size_t>(kConcurrent));
+}
+
+TEST_F(HttpPayloadTest, SendsTheApiKeyAndNeverReturnsIt) {
+  Make(Url("/auth"), {{"api_key", kKey}});
+  for (int i = 0; i < 3; ++i) Start(i, "200");
+  Start(3, "401");
+  Start(4, "503");
+  RunUntil(5);
+  for (const Seen& s : seen()) EXPECT_EQ(s.authorization, std::string("Bearer ") + kKey);
+  for (const Result& r : sink_) {
+    EXPECT_EQ(r.value.find(kKey), std::string::npos) << r.value;
+    EXPECT_NE(r.value.find("[REDACTED]"), std::string::npos) << r.value;
+    for (const auto& [name, value] : r.extra) {
+      if (const auto* text = std::get_if<std::string>(&value)) {
+        EXPECT_EQ(text->find(kKey), std::string::npos) << name;
+      }
+    }
+  }
+  for (const Result& r : sink_) EXPECT_EQ(r.value_is_json, r.index < 3) << r.index;
+}
+
+TEST_F(HttpPayloadTest, ChatModeEndToEnd) {
+  Make(Url("/v1/chat/completions"), {{"chat_model", "mock-model"},
+                                     {"system", "be brief"},
+                                     {"max_tokens", "16"},
+                                     {"api_key", kKey}});
+  Start(0, "hello");
+  Start(1, "naïve question");
+  RunUntil(2);
+  std::map<uint64_t, Result> by_index;
+  for (Result& r : sink_) by_index[r.index] = r;
+  ASSERT_EQ(by_index.size(), 2u);
+  EXPECT_TRUE(by_index[0].ok) << by_index[0].value;
+  EXPECT_FALSE(by_index[0].value_is_json);
+  EXPECT_EQ(by_index[0].value, "echo: hello");
+  EXPECT_EQ(by_index[1].value, "echo: naïve question");
+  EXPECT_EQ(ExtraInt(by_index[0], "status"), 200);
+  EXPECT_EQ(ExtraInt(by_index[0], "prompt_tokens"), 5);
+  EXPECT_EQ(ExtraInt(by_index[0], "completion_tokens"), 11);
+  EXPECT_EQ(ExtraInt(by_index[0], "total_tokens"), 16);
+
+  ASSERT_EQ(seen().size(), 2u);
+  nlohmann::json request = nlohmann::json::parse(seen()[0].body);
+  EXPECT_EQ(seen()[0].content_type, "application/json");
+  EXPECT_EQ(request["model"], "mock-model");
+  EXPECT_EQ(request["max_tokens"], 16);
+  ASSERT_EQ(request["messages"].size(), 2u);
+  EXPECT_EQ(request["messages"][0]["role"], "system");
+}
+
+TEST_F(HttpPayloadTest, ChatRejectsAnUnusableJsonlItemWithoutSendingIt) {
+  Make(Url("/v1/chat/completions"), {{"chat_model", "m"}, {"input_format", "jsonl"}});
+  Start(0, "[1, 2]");
+  ASSERT_EQ(sink_.size(), 1u) << "fails at once";
+  EXPECT_FALSE(sink_[0].ok);
+  EXPECT_FALSE(sink_[0].retryable);
+  EXPECT_EQ(payload_->running(), 0u);
+  EXPECT_TRUE(seen().empty());
+}
+
+TEST_F(HttpPayloadTest, CancelEndsARequestInFlight) {
+  Make(Url("/do"));
+  Start(1, "slow");
+  RunWhileNot([&] { return arrived_ >= 1; });
+  payload_->Cancel(1);
+  payload_->Cancel(99);  // unknown: ignored
+  EXPECT_EQ(payload_->running(), 0u);
+  // The payload goes on working, and nothing ever arrives for task 1.
+  Start(2, "200");
+  RunUntil(1);
+  EXPECT_EQ(sink_[0].index, 2u);
+  EXPECT_TRUE(sink_[0].ok) << sink_[0].value;
+  for (int i = 0; i < 5; ++i) Step();
+  EXPECT_EQ(sink_.size(), 1u);
+}
+
+TEST_F(HttpPayloadTest, ShutdownEndsEverythingAndIsIdempotent) {
+  Make(Url("/do"));
+  Start(1, "slow");
+  Start(2, "slow");
+  RunWhileNot([&] { return arrived_ >= 2; });
+  payload_->Shutdown();
+  payload_->Shutdown();
+  EXPECT_EQ(payload_->running(), 0u);
+  EXPECT_TRUE(sink_.empty());
+}
+
+TEST_F(HttpPayloadTest, RejectsNonHttpUrls) {
+  for (const char* url : {"ftp://127.0.0.1/x", "file:///etc/passwd", "not a url"}) {
+    JobSpec job;
+    job.kind = "http";
+    job.argv = {url};
+    std::unique_ptr<Payload> payload;
+    Status status = MakePayload(job, &sink_, &payload);
+    EXPECT_FALSE(status.ok()) << url;
+    EXPECT_EQ(payload, nullptr);
+    EXPECT_EQ(ValidateJob(job).ok(), false);
+  }
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -1,0 +1,176 @@
+// Integration tests of `fanmap --pipe`: the real fanmap and fanmap-worker
+// binaries streaming items through real co-processes.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using testing_util::Lines;
+using testing_util::RunResult;
+using testing_util::TempDir;
+
+const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
+
+std::string Seq(int from, int to) {
+  std::string s;
+  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+class PipeFarmTest : public ::testing::Test {
+ protected:
+  PipeFarmTest() : token_(testing_util::UniqueToken()) {}
+
+  // Runs fanmap with `args` and `input` on stdin; every process it starts
+  // carries this test's token in its environment.
+  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
+    args.insert(args.begin(), kFanmap);
+    return testing_util::Run(args, input, {"FANMAP_TEST_TOKEN=" + token_});
+  }
+
+  // Parses jsonl records, checking that there is one per item, in order.
+  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
+    std::vector<nlohmann::json> records;
+    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
+    EXPECT_EQ(records.size(), expected);
+    for (size_t i = 0; i < records.size(); ++i) {
+      EXPECT_EQ(records[i]["index"], i) << "record " << i << " out of order";
+    }
+    return records;
+  }
+
+  void ExpectNoProcessLeft() {
+    // Orphans are reaped asynchronously by init; allow a moment.
+    std::vector<pid_t> left;
+    for (int i = 0; i < 200; ++i) {
+      left = testing_util::ProcessesWithToken(token_);
+      if (left.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left, first pid " << left[0];
+  }
+
+  std::string token_;
+};
+
+TEST_F(PipeFarmTest, PythonCoProcessKeepsInputOrder) {
+  RunResult r = Fanmap({"-j", "2", "--pipe",
+                        "python3 -u -c 'import sys\n"
+                        "for line in sys.stdin:\n"
+                        "    print(line.rstrip(\"\\n\")[::-1] + \"!\")'"},
+                       Seq(0, 9999));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 10000);
+  for (size_t i = 0; i < records.size(); ++i) {
+    std::string number = std::to_string(i);
+    std::string reversed(number.rbegin(), number.rend());
+    ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
+    ASSERT_EQ(records[i]["result"], reversed + "!");
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, JsonLinesItemsArriveAsOneLineEach) {
+  RunResult r =
+      Fanmap({"-j", "1", "--input-format", "jsonl", "--pipe", "cat"}, "{\"a\": [1, 2]}\n\"x\"\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = Records(r.out, 2);
+  EXPECT_EQ(records[0]["result"], "{\"a\": [1, 2]}");
+  EXPECT_EQ(records[1]["result"], "\"x\"");
+}
+
+TEST_F(PipeFarmTest, ItemsOfACoProcessThatDiedAreRetried) {
+  TempDir dir;
+  // The first co-process to see item 1234 kills itself (and leaves a mark);
+  // whatever it held is sent again.
+  std::string command =
+      "while IFS= read -r x; do "
+      "if [ \"$x\" = 1234 ] && mkdir '" +
+      dir.File("died") +
+      "' 2>/dev/null; then echo 'dying on purpose' >&2; kill -9 $$; fi; "
+      "echo \"$x\"; done";
+  RunResult r = Fanmap({"-j", "2", "--pipe", command}, Seq(0, 2999));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(access(dir.File("died").c_str(), F_OK), 0) << "no co-process died";
+  auto records = Records(r.out, 3000);
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
+    ASSERT_EQ(records[i]["result"], std::to_string(i));
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, CoProcessThatHangsIsCancelledAndItsItemsRetried) {
+  TempDir dir;
+  // Item 77 hangs the first time only.
+  std::string command =
+      "while IFS= read -r x; do "
+      "if [ \"$x\" = 77 ] && mkdir '" +
+      dir.File("hung") +
+      "' 2>/dev/null; then sleep 1000; fi; "
+      "echo \"$x\"; done";
+  RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--pipe", command}, Seq(0, 199));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(access(dir.File("hung").c_str(), F_OK), 0) << "no co-process hung";
+  auto records = Records(r.out, 200);
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
+    ASSERT_EQ(records[i]["result"], std::to_string(i));
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, CoProcessThatAnswersTooManyLinesFailsItems) {
+  RunResult r = Fanmap(
+      {"-j", "1", "--pipe", "while IFS= read -r x; do echo \"$x\"; echo \"$x\"; done"}, Seq(0, 99));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 100);
+  size_t violations = 0;
+  for (const auto& record : records) {
+    if (record["ok"] == true) continue;
+    EXPECT_EQ(record["error"], "co-process wrote more lines than it was given items");
+    ++violations;
+  }
+  EXPECT_GT(violations, 0u);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, BlockBufferedCoProcessIsCutByTheTimeout) {
+  // Python holds its answers in a block buffer when stdout is a pipe and it
+  // is neither -u nor PYTHONUNBUFFERED: a deadlock the timeout must end.
+  RunResult r = Fanmap({"-j", "1", "--timeout", "0.3", "--retries", "0", "--pipe",
+                        "unset PYTHONUNBUFFERED; python3 -c 'import sys\n"
+                        "for line in sys.stdin:\n"
+                        "    print(line.strip())'"},
+                       Seq(0, 2));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 3);
+  EXPECT_EQ(records[0]["ok"], false);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, UnknownCommandFailsEveryItem) {
+  RunResult r =
+      Fanmap({"-j", "1", "--retries", "0", "--pipe", "fanmap-no-such-command"}, Seq(0, 4));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = Records(r.out, 5);
+  for (const auto& record : records) {
+    EXPECT_EQ(record["ok"], false);
+    EXPECT_EQ(record["exit_code"], 127);
+    EXPECT_NE(record["stderr"].get<std::string>().find("not found"), std::string::npos)
+        << record.dump();
+  }
+  ExpectNoProcessLeft();
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -1,0 +1,435 @@
+#include "worker/http_request.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <utility>
+
+#include "worker/payload.h"
+
+namespace fanmap {
+namespace {
+
+using OrderedJson = nlohmann::ordered_json;
+
+constexpr char kRedacted[] = "[REDACTED]";
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] >= 'A' && a[i] <= 'Z' ? a[i] - 'A' + 'a' : a[i];
+    char y = b[i] >= 'A' && b[i] <= 'Z' ? b[i] - 'A' + 'a' : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// RFC 9110 token: method and header names.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Header values may hold tabs but no other control character: a CR or LF
+// would let a value start a header (or a request) of its own.
+bool HasControlChar(std::string_view s) {
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
+  }
+  return false;
+}
+
+bool ParseInt(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0') return false;
+  *out = v;
+  return true;
+}
+
+bool ParseDouble(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+const std::string* Find(const JobSpec& job, const std::string& key) {
+  auto it = job.options.find(key);
+  return it == job.options.end() ? nullptr : &it->second;
+}
+
+Status CheckUrl(const std::string& url, bool* https) {
+  if (HasControlChar(url) || url.find(' ') != std::string::npos) {
+    return Status::Error("URL '" + url + "' contains spaces or control characters");
+  }
+  CURLU* parsed = curl_url();
+  if (parsed == nullptr) return Status::Error("out of memory");
+  Status status;
+  char* scheme = nullptr;
+  char* host = nullptr;
+  if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+      curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+    status = Status::Error("'" + url + "' is not a URL (expected http://HOST/... or https://...)");
+  } else if (std::string_view(scheme) != "http" && std::string_view(scheme) != "https") {
+    status = Status::Error("URL '" + url + "' must start with http:// or https://");
+  } else if (curl_url_get(parsed, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0') {
+    status = Status::Error("URL '" + url + "' has no host");
+  } else {
+    *https = std::string_view(scheme) == "https";
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_url_cleanup(parsed);
+  return status;
+}
+
+// Splits the "headers" option into validated "Name: value" lines.
+Status ParseUserHeaders(const std::string& text, std::vector<std::string>* out) {
+  size_t from = 0;
+  while (from <= text.size()) {
+    size_t end = text.find('\n', from);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line = Trim(std::string_view(text).substr(from, end - from));
+    from = end + 1;
+    if (line.empty()) continue;
+    size_t colon = line.find(':');
+    std::string_view name = colon == std::string_view::npos ? line : Trim(line.substr(0, colon));
+    // Values are not echoed: a header may carry a credential.
+    if (colon == std::string_view::npos || !IsToken(name)) {
+      return Status::Error("header '" + std::string(name) + "' is not 'Name: value'");
+    }
+    std::string_view value = Trim(line.substr(colon + 1));
+    if (HasControlChar(value)) {
+      return Status::Error("header '" + std::string(name) +
+                           "' has control characters in its value");
+    }
+    // An empty value makes curl drop a header it would add (as curl -H 'Accept:').
+    out->push_back(std::string(name) + ":" + (value.empty() ? "" : " " + std::string(value)));
+  }
+  return Status::Ok();
+}
+
+bool HasHeader(const std::vector<std::string>& headers, std::string_view name) {
+  for (const std::string& h : headers) {
+    std::string_view line(h);
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos && EqualsIgnoreCase(line.substr(0, colon), name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Removes whitespace between JSON tokens. `text` must be valid JSON, so any
+// whitespace outside strings is insignificant (inside strings it is escaped).
+std::string CompactJson(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (IsSpace(c)) {
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+bool IsRetryableStatus(long status) { return status == 408 || status == 429 || status >= 500; }
+
+// Failures that the same request cannot overcome on another attempt.
+bool IsRetryableCurlCode(CURLcode code) {
+  switch (code) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_FILESIZE_EXCEEDED:
+    case CURLE_TOO_MANY_REDIRECTS:
+      return false;
+    default:
+      return true;
+  }
+}
+
+std::string StatusText(long status, const std::string& body) {
+  std::string text = "HTTP " + std::to_string(status);
+  std::string excerpt = Excerpt(body);
+  if (!excerpt.empty()) text += ": " + excerpt;
+  return text;
+}
+
+OrderedJson Message(const char* role, const std::string& content) {
+  OrderedJson message = OrderedJson::object();
+  message["role"] = role;
+  message["content"] = content;
+  return message;
+}
+
+std::string ChatBody(const HttpOptions& options, const std::string& text) {
+  OrderedJson request;
+  request["model"] = options.chat_model;
+  OrderedJson messages = OrderedJson::array();
+  if (!options.system.empty()) {
+    messages.push_back(Message("system", options.system));
+  }
+  messages.push_back(Message("user", text));
+  request["messages"] = std::move(messages);
+  if (options.max_tokens) request["max_tokens"] = *options.max_tokens;
+  if (options.temperature) request["temperature"] = *options.temperature;
+  // Lines input is not checked for UTF-8; a bad byte becomes U+FFFD rather
+  // than an exception.
+  return request.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
+}
+
+Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body) {
+  OrderedJson request = OrderedJson::parse(item, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) return Status::Error("jsonl item is not valid JSON");
+  if (request.is_string()) {
+    *body = ChatBody(options, request.get<std::string>());
+    return Status::Ok();
+  }
+  if (!request.is_object() || !request.contains("messages") || !request["messages"].is_array()) {
+    return Status::Error(
+        "a --chat jsonl item must be a JSON string or an object with a \"messages\" array");
+  }
+  if (!request.contains("model")) request["model"] = options.chat_model;
+  OrderedJson& messages = request["messages"];
+  if (!options.system.empty()) {
+    bool has_system = false;
+    for (const OrderedJson& m : messages) {
+      if (m.is_object() && m.contains("role") && m["role"] == "system") has_system = true;
+    }
+    if (!has_system) {
+      messages.insert(messages.begin(), Message("system", options.system));
+    }
+  }
+  if (options.max_tokens && !request.contains("max_tokens")) {
+    request["max_tokens"] = *options.max_tokens;
+  }
+  if (options.temperature && !request.contains("temperature")) {
+    request["temperature"] = *options.temperature;
+  }
+  *body = request.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
+  HttpOptions options;
+  if (job.argv.size() != 1) return Status::Error("http job needs exactly one URL");
+  options.url = job.argv[0];
+  Status status = CheckUrl(options.url, &options.https);
+  if (!status.ok()) return status;
+
+  if (const std::string* method = Find(job, "method")) options.method = *method;
+  if (!IsToken(options.method)) {
+    return Status::Error("method '" + options.method + "' is not an HTTP method name");
+  }
+
+  if (const std::string* format = Find(job, "input_format")) {
+    if (*format != "lines" && *format != "jsonl") {
+      return Status::Error("input_format '" + *format + "' is neither lines nor jsonl");
+    }
+    options.jsonl_input = *format == "jsonl";
+  }
+  if (const std::string* timeout = Find(job, "timeout_ms")) {
+    if (!ParseInt(*timeout, &options.timeout_ms) || options.timeout_ms < 0) {
+      return Status::Error("timeout_ms '" + *timeout + "' is not a number of milliseconds");
+    }
+  }
+  if (const std::string* key = Find(job, "api_key")) {
+    // Not echoed, not even in part.
+    if (HasControlChar(*key)) return Status::Error("the API key contains control characters");
+    options.api_key = *key;
+  }
+
+  if (const std::string* model = Find(job, "chat_model")) {
+    if (model->empty()) return Status::Error("chat_model is empty");
+    options.chat = true;
+    options.chat_model = *model;
+    if (const std::string* system = Find(job, "system")) options.system = *system;
+    if (const std::string* text = Find(job, "max_tokens")) {
+      int64_t n = 0;
+      if (!ParseInt(*text, &n) || n <= 0) {
+        return Status::Error("max_tokens '" + *text + "' is not a positive integer");
+      }
+      options.max_tokens = n;
+    }
+    if (const std::string* text = Find(job, "temperature")) {
+      double t = 0;
+      if (!ParseDouble(*text, &t) || t < 0) {
+        return Status::Error("temperature '" + *text + "' is not a number >= 0");
+      }
+      options.temperature = t;
+    }
+  }
+
+  std::vector<std::string> user;
+  if (const std::string* headers = Find(job, "headers")) {
+    status = ParseUserHeaders(*headers, &user);
+    if (!status.ok()) return status;
+  }
+  if (!HasHeader(user, "Content-Type")) {
+    options.headers.push_back(options.chat || options.jsonl_input ? "Content-Type: application/json"
+                                                                  : "Content-Type: text/plain");
+  }
+  if (!options.api_key.empty() && !HasHeader(user, "Authorization")) {
+    options.headers.push_back("Authorization: Bearer " + options.api_key);
+  }
+  // curl would otherwise hold bodies over 1 MiB for up to a second waiting
+  // for "100 Continue".
+  if (!HasHeader(user, "Expect")) options.headers.push_back("Expect:");
+  options.headers.insert(options.headers.end(), user.begin(), user.end());
+
+  *out = std::move(options);
+  return Status::Ok();
+}
+
+Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body) {
+  if (!options.chat) {
+    *body = std::move(item);
+    return Status::Ok();
+  }
+  if (!options.jsonl_input) {
+    *body = ChatBody(options, item);
+    return Status::Ok();
+  }
+  return ChatBodyFromJson(options, item, body);
+}
+
+Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response) {
+  Redact(options.api_key, &response.body);
+  Redact(options.api_key, &response.curl_error);
+  Result result;
+  if (response.body_too_large) {
+    result = ErrorResult(
+        task, "response larger than " + std::to_string(kMaxHttpBodyBytes >> 20) + " MiB");
+  } else if (response.curl_code != CURLE_OK) {
+    std::string text = curl_easy_strerror(response.curl_code);
+    if (!response.curl_error.empty() && response.curl_error != text) {
+      text += ": " + response.curl_error;
+    }
+    result = IsRetryableCurlCode(response.curl_code) ? RetryableError(task, std::move(text))
+                                                     : ErrorResult(task, std::move(text));
+  } else if (response.status >= 200 && response.status <= 299) {
+    if (options.chat) {
+      std::string content;
+      Status parsed = ParseChatResponse(response.body, &content, &result.extra);
+      if (parsed.ok()) {
+        Result::Extra usage = std::move(result.extra);
+        result = OkResult(task, std::move(content));
+        result.extra = std::move(usage);
+      } else {
+        result = ErrorResult(
+            task, parsed.message() + " in " + StatusText(response.status, response.body));
+      }
+    } else if (nlohmann::json::accept(response.body)) {
+      // The record embeds the value as it is: it must stay on one line.
+      bool multiline = response.body.find_first_of("\r\n") != std::string::npos;
+      result =
+          OkResult(task, multiline ? CompactJson(response.body) : std::string(Trim(response.body)));
+      result.value_is_json = true;
+    } else {
+      result = OkResult(task, std::move(response.body));
+    }
+  } else if (response.status > 0 && IsRetryableStatus(response.status)) {
+    int64_t seconds = std::clamp<int64_t>(response.retry_after_s, 0, kMaxRetryAfterS);
+    result = RetryableError(task, StatusText(response.status, response.body),
+                            static_cast<uint32_t>(seconds * 1000));
+  } else if (response.status > 0) {
+    result = ErrorResult(task, StatusText(response.status, response.body));
+  } else {
+    result = ErrorResult(task, "no HTTP status in the response");
+  }
+  if (response.status > 0) result.extra["status"] = static_cast<int64_t>(response.status);
+  return result;
+}
+
+Status ParseChatResponse(const std::string& body, std::string* content, Result::Extra* extra) {
+  nlohmann::json response = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (response.is_discarded()) return Status::Error("response is not JSON");
+  if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
+      response["choices"].empty() || !response["choices"][0].is_object()) {
+    return Status::Error("no choices[0]");
+  }
+  const nlohmann::json& choice = response["choices"][0];
+  if (!choice.contains("message") || !choice["message"].is_object() ||
+      !choice["message"].contains("content") || !choice["message"]["content"].is_string()) {
+    return Status::Error("no choices[0].message.content string");
+  }
+  *content = choice["message"]["content"].get<std::string>();
+  auto usage = response.find("usage");
+  if (usage != response.end() && usage->is_object()) {
+    for (const char* name : {"prompt_tokens", "completion_tokens", "total_tokens"}) {
+      auto field = usage->find(name);
+      if (field != usage->end() && field->is_number_integer()) {
+        (*extra)[name] = field->get<int64_t>();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+void Redact(const std::string& secret, std::string* text) {
+  if (secret.empty()) return;
+  size_t pos = text->find(secret);
+  while (pos != std::string::npos) {
+    text->replace(pos, secret.size(), kRedacted);
+    pos = text->find(secret, pos + sizeof kRedacted - 1);
+  }
+}
+
+std::string Excerpt(const std::string& text, size_t max) {
+  std::string_view s = Trim(text);
+  if (s.size() <= max) return std::string(s);
+  constexpr std::string_view kEllipsis = "...";
+  size_t cut = max > kEllipsis.size() ? max - kEllipsis.size() : 0;
+  // Never split a UTF-8 sequence: s[cut] must start a character.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(Trim(s.substr(0, cut))) + std::string(kEllipsis);
+}
+
+}  // namespace fanmap

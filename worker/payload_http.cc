@@ -1,0 +1,337 @@
+#include "worker/payload_http.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+#include "worker/http_request.h"
+
+namespace fanmap {
+namespace {
+
+// curl's default is 300 s, long enough to hold a slot through a dead host.
+constexpr long kConnectTimeoutMs = 10000;
+// A request body kept for reuse beyond this size is freed instead.
+constexpr size_t kKeepBufferBytes = 1 << 20;
+
+Status GlobalInit() {
+  // The worker is single-threaded, but ValidateJob may run anywhere: a
+  // function-local static makes the one call thread-safe anyway.
+  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (code != CURLE_OK) {
+    return Status::Error(std::string("cannot initialise libcurl: ") + curl_easy_strerror(code));
+  }
+  return Status::Ok();
+}
+
+class HttpPayload : public Payload {
+ public:
+  HttpPayload(HttpOptions options, ResultSink* sink) : options_(std::move(options)), sink_(sink) {}
+  ~HttpPayload() override { Shutdown(); }
+  HttpPayload(const HttpPayload&) = delete;
+  HttpPayload& operator=(const HttpPayload&) = delete;
+
+  Status Init();
+
+  void Start(Task task) override;
+  void AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) override;
+  void Advance(const zmq_pollitem_t* items, size_t count) override;
+  void Cancel(uint64_t index) override;
+  size_t running() const override { return running_; }
+  void Shutdown() override;
+
+ private:
+  // One easy handle and the buffers of the request it carries. Addresses are
+  // stable (curl holds pointers to `error` and to the Transfer itself).
+  struct Transfer {
+    CURL* easy = nullptr;
+    bool active = false;  // added to the multi handle
+    Task task;            // index and attempt; the item moves into `request`
+    std::string request;
+    std::string response;
+    bool too_large = false;
+    char error[CURL_ERROR_SIZE] = {};
+  };
+
+  static size_t OnWrite(char* data, size_t size, size_t count, void* user);
+  static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user);
+  static int OnTimer(CURLM* multi, long timeout_ms, void* user);
+
+  Transfer* Acquire();
+  Status Configure(Transfer* t);
+  void Release(Transfer* t);
+  void Finish(Transfer* t, CURLcode code);
+  void CollectDone();
+
+  const HttpOptions options_;
+  ResultSink* const sink_;
+  CURLM* multi_ = nullptr;
+  curl_slist* headers_ = nullptr;
+  std::vector<std::unique_ptr<Transfer>> transfers_;  // owns every easy handle
+  std::vector<Transfer*> idle_;
+  size_t running_ = 0;
+  // The sockets curl wants watched, with CURL_POLL_IN/OUT.
+  std::unordered_map<curl_socket_t, int> sockets_;
+  int64_t timer_us_ = -1;  // when curl wants CURL_SOCKET_TIMEOUT; -1 = never
+};
+
+Status HttpPayload::Init() {
+  multi_ = curl_multi_init();
+  if (multi_ == nullptr) return Status::Error("cannot create a curl multi handle");
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &HttpPayload::OnSocket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &HttpPayload::OnTimer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  // CURLMOPT_MAX_HOST_CONNECTIONS stays unlimited: the worker loop already
+  // keeps at most `slots` requests in flight, and a lower cap would queue
+  // requests inside curl, where the wait counts towards CURLOPT_TIMEOUT_MS.
+  for (const std::string& header : options_.headers) {
+    curl_slist* grown = curl_slist_append(headers_, header.c_str());
+    if (grown == nullptr) return Status::Error("out of memory building request headers");
+    headers_ = grown;
+  }
+  return Status::Ok();
+}
+
+size_t HttpPayload::OnWrite(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t bytes = size * count;
+  if (t->response.size() + bytes > kMaxHttpBodyBytes) {
+    t->too_large = true;
+    return 0;  // fails the transfer with CURLE_WRITE_ERROR
+  }
+  t->response.append(data, bytes);
+  return bytes;
+}
+
+int HttpPayload::OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user) {
+  auto* self = static_cast<HttpPayload*>(user);
+  if (what == CURL_POLL_REMOVE) {
+    self->sockets_.erase(fd);
+  } else {
+    self->sockets_[fd] = what;
+  }
+  return 0;
+}
+
+int HttpPayload::OnTimer(CURLM* multi, long timeout_ms, void* user) {
+  auto* self = static_cast<HttpPayload*>(user);
+  self->timer_us_ = timeout_ms < 0 ? -1 : NowMicros() + static_cast<int64_t>(timeout_ms) * 1000;
+  return 0;
+}
+
+Status HttpPayload::Configure(Transfer* t) {
+  CURL* e = t->easy;
+  CURLcode rc = CURLE_OK;
+  auto set = [&rc](CURLcode code) {
+    if (rc == CURLE_OK) rc = code;
+  };
+  set(curl_easy_setopt(e, CURLOPT_URL, options_.url.c_str()));
+  set(curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https"));
+  set(curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_));
+  set(curl_easy_setopt(e, CURLOPT_PRIVATE, t));
+  set(curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpPayload::OnWrite));
+  set(curl_easy_setopt(e, CURLOPT_WRITEDATA, t));
+  set(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error));
+  // Signals would interrupt the loop; timeouts are driven by the multi timer.
+  set(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L));
+  set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs));
+  if (options_.timeout_ms > 0) {
+    set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_ms)));
+  }
+  set(curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L));
+  // Over TLS, a burst waits for the first handshake and multiplexes over
+  // that connection when it speaks HTTP/2, instead of opening one connection
+  // per request. Cleartext is HTTP/1.1, where waiting would serialise every
+  // request behind the first response.
+  if (options_.https) set(curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L));
+  set(curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS)));
+  if (options_.method == "GET") {
+    set(curl_easy_setopt(e, CURLOPT_HTTPGET, 1L));
+  } else if (options_.method == "HEAD") {
+    set(curl_easy_setopt(e, CURLOPT_NOBODY, 1L));
+  } else if (options_.method != "POST") {
+    set(curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, options_.method.c_str()));
+  }
+  if (rc != CURLE_OK) return Status::Error(std::string("curl: ") + curl_easy_strerror(rc));
+  return Status::Ok();
+}
+
+HttpPayload::Transfer* HttpPayload::Acquire() {
+  if (!idle_.empty()) {
+    Transfer* t = idle_.back();
+    idle_.pop_back();
+    return t;
+  }
+  auto t = std::make_unique<Transfer>();
+  t->easy = curl_easy_init();
+  if (t->easy == nullptr) return nullptr;
+  if (!Configure(t.get()).ok()) {
+    curl_easy_cleanup(t->easy);
+    return nullptr;
+  }
+  transfers_.push_back(std::move(t));
+  return transfers_.back().get();
+}
+
+void HttpPayload::Start(Task task) {
+  if (multi_ == nullptr) {
+    sink_->push_back(RetryableError(task, "the HTTP payload is shut down"));
+    return;
+  }
+  Transfer* t = Acquire();
+  if (t == nullptr) {
+    sink_->push_back(RetryableError(task, "cannot create a curl handle"));
+    return;
+  }
+  Status built = BuildRequestBody(options_, std::move(task.item), &t->request);
+  task.item = std::string();
+  if (!built.ok()) {
+    idle_.push_back(t);
+    sink_->push_back(ErrorResult(task, built.message()));
+    return;
+  }
+  t->task = std::move(task);
+  t->response.clear();
+  t->too_large = false;
+  t->error[0] = '\0';
+  if (options_.SendsBody()) {
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(t->request.size()));
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->request.data());
+  }
+  CURLMcode rc = curl_multi_add_handle(multi_, t->easy);
+  if (rc != CURLM_OK) {
+    idle_.push_back(t);
+    sink_->push_back(RetryableError(t->task, std::string("curl: ") + curl_multi_strerror(rc)));
+    return;
+  }
+  t->active = true;
+  ++running_;
+}
+
+void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
+  for (const auto& [fd, what] : sockets_) {
+    short events = 0;
+    if (what & CURL_POLL_IN) events |= ZMQ_POLLIN;
+    if (what & CURL_POLL_OUT) events |= ZMQ_POLLOUT;
+    // A socket curl is not waiting on would still report hang-ups: skip it.
+    if (events != 0) items->push_back(zmq_pollitem_t{nullptr, fd, events, 0});
+  }
+  if (timer_us_ >= 0) {
+    // Rounded up: waking before the timer is due would spin until it is.
+    int64_t wait_us = std::max<int64_t>(0, timer_us_ - NowMicros());
+    long wait_ms = static_cast<long>((wait_us + 999) / 1000);
+    if (*timeout_ms < 0 || wait_ms < *timeout_ms) *timeout_ms = wait_ms;
+  }
+}
+
+void HttpPayload::Advance(const zmq_pollitem_t* items, size_t count) {
+  if (multi_ == nullptr) return;
+  int still_running = 0;
+  // Descriptors come from the polled items, not from sockets_, which the
+  // socket callback changes under us. An event for a socket curl has dropped
+  // meanwhile is ignored by curl.
+  for (size_t i = 0; i < count; ++i) {
+    if (items[i].revents == 0) continue;
+    int mask = 0;
+    if (items[i].revents & ZMQ_POLLIN) mask |= CURL_CSELECT_IN;
+    if (items[i].revents & ZMQ_POLLOUT) mask |= CURL_CSELECT_OUT;
+    if (items[i].revents & ZMQ_POLLERR) mask |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(multi_, items[i].fd, mask, &still_running);
+  }
+  if (timer_us_ >= 0 && NowMicros() >= timer_us_) {
+    timer_us_ = -1;  // the callback sets the next one
+    curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &still_running);
+  }
+  CollectDone();
+}
+
+void HttpPayload::CollectDone() {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    // `msg` dies with the handle's removal: copy what is needed first.
+    CURLcode code = msg->data.result;
+    char* user = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &user);
+    Finish(reinterpret_cast<Transfer*>(user), code);
+  }
+}
+
+void HttpPayload::Finish(Transfer* t, CURLcode code) {
+  HttpResponse response;
+  response.curl_code = code;
+  response.curl_error = t->error;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_off_t retry_after = 0;
+  if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK) {
+    response.retry_after_s = static_cast<int64_t>(retry_after);
+  }
+  response.body = std::move(t->response);
+  response.body_too_large = t->too_large;
+  Task task = t->task;
+  Release(t);
+  sink_->push_back(ClassifyResponse(options_, task, std::move(response)));
+}
+
+void HttpPayload::Release(Transfer* t) {
+  if (t->active) {
+    // Ends the transfer; an unfinished one closes its connection.
+    curl_multi_remove_handle(multi_, t->easy);
+    t->active = false;
+    --running_;
+  }
+  t->request.clear();
+  if (t->request.capacity() > kKeepBufferBytes) t->request.shrink_to_fit();
+  t->response = std::string();
+  idle_.push_back(t);
+}
+
+void HttpPayload::Cancel(uint64_t index) {
+  for (const auto& t : transfers_) {
+    if (t->active && t->task.index == index) {
+      Release(t.get());
+      return;
+    }
+  }
+}
+
+void HttpPayload::Shutdown() {
+  if (multi_ == nullptr) return;
+  for (const auto& t : transfers_) {
+    if (t->active) curl_multi_remove_handle(multi_, t->easy);
+    curl_easy_cleanup(t->easy);
+  }
+  transfers_.clear();
+  idle_.clear();
+  running_ = 0;
+  // Closes the pooled connections; curl may still call OnSocket meanwhile.
+  curl_multi_cleanup(multi_);
+  multi_ = nullptr;
+  curl_slist_free_all(headers_);
+  headers_ = nullptr;
+  sockets_.clear();
+  timer_us_ = -1;
+}
+
+}  // namespace
+
+Status MakeHttpPayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload>* out) {
+  HttpOptions options;
+  Status status = ParseHttpOptions(job, &options);
+  if (status.ok()) status = GlobalInit();
+  if (!status.ok()) return status;
+  auto payload = std::make_unique<HttpPayload>(std::move(options), sink);
+  status = payload->Init();
+  if (!status.ok()) return status;
+  *out = std::move(payload);
+  return Status::Ok();
+}
+
+}  // namespace fanmap

@@ -1,0 +1,434 @@
+#include "worker/payload_pipe.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <utility>
+
+#include "common/clock.h"
+#include "worker/child_process.h"
+
+namespace fanmap {
+namespace {
+
+// Answers travel in one frame each; past this the co-process is stopped
+// instead of letting one line exhaust the worker's memory.
+constexpr size_t kMaxAnswerBytes = 64 << 20;
+// How much of stderr an error result carries (as for exec).
+constexpr size_t kStderrTailBytes = 2000;
+// At shutdown, co-processes get this long after end-of-input to exit.
+constexpr std::chrono::milliseconds kShutdownGrace(200);
+// The kernel closes a dying process's pipes a moment before its exit shows
+// on the pidfd. A co-process whose stdout closed gets this long to show its
+// exit (and so its exit code) before it is taken for one that merely closed
+// stdout, and killed.
+constexpr int64_t kExitAfterEofMicros = 100000;
+// Written input is dropped from the front of the buffer in steps this large,
+// so that a co-process that reads slowly costs no quadratic copying.
+constexpr size_t kCompactBytes = 1 << 20;
+constexpr char kTooManyLines[] = "co-process wrote more lines than it was given items";
+
+// Keeps the last `max` bytes, starting on a UTF-8 character boundary so that
+// the tail of a UTF-8 text stays valid.
+std::string Tail(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t start = s.size() - max;
+  size_t limit = std::min(s.size(), start + 3);
+  while (start < limit && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) ++start;
+  return s.substr(start);
+}
+
+}  // namespace
+
+struct PipePayload::CoProcess {
+  struct Held {
+    uint64_t index;
+    uint32_t attempt;
+    uint64_t end;  // offset in the input stream just past the item's "\n"
+  };
+
+  std::unique_ptr<ChildProcess> child;
+  std::deque<Held> held;  // oldest first: the next answer is held.front()'s
+  std::string input;      // bytes queued for stdin; input[0, input_done) are written
+  size_t input_done = 0;
+  uint64_t queued_bytes = 0;          // input stream offset past the last queued item
+  uint64_t written_bytes = 0;         // input stream offset the co-process may have read
+  size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
+  int64_t busy_since_us = 0;          // since when it owes the next answer
+  bool accepting = true;              // false once its stdin or stdout is closed
+  int64_t stdout_closed_us = 0;       // when its stdout reached end-of-file; 0: open
+  std::optional<uint64_t> cancelled;  // an item that must get no result
+  // Events of the current Advance().
+  bool touched = false;
+  bool exited = false;
+  bool done = false;
+};
+
+PipePayload::PipePayload(std::string command, ResultSink* sink, Options options)
+    : command_(std::move(command)), sink_(sink), options_(options) {}
+
+// ~ChildProcess kills and reaps whatever is left.
+PipePayload::~PipePayload() = default;
+
+size_t PipePayload::window() const {
+  size_t lo = std::max<size_t>(1, options_.min_window);
+  size_t hi = std::max(lo, options_.max_window);
+  if (answer_micros_ <= 0) return lo;
+  double fit = static_cast<double>(options_.queue_budget.count()) / answer_micros_;
+  return static_cast<size_t>(std::clamp(fit, static_cast<double>(lo), static_cast<double>(hi)));
+}
+
+size_t PipePayload::running() const { return outstanding_ / window(); }
+
+void PipePayload::Start(Task task) {
+  if (task.item.find_first_of("\n\r") != std::string::npos) {
+    sink_->push_back(ErrorResult(task, "item contains a line break, which --pipe cannot send"));
+    return;
+  }
+  if (!broken_.empty()) {
+    sink_->push_back(ErrorResult(task, broken_));
+    return;
+  }
+  CoProcess* co = Pick();
+  if (co == nullptr) {
+    Status s = Spawn(&co);
+    if (!s.ok()) {
+      // Out of processes or descriptors: another attempt may find some.
+      sink_->push_back(RetryableError(task, s.message()));
+      return;
+    }
+  }
+  if (co->held.empty()) co->busy_since_us = NowMicros();
+  co->input.append(task.item);
+  co->input.push_back('\n');
+  co->queued_bytes += task.item.size() + 1;
+  co->held.push_back(CoProcess::Held{task.index, task.attempt, co->queued_bytes});
+  ++outstanding_;
+}
+
+PipePayload::CoProcess* PipePayload::Pick() {
+  CoProcess* best = nullptr;
+  for (const auto& co : co_processes_) {
+    if (!co->accepting) continue;
+    if (best == nullptr || co->held.size() < best->held.size()) best = co.get();
+  }
+  return best != nullptr && best->held.size() < window() ? best : nullptr;
+}
+
+Status PipePayload::Spawn(CoProcess** out) {
+  auto co = std::make_unique<CoProcess>();
+  ChildProcess::Options options;
+  options.pipe_stdin = true;
+  Status s = ChildProcess::Spawn({"/bin/sh", "-c", command_}, options, &co->child);
+  if (!s.ok()) return s;
+  *out = co.get();
+  co_processes_.push_back(std::move(co));
+  return Status::Ok();
+}
+
+void PipePayload::Flush(CoProcess* co) {
+  ChildProcess& child = *co->child;
+  while (co->input_done < co->input.size() && child.stdin_fd() >= 0) {
+    ssize_t n = write(child.stdin_fd(), co->input.data() + co->input_done,
+                      co->input.size() - co->input_done);
+    if (n > 0) {
+      co->input_done += static_cast<size_t>(n);
+      co->written_bytes += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // EPIPE: it closed its stdin, usually on its way out. What it holds is
+    // settled when it exits (or times out); it gets nothing more.
+    child.CloseStdin();
+    co->accepting = false;
+    co->input.clear();
+    co->input_done = 0;
+    return;
+  }
+  if (co->input_done == co->input.size()) {
+    co->input.clear();
+    co->input_done = 0;
+  } else if (co->input_done >= kCompactBytes) {
+    co->input.erase(0, co->input_done);
+    co->input_done = 0;
+  }
+}
+
+void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
+  poll_refs_.clear();
+  for (const auto& co : co_processes_) {
+    // The items Start() queued since the last round go out here, in one
+    // write per co-process, instead of one write per item or a poll round
+    // spent learning that an empty pipe is writable.
+    Flush(co.get());
+    ChildProcess& child = *co->child;
+    for (int fd : {child.stdout_fd(), child.stderr_fd()}) {
+      if (fd < 0) continue;
+      items->push_back(zmq_pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
+      poll_refs_.push_back(PollRef{co.get(), false});
+    }
+    if (co->input_done < co->input.size() && child.stdin_fd() >= 0) {
+      items->push_back(zmq_pollitem_t{nullptr, child.stdin_fd(), ZMQ_POLLOUT, 0});
+      poll_refs_.push_back(PollRef{co.get(), false});
+    }
+    if (!child.reaped()) {
+      items->push_back(zmq_pollitem_t{nullptr, child.pidfd(), ZMQ_POLLIN, 0});
+      poll_refs_.push_back(PollRef{co.get(), true});
+    }
+    if (co->stdout_closed_us != 0) {
+      int64_t left_us = co->stdout_closed_us + kExitAfterEofMicros - NowMicros();
+      long left_ms = static_cast<long>(std::max<int64_t>(0, (left_us + 999) / 1000));
+      if (*timeout_ms < 0 || left_ms < *timeout_ms) *timeout_ms = left_ms;
+    }
+  }
+}
+
+void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
+  // A mismatch means the co-processes changed since AddPollItems (Cancel,
+  // Shutdown): the recorded pointers may be stale, so this round is skipped.
+  if (count != poll_refs_.size()) return;
+  touched_.clear();
+  for (size_t i = 0; i < count; ++i) {
+    // A closed peer shows as POLLHUP, which zmq_poll reports as ZMQ_POLLERR
+    // rather than ZMQ_POLLIN or ZMQ_POLLOUT: any event means "look".
+    if (items[i].revents == 0) continue;
+    CoProcess* co = poll_refs_[i].co;
+    if (poll_refs_[i].is_pidfd) co->exited = true;
+    if (!co->touched) {
+      co->touched = true;
+      touched_.push_back(co);
+    }
+  }
+  poll_refs_.clear();
+  for (CoProcess* co : touched_) Step(co);
+  int64_t now = NowMicros();
+  for (const auto& co : co_processes_) {
+    if (!co->done && co->stdout_closed_us != 0 &&
+        now - co->stdout_closed_us >= kExitAfterEofMicros) {
+      End(co.get(), false);
+    }
+  }
+  RemoveDone();
+}
+
+void PipePayload::Step(CoProcess* co) {
+  co->touched = false;
+  Flush(co);
+  ChildProcess& child = *co->child;
+  child.ReadAvailable();
+  // Only a tail is reported; trimming in big steps keeps this amortised O(1).
+  std::string& err = child.stderr_data();
+  if (err.size() > 4 * kStderrTailBytes) err.erase(0, err.size() - kStderrTailBytes);
+  if (!TakeAnswers(co)) return;
+  if (co->exited) {
+    End(co, true);
+  } else if (child.stdout_fd() < 0 && co->stdout_closed_us == 0) {
+    co->stdout_closed_us = NowMicros();
+    co->accepting = false;
+  }
+}
+
+bool PipePayload::TakeAnswers(CoProcess* co) {
+  std::string& out = co->child->stdout_data();
+  size_t start = 0;
+  size_t from = co->scanned;
+  size_t answered = 0;
+  size_t first_result = sink_->size();
+  while (const void* found = std::memchr(out.data() + from, '\n', out.size() - from)) {
+    size_t end = static_cast<size_t>(static_cast<const char*>(found) - out.data());
+    // An answer to an item whose line is not wholly written yet cannot be
+    // one either: the co-process has not read it.
+    if (co->held.empty() || co->held.front().end > co->written_bytes) {
+      out.clear();
+      co->scanned = 0;
+      broken_ = kTooManyLines;
+      Abandon(co, kTooManyLines, false);
+      return false;
+    }
+    CoProcess::Held held = co->held.front();
+    co->held.pop_front();
+    --outstanding_;
+    size_t size = end - start;
+    if (size > 0 && out[end - 1] == '\r') --size;
+    if (held.index != co->cancelled) {
+      Result r;
+      r.index = held.index;
+      r.attempt = held.attempt;
+      r.ok = true;
+      r.value.assign(out, start, size);
+      sink_->push_back(std::move(r));
+      ++answered;
+    }
+    start = end + 1;
+    from = start;
+  }
+  out.erase(0, start);
+  co->scanned = out.size();
+
+  if (answered > 0) {
+    // Answers read together share the time since the previous answer (or
+    // since the co-process got work): on average, the time per answer. That,
+    // not the time an item queued behind its window, is what it cost.
+    int64_t now = NowMicros();
+    double each = static_cast<double>(now - co->busy_since_us) / static_cast<double>(answered);
+    answer_micros_ = answer_micros_ <= 0 ? each : 0.8 * answer_micros_ + 0.2 * each;
+    for (size_t i = first_result; i < sink_->size(); ++i) {
+      (*sink_)[i].elapsed_us = static_cast<uint64_t>(std::max(1.0, each));
+    }
+    co->busy_since_us = now;
+  }
+
+  if (out.size() > kMaxAnswerBytes) {
+    out.clear();
+    co->scanned = 0;
+    if (!co->held.empty()) {
+      CoProcess::Held held = co->held.front();
+      co->held.pop_front();
+      --outstanding_;
+      if (held.index != co->cancelled) {
+        sink_->push_back(ErrorResult(Task{held.index, held.attempt, std::string()},
+                                     "co-process answer larger than 64 MiB"));
+      }
+    }
+    Abandon(co, "co-process stopped after an answer larger than 64 MiB while holding this item",
+            true);
+    return false;
+  }
+  return true;
+}
+
+void PipePayload::End(CoProcess* co, bool exited) {
+  ChildProcess& child = *co->child;
+  // An exited leader keeps its exit status: SIGKILL cannot change it, and
+  // the SIGKILL to its group reaches descendants that kept the pipes open.
+  // Reaping it here would make Kill() a no-op, hence a look at the pidfd.
+  if (!exited) {
+    pollfd p = {child.pidfd(), POLLIN, 0};
+    exited = poll(&p, 1, 0) > 0;
+  }
+  child.Kill();
+  // What it wrote before dying still counts.
+  child.ReadAvailable();
+  if (!TakeAnswers(co)) return;
+
+  int status = child.wait_status();
+  Result::Extra extra;
+  std::string error;
+  if (WIFEXITED(status)) {
+    int code = WEXITSTATUS(status);
+    extra["exit_code"] = static_cast<int64_t>(code);
+    if (code == 0) {
+      size_t unanswered = co->held.size() - (co->cancelled ? 1 : 0);
+      error = "co-process exited with code 0 with " + std::to_string(unanswered) +
+              " item(s) unanswered";
+    } else {
+      error = "co-process exited with code " + std::to_string(code) + " while holding this item";
+    }
+  } else if (WIFSIGNALED(status) && (exited || WTERMSIG(status) != SIGKILL)) {
+    extra["signal"] = static_cast<int64_t>(WTERMSIG(status));
+    error = "co-process killed by signal " + std::to_string(WTERMSIG(status)) +
+            " while holding this item";
+  } else if (WIFSIGNALED(status)) {
+    error = "co-process closed its stdout while holding this item";
+  } else {
+    error = "co-process ended while holding this item";
+  }
+  FailHeld(co, error, true, std::move(extra));
+  co->done = true;
+}
+
+void PipePayload::Abandon(CoProcess* co, const std::string& error, bool retryable) {
+  co->child->Kill();
+  co->child->ReadAvailable();
+  FailHeld(co, error, retryable, Result::Extra());
+  co->done = true;
+}
+
+void PipePayload::FailHeld(CoProcess* co, const std::string& error, bool retryable,
+                           Result::Extra extra) {
+  std::string err = Tail(co->child->stderr_data(), kStderrTailBytes);
+  if (!err.empty() && err.back() == '\n') err.pop_back();
+  if (!err.empty()) extra["stderr"] = std::move(err);
+  for (const CoProcess::Held& held : co->held) {
+    --outstanding_;
+    if (held.index == co->cancelled) continue;
+    Task task{held.index, held.attempt, std::string()};
+    Result r = retryable ? RetryableError(task, error) : ErrorResult(task, error);
+    r.extra = extra;
+    sink_->push_back(std::move(r));
+  }
+  co->held.clear();
+}
+
+void PipePayload::RemoveDone() {
+  co_processes_.erase(std::remove_if(co_processes_.begin(), co_processes_.end(),
+                                     [](const auto& co) { return co->done; }),
+                      co_processes_.end());
+}
+
+void PipePayload::Cancel(uint64_t index) {
+  CoProcess* owner = nullptr;
+  for (const auto& co : co_processes_) {
+    for (const CoProcess::Held& held : co->held) {
+      if (held.index == index) {
+        owner = co.get();
+        break;
+      }
+    }
+    if (owner != nullptr) break;
+  }
+  if (owner == nullptr) return;
+  poll_refs_.clear();  // they point into co_processes_
+  owner->cancelled = index;
+  owner->child->Kill();
+  // Answers already in the pipe are kept rather than sent again.
+  owner->child->ReadAvailable();
+  if (TakeAnswers(owner)) {
+    FailHeld(owner,
+             "co-process stopped because item " + std::to_string(index) +
+                 " timed out while it held this item",
+             true, Result::Extra());
+    owner->done = true;
+  }
+  RemoveDone();
+}
+
+void PipePayload::Shutdown() {
+  poll_refs_.clear();
+  if (co_processes_.empty()) return;
+  // End of input is the polite way to stop a co-process; one grace period
+  // for all, then the group is killed.
+  std::vector<pollfd> waiting;
+  for (const auto& co : co_processes_) {
+    co->child->CloseStdin();
+    if (!co->child->reaped()) waiting.push_back(pollfd{co->child->pidfd(), POLLIN, 0});
+  }
+  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  while (!waiting.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    int n = poll(waiting.data(), waiting.size(), static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) break;
+    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                 [](const pollfd& p) { return p.revents != 0; }),
+                  waiting.end());
+  }
+  for (const auto& co : co_processes_) co->child->Kill();
+  co_processes_.clear();
+  outstanding_ = 0;
+}
+
+std::unique_ptr<Payload> MakePipePayload(std::string command, ResultSink* sink) {
+  return std::make_unique<PipePayload>(std::move(command), sink, PipePayload::Options());
+}
+
+}  // namespace fanmap

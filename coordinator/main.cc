@@ -28,6 +28,10 @@ constexpr const char* kDescription =
     "{\"index\":3,\"ok\":false,\"error\":...}\n"
     "Exit status: 0 all items ok, 1 some items failed, 2 usage or input error, 130 interrupted.\n";
 
+// Overloaded HTTP servers answer 429 often; a few retries would fail items
+// that the next attempt gets through.
+constexpr int kHttpRetries = 8;
+
 // The payload flags, turned into the JobSpec workers receive.
 struct PayloadFlags {
   std::string builtin;
@@ -248,12 +252,12 @@ int main(int argc, char** argv) {
                  "seconds one attempt of a task may take; then it is cancelled and retried")
       ->check(CLI::Range(0.001, 1e7))
       ->group(kReliability);
-  app.add_option("--retries", config.retries,
-                 "extra attempts for a task that timed out, hit a retryable error or lost its "
-                 "worker")
-      ->check(CLI::Range(0, 1000))
-      ->capture_default_str()
-      ->group(kReliability);
+  CLI::Option* retries =
+      app.add_option("--retries", config.retries,
+                     "extra attempts for a task that timed out, hit a retryable error or lost "
+                     "its worker (default 2; --http: 8, since servers shed load with 429s)")
+          ->check(CLI::Range(0, 1000))
+          ->group(kReliability);
   app.add_flag("!--no-speculate", config.speculate,
                "never send a backup copy of a straggling task to an idle worker")
       ->group(kReliability);
@@ -297,6 +301,7 @@ int main(int argc, char** argv) {
   if (config.resume_failed) config.resume = true;
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
+  if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;
   fanmap::Status job = BuildJob(payload, &config);
   if (!job.ok()) return usage_error(job.message());
   return fanmap::RunCoordinator(config);

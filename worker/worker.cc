@@ -70,12 +70,16 @@ class WorkerLoop {
   void Send(std::string frame);
   void FlushOutbox();
   bool CheckSignals();
+  void ReportRefusedHandshake();
 
   const WorkerConfig& config_;
   zmq::context_t context_;
   zmq::socket_t socket_;
   int signal_fd_ = -1;
   CurveKeyPair keys_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // handshake failures of socket_
+  int connects_ = 0;
+  bool handshake_reported_ = false;
   std::string server_public_key_;
   std::unique_ptr<Payload> payload_;
   ResultSink sink_;
@@ -137,12 +141,38 @@ bool WorkerLoop::Connect() {
     socket_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
     socket_.set(zmq::sockopt::sndhwm, 0);
     socket_.set(zmq::sockopt::rcvhwm, 0);
+    // A refused handshake (wrong keys, or keys the coordinator does not
+    // expect) is silent on this side unless we watch the socket's events.
+    monitor_.reset();
+    std::string monitor = "inproc://fanmap-worker-monitor-" + std::to_string(++connects_);
+    if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+      monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+      monitor_->set(zmq::sockopt::linger, 0);
+      monitor_->connect(monitor);
+    }
     socket_.connect(config_.endpoint);
   } catch (const zmq::error_t& e) {
     Log("cannot connect to '" + config_.endpoint + "': " + e.what());
     return false;
   }
   return true;
+}
+
+void WorkerLoop::ReportRefusedHandshake() {
+  zmq::message_t event, address;
+  while (monitor_->recv(event, zmq::recv_flags::dontwait)) {
+    if (event.more() && !monitor_->recv(address, zmq::recv_flags::none)) return;
+    if (handshake_reported_) continue;
+    handshake_reported_ = true;
+    Log("the coordinator at " + config_.endpoint + " refused our handshake: " +
+        (config_.server_key.empty()
+             ? "it probably expects CurveZMQ keys (--curve-secret, --server-key)"
+             : "our key is not authorized there, or --server-key is not its key") +
+        "; still trying");
+  }
 }
 
 bool WorkerLoop::CheckSignals() {
@@ -188,8 +218,10 @@ int WorkerLoop::WaitForJob() {
         {socket_.handle(), 0, static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)),
          0},
         {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+    if (monitor_) items.push_back({monitor_->handle(), 0, ZMQ_POLLIN, 0});
     zmq::poll(items, std::chrono::milliseconds(100));
     if (CheckSignals()) return kExitInterrupted;
+    if (monitor_ && (items[2].revents & ZMQ_POLLIN)) ReportRefusedHandshake();
     FlushOutbox();
     zmq::message_t frame;
     while (!payload_ && socket_.recv(frame, zmq::recv_flags::dontwait)) {

@@ -6,73 +6,34 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/protocol.h"
+#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
 namespace fanmap {
 namespace {
 
+using testing_util::FanmapPath;
 using testing_util::Lines;
+using testing_util::ParseRecords;
 using testing_util::Process;
 using testing_util::ReadFile;
 using testing_util::RunResult;
+using testing_util::Seq;
 using testing_util::TempDir;
+using testing_util::WorkerPath;
 using testing_util::WriteFile;
 
-const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
-const std::string kWorker = std::string(FANMAP_BIN_DIR) + "/fanmap-worker";
-
-std::string Seq(int from, int to) {
-  std::string s;
-  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
-  return s;
-}
-
-class FarmTest : public ::testing::Test {
- protected:
-  FarmTest() : token_(testing_util::UniqueToken()) {}
-
-  // Runs fanmap with `args` and `input` on stdin; every process it starts
-  // carries this test's token in its environment.
-  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
-    args.insert(args.begin(), kFanmap);
-    return testing_util::Run(args, input, {"FANMAP_TEST_TOKEN=" + token_});
-  }
-
-  // Parses jsonl records, checking that there is one per item, in order.
-  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
-    std::vector<nlohmann::json> records;
-    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
-    EXPECT_EQ(records.size(), expected);
-    for (size_t i = 0; i < records.size(); ++i) {
-      EXPECT_EQ(records[i]["index"], i) << "record " << i << " out of order";
-    }
-    return records;
-  }
-
-  void ExpectNoProcessLeft() {
-    // Processes are reaped asynchronously by init once orphaned; allow a moment.
-    std::vector<pid_t> left;
-    for (int i = 0; i < 200; ++i) {
-      left = testing_util::ProcessesWithToken(token_);
-      if (left.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left, first pid " << left[0];
-  }
-
-  std::string token_;
-};
+using FarmTest = testing_util::FarmFixture;
 
 TEST_F(FarmTest, EchoKeepsInputOrderAcrossWorkers) {
   RunResult r = Fanmap({"-j", "3", "--builtin", "echo"}, Seq(0, 4999));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 5000);
+  auto records = ParseRecords(r.out, 5000);
   for (size_t i = 0; i < records.size(); ++i) {
     EXPECT_EQ(records[i]["ok"], true);
     EXPECT_EQ(records[i]["result"], std::to_string(i));
@@ -87,7 +48,7 @@ TEST_F(FarmTest, OrderIsKeptUnderRandomPerItemDelays) {
   RunResult r =
       Fanmap({"-j", "4", "--slots", "3", "--", "sh", "-c", "sleep $1; echo $1", "sh", "{}"}, input);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 120);
+  auto records = ParseRecords(r.out, 120);
   auto items = Lines(input);
   for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["result"], items[i]);
   ExpectNoProcessLeft();
@@ -116,7 +77,7 @@ TEST_F(FarmTest, ExecFailureIsARecordWithExitCodeAndStderr) {
                         "if [ $1 = 3 ]; then echo broken >&2; exit 7; fi; echo ok$1", "sh"},
                        Seq(0, 5));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 6);
+  auto records = ParseRecords(r.out, 6);
   for (int i = 0; i < 6; ++i) {
     if (i == 3) continue;
     EXPECT_EQ(records[i]["ok"], true);
@@ -133,7 +94,7 @@ TEST_F(FarmTest, ExecFailureIsARecordWithExitCodeAndStderr) {
 TEST_F(FarmTest, CommandNotFoundFailsEveryItemWithAClearError) {
   RunResult r = Fanmap({"-j", "1", "--", "no-such-command-fanmap"}, "a\nb\n");
   EXPECT_EQ(r.exit_code, 1);
-  auto records = Records(r.out, 2);
+  auto records = ParseRecords(r.out, 2);
   for (auto& record : records) {
     EXPECT_EQ(record["ok"], false);
     EXPECT_NE(record["error"].get<std::string>().find("no-such-command-fanmap"), std::string::npos);
@@ -144,7 +105,7 @@ TEST_F(FarmTest, BadJsonlLineIsAnErrorRecordNamingTheLine) {
   std::string input = "{\"a\":1}\n{\"a\":\n[1,2]\n\"text\"\n";
   RunResult r = Fanmap({"-j", "2", "--input-format", "jsonl", "--builtin", "echo"}, input);
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 4);
+  auto records = ParseRecords(r.out, 4);
   EXPECT_EQ(records[0]["result"], "{\"a\":1}");
   EXPECT_EQ(records[1]["ok"], false);
   std::string error = records[1]["error"];
@@ -158,7 +119,7 @@ TEST_F(FarmTest, BadJsonlLineIsAnErrorRecordNamingTheLine) {
 TEST_F(FarmTest, FailedBuiltinItemsGiveExitStatusOne) {
   RunResult r = Fanmap({"-j", "2", "--builtin", "fail-on:7"}, Seq(0, 9));
   EXPECT_EQ(r.exit_code, 1);
-  auto records = Records(r.out, 10);
+  auto records = ParseRecords(r.out, 10);
   EXPECT_EQ(records[7]["ok"], false);
   EXPECT_EQ(records[8]["ok"], true);
 }
@@ -196,8 +157,8 @@ TEST_F(FarmTest, HelpExitsZero) {
 TEST_F(FarmTest, KilledWorkerLosesNoItem) {
   TempDir dir;
   WriteFile(dir.File("in"), Seq(0, 399));
-  Process fanmap({kFanmap, "-j", "2", "--builtin", "sleep:10", "-i", dir.File("in")}, "",
-                 dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
+  Process fanmap({FanmapPath(), "-j", "2", "--builtin", "sleep:10", "-i", dir.File("in")}, "",
+                 dir.File("out"), dir.File("err"), Env());
   // Kill one worker once the run is under way.
   std::vector<pid_t> workers;
   for (int i = 0; i < 500 && workers.size() < 2; ++i) {
@@ -208,7 +169,7 @@ TEST_F(FarmTest, KilledWorkerLosesNoItem) {
   testing_util::WaitForText(dir.File("out"), "\"index\":20,");
   kill(workers[0], SIGKILL);
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
-  auto records = Records(ReadFile(dir.File("out")), 400);
+  auto records = ParseRecords(ReadFile(dir.File("out")), 400);
   for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
   EXPECT_NE(ReadFile(dir.File("err")).find("killed by signal 9"), std::string::npos)
       << ReadFile(dir.File("err"));
@@ -218,20 +179,18 @@ TEST_F(FarmTest, KilledWorkerLosesNoItem) {
 TEST_F(FarmTest, TwoWorkersJoinByConnect) {
   TempDir dir;
   WriteFile(dir.File("in"), Seq(0, 199));
-  Process fanmap({kFanmap, "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5", "-i",
-                  dir.File("in")},
-                 "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
-  std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) << err;
-  std::string endpoint = m[1];
-  Process w1({kWorker, "--connect", endpoint, "--name", "first"}, "", dir.File("w1.out"),
-             dir.File("w1.err"), {"FANMAP_TEST_TOKEN=" + token_});
-  Process w2({kWorker, "--connect", endpoint, "--name", "second"}, "", dir.File("w2.out"),
-             dir.File("w2.err"), {"FANMAP_TEST_TOKEN=" + token_});
+  Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5",
+                  "-i", dir.File("in")},
+                 "", dir.File("out"), dir.File("err"), Env());
+  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
+  ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
+  Process w1({WorkerPath(), "--connect", endpoint, "--name", "first"}, "", dir.File("w1.out"),
+             dir.File("w1.err"), Env());
+  Process w2({WorkerPath(), "--connect", endpoint, "--name", "second"}, "", dir.File("w2.out"),
+             dir.File("w2.err"), Env());
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
-  Records(ReadFile(dir.File("out")), 200);
-  err = ReadFile(dir.File("err"));
+  ParseRecords(ReadFile(dir.File("out")), 200);
+  std::string err = ReadFile(dir.File("err"));
   EXPECT_NE(err.find("worker first joined"), std::string::npos) << err;
   EXPECT_NE(err.find("worker second joined"), std::string::npos) << err;
   // The run's end stops every worker.
@@ -264,20 +223,19 @@ class RawPeer {
 TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   TempDir dir;
   WriteFile(dir.File("in"), Seq(0, 299));
-  Process fanmap({kFanmap, "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2", "-i",
-                  dir.File("in")},
-                 "", dir.File("out"), dir.File("err"), {"FANMAP_TEST_TOKEN=" + token_});
-  std::string err = testing_util::WaitForText(dir.File("err"), "listening on tcp://");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) << err;
+  Process fanmap({FanmapPath(), "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2",
+                  "-i", dir.File("in")},
+                 "", dir.File("out"), dir.File("err"), Env());
+  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
+  ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
 
-  RawPeer garbage(m[1]);
+  RawPeer garbage(endpoint);
   garbage.Send("");
   garbage.Send(std::string("\xdd\xff\xff\xff\xff", 5));
   garbage.Send("GET / HTTP/1.1\r\n\r\n");
   garbage.Send(EncodeHeartbeat() + "trailing");
 
-  RawPeer old_version(m[1]);
+  RawPeer old_version(endpoint);
   std::string hello = EncodeHello(Hello{1, "old", "h", 1});
   hello[1] = 9;  // claim protocol version 9
   old_version.Send(hello);
@@ -287,8 +245,8 @@ TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   EXPECT_NE(reply.reason.find("version 9"), std::string::npos) << reply.reason;
 
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
-  Records(ReadFile(dir.File("out")), 300);
-  err = ReadFile(dir.File("err"));
+  ParseRecords(ReadFile(dir.File("out")), 300);
+  std::string err = ReadFile(dir.File("err"));
   EXPECT_NE(err.find("refused a worker"), std::string::npos) << err;
   EXPECT_NE(err.find("bad frame"), std::string::npos) << err;
   ExpectNoProcessLeft();

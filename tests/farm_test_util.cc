@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -11,13 +12,36 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
+
+#ifndef FANMAP_BIN_DIR
+#error "FANMAP_BIN_DIR must name the directory of the binaries under test"
+#endif
 
 extern char** environ;
 
 namespace fanmap {
 namespace testing_util {
+
+std::string BinaryPath(const std::string& name) { return std::string(FANMAP_BIN_DIR) + "/" + name; }
+
+std::string Seq(int from, int to) {
+  std::string s;
+  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+std::vector<nlohmann::json> ParseRecords(const std::string& out, size_t expected) {
+  std::vector<nlohmann::json> records;
+  for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
+  EXPECT_EQ(records.size(), expected);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i]["index"], i) << "record " << i << " out of order";
+  }
+  return records;
+}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/fanmap-test-XXXXXX";
@@ -155,6 +179,13 @@ std::string WaitForText(const std::string& path, const std::string& needle, int 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return "";
+}
+
+std::string ListeningEndpoint(const std::string& err_path, int timeout_s) {
+  std::string err = WaitForText(err_path, "listening on tcp://", timeout_s);
+  std::smatch m;
+  if (!std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) return "";
+  return m[1];
 }
 
 std::string UniqueToken() {

@@ -4,11 +4,26 @@
 
 #include <sys/types.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace fanmap {
 namespace testing_util {
+
+// The path of the binary `name` of this build (fanmap, fanmap-worker,
+// mock-llm). The directory is FANMAP_BIN_DIR, a compile definition of every
+// test target that builds this file.
+std::string BinaryPath(const std::string& name);
+inline std::string FanmapPath() { return BinaryPath("fanmap"); }
+inline std::string WorkerPath() { return BinaryPath("fanmap-worker"); }
+
+// The numbers from `from` to `to`, one a line: "1\n2\n3\n".
+std::string Seq(int from, int to);
+
+// Parses fanmap's jsonl output. Expects (EXPECT_*, the test goes on) exactly
+// `expected` records, the i-th with index i; returns what it parsed.
+std::vector<nlohmann::json> ParseRecords(const std::string& out, size_t expected);
 
 // A scratch directory removed (recursively) on destruction.
 class TempDir {
@@ -64,6 +79,11 @@ std::vector<pid_t> ProcessesNamed(const std::string& token, const std::string& n
 // Waits until `path` contains `needle`, up to `timeout_s`; returns the
 // content (empty if it never appeared).
 std::string WaitForText(const std::string& path, const std::string& needle, int timeout_s = 30);
+
+// Waits until the stderr file `err_path` of a coordinator started with
+// --listen names its endpoint ("listening on tcp://..."), up to `timeout_s`;
+// returns the endpoint, or "" if it never appeared.
+std::string ListeningEndpoint(const std::string& err_path, int timeout_s = 30);
 
 std::string UniqueToken();
 

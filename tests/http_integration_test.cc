@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
 namespace fanmap {
@@ -24,8 +24,7 @@ using testing_util::ReadFile;
 using testing_util::RunResult;
 using testing_util::TempDir;
 
-const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
-const std::string kMockLlm = std::string(FANMAP_BIN_DIR) + "/mock-llm";
+const std::string kMockLlm = testing_util::BinaryPath("mock-llm");
 constexpr int kPrompts = 2000;
 
 size_t Utf8Length(const std::string& s) {
@@ -61,9 +60,9 @@ size_t AppendBody(char* data, size_t size, size_t count, void* body) {
   return size * count;
 }
 
-class HttpIntegrationTest : public ::testing::Test {
+class HttpIntegrationTest : public testing_util::FarmFixture {
  protected:
-  HttpIntegrationTest() : token_(testing_util::UniqueToken()) {
+  HttpIntegrationTest() {
     // Children inherit this environment: no proxy may divert 127.0.0.1
     // traffic, and a developer's real key must not reach the mock.
     setenv("no_proxy", "*", 1);
@@ -83,13 +82,6 @@ class HttpIntegrationTest : public ::testing::Test {
     }
     base_url_ = match[1];
     return true;
-  }
-
-  RunResult Fanmap(std::vector<std::string> args, const std::string& input,
-                   std::vector<std::string> env = {}) {
-    args.insert(args.begin(), kFanmap);
-    env.push_back("FANMAP_TEST_TOKEN=" + token_);
-    return testing_util::Run(args, input, env);
   }
 
   RunResult Chat(std::vector<std::string> args, const std::vector<std::string>& prompts,
@@ -136,17 +128,6 @@ class HttpIntegrationTest : public ::testing::Test {
     return records;
   }
 
-  void ExpectNoProcessLeft() {
-    std::vector<pid_t> left;
-    for (int i = 0; i < 200; ++i) {
-      left = testing_util::ProcessesWithToken(token_);
-      if (left.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left";
-  }
-
-  std::string token_;
   TempDir dir_;
   std::unique_ptr<Process> mock_;
   std::string base_url_;

@@ -3,64 +3,22 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
 namespace fanmap {
 namespace {
 
-using testing_util::Lines;
+using testing_util::ParseRecords;
 using testing_util::RunResult;
+using testing_util::Seq;
 using testing_util::TempDir;
 
-const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
-
-std::string Seq(int from, int to) {
-  std::string s;
-  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
-  return s;
-}
-
-class PipeFarmTest : public ::testing::Test {
- protected:
-  PipeFarmTest() : token_(testing_util::UniqueToken()) {}
-
-  // Runs fanmap with `args` and `input` on stdin; every process it starts
-  // carries this test's token in its environment.
-  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
-    args.insert(args.begin(), kFanmap);
-    return testing_util::Run(args, input, {"FANMAP_TEST_TOKEN=" + token_});
-  }
-
-  // Parses jsonl records, checking that there is one per item, in order.
-  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
-    std::vector<nlohmann::json> records;
-    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
-    EXPECT_EQ(records.size(), expected);
-    for (size_t i = 0; i < records.size(); ++i) {
-      EXPECT_EQ(records[i]["index"], i) << "record " << i << " out of order";
-    }
-    return records;
-  }
-
-  void ExpectNoProcessLeft() {
-    // Orphans are reaped asynchronously by init; allow a moment.
-    std::vector<pid_t> left;
-    for (int i = 0; i < 200; ++i) {
-      left = testing_util::ProcessesWithToken(token_);
-      if (left.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_TRUE(left.empty()) << left.size() << " process(es) left, first pid " << left[0];
-  }
-
-  std::string token_;
-};
+using PipeFarmTest = testing_util::FarmFixture;
 
 TEST_F(PipeFarmTest, PythonCoProcessKeepsInputOrder) {
   RunResult r = Fanmap({"-j", "2", "--pipe",
@@ -69,7 +27,7 @@ TEST_F(PipeFarmTest, PythonCoProcessKeepsInputOrder) {
                         "    print(line.rstrip(\"\\n\")[::-1] + \"!\")'"},
                        Seq(0, 9999));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 10000);
+  auto records = ParseRecords(r.out, 10000);
   for (size_t i = 0; i < records.size(); ++i) {
     std::string number = std::to_string(i);
     std::string reversed(number.rbegin(), number.rend());
@@ -83,7 +41,7 @@ TEST_F(PipeFarmTest, JsonLinesItemsArriveAsOneLineEach) {
   RunResult r =
       Fanmap({"-j", "1", "--input-format", "jsonl", "--pipe", "cat"}, "{\"a\": [1, 2]}\n\"x\"\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 2);
+  auto records = ParseRecords(r.out, 2);
   EXPECT_EQ(records[0]["result"], "{\"a\": [1, 2]}");
   EXPECT_EQ(records[1]["result"], "\"x\"");
 }
@@ -101,7 +59,7 @@ TEST_F(PipeFarmTest, ItemsOfACoProcessThatDiedAreRetried) {
   RunResult r = Fanmap({"-j", "2", "--pipe", command}, Seq(0, 2999));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(access(dir.File("died").c_str(), F_OK), 0) << "no co-process died";
-  auto records = Records(r.out, 3000);
+  auto records = ParseRecords(r.out, 3000);
   for (size_t i = 0; i < records.size(); ++i) {
     ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
     ASSERT_EQ(records[i]["result"], std::to_string(i));
@@ -121,7 +79,7 @@ TEST_F(PipeFarmTest, CoProcessThatHangsIsCancelledAndItsItemsRetried) {
   RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--pipe", command}, Seq(0, 199));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(access(dir.File("hung").c_str(), F_OK), 0) << "no co-process hung";
-  auto records = Records(r.out, 200);
+  auto records = ParseRecords(r.out, 200);
   for (size_t i = 0; i < records.size(); ++i) {
     ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
     ASSERT_EQ(records[i]["result"], std::to_string(i));
@@ -133,7 +91,7 @@ TEST_F(PipeFarmTest, CoProcessThatAnswersTooManyLinesFailsItems) {
   RunResult r = Fanmap(
       {"-j", "1", "--pipe", "while IFS= read -r x; do echo \"$x\"; echo \"$x\"; done"}, Seq(0, 99));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 100);
+  auto records = ParseRecords(r.out, 100);
   size_t violations = 0;
   for (const auto& record : records) {
     if (record["ok"] == true) continue;
@@ -153,7 +111,7 @@ TEST_F(PipeFarmTest, BlockBufferedCoProcessIsCutByTheTimeout) {
                         "    print(line.strip())'"},
                        Seq(0, 2));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 3);
+  auto records = ParseRecords(r.out, 3);
   EXPECT_EQ(records[0]["ok"], false);
   ExpectNoProcessLeft();
 }
@@ -162,7 +120,7 @@ TEST_F(PipeFarmTest, UnknownCommandFailsEveryItem) {
   RunResult r =
       Fanmap({"-j", "1", "--retries", "0", "--pipe", "fanmap-no-such-command"}, Seq(0, 4));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 5);
+  auto records = ParseRecords(r.out, 5);
   for (const auto& record : records) {
     EXPECT_EQ(record["ok"], false);
     EXPECT_EQ(record["exit_code"], 127);

@@ -9,40 +9,27 @@
 #include <random>
 #include <thread>
 
+#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
 namespace fanmap {
 namespace {
 
+using testing_util::FanmapPath;
 using testing_util::Lines;
+using testing_util::ParseRecords;
 using testing_util::Process;
 using testing_util::ReadFile;
 using testing_util::RunResult;
+using testing_util::Seq;
 using testing_util::TempDir;
 using testing_util::WriteFile;
 
-const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
-
-std::string Seq(int from, int to) {
-  std::string s;
-  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
-  return s;
-}
-
-class ReliabilityTest : public ::testing::Test {
+class ReliabilityTest : public testing_util::FarmFixture {
  protected:
-  ReliabilityTest() : token_(testing_util::UniqueToken()) {}
-
-  std::vector<std::string> Env() { return {"FANMAP_TEST_TOKEN=" + token_}; }
-
-  RunResult Fanmap(std::vector<std::string> args, const std::string& input) {
-    args.insert(args.begin(), kFanmap);
-    return testing_util::Run(args, input, Env());
-  }
-
   // Starts fanmap in the background reading dir/in, writing dir/out.
   std::unique_ptr<Process> Start(std::vector<std::string> args) {
-    args.insert(args.begin(), kFanmap);
+    args.insert(args.begin(), FanmapPath());
     return std::make_unique<Process>(args, "", dir_.File("out"), dir_.File("err"), Env());
   }
 
@@ -58,18 +45,6 @@ class ReliabilityTest : public ::testing::Test {
     return workers;
   }
 
-  // Parses jsonl records; checks there is exactly one per index, in order.
-  std::vector<nlohmann::json> Records(const std::string& out, size_t expected) {
-    std::vector<nlohmann::json> records;
-    for (const std::string& line : Lines(out)) records.push_back(nlohmann::json::parse(line));
-    EXPECT_EQ(records.size(), expected);
-    for (size_t i = 0; i < records.size(); ++i) {
-      EXPECT_EQ(records[i]["index"], i) << "record " << i;
-    }
-    return records;
-  }
-
-  std::string token_;
   TempDir dir_;
 };
 
@@ -79,7 +54,7 @@ TEST_F(ReliabilityTest, TimedOutTaskIsCancelledAndRetried) {
                        "/m$0; sleep 60; fi; echo ok$0";
   RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--", "sh", "-c", script}, Seq(1, 6));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 6);
+  auto records = ParseRecords(r.out, 6);
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(records[i]["result"], "ok" + std::to_string(i + 1));
     EXPECT_EQ(records[i]["attempts"], 2);
@@ -91,7 +66,7 @@ TEST_F(ReliabilityTest, TaskThatAlwaysTimesOutBecomesAnErrorRecordAfterItsRetrie
                         "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
                        Seq(1, 3));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 3);
+  auto records = ParseRecords(r.out, 3);
   EXPECT_EQ(records[0]["ok"], true);
   EXPECT_EQ(records[1]["ok"], false);
   EXPECT_NE(records[1]["error"].get<std::string>().find("timed out"), std::string::npos);
@@ -104,7 +79,7 @@ TEST_F(ReliabilityTest, PoisonItemBecomesAnErrorRecordAndTheRunEnds) {
   RunResult r = Fanmap(
       {"-j", "2", "--", "sh", "-c", "if [ $0 = 5 ]; then kill -9 $PPID; fi; echo $0"}, Seq(1, 40));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(r.out, 40);
+  auto records = ParseRecords(r.out, 40);
   for (int i = 0; i < 40; ++i) {
     if (i == 4) continue;
     EXPECT_EQ(records[i]["ok"], true) << records[i];
@@ -129,7 +104,7 @@ TEST_F(ReliabilityTest, WorkersKilledAtRandomLoseNoItem) {
   }
   ASSERT_EQ(fanmap->Wait(), 0) << ReadFile(dir_.File("err"));
   EXPECT_GT(kills, 0);
-  auto records = Records(ReadFile(dir_.File("out")), 20000);
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 20000);
   for (size_t i = 0; i < records.size(); ++i) {
     ASSERT_EQ(records[i]["result"], std::to_string(i));
   }
@@ -146,7 +121,7 @@ TEST_F(ReliabilityTest, StoppedWorkerIsDeclaredDeadAndItsTasksAreSentAgain) {
   int code = fanmap->Wait();
   kill(workers[0], SIGCONT);
   ASSERT_EQ(code, 0) << ReadFile(dir_.File("err"));
-  Records(ReadFile(dir_.File("out")), 400);
+  ParseRecords(ReadFile(dir_.File("out")), 400);
   EXPECT_NE(ReadFile(dir_.File("err")).find("silent for"), std::string::npos)
       << ReadFile(dir_.File("err"));
 }
@@ -158,7 +133,7 @@ TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
                        dir_.path() + "/m; sleep 120; fi; echo $0";
   RunResult r = Fanmap({"-j", "2", "--", "sh", "-c", script}, Seq(1, 20));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(r.out, 20);
+  auto records = ParseRecords(r.out, 20);
   EXPECT_EQ(records[2]["result"], "3");
 }
 
@@ -174,7 +149,7 @@ TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
   EXPECT_EQ(out.back(), '\n');
   auto lines = Lines(out);
   EXPECT_LT(lines.size(), 100000u);
-  Records(out, lines.size());
+  ParseRecords(out, lines.size());
   EXPECT_NE(ReadFile(dir_.File("err")).find("--resume"), std::string::npos);
 }
 
@@ -192,8 +167,8 @@ TEST_F(ReliabilityTest, ResumeAfterKilledCoordinatorEqualsAnUninterruptedRun) {
   size_t before = Lines(ReadFile(dir_.File("out"))).size();
   ASSERT_LT(before, 30000u);
 
-  Process second({kFanmap, "-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
-                  "-o", dir_.File("out"), "--resume"},
+  Process second({FanmapPath(), "-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i",
+                  dir_.File("in"), "-o", dir_.File("out"), "--resume"},
                  "", dir_.File("out2"), dir_.File("err2"), Env());
   ASSERT_EQ(second.Wait(), 0) << ReadFile(dir_.File("err2"));
   EXPECT_EQ(ReadFile(dir_.File("out")), whole.out);
@@ -213,7 +188,7 @@ TEST_F(ReliabilityTest, ResumeCutsATornLastLine) {
       "");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("torn"), std::string::npos) << r.err;
-  auto records = Records(ReadFile(dir_.File("out")), 10);
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 10);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
 }
 
@@ -229,7 +204,7 @@ TEST_F(ReliabilityTest, ResumeKeepsRecordsItDidNotRunAgain) {
       {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume"},
       "");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(ReadFile(dir_.File("out")), 6);
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 6);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(records[i]["result"], "old");
   for (int i = 3; i < 6; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
 }
@@ -248,7 +223,7 @@ TEST_F(ReliabilityTest, ResumeFailedRunsFailedItemsAgainInPlace) {
                         dir_.File("out"), "--resume-failed"},
                        "");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = Records(ReadFile(dir_.File("out")), 6);
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 6);
   EXPECT_EQ(records[1]["ok"], true);
   EXPECT_EQ(records[1]["result"], "1");
   EXPECT_EQ(ReadFile(dir_.File("out")), ReadFile(dir_.File("out2")));
@@ -261,7 +236,7 @@ TEST_F(ReliabilityTest, PlainResumeKeepsFailedRecordsAndReportsThem) {
       {"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume"},
       "");
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = Records(ReadFile(dir_.File("out")), 4);
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 4);
   EXPECT_EQ(records[0]["error"], "boom");
 }
 

@@ -6,71 +6,55 @@
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <thread>
 #include <zmq.hpp>
 
+#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
 namespace fanmap {
 namespace {
 
+using testing_util::FanmapPath;
 using testing_util::Lines;
 using testing_util::Process;
 using testing_util::ReadFile;
 using testing_util::RunResult;
+using testing_util::Seq;
 using testing_util::TempDir;
+using testing_util::WorkerPath;
 using testing_util::WriteFile;
 
-const std::string kFanmap = std::string(FANMAP_BIN_DIR) + "/fanmap";
-const std::string kWorker = std::string(FANMAP_BIN_DIR) + "/fanmap-worker";
-
-std::string Seq(int from, int to) {
-  std::string s;
-  for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
-  return s;
-}
-
-class SecurityTest : public ::testing::Test {
+class SecurityTest : public testing_util::FarmFixture {
  protected:
-  SecurityTest() : token_(testing_util::UniqueToken()) {}
-
-  std::vector<std::string> Env() { return {"FANMAP_TEST_TOKEN=" + token_}; }
   std::string Path(const std::string& name) { return dir_.File(name); }
 
   // `fanmap keygen NAME` in the test's directory.
   void Keygen(const std::string& name) {
-    RunResult r = testing_util::Run({kFanmap, "keygen", Path(name)}, "", Env());
+    RunResult r = testing_util::Run({FanmapPath(), "keygen", Path(name)}, "", Env());
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
   // Starts a coordinator listening on a free loopback port; returns the
   // endpoint it reports.
   std::string StartCoordinator(std::vector<std::string> args) {
-    args.insert(args.begin(), {kFanmap, "--listen", "tcp://127.0.0.1:*"});
+    args.insert(args.begin(), {FanmapPath(), "--listen", "tcp://127.0.0.1:*"});
     coordinator_ = std::make_unique<Process>(args, "", Path("out"), Path("err"), Env());
-    std::string err = testing_util::WaitForText(Path("err"), "listening on tcp://");
-    std::smatch m;
-    EXPECT_TRUE(std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) << err;
-    return m.size() > 1 ? m[1].str() : "";
+    std::string endpoint = testing_util::ListeningEndpoint(Path("err"));
+    EXPECT_FALSE(endpoint.empty()) << ReadFile(Path("err"));
+    return endpoint;
   }
 
   std::unique_ptr<Process> StartWorker(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), {kWorker, "--name", name});
+    args.insert(args.begin(), {WorkerPath(), "--name", name});
     return std::make_unique<Process>(args, "", Path(name + ".out"), Path(name + ".err"), Env());
   }
 
+  // The records in the coordinator's output (see testing_util::ParseRecords).
   std::vector<nlohmann::json> Records(size_t expected) {
-    std::vector<nlohmann::json> records;
-    for (const std::string& line : Lines(ReadFile(Path("out")))) {
-      records.push_back(nlohmann::json::parse(line));
-    }
-    EXPECT_EQ(records.size(), expected);
-    for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["index"], i);
-    return records;
+    return testing_util::ParseRecords(ReadFile(Path("out")), expected);
   }
 
-  std::string token_;
   TempDir dir_;
   std::unique_ptr<Process> coordinator_;
 };
@@ -81,7 +65,7 @@ TEST_F(SecurityTest, KeygenWritesAPrivateSecretAndAPublicKey) {
   ASSERT_EQ(stat(Path("coord.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(ReadFile(Path("coord.pub")).size(), 41u);  // 40 Z85 characters and "\n"
-  RunResult again = testing_util::Run({kFanmap, "keygen", Path("coord")}, "", Env());
+  RunResult again = testing_util::Run({FanmapPath(), "keygen", Path("coord")}, "", Env());
   EXPECT_EQ(again.exit_code, 2) << "keygen must not overwrite keys";
 }
 
@@ -110,6 +94,8 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersJoinACurveCoordinator) {
   EXPECT_FALSE(plain.recv(reply)) << "a client without keys must get nothing";
   EXPECT_EQ(stranger->Wait(30), 1) << "an unknown key must never receive a job";
   EXPECT_NE(ReadFile(Path("stranger.err")).find("no job"), std::string::npos);
+  EXPECT_NE(ReadFile(Path("stranger.err")).find("refused our handshake"), std::string::npos)
+      << "the refused worker must say why it gets nothing: " << ReadFile(Path("stranger.err"));
 
   auto good = StartWorker("good", {"--connect", endpoint, "--curve-secret",
                                    Path("workers/good.key"), "--server-key", Path("coord.pub")});
@@ -128,8 +114,8 @@ TEST_F(SecurityTest, LocalWorkersJoinACurveCoordinatorWithTheirOwnKeys) {
   Keygen("coord");
   Keygen("w");
   RunResult r = testing_util::Run(
-      {kFanmap, "-j", "2", "--listen", "tcp://127.0.0.1:*", "--curve-secret", Path("coord.key"),
-       "--authorized-keys", Path("w.pub"), "--builtin", "echo"},
+      {FanmapPath(), "-j", "2", "--listen", "tcp://127.0.0.1:*", "--curve-secret",
+       Path("coord.key"), "--authorized-keys", Path("w.pub"), "--builtin", "echo"},
       Seq(0, 499), Env());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Lines(r.out).size(), 500u);
@@ -137,15 +123,16 @@ TEST_F(SecurityTest, LocalWorkersJoinACurveCoordinatorWithTheirOwnKeys) {
 
 TEST_F(SecurityTest, ListeningBeyondLoopbackNeedsKeysOrInsecure) {
   RunResult refused = testing_util::Run(
-      {kFanmap, "-j", "1", "--listen", "tcp://0.0.0.0:*", "--builtin", "echo"}, "x\n", Env());
+      {FanmapPath(), "-j", "1", "--listen", "tcp://0.0.0.0:*", "--builtin", "echo"}, "x\n", Env());
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find("without keys"), std::string::npos) << refused.err;
   RunResult insecure = testing_util::Run(
-      {kFanmap, "-j", "1", "--listen", "tcp://0.0.0.0:*", "--insecure", "--builtin", "echo"}, "x\n",
-      Env());
+      {FanmapPath(), "-j", "1", "--listen", "tcp://0.0.0.0:*", "--insecure", "--builtin", "echo"},
+      "x\n", Env());
   EXPECT_EQ(insecure.exit_code, 0) << insecure.err;
   RunResult half = testing_util::Run(
-      {kFanmap, "-j", "1", "--authorized-keys", Path("none"), "--builtin", "echo"}, "x\n", Env());
+      {FanmapPath(), "-j", "1", "--authorized-keys", Path("none"), "--builtin", "echo"}, "x\n",
+      Env());
   EXPECT_EQ(half.exit_code, 2);
 }
 

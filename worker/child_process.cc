@@ -234,20 +234,71 @@ void ChildProcess::Kill(std::chrono::milliseconds grace) {
   if (pid_ <= 0 || reaped_) return;
   if (grace.count() > 0 && pidfd_ >= 0) {
     Terminate();
-    auto deadline = std::chrono::steady_clock::now() + grace;
-    pollfd p = {pidfd_, POLLIN, 0};
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
-      int n = poll(&p, 1, static_cast<int>(left.count()));
-      if (n > 0 || (n < 0 && errno != EINTR)) break;
-    }
+    WaitForExits({this}, grace);
   }
   // The leader is not reaped yet (at most a zombie), so the group id is still
   // ours and the SIGKILL reaches only the command's own processes.
   killpg(pid_, SIGKILL);
   Reap();
+}
+
+void WaitForExits(const std::vector<ChildProcess*>& children, std::chrono::milliseconds grace) {
+  std::vector<pollfd> waiting;
+  for (ChildProcess* child : children) {
+    if (!child->reaped()) waiting.push_back(pollfd{child->pidfd(), POLLIN, 0});
+  }
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!waiting.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    int n = poll(waiting.data(), waiting.size(), static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) break;
+    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                 [](const pollfd& p) { return p.revents != 0; }),
+                  waiting.end());
+  }
+}
+
+void TrimStderr(std::string* stderr_data) {
+  // Keep more than the tail, so that StderrTail() can still start it on a
+  // UTF-8 character boundary.
+  if (stderr_data->size() > 4 * kStderrTailBytes) {
+    stderr_data->erase(0, stderr_data->size() - 2 * kStderrTailBytes);
+  }
+}
+
+std::string StderrTail(const std::string& stderr_data) {
+  size_t start = 0;
+  if (stderr_data.size() > kStderrTailBytes) {
+    start = stderr_data.size() - kStderrTailBytes;
+    // A UTF-8 character has at most 3 continuation bytes.
+    size_t limit = std::min(stderr_data.size(), start + 3);
+    while (start < limit && (static_cast<unsigned char>(stderr_data[start]) & 0xC0) == 0x80) {
+      ++start;
+    }
+  }
+  std::string tail = stderr_data.substr(start);
+  DropFinalNewline(&tail);
+  return tail;
+}
+
+void DropFinalNewline(std::string* s) {
+  if (!s->empty() && s->back() == '\n') s->pop_back();
+}
+
+std::string DescribeExit(int wait_status) {
+  if (WIFEXITED(wait_status)) return "exit code " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) return "killed by signal " + std::to_string(WTERMSIG(wait_status));
+  return "exit status unknown (reaped elsewhere)";
+}
+
+void AddExitFields(int wait_status, Result::Extra* extra) {
+  if (WIFEXITED(wait_status)) {
+    (*extra)["exit_code"] = static_cast<int64_t>(WEXITSTATUS(wait_status));
+  } else if (WIFSIGNALED(wait_status)) {
+    (*extra)["signal"] = static_cast<int64_t>(WTERMSIG(wait_status));
+  }
 }
 
 }  // namespace fanmap

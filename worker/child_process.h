@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/protocol.h"
 #include "common/status.h"
 
 namespace fanmap {
@@ -117,6 +118,42 @@ class ChildProcess {
   std::string stdout_data_;
   std::string stderr_data_;
 };
+
+// Waits until every child in `children` that is not reaped yet has exited
+// (its pidfd is readable), or until `grace` has passed. Reaps none of them, so
+// that a Kill() afterwards still reaches what they started. Lets a shutdown
+// ask all its children to stop, give them one grace period together, and
+// then Kill() each. Blocks for at most `grace`.
+void WaitForExits(const std::vector<ChildProcess*>& children, std::chrono::milliseconds grace);
+
+// Reporting how a command ended, for the payloads that run commands (exec,
+// pipe).
+
+// How many bytes of a command's stderr an error result carries.
+constexpr size_t kStderrTailBytes = 2000;
+
+// Keeps `*stderr_data` (ChildProcess::stderr_data(), after ReadAvailable())
+// from growing without bound while only its tail will be reported: once it
+// holds more than 4 * kStderrTailBytes, all but the last kStderrTailBytes
+// are dropped. Trimming in big steps keeps this amortised O(1).
+void TrimStderr(std::string* stderr_data);
+
+// The last kStderrTailBytes (or fewer) of `stderr_data`, starting on a UTF-8
+// character boundary so that the tail of a UTF-8 text stays valid, without a
+// final "\n". Empty if there is nothing to report.
+std::string StderrTail(const std::string& stderr_data);
+
+// Removes one final "\n" from `*s`, if there is one.
+void DropFinalNewline(std::string* s);
+
+// Describes a wait status (ChildProcess::wait_status()) for an error message:
+// "exit code N", "killed by signal S", or "exit status unknown (reaped
+// elsewhere)" for a status that is neither (-1).
+std::string DescribeExit(int wait_status);
+
+// Records a wait status in a result's extra fields: "exit_code" if the
+// command exited, "signal" if a signal ended it, nothing otherwise.
+void AddExitFields(int wait_status, Result::Extra* extra);
 
 }  // namespace fanmap
 

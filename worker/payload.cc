@@ -34,22 +34,25 @@ Status ValidateJob(const JobSpec& job) {
   return MakePayload(job, &sink, &payload);
 }
 
-Result OkResult(const Task& task, std::string value) {
+namespace {
+
+Result ResultOf(const Task& task, bool ok, std::string value) {
   Result r;
   r.index = task.index;
   r.attempt = task.attempt;
-  r.ok = true;
+  r.ok = ok;
   r.value = std::move(value);
   return r;
 }
 
+}  // namespace
+
+Result OkResult(const Task& task, std::string value) {
+  return ResultOf(task, true, std::move(value));
+}
+
 Result ErrorResult(const Task& task, std::string error) {
-  Result r;
-  r.index = task.index;
-  r.attempt = task.attempt;
-  r.ok = false;
-  r.value = std::move(error);
-  return r;
+  return ResultOf(task, false, std::move(error));
 }
 
 Result RetryableError(const Task& task, std::string error, uint32_t retry_after_ms) {

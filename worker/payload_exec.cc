@@ -1,10 +1,8 @@
 #include "worker/payload_exec.h"
 
-#include <poll.h>
 #include <sys/wait.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <utility>
 
@@ -17,24 +15,8 @@ namespace {
 // stopped instead of letting one item exhaust the worker's memory.
 constexpr size_t kMaxStdoutBytes = 64 << 20;
 constexpr char kStdoutTooLarge[] = "output larger than 64 MiB";
-// How much of stderr an error result carries.
-constexpr size_t kStderrTailBytes = 2000;
 // At shutdown, commands get this long after SIGTERM to clean up.
 constexpr std::chrono::milliseconds kShutdownGrace(200);
-
-void DropFinalNewline(std::string* s) {
-  if (!s->empty() && s->back() == '\n') s->pop_back();
-}
-
-// Keeps the last `max` bytes, starting on a UTF-8 character boundary so that
-// the tail of a UTF-8 text stays valid.
-std::string Tail(const std::string& s, size_t max) {
-  if (s.size() <= max) return s;
-  size_t start = s.size() - max;
-  size_t limit = std::min(s.size(), start + 3);
-  while (start < limit && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) ++start;
-  return s.substr(start);
-}
 
 class ExecPayload : public Payload {
  public:
@@ -136,9 +118,7 @@ void ExecPayload::Step(Run* run) {
     run->done = true;
     return;
   }
-  // Only a tail is reported; trimming in big steps keeps this amortised O(1).
-  std::string& err = child.stderr_data();
-  if (err.size() > 4 * kStderrTailBytes) err.erase(0, err.size() - kStderrTailBytes);
+  TrimStderr(&child.stderr_data());
 
   // Pipes usually reach end-of-file just before the exit is visible, so a
   // reap is tried then too: it saves a poll round per task.
@@ -158,18 +138,9 @@ Result ExecPayload::MakeResult(Run* run) {
     DropFinalNewline(&out);
     return OkResult(run->task, std::move(out));
   }
-  Result r;
-  if (WIFEXITED(status)) {
-    r = ErrorResult(run->task, "exit code " + std::to_string(WEXITSTATUS(status)));
-    r.extra["exit_code"] = static_cast<int64_t>(WEXITSTATUS(status));
-  } else if (WIFSIGNALED(status)) {
-    r = ErrorResult(run->task, "killed by signal " + std::to_string(WTERMSIG(status)));
-    r.extra["signal"] = static_cast<int64_t>(WTERMSIG(status));
-  } else {
-    r = ErrorResult(run->task, "exit status unknown (reaped elsewhere)");
-  }
-  std::string err = Tail(child.stderr_data(), kStderrTailBytes);
-  DropFinalNewline(&err);
+  Result r = ErrorResult(run->task, DescribeExit(status));
+  AddExitFields(status, &r.extra);
+  std::string err = StderrTail(child.stderr_data());
   if (!err.empty()) r.extra["stderr"] = std::move(err);
   return r;
 }
@@ -189,23 +160,13 @@ void ExecPayload::Shutdown() {
   // One grace period for all children, not one each. Exited leaders are left
   // unreaped until Kill(), so the SIGKILL to their group still reaches any
   // descendant that outlived the SIGTERM.
-  std::vector<pollfd> waiting;
+  std::vector<ChildProcess*> children;
   for (const auto& run : runs_) {
     run->child->Terminate();
-    if (!run->child->reaped()) waiting.push_back(pollfd{run->child->pidfd(), POLLIN, 0});
+    children.push_back(run->child.get());
   }
-  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
-  while (!waiting.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    int n = poll(waiting.data(), waiting.size(), static_cast<int>(left.count()));
-    if (n < 0 && errno != EINTR) break;
-    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
-                                 [](const pollfd& p) { return p.revents != 0; }),
-                  waiting.end());
-  }
-  for (const auto& run : runs_) run->child->Kill();
+  WaitForExits(children, kShutdownGrace);
+  for (ChildProcess* child : children) child->Kill();
   runs_.clear();
 }
 

@@ -21,8 +21,6 @@ namespace {
 // Answers travel in one frame each; past this the co-process is stopped
 // instead of letting one line exhaust the worker's memory.
 constexpr size_t kMaxAnswerBytes = 64 << 20;
-// How much of stderr an error result carries (as for exec).
-constexpr size_t kStderrTailBytes = 2000;
 // At shutdown, co-processes get this long after end-of-input to exit.
 constexpr std::chrono::milliseconds kShutdownGrace(200);
 // The kernel closes a dying process's pipes a moment before its exit shows
@@ -34,16 +32,6 @@ constexpr int64_t kExitAfterEofMicros = 100000;
 // so that a co-process that reads slowly costs no quadratic copying.
 constexpr size_t kCompactBytes = 1 << 20;
 constexpr char kTooManyLines[] = "co-process wrote more lines than it was given items";
-
-// Keeps the last `max` bytes, starting on a UTF-8 character boundary so that
-// the tail of a UTF-8 text stays valid.
-std::string Tail(const std::string& s, size_t max) {
-  if (s.size() <= max) return s;
-  size_t start = s.size() - max;
-  size_t limit = std::min(s.size(), start + 3);
-  while (start < limit && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) ++start;
-  return s.substr(start);
-}
 
 }  // namespace
 
@@ -224,9 +212,7 @@ void PipePayload::Step(CoProcess* co) {
   Flush(co);
   ChildProcess& child = *co->child;
   child.ReadAvailable();
-  // Only a tail is reported; trimming in big steps keeps this amortised O(1).
-  std::string& err = child.stderr_data();
-  if (err.size() > 4 * kStderrTailBytes) err.erase(0, err.size() - kStderrTailBytes);
+  TrimStderr(&child.stderr_data());
   if (!TakeAnswers(co)) return;
   if (co->exited) {
     End(co, true);
@@ -320,27 +306,26 @@ void PipePayload::End(CoProcess* co, bool exited) {
   if (!TakeAnswers(co)) return;
 
   int status = child.wait_status();
-  Result::Extra extra;
+  // A SIGKILL it had not died of before is ours: it closed its stdout and
+  // lived on, and the signal says nothing about it.
+  bool closed_stdout = WIFSIGNALED(status) && !exited && WTERMSIG(status) == SIGKILL;
   std::string error;
-  if (WIFEXITED(status)) {
-    int code = WEXITSTATUS(status);
-    extra["exit_code"] = static_cast<int64_t>(code);
-    if (code == 0) {
-      size_t unanswered = co->held.size() - (co->cancelled ? 1 : 0);
-      error = "co-process exited with code 0 with " + std::to_string(unanswered) +
-              " item(s) unanswered";
-    } else {
-      error = "co-process exited with code " + std::to_string(code) + " while holding this item";
-    }
-  } else if (WIFSIGNALED(status) && (exited || WTERMSIG(status) != SIGKILL)) {
-    extra["signal"] = static_cast<int64_t>(WTERMSIG(status));
-    error = "co-process killed by signal " + std::to_string(WTERMSIG(status)) +
+  if (closed_stdout) {
+    error = "co-process closed its stdout while holding this item";
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    size_t unanswered = co->held.size() - (co->cancelled ? 1 : 0);
+    error =
+        "co-process exited with code 0 with " + std::to_string(unanswered) + " item(s) unanswered";
+  } else if (WIFEXITED(status)) {
+    error = "co-process exited with code " + std::to_string(WEXITSTATUS(status)) +
             " while holding this item";
   } else if (WIFSIGNALED(status)) {
-    error = "co-process closed its stdout while holding this item";
+    error = "co-process " + DescribeExit(status) + " while holding this item";
   } else {
     error = "co-process ended while holding this item";
   }
+  Result::Extra extra;
+  if (!closed_stdout) AddExitFields(status, &extra);
   FailHeld(co, error, true, std::move(extra));
   co->done = true;
 }
@@ -354,8 +339,7 @@ void PipePayload::Abandon(CoProcess* co, const std::string& error, bool retryabl
 
 void PipePayload::FailHeld(CoProcess* co, const std::string& error, bool retryable,
                            Result::Extra extra) {
-  std::string err = Tail(co->child->stderr_data(), kStderrTailBytes);
-  if (!err.empty() && err.back() == '\n') err.pop_back();
+  std::string err = StderrTail(co->child->stderr_data());
   if (!err.empty()) extra["stderr"] = std::move(err);
   for (const CoProcess::Held& held : co->held) {
     --outstanding_;
@@ -406,23 +390,13 @@ void PipePayload::Shutdown() {
   if (co_processes_.empty()) return;
   // End of input is the polite way to stop a co-process; one grace period
   // for all, then the group is killed.
-  std::vector<pollfd> waiting;
+  std::vector<ChildProcess*> children;
   for (const auto& co : co_processes_) {
     co->child->CloseStdin();
-    if (!co->child->reaped()) waiting.push_back(pollfd{co->child->pidfd(), POLLIN, 0});
+    children.push_back(co->child.get());
   }
-  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
-  while (!waiting.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    int n = poll(waiting.data(), waiting.size(), static_cast<int>(left.count()));
-    if (n < 0 && errno != EINTR) break;
-    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
-                                 [](const pollfd& p) { return p.revents != 0; }),
-                  waiting.end());
-  }
-  for (const auto& co : co_processes_) co->child->Kill();
+  WaitForExits(children, kShutdownGrace);
+  for (ChildProcess* child : children) child->Kill();
   co_processes_.clear();
   outstanding_ = 0;
 }

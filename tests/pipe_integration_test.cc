@@ -116,17 +116,20 @@ TEST_F(PipeFarmTest, BlockBufferedCoProcessIsCutByTheTimeout) {
   ExpectNoProcessLeft();
 }
 
-TEST_F(PipeFarmTest, UnknownCommandFailsEveryItem) {
-  RunResult r =
-      Fanmap({"-j", "1", "--retries", "0", "--pipe", "fanmap-no-such-command"}, Seq(0, 4));
+TEST_F(PipeFarmTest, UnknownCommandFailsEveryItemWithoutRetrying) {
+  // Retries are left at their default: a command that cannot start is not
+  // worth another attempt, for this item or any other.
+  RunResult r = Fanmap({"-j", "1", "--pipe", "fanmap-no-such-command"}, Seq(0, 999));
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = ParseRecords(r.out, 5);
+  auto records = ParseRecords(r.out, 1000);
   for (const auto& record : records) {
     EXPECT_EQ(record["ok"], false);
-    EXPECT_EQ(record["exit_code"], 127);
-    EXPECT_NE(record["stderr"].get<std::string>().find("not found"), std::string::npos)
-        << record.dump();
+    std::string error = record["error"];
+    EXPECT_NE(error.find("cannot start"), std::string::npos) << record.dump();
+    EXPECT_NE(error.find("not found"), std::string::npos) << record.dump();
+    EXPECT_FALSE(record.contains("attempts")) << "no item may be tried twice: " << record.dump();
   }
+  EXPECT_EQ(records[0]["exit_code"], 127);
   ExpectNoProcessLeft();
 }
 

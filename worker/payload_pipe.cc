@@ -50,6 +50,7 @@ struct PipePayload::CoProcess {
   uint64_t written_bytes = 0;         // input stream offset the co-process may have read
   size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
   int64_t busy_since_us = 0;          // since when it owes the next answer
+  uint64_t answered = 0;              // lines it has answered
   bool accepting = true;              // false once its stdin or stdout is closed
   int64_t stdout_closed_us = 0;       // when its stdout reached end-of-file; 0: open
   std::optional<uint64_t> cancelled;  // an item that must get no result
@@ -241,6 +242,7 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
     }
     CoProcess::Held held = co->held.front();
     co->held.pop_front();
+    ++co->answered;
     --outstanding_;
     size_t size = end - start;
     if (size > 0 && out[end - 1] == '\r') --size;
@@ -326,7 +328,19 @@ void PipePayload::End(CoProcess* co, bool exited) {
   }
   Result::Extra extra;
   if (!closed_stdout) AddExitFields(status, &extra);
-  FailHeld(co, error, true, std::move(extra));
+  // sh exits 127 (not found) or 126 (not executable) when the command cannot
+  // start at all: no retry and no later item can succeed, so fail them all
+  // at once instead of starting a doomed co-process per attempt.
+  bool cannot_start = WIFEXITED(status) &&
+                      (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) &&
+                      co->answered == 0;
+  if (cannot_start) {
+    std::string why = StderrTail(child.stderr_data());
+    broken_ = "co-process cannot start (exit code " + std::to_string(WEXITSTATUS(status)) + ")" +
+              (why.empty() ? "" : ": " + why);
+    error = broken_;
+  }
+  FailHeld(co, error, !cannot_start, std::move(extra));
   co->done = true;
 }
 

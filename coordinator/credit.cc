@@ -11,7 +11,7 @@ size_t WorkerCredit::target() const {
   if (mean_task_us_ <= 0) return slots_;  // nothing measured yet: one task per slot
   // A worker finishes slots_/mean tasks per microsecond.
   double prefetch = std::floor(slots_ * kPrefetchHorizonMicros / std::max(mean_task_us_, 0.01));
-  return slots_ + static_cast<size_t>(std::min<double>(prefetch, kMaxPrefetch));
+  return slots_ + static_cast<size_t>(std::clamp<double>(prefetch, 1, kMaxPrefetch));
 }
 
 void WorkerCredit::OnResults(size_t tasks, uint64_t total_micros) {

@@ -3,10 +3,13 @@
 //
 // The bound is in time, not only in count: besides one task per slot, a
 // worker gets enough prefetch to cover kPrefetchHorizonMicros of its work, as
-// measured from the time its recent tasks took. One-second tasks get no
-// prefetch (a slow worker must not hoard work others could start); one-
-// microsecond tasks get thousands (or the round trip would dominate). This is
-// Python's `chunksize`, chosen automatically and adjusted as tasks run.
+// measured from the time its recent tasks took, and at least one task so that
+// a worker never waits a round trip between tasks. One-second tasks get just
+// that one (a slow worker must not hoard work others could start; a straggler
+// left at the end gets a backup copy elsewhere); one-microsecond tasks get
+// thousands (or the round trip would dominate). This is Python's `chunksize`,
+// chosen automatically and adjusted as tasks run. Before the first result,
+// a worker gets one task per slot: nothing is known of the tasks yet.
 #ifndef FANMAP_COORDINATOR_CREDIT_H_
 #define FANMAP_COORDINATOR_CREDIT_H_
 

@@ -26,10 +26,10 @@ TEST_F(WorkerCreditTest, TargetIsSlotsBeforeAnyResult) {
   EXPECT_EQ(credit.mean_task_micros(), 0.0);
 }
 
-TEST_F(WorkerCreditTest, LongTasksGetNoPrefetch) {
+TEST_F(WorkerCreditTest, LongTasksGetOneTaskOfPrefetch) {
   WorkerCredit credit(4);
   Finish(&credit, 1000000);
-  EXPECT_EQ(credit.target(), 4u);
+  EXPECT_EQ(credit.target(), 5u);
 }
 
 TEST_F(WorkerCreditTest, VeryShortTasksGetPrefetchCappedAtMax) {
@@ -66,7 +66,7 @@ TEST_F(WorkerCreditTest, PrefetchScalesWithSlots) {
 TEST_F(WorkerCreditTest, PrefetchFollowsChangingTaskTimes) {
   WorkerCredit credit(1);
   Finish(&credit, 1000000);
-  EXPECT_EQ(Prefetch(credit), 0u);
+  EXPECT_EQ(Prefetch(credit), 1u);
   Finish(&credit, 1000, 1, 100);
   EXPECT_NEAR(static_cast<double>(Prefetch(credit)), 10.0, 1.0);
 }
@@ -78,9 +78,9 @@ TEST_F(WorkerCreditTest, AvailableDecreasesWithSentAndRecoversWithResults) {
   EXPECT_EQ(credit.available(), 1u);
   credit.OnSent(1);
   EXPECT_EQ(credit.available(), 0u);
-  credit.OnResults(2, 2000000);  // slow tasks: no prefetch
+  credit.OnResults(2, 2000000);  // slow tasks: one task of prefetch
   EXPECT_EQ(credit.outstanding(), 1u);
-  EXPECT_EQ(credit.available(), 2u);
+  EXPECT_EQ(credit.available(), 3u);
 }
 
 TEST_F(WorkerCreditTest, AvailableIsZeroWhenOverTarget) {
@@ -94,7 +94,7 @@ TEST_F(WorkerCreditTest, OutstandingNeverUnderflows) {
   credit.OnSent(1);
   credit.OnResults(3, 3000000);
   EXPECT_EQ(credit.outstanding(), 0u);
-  EXPECT_EQ(credit.available(), 2u);
+  EXPECT_EQ(credit.available(), 3u);  // two slots and one task of prefetch
 }
 
 TEST_F(WorkerCreditTest, ResetForgetsOutstanding) {

@@ -138,6 +138,10 @@ bool WorkerLoop::Connect() {
     }
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::immediate, 1);
+    // Workers often start before their coordinator: retry the connection
+    // often (a refused loopback or LAN connect is cheap) so that all of them
+    // join within a few milliseconds of it.
+    socket_.set(zmq::sockopt::reconnect_ivl, 20);
     socket_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
     socket_.set(zmq::sockopt::sndhwm, 0);
     socket_.set(zmq::sockopt::rcvhwm, 0);

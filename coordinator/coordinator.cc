@@ -96,7 +96,10 @@ class Coordinator {
   int Run();
 
  private:
-  void Log(const std::string& line) { std::fprintf(stderr, "fanmap: %s\n", line.c_str()); }
+  void Log(const std::string& line) {
+    if (progress_ != nullptr) progress_->Clear();
+    std::fprintf(stderr, "fanmap: %s\n", line.c_str());
+  }
   Status SetUp();
   Status SetUpSecurity();
   void HandleMonitorEvent();

@@ -77,6 +77,13 @@ void Progress::Update(const ProgressCounts& counts) {
   Draw(counts);
 }
 
+void Progress::Clear() {
+  if (!enabled_ || !drawn_) return;
+  ssize_t ignored = write(fd_, "\r\x1b[K", 4);
+  (void)ignored;
+  last_draw_us_ = 0;
+}
+
 void Progress::Finish(const ProgressCounts& counts) {
   if (!enabled_) return;
   Draw(counts);

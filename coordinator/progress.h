@@ -24,6 +24,9 @@ class Progress {
 
   // Redraws if enough time passed since the last draw.
   void Update(const ProgressCounts& counts);
+  // Erases the drawn line, so that a log line can take its place; the next
+  // Update() draws it again.
+  void Clear();
   // Draws the final state and ends the line.
   void Finish(const ProgressCounts& counts);
 

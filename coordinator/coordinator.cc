@@ -47,6 +47,10 @@ constexpr double kStragglerFactor = 4;
 constexpr int64_t kMinStragglerMs = 500;
 // Only the oldest unfinished tasks hold the output back; look at these.
 constexpr size_t kStragglerScan = 64;
+// Bounds on what a worker claims, so that one bad peer cannot take every
+// task, blow up the window, or overflow the task-time average.
+constexpr uint32_t kMaxSlotsPerWorker = 65536;
+constexpr uint64_t kMaxElapsedMicros = 1000000000000;  // 11.6 days
 
 struct Worker {
   uint32_t id = 0;
@@ -119,10 +123,12 @@ class Coordinator {
   void HandleHello(const std::string& routing_id, const Hello& hello);
   void HandleResults(Worker* worker, std::vector<Result>* results);
   void HandleResult(Result* result);
+  static void Sanitize(Result* result);
   void Requeue(uint64_t index, Slot* slot, int64_t delay_ms);
   void Fail(uint64_t index, Slot* slot, const std::string& error);
   Worker* FindWorker(const std::string& routing_id);
-  void RemoveWorker(Worker* worker, const std::string& why);
+  // `exited`: the local process is already reaped (nothing to kill).
+  void RemoveWorker(Worker* worker, const std::string& why, bool exited = false);
   void Tick();
   void Speculate();
   void ReapLocalWorkers();
@@ -469,6 +475,7 @@ void Coordinator::Dispatch() {
   int64_t now_us = NowMicros();
   if (now_us < rate_wait_until_us_) return;
   TasksEncoder encoder;
+  std::vector<uint64_t> batch;  // indexes in the frame being built
   bool progress = true;
   bool rate_limited = false;
   while (progress && !rate_limited) {
@@ -492,14 +499,25 @@ void Coordinator::Dispatch() {
         slot->backup_worker = 0;
         slot->sent_us = now_us;
         slot->sent_seq = ++send_seq_;
-        encoder.Add(index, slot->attempts++, slot->item);
+        slot->primary_attempt = slot->attempts++;
+        ++slot->charged;
+        encoder.Add(index, slot->primary_attempt, slot->item);
+        batch.push_back(index);
       }
       if (encoder.count() == 0) continue;
       worker.credit.OnSent(encoder.count());
       if (!SendTo(worker, encoder.Finish())) {
+        // The batch never left: it must not count as lost with the worker.
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          Slot* slot = window_.Find(*it);
+          slot->state = SlotState::kPending;
+          --slot->charged;
+          retry_.push_front(*it);
+        }
         RemoveWorker(&worker, "cannot be reached");
         return;  // workers_ changed; the next loop iteration dispatches again
       }
+      batch.clear();
       progress = true;
     }
     round_robin_++;
@@ -607,7 +625,8 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello)
   worker->id = next_worker_id_++;
   worker->routing_id = routing_id;
   worker->hello = hello;
-  worker->credit = WorkerCredit(hello.slots > 0 ? hello.slots : job_.default_slots);
+  worker->credit = WorkerCredit(
+      std::min(hello.slots > 0 ? hello.slots : job_.default_slots, kMaxSlotsPerWorker));
   worker->last_heard_ms = NowMillis();
   if (local_ != nullptr && hello.host == host_) {
     std::vector<pid_t> pids = local_->pids();
@@ -644,7 +663,7 @@ void Coordinator::Fail(uint64_t index, Slot* slot, const std::string& error) {
   result.index = index;
   result.ok = false;
   result.value = error;
-  result.extra["attempts"] = static_cast<int64_t>(slot->attempts);
+  result.extra["attempts"] = static_cast<int64_t>(slot->charged);
   window_.Complete(index, std::move(result));
   if (config_.unordered) WriteRecord(index, *window_.Find(index));
 }
@@ -665,23 +684,42 @@ void Coordinator::HandleResult(Result* result) {
   int64_t tokens = ExtraInt(*result, "total_tokens", -1);
   if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot->item), static_cast<double>(tokens));
   if (!result->ok && result->retryable) {
-    // A failed copy while another copy of the same item still runs (a backup
-    // or a newer attempt) changes nothing: that copy may still succeed.
-    bool latest = result->attempt + 1 == slot->attempts;
-    if (!latest || slot->state != SlotState::kInFlight) return;
-    if (slot->backup_worker != 0) {
-      slot->worker = slot->backup_worker;
+    // Only the failure of a copy that still counts matters: a stale copy
+    // (sent again since) changes nothing, and while another copy runs, that
+    // copy may still succeed.
+    if (slot->state != SlotState::kInFlight) return;
+    bool backup = slot->backup_worker != 0;
+    if (backup && result->attempt == slot->backup_attempt) {
       slot->backup_worker = 0;
       return;
     }
-    if (retry_policy_.MayRetry(slot->attempts)) {
-      Requeue(index, slot, retry_policy_.DelayMillis(slot->attempts, result->retry_after_ms));
+    if (result->attempt != slot->primary_attempt) return;
+    if (backup) {
+      slot->worker = slot->backup_worker;
+      slot->primary_attempt = slot->backup_attempt;
+      slot->backup_worker = 0;
+      return;
+    }
+    if (retry_policy_.MayRetry(slot->charged)) {
+      Requeue(index, slot, retry_policy_.DelayMillis(slot->charged, result->retry_after_ms));
       return;
     }
   }
-  if (slot->attempts > 1) result->extra["attempts"] = static_cast<int64_t>(slot->attempts);
+  if (slot->charged > 1) result->extra["attempts"] = static_cast<int64_t>(slot->charged);
   window_.Complete(index, std::move(*result));
   if (config_.unordered) WriteRecord(index, *window_.Find(index));
+}
+
+// A worker's result goes into the output file as it is, and --resume trusts
+// that file: a field that would shadow the record's own, or "JSON" that is
+// not one JSON value on one line, must not get there.
+void Coordinator::Sanitize(Result* result) {
+  for (const char* key : {"index", "ok", "result", "error"}) result->extra.erase(key);
+  if (result->value_is_json && (result->value.find_first_of("\r\n") != std::string::npos ||
+                                !IsJsonValue(result->value, nullptr))) {
+    result->value_is_json = false;
+  }
+  result->elapsed_us = std::min<uint64_t>(result->elapsed_us, kMaxElapsedMicros);
 }
 
 void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
@@ -689,6 +727,7 @@ void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
   // With remote workers, each record says which worker produced it.
   bool name_workers = !config_.listen.empty() && worker != nullptr;
   for (Result& result : *results) {
+    Sanitize(&result);
     total_us += result.elapsed_us;
     if (name_workers) result.extra["worker"] = worker->hello.name;
     HandleResult(&result);
@@ -703,7 +742,7 @@ void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
   }
 }
 
-void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
+void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exited) {
   uint32_t id = worker->id;
   // Rare (a worker died), so a scan of the window is cheaper than keeping a
   // per-worker index on the hot path.
@@ -716,6 +755,7 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
     if (slot->backup_worker != 0) {
       // The backup copy still runs elsewhere: it becomes the only copy.
       slot->worker = slot->backup_worker;
+      slot->primary_attempt = slot->backup_attempt;
       slot->backup_worker = 0;
       continue;
     }
@@ -731,10 +771,10 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
     uint64_t index = held[k].second;
     Slot* slot = window_.Find(index);
     if (k >= running) {
-      --slot->attempts;
-    } else if (!retry_policy_.MayRetry(slot->attempts)) {
+      --slot->charged;
+    } else if (!retry_policy_.MayRetry(slot->charged)) {
       Fail(index, slot,
-           "worker lost " + std::to_string(slot->attempts) +
+           "worker lost " + std::to_string(slot->charged) +
                " time(s) while running this item (last: " + worker->hello.name + " " + why + ")");
       poisoned.push_back(std::to_string(index));
       continue;
@@ -751,7 +791,7 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why) {
     Log("gave up on item(s) " + poisoned.front() + (poisoned.size() > 1 ? ", ..." : "") +
         " after losing a worker on each attempt");
   }
-  if (worker->local_pid != 0 && local_ != nullptr) {
+  if (worker->local_pid != 0 && local_ != nullptr && !exited) {
     local_->Signal(worker->local_pid, SIGKILL);
     killed_pids_.push_back(worker->local_pid);
   }
@@ -788,11 +828,14 @@ void Coordinator::Speculate() {
     Worker& backup = **it;
     idle.erase(it);
     TasksEncoder encoder;
-    encoder.Add(i, slot->attempts, slot->item);
+    uint32_t attempt = slot->attempts;
+    encoder.Add(i, attempt, slot->item);
     if (!SendTo(backup, encoder.Finish())) continue;
+    ++slot->attempts;
     backup.credit.OnSent(1);
     slot->speculated = true;
     slot->backup_worker = backup.id;
+    slot->backup_attempt = attempt;
     ++backups_;
   }
 }
@@ -824,7 +867,7 @@ void Coordinator::ReapLocalWorkers() {
       if (w->local_pid == exited.pid) worker = w.get();
     }
     if (worker != nullptr) {
-      RemoveWorker(worker, exited.how);
+      RemoveWorker(worker, exited.how, /*exited=*/true);
     } else if (std::find(killed_pids_.begin(), killed_pids_.end(), exited.pid) !=
                killed_pids_.end()) {
       killed_pids_.erase(std::find(killed_pids_.begin(), killed_pids_.end(), exited.pid));
@@ -899,7 +942,7 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   writer_->Write(index, slot.result);
   // Free the text now; the slot itself goes when the prefix reaches it.
   Result().value.swap(slot.result.value);
-  std::string().swap(slot.item);
+  window_.FreeItem(&slot);
 }
 
 void Coordinator::WriteReady() {

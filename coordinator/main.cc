@@ -299,6 +299,9 @@ int main(int argc, char** argv) {
     return usage_error("--resume needs -o FILE");
   }
   if (config.resume_failed) config.resume = true;
+  if (config.resume && config.output_format == fanmap::OutputFormat::kRaw) {
+    return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
+  }
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
   if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;

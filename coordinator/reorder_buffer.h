@@ -26,14 +26,17 @@ struct Slot {
   std::string item;
   SlotState state = SlotState::kPending;
   Resumed resumed = Resumed::kNo;
-  bool written = false;        // --unordered: the record is already out
-  bool speculated = false;     // a backup copy was sent
-  uint32_t worker = 0;         // valid when kInFlight
-  uint32_t backup_worker = 0;  // worker running the backup copy, 0 = none
-  uint32_t attempts = 0;       // times sent to a worker
-  int64_t sent_us = 0;         // when the latest attempt was sent
-  uint64_t sent_seq = 0;       // global send order of the latest attempt
-  Result result;               // valid when kDone
+  bool written = false;          // --unordered: the record is already out
+  bool speculated = false;       // a backup copy was sent
+  uint32_t worker = 0;           // valid when kInFlight
+  uint32_t backup_worker = 0;    // worker running the backup copy, 0 = none
+  uint32_t attempts = 0;         // copies sent so far: the next copy's attempt number
+  uint32_t charged = 0;          // attempts counted against --retries (started ones)
+  uint32_t primary_attempt = 0;  // attempt number of the copy at `worker`
+  uint32_t backup_attempt = 0;   // attempt number of the copy at `backup_worker`
+  int64_t sent_us = 0;           // when the latest attempt was sent
+  uint64_t sent_seq = 0;         // global send order of the latest attempt
+  Result result;                 // valid when kDone
 };
 
 class ReorderBuffer {
@@ -55,6 +58,7 @@ class ReorderBuffer {
     size_t popped = 0;
     while (!slots_.empty() && slots_.front().state == SlotState::kDone) {
       emit(base_, slots_.front());
+      // emit() may have freed the item already (FreeItem counts that).
       item_bytes_ -= slots_.front().item.size();
       slots_.pop_front();
       ++base_;
@@ -68,6 +72,11 @@ class ReorderBuffer {
   bool empty() const { return slots_.empty(); }
   // Bytes of item text held.
   size_t item_bytes() const { return item_bytes_; }
+  // Drops the item text of a slot whose record is written.
+  void FreeItem(Slot* slot) {
+    item_bytes_ -= slot->item.size();
+    std::string().swap(slot->item);
+  }
   // Index of the oldest slot (the next record to write).
   uint64_t begin() const { return base_; }
   // Index the next Add() will return.

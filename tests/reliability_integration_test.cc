@@ -137,6 +137,31 @@ TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
   EXPECT_EQ(records[2]["result"], "3");
 }
 
+TEST_F(ReliabilityTest, StragglerWhoseBackupTimesOutTooStillEnds) {
+  // The straggler hangs on every attempt: the backup copy times out like the
+  // original, and the item must still end (as an error) instead of staying
+  // in flight forever.
+  std::string input = Seq(0, 0);
+  for (int i = 0; i < 20; ++i) input += "0\n";
+  input += "60\n";
+  RunResult r =
+      Fanmap({"-j", "2", "--timeout", "1", "--retries", "1", "--", "sh", "-c", "sleep $0"}, input);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = ParseRecords(r.out, 22);
+  EXPECT_EQ(records[21]["ok"], false);
+  EXPECT_NE(records[21]["error"].get<std::string>().find("timed out"), std::string::npos);
+  EXPECT_EQ(records[21]["attempts"], 2);
+  for (int i = 0; i < 21; ++i) EXPECT_EQ(records[i]["ok"], true);
+}
+
+TEST_F(ReliabilityTest, ResumeRefusesRawOutput) {
+  RunResult r = Fanmap({"-j", "1", "--builtin", "echo", "-o", dir_.File("out"), "--resume",
+                        "--output-format", "raw"},
+                       "x\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("jsonl"), std::string::npos) << r.err;
+}
+
 TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
   WriteFile(dir_.File("in"), Seq(0, 99999));
   auto fanmap = Start({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),

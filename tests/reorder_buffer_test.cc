@@ -43,6 +43,18 @@ class ReorderBufferTest : public ::testing::Test {
 
 using Popped = std::vector<std::string>;
 
+TEST_F(ReorderBufferTest, ItemBytesCountItemsFreedBeforeTheirPop) {
+  buffer_.Add("abcd");
+  buffer_.Add("ef");
+  ASSERT_EQ(buffer_.item_bytes(), 6u);
+  Complete(1);
+  buffer_.FreeItem(buffer_.Find(1));  // --unordered: written at once
+  EXPECT_EQ(buffer_.item_bytes(), 4u);
+  Complete(0);
+  buffer_.PopReady([this](uint64_t index, Slot& slot) { buffer_.FreeItem(&slot); });
+  EXPECT_EQ(buffer_.item_bytes(), 0u) << "freed bytes must not be counted twice, nor kept";
+}
+
 TEST_F(ReorderBufferTest, AssignsIndicesInOrder) {
   EXPECT_EQ(buffer_.Add("a"), 0u);
   EXPECT_EQ(buffer_.Add("b"), 1u);

@@ -434,7 +434,7 @@ int WorkerLoop::Run() {
   if (!SetUp()) return kExitUsage;
   for (;;) {
     int code = WaitForJob();
-    if (code < 0) code = Serve();
+    if (code == -1) code = Serve();  // -1: the job arrived
     if (code == kExitInterrupted) {
       // Leaving on a signal: say so, so that our tasks go elsewhere at once
       // instead of after the liveness timeout.

@@ -14,34 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/payload_test_util.h"
 #include "worker/child_process.h"
 
 namespace fanmap {
 namespace {
 
-// Generous: only a broken payload gets near it.
-constexpr std::chrono::seconds kTimeout(20);
-
-// No test may leave a child behind, reaped or not.
-::testing::AssertionResult NoChildrenLeft() {
-  int status;
-  pid_t r = waitpid(-1, &status, WNOHANG);
-  if (r == -1 && errno == ECHILD) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "waitpid(-1, WNOHANG) returned " << r << (r > 0 ? " (a zombie)" : " (a running child)");
-}
-
-int64_t IntExtra(const Result& r, const std::string& key) {
-  auto it = r.extra.find(key);
-  if (it == r.extra.end() || !std::holds_alternative<int64_t>(it->second)) return -1;
-  return std::get<int64_t>(it->second);
-}
-
-std::string StringExtra(const Result& r, const std::string& key) {
-  auto it = r.extra.find(key);
-  if (it == r.extra.end() || !std::holds_alternative<std::string>(it->second)) return "<absent>";
-  return std::get<std::string>(it->second);
-}
+using testing_util::IntExtra;
+using testing_util::NoChildrenLeft;
+using testing_util::StringExtra;
+constexpr auto kTimeout = testing_util::kPayloadTimeout;
 
 class ExecPayloadTest : public ::testing::Test {
  protected:

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <queue>
+#include <random>
 #include <set>
 #include <thread>
 #include <zmq.hpp>
@@ -196,7 +197,6 @@ Coordinator::~Coordinator() {
   local_.reset();
   if (signal_fd_ >= 0) close(signal_fd_);
   if (!ipc_dir_.empty()) {
-    unlink((ipc_dir_ + "/tasks").c_str());
     unlink((ipc_dir_ + "/worker.key").c_str());
     unlink((ipc_dir_ + "/worker.pub").c_str());
     rmdir(ipc_dir_.c_str());
@@ -344,10 +344,11 @@ Status Coordinator::StartLocalWorkers() {
     if (config_.listen.empty()) return Status::Error("no workers: give -j N or --listen");
     return Status::Ok();
   }
-  char dir[] = "/tmp/fanmap-XXXXXX";
-  if (mkdtemp(dir) == nullptr) return Status::Error("cannot create a directory in /tmp");
-  ipc_dir_ = dir;
-  std::string endpoint = "ipc://" + ipc_dir_ + "/tasks";
+  // An abstract socket ("@"): no file to leave behind, even when we are
+  // killed outright.
+  std::random_device random;
+  std::string endpoint = "ipc://@fanmap-" + std::to_string(getpid()) + "-" +
+                         std::to_string(random()) + std::to_string(random());
   try {
     router_.bind(endpoint);
   } catch (const zmq::error_t& e) {
@@ -356,7 +357,10 @@ Status Coordinator::StartLocalWorkers() {
   std::vector<std::string> extra_args;
   if (zap_ != nullptr) {
     // Local workers pass the same door as remote ones, with a key made for
-    // this run; its secret stays in our private directory.
+    // this run; its secret stays in a private directory.
+    char dir[] = "/tmp/fanmap-XXXXXX";
+    if (mkdtemp(dir) == nullptr) return Status::Error("cannot create a directory in /tmp");
+    ipc_dir_ = dir;
     CurveKeyPair local_keys;
     Status status = GenerateKeyPair(&local_keys);
     if (status.ok()) status = WriteKeyPair(ipc_dir_ + "/worker", local_keys);

@@ -258,7 +258,8 @@ int main(int argc, char** argv) {
                      "its worker (default 2; --http: 8, since servers shed load with 429s)")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
-  app.add_flag("!--no-speculate", config.speculate,
+  bool no_speculate = false;
+  app.add_flag("--no-speculate", no_speculate,
                "never send a backup copy of a straggling task to an idle worker")
       ->group(kReliability);
   double heartbeat_s = 5;
@@ -303,6 +304,7 @@ int main(int argc, char** argv) {
     return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
   }
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
+  config.speculate = !no_speculate;
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
   if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;
   fanmap::Status job = BuildJob(payload, &config);

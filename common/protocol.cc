@@ -104,15 +104,17 @@ bool ReadResult(const msgpack::object& o, Result* result) {
 }
 
 bool ReadJob(const msgpack::object_array& a, JobSpec* job) {
-  if (a.size != 6 || !ReadString(a.ptr[2], &job->kind)) return false;
-  auto* argv = AsArray(a.ptr[3], 0, UINT32_MAX);
+  if (a.size != 7 || !ReadString(a.ptr[2], &job->run_id) || !ReadString(a.ptr[3], &job->kind)) {
+    return false;
+  }
+  auto* argv = AsArray(a.ptr[4], 0, UINT32_MAX);
   if (argv == nullptr) return false;
   job->argv.resize(argv->size);
   for (uint32_t i = 0; i < argv->size; ++i) {
     if (!ReadString(argv->ptr[i], &job->argv[i])) return false;
   }
-  if (a.ptr[4].type != msgpack::type::MAP) return false;
-  const msgpack::object_map& options = a.ptr[4].via.map;
+  if (a.ptr[5].type != msgpack::type::MAP) return false;
+  const msgpack::object_map& options = a.ptr[5].via.map;
   for (uint32_t i = 0; i < options.size; ++i) {
     std::string key, value;
     if (!ReadString(options.ptr[i].key, &key) || !ReadString(options.ptr[i].val, &value)) {
@@ -120,7 +122,7 @@ bool ReadJob(const msgpack::object_array& a, JobSpec* job) {
     }
     job->options[key] = std::move(value);
   }
-  return ReadUint32(a.ptr[5], &job->default_slots);
+  return ReadUint32(a.ptr[6], &job->default_slots);
 }
 
 // Fills `out` from the message body; false if the shape is wrong.
@@ -131,7 +133,9 @@ bool ReadBody(const msgpack::object_array& a, Message* out) {
              ReadString(a.ptr[3], &out->hello.name) && ReadString(a.ptr[4], &out->hello.host) &&
              ReadUint32(a.ptr[5], &out->hello.pid);
     case MessageType::kResults: {
-      auto* list = a.size == 3 ? AsArray(a.ptr[2], 0, UINT32_MAX) : nullptr;
+      auto* list = a.size == 4 && ReadString(a.ptr[2], &out->run_id)
+                       ? AsArray(a.ptr[3], 0, UINT32_MAX)
+                       : nullptr;
       if (list == nullptr) return false;
       out->results.resize(list->size);
       for (uint32_t i = 0; i < list->size; ++i) {
@@ -180,10 +184,11 @@ std::string EncodeHello(const Hello& hello) {
   return ToString(buffer);
 }
 
-std::string EncodeResults(const std::vector<Result>& results) {
+std::string EncodeResults(const std::string& run_id, const std::vector<Result>& results) {
   msgpack::sbuffer buffer;
   Packer packer(buffer);
-  PackHeader(packer, 3, MessageType::kResults);
+  PackHeader(packer, 4, MessageType::kResults);
+  PackString(packer, run_id);
   packer.pack_array(static_cast<uint32_t>(results.size()));
   for (const Result& r : results) {
     packer.pack_array(9);
@@ -218,7 +223,8 @@ std::string EncodeHeartbeat() {
 std::string EncodeJob(const JobSpec& job) {
   msgpack::sbuffer buffer;
   Packer packer(buffer);
-  PackHeader(packer, 6, MessageType::kJob);
+  PackHeader(packer, 7, MessageType::kJob);
+  PackString(packer, job.run_id);
   PackString(packer, job.kind);
   packer.pack_array(static_cast<uint32_t>(job.argv.size()));
   for (const std::string& arg : job.argv) PackString(packer, arg);

@@ -11,10 +11,12 @@
 //
 //   [version:uint, type:uint, ...body]
 //
-// Types and bodies (version 1):
+// Types and bodies (version 2):
 //   worker → coordinator
-//     1 HELLO      [1, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
-//     2 RESULTS    [1, 2, [result, ...]]
+//     1 HELLO      [2, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
+//     2 RESULTS    [2, 2, run_id:str, [result, ...]]
+//                  run_id: the run id of the JOB the worker runs; results of
+//                  another run are dropped and the worker is told to RESET.
 //                  result = [index:uint, attempt:uint, ok:bool, value:str,
 //                            value_is_json:bool, elapsed_us:uint, retryable:bool,
 //                            retry_after_ms:uint, extra:{str: int|str}]
@@ -22,15 +24,20 @@
 //                  `retryable` failures (timeouts, HTTP 429/5xx, a crashed
 //                  co-process) may be sent again, not before retry_after_ms;
 //                  `extra` holds fields added to the record (exit_code, stderr...).
-//     3 HEARTBEAT  [1, 3]
-//     8 BYE        [1, 8, reason:str]          the worker leaves; its tasks go back
+//     3 HEARTBEAT  [2, 3]
+//     8 BYE        [2, 8, reason:str]          the worker leaves; its tasks go back
 //   coordinator → worker
-//     4 JOB        [1, 4, kind:str, argv:[str...], options:{str: str}, default_slots:uint]
-//     5 TASKS      [1, 5, [[index:uint, attempt:uint, item:str], ...]]
-//     3 HEARTBEAT  [1, 3]
-//     6 STOP       [1, 6, reason:str]          the worker exits
-//     7 REFUSE     [1, 7, reason:str]          e.g. protocol version mismatch
-//     9 RESET      [1, 9, reason:str]          the coordinator forgot this worker (it
+//     4 JOB        [2, 4, run_id:str, kind:str, argv:[str...], options:{str: str},
+//                   default_slots:uint]
+//                  run_id: 32 hex digits (128 random bits), new for every run;
+//                  option keys are named in common/job_keys.h.
+//     5 TASKS      [2, 5, [[index:uint, attempt:uint, item:str], ...]]
+//                  (index, attempt) names one attempt; its result counts only
+//                  from the worker it was sent to, while the attempt is open.
+//     3 HEARTBEAT  [2, 3]
+//     6 STOP       [2, 6, reason:str]          the worker exits
+//     7 REFUSE     [2, 7, reason:str]          e.g. protocol version mismatch
+//     9 RESET      [2, 9, reason:str]          the coordinator forgot this worker (it
 //                                              was silent too long): drop every task
 //                                              and say HELLO again
 //
@@ -50,7 +57,7 @@
 
 namespace fanmap {
 
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;
 
 // Largest frame either side accepts (ZMQ_MAXMSGSIZE). Items and results are
 // limited by it; a larger one becomes an error record, never a crash.
@@ -96,7 +103,8 @@ struct Result {
 };
 
 struct JobSpec {
-  std::string kind;  // "builtin", "exec", ...
+  std::string run_id;  // 32 hex digits, set by the coordinator for each run
+  std::string kind;    // "builtin", "exec", ...
   std::vector<std::string> argv;
   std::map<std::string, std::string> options;
   uint32_t default_slots = 1;
@@ -109,13 +117,14 @@ struct Message {
   Hello hello;
   std::vector<Task> tasks;
   std::vector<Result> results;
+  std::string run_id;  // RESULTS
   JobSpec job;
   std::string reason;  // STOP, REFUSE, BYE, RESET
 };
 
 // Encoders: each returns the frame's bytes.
 std::string EncodeHello(const Hello& hello);
-std::string EncodeResults(const std::vector<Result>& results);
+std::string EncodeResults(const std::string& run_id, const std::vector<Result>& results);
 std::string EncodeHeartbeat();
 std::string EncodeJob(const JobSpec& job);
 std::string EncodeStop(const std::string& reason);

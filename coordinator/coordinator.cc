@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
+#include "common/job_keys.h"
 #include "common/json_text.h"
 #include "coordinator/credit.h"
 #include "coordinator/input_reader.h"
@@ -63,6 +64,19 @@ struct Worker {
   pid_t local_pid = 0;  // non-zero for workers this coordinator spawned
   uint64_t completed = 0;
 };
+
+// 128 random bits as 32 hex digits, from the kernel's random source: a run
+// id that no other run, past or concurrent, shares.
+std::string NewRunId() {
+  std::random_device random;
+  std::string id;
+  static const char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 4; ++i) {
+    uint32_t word = random();
+    for (int k = 0; k < 8; ++k, word >>= 4) id += kHex[word & 15];
+  }
+  return id;
+}
 
 std::string HostName() {
   char buf[256] = {};
@@ -247,7 +261,8 @@ Status Coordinator::SetUp() {
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
 
   job_ = config_.job;
-  job_.options["liveness_ms"] = std::to_string(config_.heartbeat_ms);
+  job_.run_id = NewRunId();
+  job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
   status = SetUpSecurity();
   if (!status.ok()) return status;
 
@@ -282,7 +297,7 @@ Status Coordinator::SetUpSecurity() {
                              "results: give --curve-secret and --authorized-keys (see 'fanmap "
                              "keygen'), or --insecure on a network you trust");
       }
-      if (job_.options.count("api_key") > 0) {
+      if (job_.options.count(job_key::kApiKey) > 0) {
         return Status::Error("the API key would travel in clear text to workers on " + endpoint +
                              ": use --curve-secret and --authorized-keys");
       }

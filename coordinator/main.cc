@@ -4,6 +4,7 @@
 
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
+#include "common/job_keys.h"
 #include "coordinator/coordinator.h"
 #include "worker/payload.h"
 
@@ -94,7 +95,7 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
     job.kind = "http";
     job.argv = {f.http};
     job.default_slots = 64;
-    job.options["method"] = f.method.empty() ? "POST" : f.method;
+    job.options[fanmap::job_key::kMethod] = f.method.empty() ? "POST" : f.method;
     std::string headers;
     for (const std::string& h : f.headers) {
       if (h.find(':') == std::string::npos) {
@@ -102,22 +103,23 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
       }
       headers += h + "\n";
     }
-    if (!headers.empty()) job.options["headers"] = headers;
+    if (!headers.empty()) job.options[fanmap::job_key::kHeaders] = headers;
     if (!f.chat.empty()) {
-      job.options["chat_model"] = f.chat;
-      if (!f.system.empty()) job.options["system"] = f.system;
-      if (f.max_tokens > 0) job.options["max_tokens"] = std::to_string(f.max_tokens);
-      if (f.temperature >= 0) job.options["temperature"] = std::to_string(f.temperature);
+      job.options[fanmap::job_key::kChatModel] = f.chat;
+      if (!f.system.empty()) job.options[fanmap::job_key::kSystem] = f.system;
+      if (f.max_tokens > 0) job.options[fanmap::job_key::kMaxTokens] = std::to_string(f.max_tokens);
+      if (f.temperature >= 0)
+        job.options[fanmap::job_key::kTemperature] = std::to_string(f.temperature);
     }
     // The key comes from the environment, never from argv (visible in ps).
     if (const char* key = std::getenv(f.api_key_env.c_str()); key != nullptr && *key != '\0') {
-      job.options["api_key"] = key;
+      job.options[fanmap::job_key::kApiKey] = key;
     }
   }
-  job.options["input_format"] =
+  job.options[fanmap::job_key::kInputFormat] =
       config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
   if (config->task_timeout_ms > 0) {
-    job.options["timeout_ms"] = std::to_string(config->task_timeout_ms);
+    job.options[fanmap::job_key::kTimeoutMs] = std::to_string(config->task_timeout_ms);
   }
   return fanmap::ValidateJob(job);
 }

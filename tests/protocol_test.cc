@@ -72,7 +72,8 @@ TEST_F(ProtocolTest, ResultsRoundTripWithExtraFields) {
   r.extra["exit_code"] = int64_t{3};
   r.extra["delta"] = int64_t{-5};
   r.extra["stderr"] = std::string("oops");
-  Message m = Decode(EncodeResults({r, OkResultForTest()}));
+  Message m = Decode(EncodeResults("0123456789abcdef0123456789abcdef", {r, OkResultForTest()}));
+  EXPECT_EQ(m.run_id, "0123456789abcdef0123456789abcdef");
   ASSERT_EQ(m.results.size(), 2u);
   const Result& got = m.results[0];
   EXPECT_EQ(got.index, 3u);
@@ -89,12 +90,14 @@ TEST_F(ProtocolTest, ResultsRoundTripWithExtraFields) {
 
 TEST_F(ProtocolTest, JobStopRefuseAndHeartbeatRoundTrip) {
   JobSpec job;
+  job.run_id = "fedcba9876543210fedcba9876543210";
   job.kind = "exec";
   job.argv = {"gzip", "-9", "{}"};
   job.options["liveness_ms"] = "5000";
   job.default_slots = 4;
   Message m = Decode(EncodeJob(job));
   EXPECT_EQ(m.type, MessageType::kJob);
+  EXPECT_EQ(m.job.run_id, job.run_id);
   EXPECT_EQ(m.job.kind, "exec");
   EXPECT_EQ(m.job.argv, job.argv);
   EXPECT_EQ(m.job.options.at("liveness_ms"), "5000");
@@ -126,12 +129,12 @@ TEST_F(ProtocolTest, RejectsTrailingBytes) {
 TEST_F(ProtocolTest, RejectsWrongShapes) {
   // Heartbeat with an extra element; hello with a string where slots go;
   // an unknown type; a non-array root.
-  Reject(std::string("\x93\x01\x03\x00", 4));
-  Reject(std::string("\x96\x01\x01\xa1x\xa1n\xa1h\x01", 10));
-  Reject(std::string("\x92\x01\x63", 3));
+  Reject(std::string("\x93\x02\x03\x00", 4));
+  Reject(std::string("\x96\x02\x01\xa1x\xa1n\xa1h\x01", 10));
+  Reject(std::string("\x92\x02\x63", 3));
   Reject(std::string("\x01", 1));
   // A task with a negative index.
-  Reject(std::string("\x93\x01\x05\x91\x93\xff\x00\xa0", 8));
+  Reject(std::string("\x93\x02\x05\x91\x93\xff\x00\xa0", 8));
 }
 
 TEST_F(ProtocolTest, EveryTruncationOfAValidFrameIsRejected) {
@@ -140,7 +143,7 @@ TEST_F(ProtocolTest, EveryTruncationOfAValidFrameIsRejected) {
   r.ok = true;
   r.value = "value";
   r.extra["k"] = std::string("v");
-  std::string frame = EncodeResults({r});
+  std::string frame = EncodeResults("run", {r});
   for (size_t n = 0; n < frame.size(); ++n) {
     Message m;
     EXPECT_FALSE(DecodeMessage(frame.data(), n, &m).ok()) << "prefix of " << n << " bytes";
@@ -156,12 +159,12 @@ TEST_F(ProtocolTest, OtherVersionIsReportedWithBothVersions) {
   EXPECT_EQ(m.version, 9u);
   EXPECT_EQ(m.type, MessageType::kHello);
   EXPECT_NE(status.message().find("version 9"), std::string::npos) << status.message();
-  EXPECT_NE(status.message().find("version 1"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("version 2"), std::string::npos) << status.message();
 }
 
 TEST_F(ProtocolTest, RefuseOfAnotherVersionKeepsItsReason) {
   std::string refuse = EncodeRefuse("go away");
-  refuse[1] = 2;
+  refuse[1] = 7;
   Message m;
   EXPECT_FALSE(DecodeMessage(refuse.data(), refuse.size(), &m).ok());
   EXPECT_EQ(m.type, MessageType::kRefuse);

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/job_keys.h"
 #include "worker/payload.h"
 
 namespace fanmap {
@@ -264,41 +265,41 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   Status status = CheckUrl(options.url, &options.https);
   if (!status.ok()) return status;
 
-  if (const std::string* method = Find(job, "method")) options.method = *method;
+  if (const std::string* method = Find(job, job_key::kMethod)) options.method = *method;
   if (!IsToken(options.method)) {
     return Status::Error("method '" + options.method + "' is not an HTTP method name");
   }
 
-  if (const std::string* format = Find(job, "input_format")) {
+  if (const std::string* format = Find(job, job_key::kInputFormat)) {
     if (*format != "lines" && *format != "jsonl") {
       return Status::Error("input_format '" + *format + "' is neither lines nor jsonl");
     }
     options.jsonl_input = *format == "jsonl";
   }
-  if (const std::string* timeout = Find(job, "timeout_ms")) {
+  if (const std::string* timeout = Find(job, job_key::kTimeoutMs)) {
     if (!ParseInt(*timeout, &options.timeout_ms) || options.timeout_ms < 0) {
       return Status::Error("timeout_ms '" + *timeout + "' is not a number of milliseconds");
     }
   }
-  if (const std::string* key = Find(job, "api_key")) {
+  if (const std::string* key = Find(job, job_key::kApiKey)) {
     // Not echoed, not even in part.
     if (HasControlChar(*key)) return Status::Error("the API key contains control characters");
     options.api_key = *key;
   }
 
-  if (const std::string* model = Find(job, "chat_model")) {
+  if (const std::string* model = Find(job, job_key::kChatModel)) {
     if (model->empty()) return Status::Error("chat_model is empty");
     options.chat = true;
     options.chat_model = *model;
-    if (const std::string* system = Find(job, "system")) options.system = *system;
-    if (const std::string* text = Find(job, "max_tokens")) {
+    if (const std::string* system = Find(job, job_key::kSystem)) options.system = *system;
+    if (const std::string* text = Find(job, job_key::kMaxTokens)) {
       int64_t n = 0;
       if (!ParseInt(*text, &n) || n <= 0) {
         return Status::Error("max_tokens '" + *text + "' is not a positive integer");
       }
       options.max_tokens = n;
     }
-    if (const std::string* text = Find(job, "temperature")) {
+    if (const std::string* text = Find(job, job_key::kTemperature)) {
       double t = 0;
       if (!ParseDouble(*text, &t) || t < 0) {
         return Status::Error("temperature '" + *text + "' is not a number >= 0");
@@ -308,7 +309,7 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   }
 
   std::vector<std::string> user;
-  if (const std::string* headers = Find(job, "headers")) {
+  if (const std::string* headers = Find(job, job_key::kHeaders)) {
     status = ParseUserHeaders(*headers, &user);
     if (!status.ok()) return status;
   }

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
+#include "common/job_keys.h"
 #include "common/protocol.h"
 #include "worker/payload.h"
 
@@ -24,8 +25,29 @@ namespace {
 constexpr size_t kMaxResultsPerFrame = 1024;
 constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
 constexpr long kDefaultLivenessMs = 5000;
-// Internal Serve() result: drop everything and join the coordinator again.
-constexpr int kRejoin = -2;
+// How a stage of the worker's loop ended: what the loop does next.
+enum class Outcome : uint8_t {
+  kNone,         // nothing decided yet: keep going
+  kJobArrived,   // WaitForJob: serve it
+  kRejoin,       // drop everything and say HELLO again (reset, or coordinator lost)
+  kStopped,      // the coordinator said STOP: exit 0
+  kRefused,      // refused, another protocol, or a job we cannot run: exit 2
+  kGaveUp,       // no job in time, or coordinator lost without rejoin: exit 1
+  kInterrupted,  // SIGTERM/SIGINT: tell the coordinator BYE, exit 130
+};
+
+ExitStatus ExitStatusOf(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kStopped:
+      return kExitOk;
+    case Outcome::kRefused:
+      return kExitUsage;
+    case Outcome::kInterrupted:
+      return kExitInterrupted;
+    default:
+      return kExitItemsFailed;
+  }
+}
 
 std::string HostName() {
   char buf[256] = {};
@@ -59,9 +81,9 @@ class WorkerLoop {
   bool SetUp();
   bool Connect();
   void Forget();
-  int WaitForJob();
-  int Serve();
-  void HandleFrame(const zmq::message_t& frame, int* exit_code);
+  Outcome WaitForJob();
+  Outcome Serve();
+  Outcome HandleFrame(const zmq::message_t& frame);
   void StartTasks();
   void CollectResults();
   void ExpireDeadlines();
@@ -82,6 +104,7 @@ class WorkerLoop {
   bool handshake_reported_ = false;
   std::string server_public_key_;
   std::unique_ptr<Payload> payload_;
+  std::string run_id_;  // of the JOB being served; stamped on every RESULTS
   ResultSink sink_;
   size_t sink_collected_ = 0;  // sink_[0, sink_collected_) are stamped and queued
   std::vector<Result> ready_;
@@ -207,7 +230,7 @@ void WorkerLoop::FlushOutbox() {
   }
 }
 
-int WorkerLoop::WaitForJob() {
+Outcome WorkerLoop::WaitForJob() {
   Hello hello;
   hello.slots = config_.slots;
   hello.host = HostName();
@@ -224,77 +247,78 @@ int WorkerLoop::WaitForJob() {
         {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
     if (monitor_) items.push_back({monitor_->handle(), 0, ZMQ_POLLIN, 0});
     zmq::poll(items, std::chrono::milliseconds(100));
-    if (CheckSignals()) return kExitInterrupted;
+    if (CheckSignals()) return Outcome::kInterrupted;
     if (monitor_ && (items[2].revents & ZMQ_POLLIN)) ReportRefusedHandshake();
     FlushOutbox();
     zmq::message_t frame;
     while (!payload_ && socket_.recv(frame, zmq::recv_flags::dontwait)) {
-      int exit_code = -1;
-      HandleFrame(frame, &exit_code);
-      if (exit_code != -1) return exit_code;
+      Outcome outcome = HandleFrame(frame);
+      if (outcome != Outcome::kNone) return outcome;
     }
     if (!payload_ && NowMillis() > give_up) {
       Log("no job from " + config_.endpoint + " within " +
           std::to_string(config_.connect_timeout_s) + " s; giving up");
-      return kExitItemsFailed;
+      return Outcome::kGaveUp;
     }
   }
-  return -1;
+  return Outcome::kJobArrived;
 }
 
-void WorkerLoop::HandleFrame(const zmq::message_t& frame, int* exit_code) {
+Outcome WorkerLoop::HandleFrame(const zmq::message_t& frame) {
   Message message;
   Status status = DecodeMessage(frame.data(), frame.size(), &message);
   if (!status.ok()) {
     if (message.type == MessageType::kRefuse) {
       Log("refused by coordinator: " +
           (message.reason.empty() ? status.message() : message.reason));
-      *exit_code = kExitUsage;
-    } else if (message.version != kProtocolVersion) {
-      Log("coordinator speaks another protocol: " + status.message());
-      *exit_code = kExitUsage;
-    } else {
-      Log("dropped a bad frame: " + status.message());
+      return Outcome::kRefused;
     }
-    return;
+    if (message.version != kProtocolVersion) {
+      Log("coordinator speaks another protocol: " + status.message());
+      return Outcome::kRefused;
+    }
+    Log("dropped a bad frame: " + status.message());
+    return Outcome::kNone;
   }
   last_heard_ms_ = NowMillis();
   switch (message.type) {
     case MessageType::kJob: {
-      if (payload_) return;  // a repeated JOB changes nothing
+      if (payload_) return Outcome::kNone;  // a repeated JOB changes nothing
       slots_ = config_.slots > 0 ? config_.slots : std::max(1u, message.job.default_slots);
-      liveness_ms_ = std::max<long>(100, OptionInt(message.job, "liveness_ms", kDefaultLivenessMs));
-      timeout_us_ = std::max<int64_t>(0, OptionInt(message.job, "timeout_ms", 0)) * 1000;
+      liveness_ms_ =
+          std::max<long>(100, OptionInt(message.job, job_key::kLivenessMs, kDefaultLivenessMs));
+      timeout_us_ = std::max<int64_t>(0, OptionInt(message.job, job_key::kTimeoutMs, 0)) * 1000;
+      run_id_ = message.job.run_id;
       Status made = MakePayload(message.job, &sink_, &payload_);
       if (!made.ok()) {
         Log("cannot run this job: " + made.message());
-        *exit_code = kExitUsage;
+        return Outcome::kRefused;
       }
-      return;
+      return Outcome::kNone;
     }
     case MessageType::kTasks:
+      // Tasks before a JOB belong to no job we know: never run them.
+      if (!payload_) return Outcome::kNone;
       for (Task& task : message.tasks) queued_.push_back(std::move(task));
-      return;
+      return Outcome::kNone;
     case MessageType::kHeartbeat:
-      return;
+      return Outcome::kNone;
     case MessageType::kReset:
       Log("the coordinator reset us (" + message.reason + "); joining again");
-      *exit_code = kRejoin;
-      return;
+      return Outcome::kRejoin;
     case MessageType::kStop:
       // Acknowledge, so that the coordinator knows the STOP arrived before it
       // closes its socket; linger lets the acknowledgement leave.
       Send(EncodeHeartbeat());
       socket_.set(zmq::sockopt::linger, 500);
-      *exit_code = kExitOk;
-      return;
+      return Outcome::kStopped;
     case MessageType::kRefuse:
       Log("refused by coordinator: " + message.reason);
-      *exit_code = kExitUsage;
-      return;
+      return Outcome::kRefused;
     default:
       Log("dropped an unexpected message of type " +
           std::to_string(static_cast<int>(message.type)));
+      return Outcome::kNone;
   }
 }
 
@@ -370,12 +394,12 @@ long WorkerLoop::MillisToNextDeadline() const {
 
 void WorkerLoop::FlushResults() {
   if (ready_.empty()) return;
-  Send(EncodeResults(ready_));
+  Send(EncodeResults(run_id_, ready_));
   ready_.clear();
   ready_bytes_ = 0;
 }
 
-int WorkerLoop::Serve() {
+Outcome WorkerLoop::Serve() {
   std::vector<zmq::pollitem_t> items;
   const long heartbeat_ms = std::max(50L, liveness_ms_ / 5);
   last_heard_ms_ = NowMillis();
@@ -394,7 +418,7 @@ int WorkerLoop::Serve() {
     if (deadline_ms >= 0 && deadline_ms < timeout_ms) timeout_ms = deadline_ms;
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
 
-    if (CheckSignals()) return kExitInterrupted;
+    if (CheckSignals()) return Outcome::kInterrupted;
     payload_->Advance(items.data() + 2, items.size() - 2);
     CollectResults();
     if (timeout_us_ > 0) ExpireDeadlines();
@@ -403,16 +427,15 @@ int WorkerLoop::Serve() {
     zmq::message_t frame;
     // Bounded so that a flood of tasks cannot starve the payload.
     for (int i = 0; i < 64 && socket_.recv(frame, zmq::recv_flags::dontwait); ++i) {
-      int exit_code = -1;
-      HandleFrame(frame, &exit_code);
-      if (exit_code != -1) return exit_code;
+      Outcome outcome = HandleFrame(frame);
+      if (outcome != Outcome::kNone) return outcome;
     }
 
     int64_t now = NowMillis();
     if (now - last_heard_ms_ > liveness_ms_) {
       Log("coordinator silent for " + std::to_string(now - last_heard_ms_) + " ms" +
           (config_.rejoin ? "; reconnecting" : "; exiting"));
-      return config_.rejoin ? kRejoin : kExitItemsFailed;
+      return config_.rejoin ? Outcome::kRejoin : Outcome::kGaveUp;
     }
     if (now - last_sent_ms_ >= heartbeat_ms && outbox_.empty()) Send(EncodeHeartbeat());
   }
@@ -421,6 +444,7 @@ int WorkerLoop::Serve() {
 void WorkerLoop::Forget() {
   if (payload_) payload_->Shutdown();
   payload_.reset();
+  run_id_.clear();
   sink_.clear();
   ready_.clear();
   ready_bytes_ = 0;
@@ -433,9 +457,9 @@ void WorkerLoop::Forget() {
 int WorkerLoop::Run() {
   if (!SetUp()) return kExitUsage;
   for (;;) {
-    int code = WaitForJob();
-    if (code == -1) code = Serve();  // -1: the job arrived
-    if (code == kExitInterrupted) {
+    Outcome outcome = WaitForJob();
+    if (outcome == Outcome::kJobArrived) outcome = Serve();
+    if (outcome == Outcome::kInterrupted) {
       // Leaving on a signal: say so, so that our tasks go elsewhere at once
       // instead of after the liveness timeout.
       outbox_.clear();
@@ -443,7 +467,7 @@ int WorkerLoop::Run() {
       socket_.set(zmq::sockopt::linger, 200);
     }
     Forget();
-    if (code != kRejoin) return code;
+    if (outcome != Outcome::kRejoin) return ExitStatusOf(outcome);
     if (!Connect()) return kExitUsage;
   }
 }

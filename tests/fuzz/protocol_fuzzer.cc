@@ -30,7 +30,7 @@ void CheckRoundTrip(const Message& m) {
       frame = fanmap::EncodeHello(m.hello);
       break;
     case MessageType::kResults:
-      frame = fanmap::EncodeResults(m.results);
+      frame = fanmap::EncodeResults(m.run_id, m.results);
       break;
     case MessageType::kJob:
       frame = fanmap::EncodeJob(m.job);
@@ -85,7 +85,7 @@ std::vector<std::string> Seeds() {
   tasks.Add(1, 0, "item one");
   tasks.Add(2, 1, std::string("\0\xff", 2));
   return {fanmap::EncodeHello({4, "w", "host", 42}),
-          fanmap::EncodeResults({r, r}),
+          fanmap::EncodeResults("run", {r, r}),
           fanmap::EncodeJob(job),
           tasks.Finish(),
           fanmap::EncodeHeartbeat(),

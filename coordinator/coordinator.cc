@@ -20,16 +20,27 @@
 #include "common/exit_status.h"
 #include "common/job_keys.h"
 #include "common/json_text.h"
+#include "common/printable.h"
 #include "coordinator/credit.h"
 #include "coordinator/input_reader.h"
 #include "coordinator/local_workers.h"
+#include "coordinator/log_limiter.h"
+#include "coordinator/private_dir.h"
 #include "coordinator/progress.h"
 #include "coordinator/rate_limiter.h"
 #include "coordinator/record_writer.h"
 #include "coordinator/reorder_buffer.h"
 #include "coordinator/resume_log.h"
 #include "coordinator/retry_policy.h"
+#include "coordinator/scheduler.h"
 #include "coordinator/zap_handler.h"
+
+// A draft option in Debian's libzmq 4.3 (zmq.h defines it only with
+// ZMQ_BUILD_DRAFT_API), though the library implements it: its number is
+// part of libzmq's ABI.
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
 
 namespace fanmap {
 namespace {
@@ -43,27 +54,13 @@ constexpr int64_t kFlushEveryMs = 20;
 constexpr int64_t kTickMs = 100;
 constexpr int64_t kDrainGraceMs = 3000;
 constexpr int64_t kMaxRespawnDelayMs = 2000;
-// A task is a straggler when it has run this many times longer than tasks
-// usually take (and at least kMinStragglerMs).
-constexpr double kStragglerFactor = 4;
-constexpr int64_t kMinStragglerMs = 500;
-// Only the oldest unfinished tasks hold the output back; look at these.
-constexpr size_t kStragglerScan = 64;
-// Bounds on what a worker claims, so that one bad peer cannot take every
-// task, blow up the window, or overflow the task-time average.
+// Bounds on what a worker claims, so that one bad peer cannot blow up the
+// window or overflow the task-time average.
 constexpr uint32_t kMaxSlotsPerWorker = 65536;
 constexpr uint64_t kMaxElapsedMicros = 1000000000000;  // 11.6 days
-
-struct Worker {
-  uint32_t id = 0;
-  std::string routing_id;
-  Hello hello;
-  WorkerCredit credit{1};
-  int64_t last_heard_ms = 0;
-  int64_t last_sent_ms = 0;
-  pid_t local_pid = 0;  // non-zero for workers this coordinator spawned
-  uint64_t completed = 0;
-};
+// Pending connections the kernel queues for the task socket: a crowd of
+// workers that start before their coordinator all connect at once.
+constexpr int kListenBacklog = 1024;
 
 // 128 random bits as 32 hex digits, from the kernel's random source: a run
 // id that no other run, past or concurrent, shares.
@@ -108,7 +105,8 @@ class Coordinator {
       : config_(config),
         router_(context_, zmq::socket_type::router),
         host_(HostName()),
-        retry_policy_(config.retries, static_cast<uint64_t>(NowMicros()) ^ getpid()),
+        scheduler_(SchedulerOptions{NewRunId(), config.heartbeat_ms, config.speculate,
+                                    config.retries, static_cast<uint64_t>(NowMicros()) ^ getpid()}),
         limiter_(config.rate_per_s, static_cast<double>(config.tokens_per_min)) {}
   ~Coordinator();
 
@@ -119,6 +117,8 @@ class Coordinator {
     if (progress_ != nullptr) progress_->Clear();
     std::fprintf(stderr, "fanmap: %s\n", line.c_str());
   }
+  // Logs a line about misbehaving peers, at most a few per interval.
+  void LogPeerTrouble(const std::string& line);
   Status SetUp();
   Status SetUpSecurity();
   void HandleMonitorEvent();
@@ -128,30 +128,25 @@ class Coordinator {
   bool WantInput() const;
   void ReadInput();
   void AddItem(std::string line);
-  bool NextTask(uint64_t* index);
-  void ReleaseDueRetries();
   void Dispatch();
   bool SendTo(Worker& worker, const std::string& frame);
   void SendToId(const std::string& routing_id, const std::string& frame);
   void ReceiveFrames();
   void HandleFrame(const std::string& routing_id, const zmq::message_t& frame);
-  void HandleHello(const std::string& routing_id, const Hello& hello);
-  void HandleResults(Worker* worker, std::vector<Result>* results);
-  void HandleResult(Result* result);
+  void HandleHello(const std::string& routing_id, const Hello& hello, const zmq::message_t& frame);
+  void HandleResults(const std::string& routing_id, Worker* worker, Message* message);
+  void OnResponse(const Result& result, const Slot& slot);
   static void Sanitize(Result* result);
-  void Requeue(uint64_t index, Slot* slot, int64_t delay_ms);
-  void Fail(uint64_t index, Slot* slot, const std::string& error);
-  Worker* FindWorker(const std::string& routing_id);
+  pid_t SpawnedPid(const zmq::message_t& frame, const Hello& hello) const;
   // `exited`: the local process is already reaped (nothing to kill).
   void RemoveWorker(Worker* worker, const std::string& why, bool exited = false);
   void Tick();
-  void Speculate();
+  void SendBackups();
   void ReapLocalWorkers();
   void SpawnDueWorkers();
   void HandleSignals();
   void WriteReady();
   void WriteRecord(uint64_t index, Slot& slot);
-  size_t InFlight() const;
   long PollTimeout();
   ProgressCounts Counts() const;
   void Shutdown();
@@ -161,7 +156,7 @@ class Coordinator {
   zmq::context_t context_;
   zmq::socket_t router_;
   std::string host_;
-  std::string ipc_dir_;
+  PrivateDir private_dir_;  // the local workers' socket and keys
   int signal_fd_ = -1;
   std::unique_ptr<InputReader> input_;
   std::unique_ptr<RecordWriter> writer_;
@@ -174,29 +169,18 @@ class Coordinator {
   size_t handshake_failures_ = 0;
   std::string rewrite_path_;  // --resume that rewrites: the new file, renamed at the end
   JobSpec job_;
-  ReorderBuffer window_;
-  RetryPolicy retry_policy_;
+  Scheduler scheduler_;
+  ReorderBuffer& window_ = scheduler_.window();
   RateLimiter limiter_;
-  std::deque<uint64_t> retry_;  // requeued indexes, sent before new ones
-  // Retries waiting for their backoff: (due time in ms, index), soonest first.
-  std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,
-                      std::greater<>>
-      delayed_;
-  uint64_t next_new_ = 0;  // first index never sent
-  uint64_t send_seq_ = 0;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  uint32_t next_worker_id_ = 1;
   size_t round_robin_ = 0;
   bool input_readable_ = false;
   int64_t rate_wait_until_us_ = 0;  // the rate limiter said "not before"
-  double mean_task_us_ = 0;         // over all workers, for straggler detection
   uint64_t total_ = 0;
   uint64_t written_ = 0;
   uint64_t failed_ = 0;
-  uint64_t duplicates_ = 0;
   uint64_t bad_frames_ = 0;
-  uint64_t retried_ = 0;
-  uint64_t backups_ = 0;
+  LogLimiter peer_log_;
+  LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
   std::vector<int64_t> respawn_at_ms_;  // local workers to start again
   std::vector<pid_t> killed_pids_;      // local workers we killed ourselves
@@ -207,14 +191,16 @@ class Coordinator {
   std::string fatal_;  // set when the run cannot go on
 };
 
+void Coordinator::LogPeerTrouble(const std::string& line) {
+  if (!peer_log_.Allow(NowMillis())) return;
+  uint64_t suppressed = peer_log_.TakeSuppressed();
+  Log(line + (suppressed > 0 ? " (and " + std::to_string(suppressed) + " similar lines)" : ""));
+}
+
 Coordinator::~Coordinator() {
   local_.reset();
   if (signal_fd_ >= 0) close(signal_fd_);
-  if (!ipc_dir_.empty()) {
-    unlink((ipc_dir_ + "/worker.key").c_str());
-    unlink((ipc_dir_ + "/worker.pub").c_str());
-    rmdir(ipc_dir_.c_str());
-  }
+  private_dir_.Remove();
 }
 
 Status Coordinator::OpenOutput() {
@@ -261,7 +247,13 @@ Status Coordinator::SetUp() {
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
 
   job_ = config_.job;
-  job_.run_id = NewRunId();
+  job_.run_id = scheduler_.run_id();
+  scheduler_.set_on_response(
+      [this](const Result& result, const Slot& slot) { OnResponse(result, slot); });
+  if (config_.unordered) {
+    scheduler_.set_on_complete(
+        [this](uint64_t index) { WriteRecord(index, *window_.Find(index)); });
+  }
   job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
   status = SetUpSecurity();
   if (!status.ok()) return status;
@@ -272,6 +264,7 @@ Status Coordinator::SetUp() {
     router_.set(zmq::sockopt::sndhwm, 0);
     router_.set(zmq::sockopt::rcvhwm, 0);
     router_.set(zmq::sockopt::router_mandatory, 1);
+    router_.set(zmq::sockopt::backlog, kListenBacklog);
     for (const std::string& endpoint : config_.listen) {
       router_.bind(endpoint);
       if (endpoint.find('*') != std::string::npos) {
@@ -319,10 +312,14 @@ Status Coordinator::SetUpSecurity() {
     router_.set(zmq::sockopt::curve_server, true);
     router_.set(zmq::sockopt::curve_secretkey, server_keys_.secret_key);
     router_.set(zmq::sockopt::zap_domain, "fanmap");
-    // ZMQ_ZAP_ENFORCE_DOMAIN (a draft option in this libzmq): refuse every
-    // client when no handler answers, instead of accepting them all.
+    // Refuse every client when no handler answers, instead of accepting
+    // them all. Fail closed: without it, a lost handler would open the door.
     int one = 1;
-    zmq_setsockopt(router_.handle(), 93, &one, sizeof one);
+    if (zmq_setsockopt(router_.handle(), ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one) != 0) {
+      return Status::Error(
+          std::string("cannot make CurveZMQ fail closed (ZMQ_ZAP_ENFORCE_DOMAIN): ") +
+          zmq_strerror(zmq_errno()));
+    }
     // Handshakes that fail before ZAP (a client without CURVE) only show up
     // as socket events.
     const char* kMonitor = "inproc://fanmap-monitor";
@@ -359,11 +356,12 @@ Status Coordinator::StartLocalWorkers() {
     if (config_.listen.empty()) return Status::Error("no workers: give -j N or --listen");
     return Status::Ok();
   }
-  // An abstract socket ("@"): no file to leave behind, even when we are
-  // killed outright.
-  std::random_device random;
-  std::string endpoint = "ipc://@fanmap-" + std::to_string(getpid()) + "-" +
-                         std::to_string(random()) + std::to_string(random());
+  // A socket in a directory only we can enter: another local user can
+  // neither take tasks nor read the JOB (and its API key). Leftovers of
+  // killed runs are swept when it is made.
+  Status made = PrivateDir::Create(&private_dir_);
+  if (!made.ok()) return made;
+  std::string endpoint = private_dir_.SocketEndpoint();
   try {
     router_.bind(endpoint);
   } catch (const zmq::error_t& e) {
@@ -372,16 +370,13 @@ Status Coordinator::StartLocalWorkers() {
   std::vector<std::string> extra_args;
   if (zap_ != nullptr) {
     // Local workers pass the same door as remote ones, with a key made for
-    // this run; its secret stays in a private directory.
-    char dir[] = "/tmp/fanmap-XXXXXX";
-    if (mkdtemp(dir) == nullptr) return Status::Error("cannot create a directory in /tmp");
-    ipc_dir_ = dir;
+    // this run; its secret stays in the private directory.
     CurveKeyPair local_keys;
     Status status = GenerateKeyPair(&local_keys);
-    if (status.ok()) status = WriteKeyPair(ipc_dir_ + "/worker", local_keys);
+    if (status.ok()) status = WriteKeyPair(private_dir_.path() + "/worker", local_keys);
     if (!status.ok()) return status;
     zap_->Authorize(local_keys.public_key);
-    extra_args = {"--curve-secret", ipc_dir_ + "/worker.key", "--server-key",
+    extra_args = {"--curve-secret", private_dir_.path() + "/worker.key", "--server-key",
                   server_keys_.public_key};
   }
   std::string path = config_.worker_path.empty() ? DefaultWorkerPath() : config_.worker_path;
@@ -396,7 +391,7 @@ Status Coordinator::StartLocalWorkers() {
 
 size_t Coordinator::WindowLimit() const {
   size_t credit = 0;
-  for (const auto& w : workers_) credit += w->credit.target();
+  for (const Worker* w : scheduler_.workers().all()) credit += w->credit.target();
   size_t base = config_.window > 0 ? config_.window : kMinWindow;
   // The window must exceed what workers may hold, or they would starve.
   return std::max(base, 2 * credit + 1);
@@ -405,7 +400,7 @@ size_t Coordinator::WindowLimit() const {
 bool Coordinator::WantInput() const {
   if (!Running() || input_->done()) return false;
   if (window_.size() >= WindowLimit()) return false;
-  return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= InFlight() + 1;
+  return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= scheduler_.InFlight() + 1;
 }
 
 void Coordinator::ReadInput() {
@@ -434,63 +429,32 @@ void Coordinator::ReadInput() {
 void Coordinator::AddItem(std::string line) {
   bool resumed_ok;
   if (resume_ != nullptr && resume_->Has(window_.end(), &resumed_ok)) {
-    uint64_t index = window_.Add(std::string());
+    uint64_t index = scheduler_.AddItem(std::string());
     Slot* slot = window_.Find(index);
     slot->resumed = resume_->append() ? Resumed::kInFile : Resumed::kCopy;
     Result result;
     result.ok = resumed_ok;
-    window_.Complete(index, std::move(result));
+    scheduler_.Complete(index, std::move(result));
     return;
   }
   std::string error;
   bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
-  uint64_t index = window_.Add(bad ? std::string() : std::move(line));
+  uint64_t index = scheduler_.AddItem(bad ? std::string() : std::move(line));
   if (!bad) return;
   std::string message =
       "line " + std::to_string(input_->line_number()) + ": invalid JSON: " + error;
   Log(message);
   Result result;
-  result.index = index;
   result.ok = false;
   result.value = std::move(message);
-  window_.Complete(index, std::move(result));
-}
-
-bool Coordinator::NextTask(uint64_t* index) {
-  while (!retry_.empty()) {
-    uint64_t i = retry_.front();
-    retry_.pop_front();
-    Slot* slot = window_.Find(i);
-    if (slot != nullptr && slot->state == SlotState::kPending) {
-      *index = i;
-      return true;
-    }
-  }
-  while (next_new_ < window_.end()) {
-    uint64_t i = next_new_++;
-    Slot* slot = window_.Find(i);
-    if (slot != nullptr && slot->state == SlotState::kPending) {
-      *index = i;
-      return true;
-    }
-  }
-  return false;
-}
-
-void Coordinator::ReleaseDueRetries() {
-  int64_t now = NowMillis();
-  bool released = false;
-  while (!delayed_.empty() && delayed_.top().first <= now) {
-    retry_.push_back(delayed_.top().second);
-    delayed_.pop();
-    released = true;
-  }
-  if (released) std::sort(retry_.begin(), retry_.end());
+  scheduler_.Complete(index, std::move(result));
 }
 
 void Coordinator::Dispatch() {
-  if (!Running() || workers_.empty()) return;
-  ReleaseDueRetries();
+  const std::vector<Worker*>& workers = scheduler_.workers().all();
+  if (!Running() || workers.empty()) return;
+  int64_t now_ms = NowMillis();
+  scheduler_.ReleaseDueRetries(now_ms);
   int64_t now_us = NowMicros();
   if (now_us < rate_wait_until_us_) return;
   TasksEncoder encoder;
@@ -499,42 +463,30 @@ void Coordinator::Dispatch() {
   bool rate_limited = false;
   while (progress && !rate_limited) {
     progress = false;
-    for (size_t k = 0; k < workers_.size() && !rate_limited; ++k) {
-      Worker& worker = *workers_[(round_robin_ + k) % workers_.size()];
+    for (size_t k = 0; k < workers.size() && !rate_limited; ++k) {
+      Worker& worker = *workers[(round_robin_ + k) % workers.size()];
       size_t budget = std::min(worker.credit.available(), kMaxTasksPerFrame);
       uint64_t index;
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
-        if (!NextTask(&index)) break;
+        if (!scheduler_.NextTask(&index)) break;
         Slot* slot = window_.Find(index);
         if (limiter_.limited() && !limiter_.TryAcquire(now_us, EstimateTokens(slot->item))) {
-          retry_.push_front(index);  // first in line once the limiter allows
+          scheduler_.PutBack(index);  // first in line once the limiter allows
           int64_t wait = limiter_.WaitMicros(now_us, EstimateTokens(slot->item));
           rate_wait_until_us_ = now_us + std::max<int64_t>(wait, 1000);
           rate_limited = true;
           break;
         }
-        slot->state = SlotState::kInFlight;
-        slot->worker = worker.id;
-        slot->backup_worker = 0;
-        slot->sent_us = now_us;
-        slot->sent_seq = ++send_seq_;
-        slot->primary_attempt = slot->attempts++;
-        ++slot->charged;
-        encoder.Add(index, slot->primary_attempt, slot->item);
+        uint32_t attempt = scheduler_.Assign(index, worker, now_us, now_ms);
+        encoder.Add(index, attempt, slot->item);
         batch.push_back(index);
       }
       if (encoder.count() == 0) continue;
-      worker.credit.OnSent(encoder.count());
       if (!SendTo(worker, encoder.Finish())) {
         // The batch never left: it must not count as lost with the worker.
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-          Slot* slot = window_.Find(*it);
-          slot->state = SlotState::kPending;
-          --slot->charged;
-          retry_.push_front(*it);
-        }
+        scheduler_.Unassign(batch, worker);
         RemoveWorker(&worker, "cannot be reached");
-        return;  // workers_ changed; the next loop iteration dispatches again
+        return;  // the workers changed; the next loop iteration dispatches again
       }
       batch.clear();
       progress = true;
@@ -567,13 +519,6 @@ void Coordinator::SendToId(const std::string& routing_id, const std::string& fra
   }
 }
 
-Worker* Coordinator::FindWorker(const std::string& routing_id) {
-  for (auto& w : workers_) {
-    if (w->routing_id == routing_id) return w.get();
-  }
-  return nullptr;
-}
-
 void Coordinator::ReceiveFrames() {
   for (int i = 0; i < kMaxFramesPerWake; ++i) {
     zmq::message_t id;
@@ -599,134 +544,95 @@ void Coordinator::ReceiveFrames() {
 void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_t& frame) {
   Message message;
   Status status = DecodeMessage(frame.data(), frame.size(), &message);
-  Worker* worker = FindWorker(routing_id);
+  Worker* worker = scheduler_.workers().Find(routing_id);
   if (!status.ok()) {
     ++bad_frames_;
     if (message.version != kProtocolVersion && message.type == MessageType::kHello) {
-      Log("refused a worker: " + status.message());
+      LogPeerTrouble("refused a worker: " + Printable(status.message()));
       SendToId(routing_id,
                EncodeRefuse("fanmap coordinator refuses this worker: " + status.message()));
-    } else if (bad_frames_ <= 5) {
-      Log("dropped a frame: " + status.message());
+    } else {
+      LogPeerTrouble("dropped a frame: " + Printable(status.message()));
     }
     return;
   }
   if (worker != nullptr) worker->last_heard_ms = NowMillis();
   switch (message.type) {
     case MessageType::kHello:
-      if (worker == nullptr) HandleHello(routing_id, message.hello);
+      if (worker == nullptr) HandleHello(routing_id, message.hello, frame);
       return;
     case MessageType::kResults:
+      HandleResults(routing_id, worker, &message);
+      return;
     case MessageType::kHeartbeat:
-      if (message.type == MessageType::kResults) HandleResults(worker, &message.results);
       if (worker == nullptr) {
-        // A worker we declared dead came back (SIGCONT, a healed network): its
-        // results count, but its tasks were given to others. It must drop
-        // them and join again as a new worker.
-        SendToId(routing_id,
-                 Running() ? EncodeReset("silent for too long") : EncodeStop("the run is over"));
+        // A worker we declared dead came back (SIGCONT, a healed network), or
+        // one of another run: it must drop its tasks and join again.
+        SendToId(routing_id, Running() ? EncodeReset("not a worker of this run")
+                                       : EncodeStop("the run is over"));
       }
       return;
     case MessageType::kBye:
-      if (worker != nullptr) RemoveWorker(worker, "left (" + message.reason + ")");
+      if (worker != nullptr) RemoveWorker(worker, "left (" + Printable(message.reason) + ")");
       return;
     default:
       ++bad_frames_;
+      LogPeerTrouble("dropped a frame: a worker may not send message type " +
+                     std::to_string(static_cast<int>(message.type)));
   }
 }
 
-void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello) {
+// The pid of the local worker that sent `frame`, if this coordinator spawned
+// it: the kernel's word (the ipc socket's peer credentials, which libzmq
+// reports as "Peer-Address" = "localhost:UID:GID:PID"), never the HELLO's.
+pid_t Coordinator::SpawnedPid(const zmq::message_t& frame, const Hello& hello) const {
+  if (local_ == nullptr) return 0;
+  const char* address = zmq_msg_gets(frame.handle(), "Peer-Address");
+  if (address == nullptr) return 0;
+  unsigned long uid = 0, gid = 0, pid = 0;
+  char rest = 0;
+  if (std::sscanf(address, "localhost:%lu:%lu:%lu%c", &uid, &gid, &pid, &rest) != 3) {
+    return 0;
+  }
+  if (uid != static_cast<unsigned long>(getuid()) || pid != hello.pid) return 0;
+  std::vector<pid_t> pids = local_->pids();
+  return std::find(pids.begin(), pids.end(), static_cast<pid_t>(pid)) != pids.end()
+             ? static_cast<pid_t>(pid)
+             : 0;
+}
+
+void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello,
+                              const zmq::message_t& frame) {
   if (!Running()) {
     SendToId(routing_id, EncodeStop("the run is ending"));
     return;
   }
-  auto worker = std::make_unique<Worker>();
-  worker->id = next_worker_id_++;
-  worker->routing_id = routing_id;
-  worker->hello = hello;
-  worker->credit = WorkerCredit(
-      std::min(hello.slots > 0 ? hello.slots : job_.default_slots, kMaxSlotsPerWorker));
-  worker->last_heard_ms = NowMillis();
-  if (local_ != nullptr && hello.host == host_) {
-    std::vector<pid_t> pids = local_->pids();
-    pid_t pid = static_cast<pid_t>(hello.pid);
-    if (std::find(pids.begin(), pids.end(), pid) != pids.end()) worker->local_pid = pid;
-  }
-  bool local = worker->local_pid != 0;
-  Worker& w = *worker;
-  workers_.push_back(std::move(worker));
+  pid_t local_pid = SpawnedPid(frame, hello);
+  uint32_t slots = std::min(hello.slots > 0 ? hello.slots : job_.default_slots, kMaxSlotsPerWorker);
+  Worker& w = scheduler_.AddWorker(routing_id, hello, slots, local_pid, NowMillis());
   if (!SendTo(w, EncodeJob(job_))) {
     RemoveWorker(&w, "cannot be reached");
     return;
   }
-  if (!local) {
-    Log("worker " + hello.name + " joined (host " + hello.host + ", " +
-        std::to_string(w.credit.slots()) + " slots)");
+  if (local_pid == 0) {
+    if (join_log_.Allow(NowMillis())) {
+      uint64_t more = join_log_.TakeSuppressed();
+      Log("worker " + Printable(hello.name) + " joined (host " + Printable(hello.host) + ", " +
+          std::to_string(w.credit.slots()) + " slots)" +
+          (more > 0 ? "; " + std::to_string(more) + " more joined before it" : ""));
+    }
   }
 }
 
-void Coordinator::Requeue(uint64_t index, Slot* slot, int64_t delay_ms) {
-  slot->state = SlotState::kPending;
-  slot->backup_worker = 0;
-  ++retried_;
-  if (delay_ms <= 0) {
-    retry_.push_back(index);
-  } else {
-    // +1: NowMillis() truncates, and a retry must never precede Retry-After.
-    delayed_.emplace(NowMillis() + delay_ms + 1, index);
-  }
-}
-
-void Coordinator::Fail(uint64_t index, Slot* slot, const std::string& error) {
-  Result result;
-  result.index = index;
-  result.ok = false;
-  result.value = error;
-  result.extra["attempts"] = static_cast<int64_t>(slot->charged);
-  window_.Complete(index, std::move(result));
-  if (config_.unordered) WriteRecord(index, *window_.Find(index));
-}
-
-void Coordinator::HandleResult(Result* result) {
-  uint64_t index = result->index;
-  Slot* slot = window_.Find(index);
-  if (slot == nullptr || slot->state == SlotState::kDone) {
-    ++duplicates_;
-    return;
-  }
-  int64_t status = ExtraInt(*result, "status", 0);
+void Coordinator::OnResponse(const Result& result, const Slot& slot) {
+  int64_t status = ExtraInt(result, "status", 0);
   if (status == 429) {
     limiter_.OnThrottled(NowMicros());
   } else if (status != 0) {
     limiter_.OnAccepted(NowMicros());
   }
-  int64_t tokens = ExtraInt(*result, "total_tokens", -1);
-  if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot->item), static_cast<double>(tokens));
-  if (!result->ok && result->retryable) {
-    // Only the failure of a copy that still counts matters: a stale copy
-    // (sent again since) changes nothing, and while another copy runs, that
-    // copy may still succeed.
-    if (slot->state != SlotState::kInFlight) return;
-    bool backup = slot->backup_worker != 0;
-    if (backup && result->attempt == slot->backup_attempt) {
-      slot->backup_worker = 0;
-      return;
-    }
-    if (result->attempt != slot->primary_attempt) return;
-    if (backup) {
-      slot->worker = slot->backup_worker;
-      slot->primary_attempt = slot->backup_attempt;
-      slot->backup_worker = 0;
-      return;
-    }
-    if (retry_policy_.MayRetry(slot->charged)) {
-      Requeue(index, slot, retry_policy_.DelayMillis(slot->charged, result->retry_after_ms));
-      return;
-    }
-  }
-  if (slot->charged > 1) result->extra["attempts"] = static_cast<int64_t>(slot->charged);
-  window_.Complete(index, std::move(*result));
-  if (config_.unordered) WriteRecord(index, *window_.Find(index));
+  int64_t tokens = ExtraInt(result, "total_tokens", -1);
+  if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot.item), static_cast<double>(tokens));
 }
 
 // A worker's result goes into the output file as it is, and --resume trusts
@@ -741,121 +647,79 @@ void Coordinator::Sanitize(Result* result) {
   result->elapsed_us = std::min<uint64_t>(result->elapsed_us, kMaxElapsedMicros);
 }
 
-void Coordinator::HandleResults(Worker* worker, std::vector<Result>* results) {
-  uint64_t total_us = 0;
+void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, Message* message) {
   // With remote workers, each record says which worker produced it.
   bool name_workers = !config_.listen.empty() && worker != nullptr;
-  for (Result& result : *results) {
+  for (Result& result : message->results) {
     Sanitize(&result);
-    total_us += result.elapsed_us;
     if (name_workers) result.extra["worker"] = worker->hello.name;
-    HandleResult(&result);
   }
-  if (results->empty()) return;
-  double batch_mean = static_cast<double>(total_us) / results->size();
-  mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.9 * mean_task_us_ + 0.1 * batch_mean;
-  if (worker != nullptr) {
-    worker->credit.OnResults(results->size(), total_us);
-    worker->completed += results->size();
+  FrameVerdict verdict =
+      scheduler_.OnResults(worker, message->run_id, &message->results, NowMicros(), NowMillis());
+  if (verdict == FrameVerdict::kCounted) {
     local_failures_in_a_row_ = 0;
+    return;
   }
+  // Not a worker of this run: a worker we declared dead that came back, one
+  // left over from another run, or a peer that never said HELLO. Nothing it
+  // sent counts; it must drop its tasks and join this run afresh.
+  if (verdict == FrameVerdict::kOtherRun) {
+    LogPeerTrouble("dropped results of another run from worker " + Printable(worker->hello.name) +
+                   "; it joins this run afresh");
+    RemoveWorker(worker, "ran another run's job");
+    return;
+  }
+  LogPeerTrouble("dropped results from a peer that is not a worker of this run");
+  SendToId(routing_id,
+           Running() ? EncodeReset("not a worker of this run") : EncodeStop("the run is over"));
 }
 
 void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exited) {
-  uint32_t id = worker->id;
-  // Rare (a worker died), so a scan of the window is cheaper than keeping a
-  // per-worker index on the hot path.
-  std::vector<std::pair<uint64_t, uint64_t>> held;  // (send order, index)
-  for (uint64_t i = window_.begin(); i < window_.end(); ++i) {
-    Slot* slot = window_.Find(i);
-    if (slot->state != SlotState::kInFlight) continue;
-    if (slot->backup_worker == id) slot->backup_worker = 0;
-    if (slot->worker != id) continue;
-    if (slot->backup_worker != 0) {
-      // The backup copy still runs elsewhere: it becomes the only copy.
-      slot->worker = slot->backup_worker;
-      slot->primary_attempt = slot->backup_attempt;
-      slot->backup_worker = 0;
-      continue;
-    }
-    held.emplace_back(slot->sent_seq, i);
-  }
-  // A worker runs its tasks in the order they were sent, `slots` at a time:
-  // only the oldest ones were running when it died, and only those can be
-  // what killed it. The others never started: they keep their attempt.
-  std::sort(held.begin(), held.end());
-  size_t running = worker->credit.slots();
-  std::vector<std::string> poisoned;
-  for (size_t k = 0; k < held.size(); ++k) {
-    uint64_t index = held[k].second;
-    Slot* slot = window_.Find(index);
-    if (k >= running) {
-      --slot->charged;
-    } else if (!retry_policy_.MayRetry(slot->charged)) {
-      Fail(index, slot,
-           "worker lost " + std::to_string(slot->charged) +
-               " time(s) while running this item (last: " + worker->hello.name + " " + why + ")");
-      poisoned.push_back(std::to_string(index));
-      continue;
-    }
-    Requeue(index, slot, 0);
-  }
-  std::sort(retry_.begin(), retry_.end());
-  bool expected = worker->local_pid != 0 && why == "exit code 0";
+  std::string name = Printable(worker->hello.name);
+  std::string routing_id = worker->routing_id;
+  pid_t local_pid = worker->local_pid;
+  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, name + " " + why);
+  bool expected = local_pid != 0 && why == "exit code 0";
   if (!expected) {
-    Log("worker " + worker->hello.name + " " + why +
-        (held.empty() ? "" : "; " + std::to_string(held.size()) + " task(s) sent again"));
+    std::string line =
+        "worker " + name + " " + why +
+        (loss.resent == 0 ? "" : "; " + std::to_string(loss.resent) + " task(s) sent again");
+    if (local_pid != 0) {
+      Log(line);
+    } else {
+      LogPeerTrouble(line);
+    }
   }
-  if (!poisoned.empty()) {
-    Log("gave up on item(s) " + poisoned.front() + (poisoned.size() > 1 ? ", ..." : "") +
-        " after losing a worker on each attempt");
+  if (!loss.failed.empty()) {
+    Log("gave up on item(s) " + std::to_string(loss.failed.front()) +
+        (loss.failed.size() > 1 ? ", ..." : "") + " after losing a worker on each attempt");
   }
-  if (worker->local_pid != 0 && local_ != nullptr && !exited) {
-    local_->Signal(worker->local_pid, SIGKILL);
-    killed_pids_.push_back(worker->local_pid);
+  if (local_pid != 0 && local_ != nullptr && !exited) {
+    local_->Signal(local_pid, SIGKILL);
+    killed_pids_.push_back(local_pid);
   }
   // Should it still be alive (stopped, cut off), it must drop its tasks and
   // join again as a new worker.
-  SendToId(worker->routing_id, Running() ? EncodeReset(why) : EncodeStop("removed: " + why));
-  workers_.erase(
-      std::find_if(workers_.begin(), workers_.end(), [id](const auto& w) { return w->id == id; }));
+  SendToId(routing_id, Running() ? EncodeReset(why) : EncodeStop("removed: " + why));
 }
 
-void Coordinator::Speculate() {
-  if (!config_.speculate || mean_task_us_ <= 0) return;
-  // Only when there is nothing new to give: the input is exhausted (or the
-  // window full) and nothing waits to be sent.
-  if (!retry_.empty() || !delayed_.empty() || next_new_ < window_.end() || WantInput()) return;
-  std::vector<Worker*> idle;
-  for (auto& w : workers_) {
-    if (w->credit.outstanding() == 0) idle.push_back(w.get());
-  }
-  if (idle.empty()) return;
-  int64_t now_us = NowMicros();
-  int64_t threshold_us = std::max<int64_t>(kMinStragglerMs * 1000,
-                                           static_cast<int64_t>(kStragglerFactor * mean_task_us_));
-  size_t scanned = 0;
-  for (uint64_t i = window_.begin(); i < window_.end() && scanned < kStragglerScan && !idle.empty();
-       ++i) {
-    Slot* slot = window_.Find(i);
-    if (slot->state != SlotState::kInFlight) continue;
-    ++scanned;
-    if (slot->speculated || now_us - slot->sent_us < threshold_us) continue;
-    auto it =
-        std::find_if(idle.begin(), idle.end(), [slot](Worker* w) { return w->id != slot->worker; });
-    if (it == idle.end()) break;
-    Worker& backup = **it;
-    idle.erase(it);
+void Coordinator::SendBackups() {
+  bool more_to_send = WantInput();
+  std::vector<Backup> backups = scheduler_.PlanBackups(NowMicros(), NowMillis(), more_to_send);
+  if (backups.empty()) return;
+  // One frame per helper.
+  std::stable_sort(backups.begin(), backups.end(),
+                   [](const Backup& a, const Backup& b) { return a.worker < b.worker; });
+  for (size_t i = 0; i < backups.size();) {
+    WorkerId id = backups[i].worker;
     TasksEncoder encoder;
-    uint32_t attempt = slot->attempts;
-    encoder.Add(i, attempt, slot->item);
-    if (!SendTo(backup, encoder.Finish())) continue;
-    ++slot->attempts;
-    backup.credit.OnSent(1);
-    slot->speculated = true;
-    slot->backup_worker = backup.id;
-    slot->backup_attempt = attempt;
-    ++backups_;
+    for (; i < backups.size() && backups[i].worker == id; ++i) {
+      encoder.Add(backups[i].index, backups[i].attempt, window_.Find(backups[i].index)->item);
+    }
+    Worker* helper = scheduler_.workers().Find(id);
+    if (helper != nullptr && !SendTo(*helper, encoder.Finish())) {
+      RemoveWorker(helper, "cannot be reached");
+    }
   }
 }
 
@@ -863,27 +727,26 @@ void Coordinator::Tick() {
   int64_t now = NowMillis();
   if (now - last_tick_ms_ < kTickMs) return;
   last_tick_ms_ = now;
+  for (WorkerId id : scheduler_.SilentWorkers(now)) {
+    Worker* w = scheduler_.workers().Find(id);
+    RemoveWorker(w, "silent for " + std::to_string(now - w->last_heard_ms) + " ms");
+  }
   const int64_t heartbeat_every = std::max<int64_t>(20, config_.heartbeat_ms / 5);
   std::string heartbeat = EncodeHeartbeat();
-  for (size_t i = 0; i < workers_.size();) {
-    Worker& w = *workers_[i];
-    if (now - w.last_heard_ms > config_.heartbeat_ms) {
-      RemoveWorker(&w, "silent for " + std::to_string(now - w.last_heard_ms) + " ms");
-      continue;
-    }
-    if (now - w.last_sent_ms >= heartbeat_every) SendTo(w, heartbeat);
-    ++i;
+  std::vector<Worker*> workers = scheduler_.workers().all();
+  for (Worker* w : workers) {
+    if (now - w->last_sent_ms >= heartbeat_every) SendTo(*w, heartbeat);
   }
   SpawnDueWorkers();
-  if (Running()) Speculate();
+  if (Running()) SendBackups();
 }
 
 void Coordinator::ReapLocalWorkers() {
   if (local_ == nullptr) return;
   for (const ExitedWorker& exited : local_->Reap()) {
     Worker* worker = nullptr;
-    for (auto& w : workers_) {
-      if (w->local_pid == exited.pid) worker = w.get();
+    for (Worker* w : scheduler_.workers().all()) {
+      if (w->local_pid == exited.pid) worker = w;
     }
     if (worker != nullptr) {
       RemoveWorker(worker, exited.how, /*exited=*/true);
@@ -968,18 +831,13 @@ void Coordinator::WriteReady() {
   window_.PopReady([this](uint64_t index, Slot& slot) { WriteRecord(index, slot); });
 }
 
-size_t Coordinator::InFlight() const {
-  size_t n = 0;
-  for (const auto& w : workers_) n += w->credit.outstanding();
-  return n;
-}
-
 long Coordinator::PollTimeout() {
   int64_t now = NowMillis();
   long timeout = kTickMs;
   if (WantInput() && input_->is_regular_file()) return 0;
-  if (!delayed_.empty())
-    timeout = std::min<long>(timeout, std::max<int64_t>(0, delayed_.top().first - now));
+  int64_t retry_due = scheduler_.NextRetryDueMs();
+  if (retry_due != INT64_MAX)
+    timeout = std::min<long>(timeout, std::max<int64_t>(0, retry_due - now));
   if (rate_wait_until_us_ > 0) {
     int64_t wait_ms = (rate_wait_until_us_ - NowMicros() + 999) / 1000;
     if (wait_ms > 0) timeout = std::min<long>(timeout, wait_ms);
@@ -1002,9 +860,9 @@ ProgressCounts Coordinator::Counts() const {
   c.done = written_;
   c.total = total_;
   c.failed = failed_;
-  c.workers = workers_.size();
+  c.workers = scheduler_.workers().size();
   std::set<std::string> hosts;
-  for (const auto& w : workers_) {
+  for (const Worker* w : scheduler_.workers().all()) {
     hosts.insert(w->hello.host);
     c.slots += w->credit.slots();
   }
@@ -1015,7 +873,7 @@ ProgressCounts Coordinator::Counts() const {
 void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
   std::vector<std::string> unacknowledged;
-  for (auto& w : workers_) {
+  for (Worker* w : scheduler_.workers().all()) {
     if (SendTo(*w, stop)) unacknowledged.push_back(w->routing_id);
   }
   // Wait (briefly) for each worker to acknowledge its STOP: closing our end
@@ -1040,8 +898,9 @@ void Coordinator::Shutdown() {
   if (local_ == nullptr) return;
   // Workers that never said HELLO cannot be told to stop: signal them.
   for (pid_t pid : local_->pids()) {
-    bool connected = std::any_of(workers_.begin(), workers_.end(),
-                                 [pid](const auto& w) { return w->local_pid == pid; });
+    const std::vector<Worker*>& workers = scheduler_.workers().all();
+    bool connected = std::any_of(workers.begin(), workers.end(),
+                                 [pid](const Worker* w) { return w->local_pid == pid; });
     if (!connected) local_->Signal(pid, SIGTERM);
   }
   local_->StopAll(2000);
@@ -1063,7 +922,7 @@ int Coordinator::Run() {
     if (!fatal_.empty()) break;
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;
-    if (signals_ == 1 && (InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
+    if (signals_ == 1 && (scheduler_.InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
     progress_->Update(Counts());
 
     long timeout = PollTimeout();
@@ -1116,9 +975,15 @@ int Coordinator::Run() {
     Log(flushed.message());
     return kExitUsage;
   }
-  if (duplicates_ > 0 || bad_frames_ > 0) {
-    Log(std::to_string(duplicates_) + " duplicate result(s) dropped, " +
-        std::to_string(bad_frames_) + " bad frame(s) dropped");
+  const DropCounts& drops = scheduler_.drops();
+  if (drops.total() > 0 || bad_frames_ > 0) {
+    // Late copies are normal (a backup that lost its race); the rest means
+    // a misbehaving or hostile peer.
+    Log("dropped " + std::to_string(drops.late) + " late result(s), " +
+        std::to_string(drops.unsolicited) + " result(s) for tasks the worker was not sent, " +
+        std::to_string(drops.unknown_peer) + " from peers that are not workers of this run, " +
+        std::to_string(drops.other_run) + " of another run, and " + std::to_string(bad_frames_) +
+        " bad frame(s)");
   }
   if (signals_ > 0) {
     Log("interrupted: " + std::to_string(written_) + " record(s) written" +

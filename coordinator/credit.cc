@@ -2,21 +2,33 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace fanmap {
 
-WorkerCredit::WorkerCredit(uint32_t slots) : slots_(std::max<uint32_t>(1, slots)) {}
+WorkerCredit::WorkerCredit(uint32_t slots, Trust trust)
+    : slots_(std::max<uint32_t>(1, slots)), trust_(trust) {}
 
 size_t WorkerCredit::target() const {
-  if (mean_task_us_ <= 0) return slots_;  // nothing measured yet: one task per slot
-  // A worker finishes slots_/mean tasks per microsecond.
-  double prefetch = std::floor(slots_ * kPrefetchHorizonMicros / std::max(mean_task_us_, 0.01));
-  return slots_ + static_cast<size_t>(std::clamp<double>(prefetch, 1, kMaxPrefetch));
+  size_t target = slots_;  // nothing measured yet: one task per slot
+  if (mean_task_us_ > 0) {
+    // A worker finishes slots_/mean tasks per microsecond.
+    double prefetch = std::floor(slots_ * kPrefetchHorizonMicros / std::max(mean_task_us_, 0.01));
+    target += static_cast<size_t>(std::clamp<double>(prefetch, 1, kMaxPrefetch));
+  }
+  return trust_ == Trust::kEarned ? std::min(target, earned_) : target;
+}
+
+void WorkerCredit::OnTakenOver(size_t tasks) {
+  outstanding_ -= std::min(outstanding_, tasks);
+  earned_ -= std::min(earned_, tasks);
 }
 
 void WorkerCredit::OnResults(size_t tasks, uint64_t total_micros) {
   outstanding_ -= std::min(outstanding_, tasks);
   if (tasks == 0) return;
+  // Saturates: earned_ only bounds target(), which is bounded anyway.
+  earned_ = std::min<size_t>(earned_ + tasks, SIZE_MAX / 2);
   // Never below 1 µs: a task that took "0" still cost a round trip's share.
   double batch_mean = std::max(1.0, static_cast<double>(total_micros) / tasks);
   mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.7 * mean_task_us_ + 0.3 * batch_mean;

@@ -10,6 +10,13 @@
 // thousands (or the round trip would dominate). This is Python's `chunksize`,
 // chosen automatically and adjusted as tasks run. Before the first result,
 // a worker gets one task per slot: nothing is known of the tasks yet.
+//
+// Fair share: a worker this coordinator did not spawn has to earn its credit.
+// Whatever slots it claims, it starts with kInitialCredit tasks and gains one
+// for every result it returns (a slow start, like TCP's: the bound doubles
+// every round trip), and loses one for every task of its that another worker
+// had to finish. A peer that claims many slots and answers nothing holds at
+// most kInitialCredit tasks, and none once they have been finished elsewhere.
 #ifndef FANMAP_COORDINATOR_CREDIT_H_
 #define FANMAP_COORDINATOR_CREDIT_H_
 
@@ -18,12 +25,19 @@
 
 namespace fanmap {
 
+// How far a worker is trusted with tasks before it has returned any.
+enum class Trust : uint8_t {
+  kSpawned,  // started by this coordinator (its pid proven by the socket): full credit
+  kEarned,   // anyone else: credit grows with the results it returns
+};
+
 class WorkerCredit {
  public:
   static constexpr int64_t kPrefetchHorizonMicros = 10000;
   static constexpr size_t kMaxPrefetch = 4096;
+  static constexpr size_t kInitialCredit = 32;
 
-  explicit WorkerCredit(uint32_t slots);
+  explicit WorkerCredit(uint32_t slots, Trust trust = Trust::kSpawned);
 
   // Tasks that may be sent now.
   size_t available() const { return target() > outstanding_ ? target() - outstanding_ : 0; }
@@ -34,14 +48,21 @@ class WorkerCredit {
   // Mean task time seen so far (0 before the first result).
   double mean_task_micros() const { return mean_task_us_; }
 
+  Trust trust() const { return trust_; }
+
   void OnSent(size_t tasks) { outstanding_ += tasks; }
   // `tasks` results arrived whose payload times add up to `total_micros`.
   void OnResults(size_t tasks, uint64_t total_micros);
+  // `tasks` of this worker's tasks were finished by another worker first:
+  // they are no longer outstanding here, and (kEarned) cost credit.
+  void OnTakenOver(size_t tasks);
   // The worker is gone or restarted: nothing is outstanding any more.
   void Reset() { outstanding_ = 0; }
 
  private:
   uint32_t slots_;
+  Trust trust_;
+  size_t earned_ = kInitialCredit;  // kEarned: the most tasks it may hold
   size_t outstanding_ = 0;
   double mean_task_us_ = 0;  // exponentially weighted, per batch of results
 };

@@ -1,0 +1,315 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <climits>
+
+namespace fanmap {
+
+Scheduler::Scheduler(SchedulerOptions options)
+    : options_(std::move(options)), retry_policy_(options_.retries, options_.seed) {}
+
+void Scheduler::Finish(uint64_t index, Result result) {
+  if (!window_.Complete(index, std::move(result))) return;
+  if (on_complete_) on_complete_(index);
+}
+
+void Scheduler::Complete(uint64_t index, Result result) {
+  result.index = index;
+  Finish(index, std::move(result));
+}
+
+Worker& Scheduler::AddWorker(std::string routing_id, const Hello& hello, uint32_t slots,
+                             pid_t local_pid, int64_t now_ms) {
+  Worker& worker = workers_.Add(std::move(routing_id));
+  worker.hello = hello;
+  worker.local_pid = local_pid;
+  worker.credit = WorkerCredit(slots, local_pid != 0 ? Trust::kSpawned : Trust::kEarned);
+  worker.last_heard_ms = now_ms;
+  return worker;
+}
+
+std::vector<WorkerId> Scheduler::SilentWorkers(int64_t now_ms) const {
+  std::vector<WorkerId> silent;
+  for (const Worker* w : workers_.all()) {
+    if (now_ms - w->last_heard_ms > options_.liveness_ms) silent.push_back(w->id);
+  }
+  return silent;
+}
+
+void Scheduler::ReleaseDueRetries(int64_t now_ms) {
+  bool released = false;
+  while (!delayed_.empty() && delayed_.top().first <= now_ms) {
+    retry_.push_back(delayed_.top().second);
+    delayed_.pop();
+    released = true;
+  }
+  if (released) std::sort(retry_.begin(), retry_.end());
+}
+
+bool Scheduler::NextTask(uint64_t* index) {
+  while (!retry_.empty()) {
+    uint64_t i = retry_.front();
+    retry_.pop_front();
+    Slot* slot = window_.Find(i);
+    if (slot != nullptr && slot->state == SlotState::kPending) {
+      *index = i;
+      return true;
+    }
+  }
+  while (next_new_ < window_.end()) {
+    uint64_t i = next_new_++;
+    Slot* slot = window_.Find(i);
+    if (slot != nullptr && slot->state == SlotState::kPending) {
+      *index = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+uint32_t Scheduler::Assign(uint64_t index, Worker& worker, int64_t now_us, int64_t now_ms) {
+  Slot* slot = window_.Find(index);
+  slot->state = SlotState::kInFlight;
+  slot->worker = worker.id;
+  slot->backup_worker = 0;
+  slot->sent_us = now_us;
+  slot->sent_seq = ++send_seq_;
+  slot->primary_attempt = slot->attempts++;
+  ++slot->charged;
+  if (worker.credit.outstanding() == 0) worker.busy_since_ms = now_ms;
+  worker.credit.OnSent(1);
+  return slot->primary_attempt;
+}
+
+void Scheduler::Unassign(const std::vector<uint64_t>& indexes, Worker& worker) {
+  for (auto it = indexes.rbegin(); it != indexes.rend(); ++it) {
+    Slot* slot = window_.Find(*it);
+    if (slot == nullptr || slot->state != SlotState::kInFlight || slot->worker != worker.id) {
+      continue;
+    }
+    slot->state = SlotState::kPending;
+    slot->worker = 0;
+    --slot->charged;
+    retry_.push_front(*it);
+  }
+  worker.credit.OnTakenOver(0);
+}
+
+bool Scheduler::HasUnsent() const {
+  return !retry_.empty() || !delayed_.empty() || next_new_ < window_.end();
+}
+
+int64_t Scheduler::NextRetryDueMs() const {
+  return delayed_.empty() ? INT64_MAX : delayed_.top().first;
+}
+
+size_t Scheduler::InFlight() const {
+  size_t n = 0;
+  for (const Worker* w : workers_.all()) n += w->credit.outstanding();
+  return n;
+}
+
+void Scheduler::Requeue(uint64_t index, Slot* slot, int64_t delay_ms, int64_t now_ms) {
+  slot->state = SlotState::kPending;
+  slot->worker = 0;
+  slot->backup_worker = 0;
+  ++retried_;
+  if (delay_ms <= 0) {
+    retry_.push_back(index);
+  } else {
+    // +1: clocks in ms truncate, and a retry must never precede Retry-After.
+    delayed_.emplace(now_ms + delay_ms + 1, index);
+  }
+}
+
+void Scheduler::Fail(uint64_t index, Slot* slot, std::string error) {
+  Result result;
+  result.index = index;
+  result.ok = false;
+  result.value = std::move(error);
+  result.extra["attempts"] = static_cast<int64_t>(slot->charged);
+  slot->worker = 0;
+  slot->backup_worker = 0;
+  Finish(index, std::move(result));
+}
+
+FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
+                                  std::vector<Result>* results, int64_t now_us, int64_t now_ms) {
+  if (from == nullptr) {
+    drops_.unknown_peer += results->size();
+    return FrameVerdict::kUnknownPeer;
+  }
+  if (run_id != options_.run_id) {
+    drops_.other_run += results->size();
+    return FrameVerdict::kOtherRun;
+  }
+  size_t closed = 0;
+  uint64_t closed_us = 0;
+  for (Result& result : *results) {
+    uint64_t elapsed_us = result.elapsed_us;
+    Verdict verdict = OnResult(*from, &result, now_ms);
+    if (verdict == Verdict::kLate) {
+      ++drops_.late;
+    } else if (verdict == Verdict::kUnsolicited) {
+      ++drops_.unsolicited;
+    } else {
+      ++closed;
+      closed_us += elapsed_us;
+    }
+  }
+  if (closed > 0) {
+    from->credit.OnResults(closed, closed_us);
+    from->completed += closed;
+    from->last_result_ms = now_ms;
+    double batch_mean = static_cast<double>(closed_us) / closed;
+    mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.9 * mean_task_us_ + 0.1 * batch_mean;
+  }
+  (void)now_us;
+  return FrameVerdict::kCounted;
+}
+
+Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
+  uint64_t index = result->index;
+  Slot* slot = window_.Find(index);
+  if (slot == nullptr) return index < window_.begin() ? Verdict::kLate : Verdict::kUnsolicited;
+  if (slot->state == SlotState::kDone) return Verdict::kLate;
+  if (slot->state != SlotState::kInFlight) return Verdict::kUnsolicited;
+  bool primary = slot->worker == from.id && slot->primary_attempt == result->attempt;
+  bool backup = slot->backup_worker != 0 && slot->backup_worker == from.id &&
+                slot->backup_attempt == result->attempt;
+  if (!primary && !backup) return Verdict::kUnsolicited;
+  if (on_response_) on_response_(*result, *slot);
+
+  // The other open copy of this item, if any.
+  WorkerId other = primary ? slot->backup_worker : slot->worker;
+  if (!result->ok && result->retryable) {
+    if (other != 0) {
+      // That copy may still succeed: only this one is closed.
+      if (primary) {
+        slot->worker = slot->backup_worker;
+        slot->primary_attempt = slot->backup_attempt;
+      }
+      slot->backup_worker = 0;
+      return Verdict::kCopyClosed;
+    }
+    if (retry_policy_.MayRetry(slot->charged)) {
+      Requeue(index, slot, retry_policy_.DelayMillis(slot->charged, result->retry_after_ms),
+              now_ms);
+      return Verdict::kRequeued;
+    }
+  }
+  if (other != 0) {
+    // The other copy lost the race: it is no longer that worker's to finish.
+    if (Worker* loser = workers_.Find(other)) loser->credit.OnTakenOver(1);
+  }
+  if (slot->charged > 1) result->extra["attempts"] = static_cast<int64_t>(slot->charged);
+  slot->worker = 0;
+  slot->backup_worker = 0;
+  Finish(index, std::move(*result));
+  return Verdict::kAccepted;
+}
+
+WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
+  WorkerLoss loss;
+  Worker* worker = workers_.Find(id);
+  if (worker == nullptr) return loss;
+  // Rare (a worker died), so a scan of the window is cheaper than keeping a
+  // per-worker index on the hot path.
+  std::vector<std::pair<uint64_t, uint64_t>> held;  // (send order, index)
+  for (uint64_t i = window_.begin(); i < window_.end(); ++i) {
+    Slot* slot = window_.Find(i);
+    if (slot->state != SlotState::kInFlight) continue;
+    if (slot->backup_worker == id) slot->backup_worker = 0;
+    if (slot->worker != id) continue;
+    if (slot->backup_worker != 0) {
+      // The backup copy still runs elsewhere: it becomes the only copy.
+      slot->worker = slot->backup_worker;
+      slot->primary_attempt = slot->backup_attempt;
+      slot->backup_worker = 0;
+      ++loss.resent;
+      continue;
+    }
+    held.emplace_back(slot->sent_seq, i);
+  }
+  // A worker runs its tasks in the order they were sent, `slots` at a time:
+  // only the oldest ones were running when it died, and only those can be
+  // what killed it. The others never started: they keep their attempt. A
+  // worker that earns its credit has proven only as many slots as it
+  // returned results: what it claims beyond that could be a lie meant to
+  // use up the attempts of items it never ran.
+  std::sort(held.begin(), held.end());
+  size_t running = worker->credit.slots();
+  if (worker->credit.trust() == Trust::kEarned) {
+    running = std::clamp<size_t>(worker->completed, 1, running);
+  }
+  for (size_t k = 0; k < held.size(); ++k) {
+    uint64_t index = held[k].second;
+    Slot* slot = window_.Find(index);
+    if (k >= running) {
+      --slot->charged;
+    } else if (!retry_policy_.MayRetry(slot->charged)) {
+      Fail(index, slot,
+           "worker lost " + std::to_string(slot->charged) +
+               " time(s) while running this item (last: " + why + ")");
+      loss.failed.push_back(index);
+      continue;
+    }
+    Requeue(index, slot, 0, 0);
+    ++loss.resent;
+  }
+  std::sort(retry_.begin(), retry_.end());
+  workers_.Remove(id);
+  return loss;
+}
+
+bool Scheduler::IsSilentHolder(const Worker& worker, int64_t now_ms) const {
+  if (worker.credit.trust() != Trust::kEarned || worker.credit.outstanding() == 0) return false;
+  return now_ms - std::max(worker.busy_since_ms, worker.last_result_ms) > options_.liveness_ms;
+}
+
+std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send) {
+  std::vector<Backup> backups;
+  if (more_to_send || HasUnsent()) return backups;
+  // Helpers: workers with free credit that are not silent holders themselves.
+  std::vector<Worker*> helpers;
+  bool any_silent = false;
+  for (Worker* w : workers_.all()) {
+    if (IsSilentHolder(*w, now_ms)) {
+      any_silent = true;
+    } else if (w->credit.available() > 0) {
+      helpers.push_back(w);
+    }
+  }
+  bool stragglers = options_.speculate && mean_task_us_ > 0;
+  if (helpers.empty() || (!stragglers && !any_silent)) return backups;
+  int64_t threshold_us = std::max<int64_t>(kMinStragglerMs * 1000,
+                                           static_cast<int64_t>(kStragglerFactor * mean_task_us_));
+  size_t scanned = 0;
+  for (uint64_t i = window_.begin(); i < window_.end() && scanned < kBackupScan; ++i) {
+    Slot* slot = window_.Find(i);
+    if (slot->state != SlotState::kInFlight || slot->backup_worker != 0) continue;
+    ++scanned;
+    const Worker* holder = workers_.Find(slot->worker);
+    bool rescue = holder != nullptr && IsSilentHolder(*holder, now_ms);
+    bool straggler = stragglers && !slot->speculated && now_us - slot->sent_us >= threshold_us;
+    if (!rescue && !straggler) continue;
+    auto it = std::find_if(helpers.begin(), helpers.end(), [slot](Worker* w) {
+      return w->id != slot->worker && w->credit.available() > 0;
+    });
+    if (it == helpers.end()) continue;
+    Worker& helper = **it;
+    Backup backup{i, slot->attempts++, helper.id};
+    slot->speculated = true;
+    slot->backup_worker = helper.id;
+    slot->backup_attempt = backup.attempt;
+    if (helper.credit.outstanding() == 0) helper.busy_since_ms = now_ms;
+    helper.credit.OnSent(1);
+    ++backups_;
+    backups.push_back(backup);
+    // Spread the copies: the next one goes to the next helper.
+    std::rotate(helpers.begin(), it + 1, helpers.end());
+  }
+  return backups;
+}
+
+}  // namespace fanmap

@@ -1,0 +1,201 @@
+// Scheduler: the decisions of a run, apart from its sockets.
+//
+// It holds the window of items (ReorderBuffer), the queue of items to send
+// (new ones, retries due now, retries waiting for their backoff), the
+// workers of this run (WorkerRegistry) and every item's open attempts, and
+// decides:
+//   - which item a worker is sent next (Assign),
+//   - whether a result counts: only from the worker that was sent that very
+//     attempt, while the attempt is open, in this run (OnResults),
+//   - what a failure leads to (RetryPolicy: again, later, or final),
+//   - what happens to a lost worker's tasks (RemoveWorker),
+//   - which workers are silent (SilentWorkers) and which tasks get a copy on
+//     another worker (PlanBackups): stragglers (--speculate) and the tasks of
+//     a worker that was not spawned here and has returned no result for
+//     longer than the liveness bound (a hoarder, or a peer that hung).
+// Time is always a parameter; nothing here touches a socket or a clock, so
+// every decision is unit-tested with a fake worker (tests/scheduler_test.cc).
+//
+// An attempt is (index, attempt number). Each item has at most two open
+// attempts: its primary copy and, at most, one backup copy; both name the
+// worker that holds them. Attempt numbers are never reused for an item.
+#ifndef FANMAP_COORDINATOR_SCHEDULER_H_
+#define FANMAP_COORDINATOR_SCHEDULER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <queue>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/protocol.h"
+#include "coordinator/reorder_buffer.h"
+#include "coordinator/retry_policy.h"
+#include "coordinator/worker_registry.h"
+
+namespace fanmap {
+
+struct SchedulerOptions {
+  std::string run_id;          // results must carry it
+  int64_t liveness_ms = 5000;  // heartbeat silence that makes a worker dead
+  bool speculate = true;       // back up stragglers on workers with free credit
+  int retries = 2;             // RetryPolicy's
+  uint64_t seed = 0;           // RetryPolicy's jitter
+};
+
+// What one result amounts to.
+enum class Verdict : uint8_t {
+  kAccepted,     // it completes its item
+  kRequeued,     // a retryable failure: the item goes back in line
+  kCopyClosed,   // a retryable failure of one copy while another copy runs on
+  kLate,         // its attempt was closed already: the item is done, or was given up
+  kUnsolicited,  // this worker holds no such open attempt: it was never sent it
+};
+
+// What a RESULTS frame amounts to, before its results are judged.
+enum class FrameVerdict : uint8_t {
+  kCounted,      // from a worker of this run: each result was judged
+  kUnknownPeer,  // the sender is not a worker of this run (never said HELLO, or removed)
+  kOtherRun,     // the sender runs another run's job
+};
+
+// Results dropped, by reason (the end-of-run log reports them).
+struct DropCounts {
+  uint64_t late = 0;
+  uint64_t unsolicited = 0;
+  uint64_t unknown_peer = 0;
+  uint64_t other_run = 0;
+  uint64_t total() const { return late + unsolicited + unknown_peer + other_run; }
+};
+
+// A backup copy to send: `attempt` of `index` to `worker`.
+struct Backup {
+  uint64_t index = 0;
+  uint32_t attempt = 0;
+  WorkerId worker = 0;
+};
+
+// What became of a removed worker's tasks.
+struct WorkerLoss {
+  size_t resent = 0;             // back in line (or left to their backup copy)
+  std::vector<uint64_t> failed;  // lost a worker on every allowed attempt: failed
+};
+
+class Scheduler {
+ public:
+  // Called for every item as it completes (with a result or a failure), in
+  // completion order: --unordered writes its record at once.
+  using CompleteFn = std::function<void(uint64_t index)>;
+  // Called for every result that closes an open attempt, before it is
+  // judged: feedback for the rate limiter (status codes, token usage).
+  using ResponseFn = std::function<void(const Result& result, const Slot& slot)>;
+
+  static constexpr double kStragglerFactor = 4;
+  static constexpr int64_t kMinStragglerMs = 500;
+  // In-flight slots looked at per PlanBackups call (the oldest ones).
+  static constexpr size_t kBackupScan = 4096;
+
+  explicit Scheduler(SchedulerOptions options);
+  void set_on_complete(CompleteFn fn) { on_complete_ = std::move(fn); }
+  void set_on_response(ResponseFn fn) { on_response_ = std::move(fn); }
+
+  const std::string& run_id() const { return options_.run_id; }
+  ReorderBuffer& window() { return window_; }
+  const ReorderBuffer& window() const { return window_; }
+  WorkerRegistry& workers() { return workers_; }
+  const WorkerRegistry& workers() const { return workers_; }
+
+  // --- items
+  uint64_t AddItem(std::string item) { return window_.Add(std::move(item)); }
+  // Completes an item no worker ran (bad input, a resumed record).
+  void Complete(uint64_t index, Result result);
+
+  // --- workers
+  // A worker said HELLO. `local_pid` != 0: this coordinator spawned it (full
+  // credit at once); otherwise it earns its credit (credit.h).
+  Worker& AddWorker(std::string routing_id, const Hello& hello, uint32_t slots, pid_t local_pid,
+                    int64_t now_ms);
+  // The worker is gone (dead, silent, left, or cut off). Its tasks go back
+  // in line, or to their backup copy; the ones it may have been running are
+  // charged an attempt, and fail when no attempt is left. Erases the worker.
+  WorkerLoss RemoveWorker(WorkerId id, const std::string& why);
+  // Workers that have not been heard from for longer than the liveness bound.
+  std::vector<WorkerId> SilentWorkers(int64_t now_ms) const;
+
+  // --- dispatch
+  // Moves retries whose backoff is over into the queue.
+  void ReleaseDueRetries(int64_t now_ms);
+  // The next item to send (retries first, in index order), or false.
+  bool NextTask(uint64_t* index);
+  // Puts an item NextTask returned back at the front of the line.
+  void PutBack(uint64_t index) { retry_.push_front(index); }
+  // Records that `index` is sent to `worker` now; returns the attempt number.
+  uint32_t Assign(uint64_t index, Worker& worker, int64_t now_us, int64_t now_ms);
+  // The frame carrying these assigned items never left: they wait again,
+  // first in line, uncharged.
+  void Unassign(const std::vector<uint64_t>& indexes, Worker& worker);
+  // True while something waits to be sent (now or after a backoff).
+  bool HasUnsent() const;
+  // When the earliest waiting retry is due; INT64_MAX if none.
+  int64_t NextRetryDueMs() const;
+  // Tasks at workers, not yet answered.
+  size_t InFlight() const;
+
+  // --- results
+  // Judges a RESULTS frame from the peer `from` (null: not a worker of this
+  // run). Results count only from a worker of this run, carrying this run's
+  // id, for an attempt that worker holds open; everything else is dropped and
+  // counted. `results` is consumed.
+  FrameVerdict OnResults(Worker* from, const std::string& run_id, std::vector<Result>* results,
+                         int64_t now_us, int64_t now_ms);
+
+  // --- backups
+  // Backup copies to send now, when `more_to_send` is false (nothing new to
+  // give): stragglers (with --speculate: running kStragglerFactor times
+  // longer than tasks usually take) and every task of a silent earning
+  // worker (no result for longer than the liveness bound while holding
+  // tasks). Each goes to another worker with free credit; the slots are
+  // marked and the helpers charged, so the caller only sends them.
+  std::vector<Backup> PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send);
+  // True if `worker` earns its credit and has held tasks without returning
+  // a result for longer than the liveness bound.
+  bool IsSilentHolder(const Worker& worker, int64_t now_ms) const;
+
+  // --- figures
+  const DropCounts& drops() const { return drops_; }
+  uint64_t retried() const { return retried_; }
+  uint64_t backups() const { return backups_; }
+  double mean_task_us() const { return mean_task_us_; }
+
+ private:
+  Verdict OnResult(Worker& from, Result* result, int64_t now_ms);
+  void Requeue(uint64_t index, Slot* slot, int64_t delay_ms, int64_t now_ms);
+  void Fail(uint64_t index, Slot* slot, std::string error);
+  void Finish(uint64_t index, Result result);
+
+  SchedulerOptions options_;
+  RetryPolicy retry_policy_;
+  CompleteFn on_complete_;
+  ResponseFn on_response_;
+  ReorderBuffer window_;
+  WorkerRegistry workers_;
+  std::deque<uint64_t> retry_;  // requeued indexes, sent before new ones
+  // Retries waiting for their backoff: (due time in ms, index), soonest first.
+  std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,
+                      std::greater<>>
+      delayed_;
+  uint64_t next_new_ = 0;  // first index never sent
+  uint64_t send_seq_ = 0;
+  double mean_task_us_ = 0;  // over all workers, for straggler detection
+  DropCounts drops_;
+  uint64_t retried_ = 0;
+  uint64_t backups_ = 0;
+};
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_SCHEDULER_H_

@@ -106,5 +106,35 @@ TEST_F(WorkerCreditTest, ResetForgetsOutstanding) {
   EXPECT_EQ(credit.available(), 2u);
 }
 
+TEST_F(WorkerCreditTest, AnEarningWorkerStartsWithTheInitialCreditWhateverItClaims) {
+  WorkerCredit credit(0xffffffffu, Trust::kEarned);
+  EXPECT_EQ(credit.target(), WorkerCredit::kInitialCredit);
+  WorkerCredit small(4, Trust::kEarned);
+  EXPECT_EQ(small.target(), 4u) << "never more than its slots before a result";
+}
+
+TEST_F(WorkerCreditTest, EarnedCreditGrowsByOneForEachResult) {
+  WorkerCredit credit(1000, Trust::kEarned);
+  credit.OnSent(WorkerCredit::kInitialCredit);
+  EXPECT_EQ(credit.available(), 0u);
+  credit.OnResults(WorkerCredit::kInitialCredit, 100 * 1000000);  // 1 s tasks: prefetch 1
+  EXPECT_EQ(credit.target(), 2 * WorkerCredit::kInitialCredit);
+}
+
+TEST_F(WorkerCreditTest, TasksFinishedElsewhereCostAnEarningWorkerItsCredit) {
+  WorkerCredit credit(1000, Trust::kEarned);
+  credit.OnSent(WorkerCredit::kInitialCredit);
+  credit.OnTakenOver(WorkerCredit::kInitialCredit);
+  EXPECT_EQ(credit.outstanding(), 0u);
+  EXPECT_EQ(credit.available(), 0u);
+}
+
+TEST_F(WorkerCreditTest, ASpawnedWorkerKeepsItsCreditWhenATaskIsTakenOver) {
+  WorkerCredit credit(4, Trust::kSpawned);
+  credit.OnSent(4);
+  credit.OnTakenOver(1);
+  EXPECT_EQ(credit.available(), 1u);
+}
+
 }  // namespace
 }  // namespace fanmap

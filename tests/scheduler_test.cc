@@ -1,0 +1,359 @@
+#include "coordinator/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace fanmap {
+namespace {
+
+constexpr char kRun[] = "0123456789abcdef0123456789abcdef";
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : scheduler_(Options()) {
+    scheduler_.set_on_complete([this](uint64_t index) { completed_.push_back(index); });
+  }
+
+  static SchedulerOptions Options() {
+    SchedulerOptions options;
+    options.run_id = kRun;
+    options.liveness_ms = 1000;
+    options.speculate = true;
+    options.retries = 2;
+    options.seed = 1;
+    return options;
+  }
+
+  void AddItems(int n) {
+    for (int i = 0; i < n; ++i) scheduler_.AddItem("item-" + std::to_string(i));
+  }
+
+  // A worker that this coordinator spawned (spawned) or a remote peer.
+  Worker& Join(const std::string& routing_id, uint32_t slots, bool spawned) {
+    Hello hello;
+    hello.name = routing_id;
+    return scheduler_.AddWorker(routing_id, hello, slots, spawned ? 4242 : 0, now_ms_);
+  }
+
+  // Sends `worker` as many tasks as its credit allows (at most `max`);
+  // returns the (index, attempt) pairs sent.
+  std::vector<std::pair<uint64_t, uint32_t>> Send(Worker& worker, size_t max = SIZE_MAX) {
+    std::vector<std::pair<uint64_t, uint32_t>> sent;
+    uint64_t index;
+    while (sent.size() < max && worker.credit.available() > 0 && scheduler_.NextTask(&index)) {
+      sent.emplace_back(index, scheduler_.Assign(index, worker, now_ms_ * 1000, now_ms_));
+    }
+    return sent;
+  }
+
+  static Result Answer(uint64_t index, uint32_t attempt, bool ok = true, bool retryable = false) {
+    Result r;
+    r.index = index;
+    r.attempt = attempt;
+    r.ok = ok;
+    r.retryable = retryable;
+    r.value = ok ? "good-" + std::to_string(index) : "failed";
+    r.elapsed_us = 1000;
+    return r;
+  }
+
+  FrameVerdict Deliver(Worker* from, Result result, const std::string& run = kRun) {
+    std::vector<Result> results{std::move(result)};
+    return scheduler_.OnResults(from, run, &results, now_ms_ * 1000, now_ms_);
+  }
+
+  const Slot& SlotOf(uint64_t index) { return *scheduler_.window().Find(index); }
+
+  // Item 0 runs long at *primary while *helper finishes item 1 and is free:
+  // returns the backup copy of item 0 that goes to *helper.
+  Backup Straggle(Worker** primary, Worker** helper, uint32_t* primary_attempt) {
+    AddItems(2);
+    *primary = &Join("p", 1, true);
+    *helper = &Join("h", 1, true);
+    auto to_primary = Send(**primary);
+    auto to_helper = Send(**helper);
+    EXPECT_EQ(to_primary.size(), 1u);
+    EXPECT_EQ(to_helper.size(), 1u);
+    *primary_attempt = to_primary[0].second;
+    Deliver(*helper, Answer(to_helper[0].first, to_helper[0].second));
+    now_ms_ += 10000;  // far longer than tasks usually take
+    std::vector<Backup> backups = scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false);
+    EXPECT_EQ(backups.size(), 1u);
+    if (backups.empty()) return Backup{};
+    EXPECT_EQ(backups[0].index, 0u);
+    EXPECT_EQ(backups[0].worker, (*helper)->id);
+    EXPECT_NE(backups[0].attempt, *primary_attempt);
+    return backups[0];
+  }
+
+  int64_t now_ms_ = 1000000;
+  Scheduler scheduler_;
+  std::vector<uint64_t> completed_;
+};
+
+TEST_F(SchedulerTest, ResultFromTheWorkerThatWasSentTheAttemptCompletesTheItem) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  auto sent = Send(w);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(Deliver(&w, Answer(0, sent[0].second)), FrameVerdict::kCounted);
+  EXPECT_EQ(completed_, std::vector<uint64_t>{0});
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+  EXPECT_EQ(w.credit.outstanding(), 0u);
+  EXPECT_EQ(scheduler_.drops().total(), 0u);
+}
+
+TEST_F(SchedulerTest, ResultFromAnotherWorkerIsDroppedAndTheAttemptStaysOpen) {
+  AddItems(2);
+  Worker& a = Join("a", 1, true);
+  Worker& b = Join("b", 1, true);
+  auto to_a = Send(a);
+  ASSERT_EQ(to_a.size(), 1u);
+  // b was never sent item 0: whatever it says about it does not count.
+  Result forged = Answer(0, to_a[0].second);
+  forged.value = "FORGED";
+  EXPECT_EQ(Deliver(&b, forged), FrameVerdict::kCounted);
+  EXPECT_TRUE(completed_.empty());
+  EXPECT_EQ(scheduler_.drops().unsolicited, 1u);
+  EXPECT_EQ(SlotOf(0).state, SlotState::kInFlight);
+  EXPECT_EQ(b.credit.outstanding(), 0u) << "a forged result frees no credit";
+  // a's own answer still counts.
+  Deliver(&a, Answer(0, to_a[0].second));
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+}
+
+TEST_F(SchedulerTest, ResultForAnIndexNeverSentIsDropped) {
+  AddItems(3);
+  Worker& w = Join("w", 1, true);
+  auto sent = Send(w);
+  ASSERT_EQ(sent.size(), 1u);
+  Deliver(&w, Answer(1, 0));       // in the window, never sent
+  Deliver(&w, Answer(999999, 0));  // beyond the window
+  Deliver(&w, Answer(0, 7));       // an attempt that was never made
+  EXPECT_TRUE(completed_.empty());
+  EXPECT_EQ(scheduler_.drops().unsolicited, 3u);
+  EXPECT_EQ(SlotOf(1).state, SlotState::kPending);
+}
+
+TEST_F(SchedulerTest, ResultsFromAPeerThatNeverSaidHelloAreDropped) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  auto sent = Send(w);
+  EXPECT_EQ(Deliver(nullptr, Answer(0, sent[0].second)), FrameVerdict::kUnknownPeer);
+  EXPECT_TRUE(completed_.empty());
+  EXPECT_EQ(scheduler_.drops().unknown_peer, 1u);
+}
+
+TEST_F(SchedulerTest, ResultsOfAnotherRunAreDroppedEvenFromAWorkerOfThisRun) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  auto sent = Send(w);
+  EXPECT_EQ(Deliver(&w, Answer(0, sent[0].second), "ffffffffffffffffffffffffffffffff"),
+            FrameVerdict::kOtherRun);
+  EXPECT_TRUE(completed_.empty());
+  EXPECT_EQ(scheduler_.drops().other_run, 1u);
+  EXPECT_EQ(SlotOf(0).state, SlotState::kInFlight);
+}
+
+TEST_F(SchedulerTest, ASecondResultForTheSameAttemptIsLate) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  auto sent = Send(w);
+  Deliver(&w, Answer(0, sent[0].second));
+  Result again = Answer(0, sent[0].second);
+  again.value = "second";
+  Deliver(&w, again);
+  EXPECT_EQ(completed_.size(), 1u);
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+  EXPECT_EQ(scheduler_.drops().late, 1u);
+}
+
+TEST_F(SchedulerTest, BackupRacingItsPrimaryFirstResultWinsAndTheLoserIsLate) {
+  Worker* primary;
+  Worker* helper;
+  uint32_t primary_attempt;
+  Backup backup = Straggle(&primary, &helper, &primary_attempt);
+  // The backup answers first and wins; the primary's answer comes late.
+  Result from_backup = Answer(0, backup.attempt);
+  from_backup.value = "from backup";
+  Deliver(helper, from_backup);
+  EXPECT_EQ(SlotOf(0).result.value, "from backup");
+  EXPECT_EQ(primary->credit.outstanding(), 0u) << "the loser's copy is no longer its to finish";
+  Deliver(primary, Answer(0, primary_attempt));
+  EXPECT_EQ(SlotOf(0).result.value, "from backup");
+  EXPECT_EQ(completed_, (std::vector<uint64_t>{1, 0}));
+  EXPECT_EQ(scheduler_.drops().late, 1u);
+}
+
+TEST_F(SchedulerTest, PrimaryWinningItsRaceMakesTheBackupLate) {
+  Worker* primary;
+  Worker* helper;
+  uint32_t primary_attempt;
+  Backup backup = Straggle(&primary, &helper, &primary_attempt);
+  Deliver(primary, Answer(0, primary_attempt));
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+  EXPECT_EQ(helper->credit.outstanding(), 0u);
+  Result from_backup = Answer(0, backup.attempt);
+  from_backup.value = "from backup";
+  Deliver(helper, from_backup);
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+  EXPECT_EQ(scheduler_.drops().late, 1u);
+}
+
+TEST_F(SchedulerTest, FailedBackupLeavesThePrimaryRunning) {
+  Worker* primary;
+  Worker* helper;
+  uint32_t primary_attempt;
+  Backup backup = Straggle(&primary, &helper, &primary_attempt);
+  Deliver(helper, Answer(0, backup.attempt, false, true));
+  EXPECT_EQ(SlotOf(0).state, SlotState::kInFlight);
+  Deliver(primary, Answer(0, primary_attempt));
+  EXPECT_EQ(SlotOf(0).result.value, "good-0");
+}
+
+TEST_F(SchedulerTest, RetryableFailuresRetryUntilTheRetriesAreUsedUp) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    now_ms_ += 60000;  // past any backoff
+    scheduler_.ReleaseDueRetries(now_ms_);
+    auto sent = Send(w);
+    ASSERT_EQ(sent.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(sent[0].second, static_cast<uint32_t>(attempt));
+    Deliver(&w, Answer(0, sent[0].second, false, true));
+  }
+  ASSERT_EQ(completed_.size(), 1u);
+  EXPECT_FALSE(SlotOf(0).result.ok);
+  EXPECT_EQ(scheduler_.retried(), 2u);
+}
+
+TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {
+  AddItems(1);
+  Worker& a = Join("a", 1, true);
+  Worker& b = Join("b", 1, true);
+  auto first = Send(a);
+  scheduler_.RemoveWorker(a.id, "lost");
+  auto second = Send(b);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_NE(second[0].second, first[0].second);
+  // b answers the old attempt number (as a forger would): not b's attempt.
+  Deliver(&b, Answer(0, first[0].second));
+  EXPECT_TRUE(completed_.empty());
+  Deliver(&b, Answer(0, second[0].second));
+  EXPECT_EQ(completed_.size(), 1u);
+}
+
+TEST_F(SchedulerTest, HoardingPeerHoldsOnlyItsInitialCreditWhateverSlotsItClaims) {
+  AddItems(2000);
+  Worker& hoarder = Join("hoarder", 65536, false);
+  auto held = Send(hoarder);
+  EXPECT_EQ(held.size(), WorkerCredit::kInitialCredit);
+  EXPECT_EQ(hoarder.credit.available(), 0u);
+}
+
+TEST_F(SchedulerTest, EarnedCreditGrowsWithResults) {
+  AddItems(1000);
+  Worker& peer = Join("peer", 65536, false);
+  auto sent = Send(peer);
+  ASSERT_EQ(sent.size(), WorkerCredit::kInitialCredit);
+  std::vector<Result> results;
+  for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  EXPECT_EQ(Send(peer).size(), 2 * WorkerCredit::kInitialCredit);
+}
+
+TEST_F(SchedulerTest, SilentHoardersTasksGoElsewhereAndItGetsNoMore) {
+  AddItems(40);
+  Worker& hoarder = Join("hoarder", 65536, false);
+  auto held = Send(hoarder);
+  ASSERT_EQ(held.size(), WorkerCredit::kInitialCredit);
+  Worker& good = Join("good", 4, true);
+  // The good worker does everything else.
+  for (auto sent = Send(good); !sent.empty(); sent = Send(good)) {
+    std::vector<Result> results;
+    for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));
+    scheduler_.OnResults(&good, kRun, &results, now_ms_ * 1000, now_ms_);
+  }
+  // Before the liveness bound: the hoarder is not yet silent.
+  EXPECT_FALSE(scheduler_.IsSilentHolder(hoarder, now_ms_ + 500));
+  now_ms_ += 1001;
+  hoarder.last_heard_ms = now_ms_;  // it heartbeats, but returns nothing
+  good.last_heard_ms = now_ms_;
+  EXPECT_TRUE(scheduler_.IsSilentHolder(hoarder, now_ms_));
+  EXPECT_TRUE(scheduler_.SilentWorkers(now_ms_).empty()) << "it is heard from";
+  size_t rescued = 0;
+  for (int round = 0; round < 100 && completed_.size() < 40; ++round) {
+    std::vector<Backup> backups = scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false);
+    for (const Backup& b : backups) {
+      ASSERT_EQ(b.worker, good.id);
+      Deliver(&good, Answer(b.index, b.attempt));
+      ++rescued;
+    }
+  }
+  EXPECT_EQ(rescued, held.size());
+  EXPECT_EQ(completed_.size(), 40u);
+  EXPECT_EQ(hoarder.credit.outstanding(), 0u);
+  EXPECT_EQ(hoarder.credit.available(), 0u) << "tasks finished elsewhere cost it its credit";
+  // Its answers now come too late to count.
+  Deliver(&hoarder, Answer(held[0].first, held[0].second));
+  EXPECT_EQ(SlotOf(held[0].first).result.value, "good-" + std::to_string(held[0].first));
+}
+
+TEST_F(SchedulerTest, SpawnedWorkersAreNeverTreatedAsHoarders) {
+  AddItems(4);
+  Worker& local = Join("local", 4, true);
+  EXPECT_EQ(Send(local).size(), 4u);
+  now_ms_ += 100000;
+  EXPECT_FALSE(scheduler_.IsSilentHolder(local, now_ms_));
+}
+
+TEST_F(SchedulerTest, LosingAnUnprovenPeerChargesAtMostOneAttempt) {
+  AddItems(100);
+  Worker& peer = Join("peer", 65536, false);
+  auto held = Send(peer);
+  ASSERT_EQ(held.size(), WorkerCredit::kInitialCredit);
+  WorkerLoss loss = scheduler_.RemoveWorker(peer.id, "silent");
+  EXPECT_EQ(loss.resent, held.size());
+  EXPECT_TRUE(loss.failed.empty());
+  size_t charged = 0;
+  for (auto [index, attempt] : held) charged += SlotOf(index).charged;
+  EXPECT_EQ(charged, 1u) << "its claimed 65536 slots are not believed";
+  EXPECT_EQ(scheduler_.workers().Find(peer.id), nullptr);
+}
+
+TEST_F(SchedulerTest, AnItemLostWithItsWorkerOnEveryAttemptFails) {
+  AddItems(1);
+  for (int i = 0; i < 3; ++i) {
+    Worker& w = Join("w" + std::to_string(i), 1, true);
+    ASSERT_EQ(Send(w).size(), 1u);
+    WorkerLoss loss = scheduler_.RemoveWorker(w.id, "crashed");
+    if (i < 2) EXPECT_TRUE(loss.failed.empty());
+    if (i == 2) EXPECT_EQ(loss.failed, std::vector<uint64_t>{0});
+  }
+  ASSERT_EQ(completed_.size(), 1u);
+  EXPECT_FALSE(SlotOf(0).result.ok);
+}
+
+TEST_F(SchedulerTest, WorkersAreFoundByRoutingIdAndNotAfterRemoval) {
+  Worker& a = Join("route-a", 1, true);
+  Join("route-b", 1, true);
+  EXPECT_EQ(scheduler_.workers().Find("route-a"), &a);
+  EXPECT_EQ(scheduler_.workers().Find(a.id), &a);
+  scheduler_.RemoveWorker(a.id, "gone");
+  EXPECT_EQ(scheduler_.workers().Find("route-a"), nullptr);
+  EXPECT_EQ(scheduler_.workers().size(), 1u);
+}
+
+TEST_F(SchedulerTest, NoBackupsWhileThereIsNewWorkToSend) {
+  AddItems(10);
+  Worker& a = Join("a", 1, true);
+  Join("b", 1, true);
+  Send(a);
+  now_ms_ += 100000;
+  EXPECT_TRUE(scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false).empty());
+}
+
+}  // namespace
+}  // namespace fanmap

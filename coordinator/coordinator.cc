@@ -977,13 +977,19 @@ int Coordinator::Run() {
   }
   const DropCounts& drops = scheduler_.drops();
   if (drops.total() > 0 || bad_frames_ > 0) {
-    // Late copies are normal (a backup that lost its race); the rest means
-    // a misbehaving or hostile peer.
-    Log("dropped " + std::to_string(drops.late) + " late result(s), " +
-        std::to_string(drops.unsolicited) + " result(s) for tasks the worker was not sent, " +
-        std::to_string(drops.unknown_peer) + " from peers that are not workers of this run, " +
-        std::to_string(drops.other_run) + " of another run, and " + std::to_string(bad_frames_) +
-        " bad frame(s)");
+    // Late copies are normal (a backup that lost its race); the rest means a
+    // worker of another run, or a misbehaving or hostile peer.
+    std::string parts;
+    auto part = [&parts](uint64_t n, const char* what) {
+      if (n == 0) return;
+      parts += (parts.empty() ? "" : ", ") + std::to_string(n) + " " + what;
+    };
+    part(drops.late, "late result(s) of finished items");
+    part(drops.unsolicited, "result(s) for tasks the worker was not sent");
+    part(drops.unknown_peer, "result(s) from peers that are not workers of this run");
+    part(drops.other_run, "result(s) of another run");
+    part(bad_frames_, "bad frame(s)");
+    Log("dropped " + parts);
   }
   if (signals_ > 0) {
     Log("interrupted: " + std::to_string(written_) + " record(s) written" +

@@ -3,11 +3,25 @@
 #include <algorithm>
 #include <msgpack.hpp>
 #include <new>
+#include <utility>
 
 namespace fanmap {
 namespace {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// The deepest message nests four containers (root, results list, result,
+// extra map). The headroom lets a later version nest deeper and still be
+// read far enough to be refused by its version rather than as malformed.
+constexpr uint32_t kMaxNesting = 6;
+// The longest array and the largest map of any message.
+constexpr uint32_t kMaxArrayElements = std::max({kMaxFrameTasks, kMaxFrameResults, kMaxJobArgv});
+constexpr uint32_t kMaxMapEntries = std::max(kMaxResultExtra, kMaxJobOptions);
+
+static_assert(7 + kMaxJobArgv + 2 * kMaxJobOptions <= kMaxFrameElements,
+              "the largest JOB must fit in kMaxFrameElements");
+static_assert(3 + 4 * kMaxFrameTasks <= kMaxFrameElements,
+              "the largest TASKS frame must fit in kMaxFrameElements");
 
 std::string ToString(const msgpack::sbuffer& buffer) {
   return std::string(buffer.data(), buffer.size());
@@ -75,6 +89,71 @@ bool ReadTask(const msgpack::object& o, Task* task) {
          ReadUint32(a->ptr[1], &task->attempt) && ReadString(a->ptr[2], &task->item);
 }
 
+// First pass over a frame: msgpack's own parser walks the bytes and calls
+// this visitor without building any object, and the visitor stops it at the
+// first container that would take the frame past a cap. msgpack::unpack, run
+// only on frames that pass, allocates one object per element up front for
+// each container; without this pass a 16 MiB frame of nils took over 400 MB.
+class FrameScan : public msgpack::null_visitor {
+ public:
+  explicit FrameScan(size_t frame_size) : frame_size_(frame_size) {}
+
+  bool start_array(uint32_t size) {
+    if (size > kMaxArrayElements) {
+      return Fail("an array of " + std::to_string(size) + " elements (at most " +
+                  std::to_string(kMaxArrayElements) + ")");
+    }
+    return Open(size);
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool start_map(uint32_t size) {
+    if (size > kMaxMapEntries) {
+      return Fail("a map of " + std::to_string(size) + " entries (at most " +
+                  std::to_string(kMaxMapEntries) + ")");
+    }
+    return Open(uint64_t{size} * 2);
+  }
+  bool end_map() {
+    --depth_;
+    return true;
+  }
+  bool visit_bin(const char*, uint32_t) { return Fail("binary data (the protocol has none)"); }
+  bool visit_ext(const char*, uint32_t) { return Fail("an ext value (the protocol has none)"); }
+  void parse_error(size_t, size_t) { Fail("not msgpack"); }
+  void insufficient_bytes(size_t, size_t) { Fail("truncated"); }
+
+  // Why the parse stopped; empty if it did not.
+  const std::string& error() const { return error_; }
+
+ private:
+  // Counts a container's elements when it is declared, before any of them is
+  // read, so that a lying header stops the parse at once.
+  bool Open(uint64_t elements) {
+    if (++depth_ > kMaxNesting) {
+      return Fail("nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    elements_ += elements;
+    // Every element takes at least one byte of the frame.
+    if (elements_ > frame_size_) return Fail("declares more elements than it has bytes");
+    if (elements_ > kMaxFrameElements) {
+      return Fail("more than " + std::to_string(kMaxFrameElements) + " elements");
+    }
+    return true;
+  }
+  bool Fail(std::string error) {
+    if (error_.empty()) error_ = std::move(error);
+    return false;
+  }
+
+  const size_t frame_size_;
+  uint64_t elements_ = 0;
+  uint32_t depth_ = 0;
+  std::string error_;
+};
+
 bool ReadResult(const msgpack::object& o, Result* result) {
   auto* a = AsArray(o, 9, 9);
   if (a == nullptr || !ReadUint(a->ptr[0], &result->index) ||
@@ -85,7 +164,7 @@ bool ReadResult(const msgpack::object& o, Result* result) {
     return false;
   }
   const msgpack::object& extra = a->ptr[8];
-  if (extra.type != msgpack::type::MAP) return false;
+  if (extra.type != msgpack::type::MAP || extra.via.map.size > kMaxResultExtra) return false;
   for (uint32_t i = 0; i < extra.via.map.size; ++i) {
     const msgpack::object_kv& kv = extra.via.map.ptr[i];
     std::string key;
@@ -107,13 +186,13 @@ bool ReadJob(const msgpack::object_array& a, JobSpec* job) {
   if (a.size != 7 || !ReadString(a.ptr[2], &job->run_id) || !ReadString(a.ptr[3], &job->kind)) {
     return false;
   }
-  auto* argv = AsArray(a.ptr[4], 0, UINT32_MAX);
+  auto* argv = AsArray(a.ptr[4], 0, kMaxJobArgv);
   if (argv == nullptr) return false;
-  job->argv.resize(argv->size);
+  job->argv.reserve(argv->size);
   for (uint32_t i = 0; i < argv->size; ++i) {
-    if (!ReadString(argv->ptr[i], &job->argv[i])) return false;
+    if (!ReadString(argv->ptr[i], &job->argv.emplace_back())) return false;
   }
-  if (a.ptr[5].type != msgpack::type::MAP) return false;
+  if (a.ptr[5].type != msgpack::type::MAP || a.ptr[5].via.map.size > kMaxJobOptions) return false;
   const msgpack::object_map& options = a.ptr[5].via.map;
   for (uint32_t i = 0; i < options.size; ++i) {
     std::string key, value;
@@ -125,7 +204,9 @@ bool ReadJob(const msgpack::object_array& a, JobSpec* job) {
   return ReadUint32(a.ptr[6], &job->default_slots);
 }
 
-// Fills `out` from the message body; false if the shape is wrong.
+// Fills `out` from the message body; false if the shape is wrong. A list is
+// reserved only once its size is known to be within its cap, and filled one
+// checked element at a time.
 bool ReadBody(const msgpack::object_array& a, Message* out) {
   switch (out->type) {
     case MessageType::kHello:
@@ -134,21 +215,21 @@ bool ReadBody(const msgpack::object_array& a, Message* out) {
              ReadUint32(a.ptr[5], &out->hello.pid);
     case MessageType::kResults: {
       auto* list = a.size == 4 && ReadString(a.ptr[2], &out->run_id)
-                       ? AsArray(a.ptr[3], 0, UINT32_MAX)
+                       ? AsArray(a.ptr[3], 0, kMaxFrameResults)
                        : nullptr;
       if (list == nullptr) return false;
-      out->results.resize(list->size);
+      out->results.reserve(list->size);
       for (uint32_t i = 0; i < list->size; ++i) {
-        if (!ReadResult(list->ptr[i], &out->results[i])) return false;
+        if (!ReadResult(list->ptr[i], &out->results.emplace_back())) return false;
       }
       return true;
     }
     case MessageType::kTasks: {
-      auto* list = a.size == 3 ? AsArray(a.ptr[2], 0, UINT32_MAX) : nullptr;
+      auto* list = a.size == 3 ? AsArray(a.ptr[2], 0, kMaxFrameTasks) : nullptr;
       if (list == nullptr) return false;
-      out->tasks.resize(list->size);
+      out->tasks.reserve(list->size);
       for (uint32_t i = 0; i < list->size; ++i) {
-        if (!ReadTask(list->ptr[i], &out->tasks[i])) return false;
+        if (!ReadTask(list->ptr[i], &out->tasks.emplace_back())) return false;
       }
       return true;
     }
@@ -295,20 +376,32 @@ std::string TasksEncoder::Finish() {
 
 Status DecodeMessage(const void* data, size_t size, Message* out) {
   const char* bytes = static_cast<const char*>(data);
-  // Every element takes at least one byte, so no honest frame declares more
-  // elements than it has bytes: bounding the limits by the size keeps a
-  // 5-byte frame from allocating for four billion elements.
-  const size_t max_elements = std::min<size_t>(size, 16u << 20);
-  msgpack::unpack_limit limit(/*array=*/max_elements, /*map=*/std::min<size_t>(size / 2, 1024),
-                              /*str=*/size, /*bin=*/0, /*ext=*/0, /*depth=*/5);
-  msgpack::object_handle handle;
+  FrameScan scan(size);
   size_t offset = 0;
+  try {
+    if (!msgpack::parse(bytes, size, offset, scan)) {
+      return Status::Error("malformed frame: " +
+                           (scan.error().empty() ? std::string("not msgpack") : scan.error()));
+    }
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("malformed frame: ") + e.what());
+  }
+  if (offset != size) return Status::Error("malformed frame: trailing bytes after the message");
+
+  // The limits repeat what the first pass checked; they bound unpack on
+  // their own should the two ever disagree.
+  msgpack::unpack_limit limit(/*array=*/kMaxArrayElements, /*map=*/kMaxMapEntries,
+                              /*str=*/size, /*bin=*/0, /*ext=*/0, /*depth=*/kMaxNesting);
+  msgpack::object_handle handle;
+  offset = 0;
   try {
     handle = msgpack::unpack(bytes, size, offset, ReferenceEverything, nullptr, limit);
   } catch (const msgpack::unpack_error& e) {
     return Status::Error(std::string("malformed frame: ") + e.what());
   } catch (const std::bad_alloc&) {
-    return Status::Error("malformed frame: declares more data than it holds");
+    // The first pass bounds what unpack allocates: this is the process
+    // running out of memory, not the frame lying about its size.
+    return Status::Error("cannot decode frame: out of memory");
   } catch (const std::exception& e) {
     return Status::Error(std::string("malformed frame: ") + e.what());
   }
@@ -333,9 +426,14 @@ Status DecodeMessage(const void* data, size_t size, Message* out) {
     return Status::Error("protocol version " + std::to_string(version) + " is not supported (" +
                          "this side speaks version " + std::to_string(kProtocolVersion) + ")");
   }
-  if (!ReadBody(*a, out)) {
+  // The body goes to a message of its own, so that a frame rejected halfway
+  // leaves no partial body in `*out`.
+  Message message;
+  message.type = out->type;
+  if (!ReadBody(*a, &message)) {
     return Status::Error("malformed frame: bad body for message type " + std::to_string(type));
   }
+  *out = std::move(message);
   return Status::Ok();
 }
 

@@ -59,9 +59,40 @@ namespace fanmap {
 
 constexpr uint32_t kProtocolVersion = 2;
 
-// Largest frame either side accepts (ZMQ_MAXMSGSIZE). Items and results are
-// limited by it; a larger one becomes an error record, never a crash.
+// Largest frame either side accepts (ZMQ_MAXMSGSIZE): 256 MiB. The largest
+// legitimate frames are batches closed at 1 MiB (TASKS by the coordinator,
+// RESULTS by the worker) plus the one item or result that crossed that mark;
+// a result's value is at most 64 MiB (the payloads' output cap) with a 2 KB
+// stderr tail, so about 65 MiB, and 256 MiB leaves room for larger items.
+// Items and results are limited by it; a larger one becomes an error record,
+// never a crash.
 constexpr int64_t kMaxFrameBytes = 256ll << 20;
+
+// What one frame may hold. DecodeMessage rejects a frame over any of these:
+// over kMaxFrameElements before it allocates anything for the elements, over
+// the others before it sizes the list or map in question. Each is well above
+// what an honest peer sends, so that one never meets them.
+//
+// Tasks in one TASKS frame (the coordinator sends at most 1024).
+constexpr uint32_t kMaxFrameTasks = 4096;
+// Results in one RESULTS frame (the worker sends at most 1024).
+constexpr uint32_t kMaxFrameResults = 4096;
+// Entries of one result's `extra` map (payloads set at most a handful).
+constexpr uint32_t kMaxResultExtra = 64;
+// Entries of a JOB's argv (a command line) and of its options map (the keys
+// of common/job_keys.h).
+constexpr uint32_t kMaxJobArgv = 65536;
+constexpr uint32_t kMaxJobOptions = 256;
+// msgpack elements in one frame: every array element, map key and map value,
+// at any depth. It bounds the decoder's memory whatever the frame's shape
+// (msgpack allocates a 24-byte object per element: at most 13.6 MB) and
+// is sized for the largest legitimate frame, a RESULTS frame of
+// kMaxFrameResults results each with a full extra map:
+// 4 + 4096 * (1 + 9 + 2 * 64) = 565,252 elements. A JOB with kMaxJobArgv
+// arguments and kMaxJobOptions options (66,055) or a TASKS frame of
+// kMaxFrameTasks tasks (16,387) fits too. A frame also never holds more
+// elements than bytes, as every element takes at least one byte.
+constexpr uint32_t kMaxFrameElements = 4 + kMaxFrameResults * (1 + 9 + 2 * kMaxResultExtra);
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -156,6 +187,17 @@ class TasksEncoder {
 // Decodes one frame. A frame whose version differs from kProtocolVersion
 // decodes only its header: the Status is an error naming both versions and
 // `out->version` / `out->type` are set, so that the receiver can refuse it.
+//
+// The frame is untrusted. A first pass, whose memory does not grow with the
+// frame, rejects a frame that declares more elements than it has bytes or
+// than kMaxFrameElements, or nests containers more than six deep, in time
+// linear in the bytes it reads; the other caps above are checked before any
+// list is sized. What a call allocates stays within a small multiple of the
+// frame's size plus a constant that the caps bound. On success `*out` is
+// replaced as a whole; on error only `out->version` and `out->type` may have
+// been set (when the header was readable) and, for a REFUSE of another
+// version, `out->reason`.
+// Does not keep `data`; safe to call from any thread.
 Status DecodeMessage(const void* data, size_t size, Message* out);
 
 }  // namespace fanmap

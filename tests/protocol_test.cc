@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace fanmap {
 namespace {
@@ -169,6 +173,268 @@ TEST_F(ProtocolTest, RefuseOfAnotherVersionKeepsItsReason) {
   EXPECT_FALSE(DecodeMessage(refuse.data(), refuse.size(), &m).ok());
   EXPECT_EQ(m.type, MessageType::kRefuse);
   EXPECT_EQ(m.reason, "go away");
+}
+
+}  // namespace
+}  // namespace fanmap
+
+// Allocation accounting for ProtocolBoundsTest: this binary replaces malloc,
+// calloc and realloc (glibc lets a program do so) with wrappers that count
+// the bytes asked for while a test has counting on, around glibc's own
+// allocator, so glibc's free still matches. msgpack's zone calls malloc
+// directly, so counting operator new alone would miss the objects it builds.
+// Sanitizers bring their own malloc: there the memory checks are skipped.
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if !__has_feature(address_sanitizer) && !__has_feature(memory_sanitizer) && \
+    !__has_feature(thread_sanitizer)
+#define FANMAP_COUNTS_ALLOCATIONS 1
+#endif
+#else
+#define FANMAP_COUNTS_ALLOCATIONS 1
+#endif
+#endif
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<size_t> g_allocated{0};
+}  // namespace
+
+#ifdef FANMAP_COUNTS_ALLOCATIONS
+namespace {
+void CountAllocation(size_t bytes) {
+  if (g_counting.load(std::memory_order_relaxed)) {
+    g_allocated.fetch_add(bytes, std::memory_order_relaxed);
+  }
+}
+}  // namespace
+
+extern "C" {
+void* __libc_malloc(size_t size);
+void* __libc_calloc(size_t count, size_t size);
+void* __libc_realloc(void* block, size_t size);
+
+void* malloc(size_t size) noexcept {
+  CountAllocation(size);
+  return __libc_malloc(size);
+}
+void* calloc(size_t count, size_t size) noexcept {
+  CountAllocation(count * size);
+  return __libc_calloc(count, size);
+}
+void* realloc(void* block, size_t size) noexcept {
+  CountAllocation(size);
+  return __libc_realloc(block, size);
+}
+}  // extern "C"
+#endif  // FANMAP_COUNTS_ALLOCATIONS
+
+namespace fanmap {
+namespace {
+
+// A frame refused by the decoder's first pass costs the parser's small
+// stack and the error text, whatever the frame's size.
+constexpr size_t kFirstPassBytes = 4096;
+
+// msgpack-cxx's object: what unpack allocates for each element of a frame.
+constexpr size_t kMsgpackObjectBytes = 24;
+
+// The most a call may allocate for a frame that it rejects after the first
+// pass: msgpack's objects, for no more elements than the frame has bytes nor
+// than kMaxFrameElements, and four times the frame's bytes.
+size_t AllowedBytes(size_t frame_size) {
+  return 4 * frame_size + kMsgpackObjectBytes * std::min<size_t>(frame_size, kMaxFrameElements) +
+         (64 << 10);
+}
+
+std::string Array32Header(uint32_t size) {
+  return std::string{'\xdd', static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                     static_cast<char>(size >> 8), static_cast<char>(size)};
+}
+
+// One array32 of `size` elements, each the one-byte value `element`
+// (0xc0 nil, 0x90 empty array).
+std::string ArrayOf(uint32_t size, char element) {
+  return Array32Header(size) + std::string(size, element);
+}
+
+Result MinimalResult(uint64_t index) {
+  Result r;
+  r.index = index;
+  return r;
+}
+
+// A result as a command's failure leaves it: a value and three extra fields.
+Result FailedCommandResult(uint64_t index) {
+  Result r;
+  r.index = index;
+  r.attempt = 1;
+  r.value = "exit code 3 after 1.2 s: " + std::to_string(index);
+  r.elapsed_us = 1200000 + index;
+  r.retryable = true;
+  r.retry_after_ms = 250;
+  r.extra["exit_code"] = int64_t{3};
+  r.extra["signal"] = int64_t{0};
+  r.extra["stderr"] = std::string("gzip: stdin: unexpected end of file");
+  return r;
+}
+
+#ifdef FANMAP_COUNTS_ALLOCATIONS
+constexpr bool kCountsAllocations = true;
+#else
+constexpr bool kCountsAllocations = false;
+#endif
+
+// The decoder's caps and what a hostile frame costs it.
+class ProtocolBoundsTest : public ProtocolTest {
+ protected:
+  // Decodes `frame` and returns the bytes the call asked of malloc.
+  size_t AllocatedDecoding(const std::string& frame, Status* status, Message* message) {
+    g_allocated.store(0);
+    g_counting.store(true);
+    *status = DecodeMessage(frame.data(), frame.size(), message);
+    g_counting.store(false);
+    return g_allocated.load();
+  }
+
+  // Decodes `frame`, expecting a rejection that allocated at most
+  // `max_bytes`; returns the error text.
+  std::string RejectWithin(const std::string& frame, size_t max_bytes) {
+    Message message;
+    Status status;
+    size_t allocated = AllocatedDecoding(frame, &status, &message);
+    EXPECT_FALSE(status.ok());
+    if (kCountsAllocations) {
+      EXPECT_LE(allocated, max_bytes) << "allocated while rejecting a frame of " << frame.size()
+                                      << " bytes: " << status.message();
+    }
+    return status.message();
+  }
+};
+
+TEST_F(ProtocolBoundsTest, RejectsSixteenMebibyteArrayOfNilsWithoutAllocatingForIt) {
+  std::string frame = ArrayOf(16u << 20, '\xc0');
+  EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("array of 16777216 elements"),
+            std::string::npos);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsSixteenMebibyteArrayOfEmptyArraysWithoutAllocatingForIt) {
+  RejectWithin(ArrayOf(16u << 20, '\x90'), kFirstPassBytes);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsResultsListOfSixteenMillionNilsBeforeSizingTheList) {
+  std::string frame = std::string("\x94\x02\x02\xa3run", 7) + ArrayOf(16u << 20, '\xc0');
+  RejectWithin(frame, kFirstPassBytes);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsSixtyFourMebibyteFrameWithoutAllocatingForIt) {
+  // Four arrays of just under 16M nils or empty arrays: each under any
+  // per-array limit that only compares an array with the frame's size.
+  const uint32_t size = (16u << 20) - 5;
+  std::string frame = "\x94" + ArrayOf(size, '\xc0') + ArrayOf(size, '\x90') +
+                      ArrayOf(size, '\xc0') + ArrayOf(size, '\x90');
+  ASSERT_GT(frame.size(), 64u << 20);
+  RejectWithin(frame, kFirstPassBytes);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsFrameOverTheElementCapThoughEveryArrayIsWithinItsOwn) {
+  // Nine arrays of 65,536 nils: 589,833 elements, each array within the
+  // longest a message has (a JOB's argv).
+  std::string frame = "\x99";
+  for (int i = 0; i < 9; ++i) frame += ArrayOf(kMaxJobArgv, '\xc0');
+  EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("elements"), std::string::npos);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsArraysNestedOneThousandDeep) {
+  std::string frame = std::string(1000, '\x91') + "\xc0";
+  EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("nested"), std::string::npos);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsResultsFrameOverTheResultCap) {
+  std::vector<Result> results;
+  for (uint32_t i = 0; i <= kMaxFrameResults; ++i) results.push_back(MinimalResult(i));
+  std::string frame = EncodeResults("run", results);
+  RejectWithin(frame, AllowedBytes(frame.size()));
+}
+
+TEST_F(ProtocolBoundsTest, RejectsTasksFrameOverTheTaskCap) {
+  TasksEncoder encoder;
+  for (uint32_t i = 0; i <= kMaxFrameTasks; ++i) encoder.Add(i, 0, "");
+  std::string frame = encoder.Finish();
+  RejectWithin(frame, AllowedBytes(frame.size()));
+}
+
+TEST_F(ProtocolBoundsTest, RejectsExtraMapOverItsCap) {
+  Result r = MinimalResult(1);
+  for (uint32_t i = 0; i < kMaxResultExtra; ++i) r.extra["k" + std::to_string(i)] = int64_t{i};
+  Decode(EncodeResults("run", {r}));
+  r.extra["one_too_many"] = int64_t{1};
+  std::string frame = EncodeResults("run", {r});
+  RejectWithin(frame, AllowedBytes(frame.size()));
+}
+
+TEST_F(ProtocolBoundsTest, RejectsJobOverItsArgvAndOptionsCaps) {
+  JobSpec job;
+  job.argv.assign(kMaxJobArgv + 1, "x");
+  std::string frame = EncodeJob(job);
+  RejectWithin(frame, AllowedBytes(frame.size()));
+  job.argv = {"cat"};
+  for (uint32_t i = 0; i <= kMaxJobOptions; ++i) job.options["k" + std::to_string(i)] = "v";
+  frame = EncodeJob(job);
+  RejectWithin(frame, AllowedBytes(frame.size()));
+}
+
+TEST_F(ProtocolBoundsTest, DecodesResultsFrameOfTheMostResultsWithExtraFields) {
+  std::vector<Result> results;
+  for (uint32_t i = 0; i < kMaxFrameResults; ++i) results.push_back(FailedCommandResult(i));
+  Message m = Decode(EncodeResults("0123456789abcdef0123456789abcdef", results));
+  ASSERT_EQ(m.results.size(), kMaxFrameResults);
+  const Result& last = m.results.back();
+  EXPECT_EQ(last.index, kMaxFrameResults - 1);
+  EXPECT_EQ(last.value, results.back().value);
+  EXPECT_EQ(last.extra, results.back().extra);
+}
+
+TEST_F(ProtocolBoundsTest, DecodesResultsFrameAtTheElementCapWithFullExtraMaps) {
+  // kMaxFrameResults results with kMaxResultExtra extra fields each: the
+  // largest frame the caps allow, exactly kMaxFrameElements elements.
+  Result r = MinimalResult(0);
+  for (uint32_t i = 0; i < kMaxResultExtra; ++i) r.extra["k" + std::to_string(i)] = int64_t{i};
+  std::vector<Result> results(kMaxFrameResults, r);
+  Message m = Decode(EncodeResults("run", results));
+  ASSERT_EQ(m.results.size(), kMaxFrameResults);
+  EXPECT_EQ(m.results.back().extra.size(), kMaxResultExtra);
+}
+
+TEST_F(ProtocolBoundsTest, DecodesTasksFrameOfAsManyTasksAsTheCoordinatorSends) {
+  TasksEncoder encoder;
+  for (uint32_t i = 0; i < 1024; ++i) encoder.Add(i, i % 3, "item " + std::to_string(i));
+  Message m = Decode(encoder.Finish());
+  ASSERT_EQ(m.tasks.size(), 1024u);
+  EXPECT_EQ(m.tasks[1023].item, "item 1023");
+  EXPECT_EQ(m.tasks[1023].attempt, 1023u % 3);
+}
+
+TEST_F(ProtocolBoundsTest, DecodesJobWithTheMostArgvAndOptions) {
+  JobSpec job;
+  job.run_id = "fedcba9876543210fedcba9876543210";
+  job.kind = "exec";
+  for (uint32_t i = 0; i < kMaxJobArgv; ++i) job.argv.push_back("arg" + std::to_string(i));
+  for (uint32_t i = 0; i < kMaxJobOptions; ++i) job.options["k" + std::to_string(i)] = "v";
+  Message m = Decode(EncodeJob(job));
+  EXPECT_EQ(m.job.argv, job.argv);
+  EXPECT_EQ(m.job.options, job.options);
+}
+
+TEST_F(ProtocolTest, RejectedFrameLeavesNoPartialBody) {
+  std::string frame = EncodeResults("run", {MinimalResult(1), MinimalResult(2)});
+  // The last result's retry_after_ms (the frame's second-to-last byte)
+  // becomes a string: the first result decodes, the second does not.
+  frame[frame.size() - 2] = '\xa0';
+  Message m;
+  EXPECT_FALSE(DecodeMessage(frame.data(), frame.size(), &m).ok());
+  EXPECT_TRUE(m.results.empty());
+  EXPECT_TRUE(m.run_id.empty());
 }
 
 }  // namespace

@@ -48,6 +48,7 @@ namespace {
 constexpr size_t kMinWindow = 16384;
 constexpr size_t kMaxWindowItemBytes = 64u << 20;
 constexpr size_t kMaxTasksPerFrame = 1024;
+static_assert(kMaxTasksPerFrame <= kMaxFrameTasks, "workers would refuse our TASKS frames");
 constexpr size_t kMaxTaskBytesPerFrame = 1u << 20;
 constexpr int kMaxFramesPerWake = 256;
 constexpr int64_t kFlushEveryMs = 20;

@@ -6,7 +6,7 @@
 #include "common/exit_status.h"
 #include "common/job_keys.h"
 #include "coordinator/coordinator.h"
-#include "worker/payload.h"
+#include "worker/job_check.h"
 
 namespace {
 

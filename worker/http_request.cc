@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "common/job_keys.h"
-#include "worker/payload.h"
+#include "worker/task_result.h"
 
 namespace fanmap {
 namespace {

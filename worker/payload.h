@@ -25,6 +25,8 @@
 
 #include "common/protocol.h"
 #include "common/status.h"
+#include "worker/job_check.h"
+#include "worker/task_result.h"
 
 namespace fanmap {
 
@@ -55,16 +57,6 @@ class Payload {
 // Builds the payload a JOB message describes; results go to `sink`, which
 // must outlive the payload. An unknown kind or bad arguments give an error.
 Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload>* out);
-
-// Checks that `job` describes a payload this build can run (the coordinator
-// calls it before starting workers, so that a typo is a usage error).
-Status ValidateJob(const JobSpec& job);
-
-// Helpers shared by payloads to fill a Result.
-Result OkResult(const Task& task, std::string value);
-Result ErrorResult(const Task& task, std::string error);
-// An error worth another attempt (timeout, crash, overload).
-Result RetryableError(const Task& task, std::string error, uint32_t retry_after_ms = 0);
 
 }  // namespace fanmap
 

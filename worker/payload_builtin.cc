@@ -42,17 +42,6 @@ class Sha256 {
   EVP_MD_CTX* ctx_;
 };
 
-bool ParseCount(const std::string& text, uint64_t* out) {
-  if (text.empty() || text.size() > 12) return false;
-  uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
 std::string Hex(const unsigned char* bytes, size_t n) {
   static const char kHex[] = "0123456789abcdef";
   std::string out(2 * n, '0');
@@ -205,21 +194,22 @@ std::string Sha256Rounds(const std::string& item, uint64_t rounds) {
 
 Status MakeBuiltinPayload(const std::string& spec, ResultSink* sink,
                           std::unique_ptr<Payload>* out) {
-  auto colon = spec.find(':');
-  std::string name = spec.substr(0, colon);
-  std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  uint64_t n = 0;
-  if (name == "echo" && colon == std::string::npos) {
-    *out = std::make_unique<EchoPayload>(sink, "", false);
-  } else if (name == "fail-on" && colon != std::string::npos) {
-    *out = std::make_unique<EchoPayload>(sink, arg, true);
-  } else if (name == "sleep" && ParseCount(arg, &n)) {
-    *out = std::make_unique<SleepPayload>(sink, static_cast<int64_t>(n));
-  } else if (name == "sha256" && ParseCount(arg, &n)) {
-    *out = std::make_unique<Sha256Payload>(sink, n);
-  } else {
-    return Status::Error("unknown builtin '" + spec +
-                         "' (expected echo, sleep:MS, sha256:ROUNDS or fail-on:TEXT)");
+  BuiltinSpec parsed;
+  Status status = ParseBuiltinSpec(spec, &parsed);
+  if (!status.ok()) return status;
+  switch (parsed.kind) {
+    case BuiltinSpec::Kind::kEcho:
+      *out = std::make_unique<EchoPayload>(sink, "", false);
+      break;
+    case BuiltinSpec::Kind::kFailOn:
+      *out = std::make_unique<EchoPayload>(sink, parsed.text, true);
+      break;
+    case BuiltinSpec::Kind::kSleep:
+      *out = std::make_unique<SleepPayload>(sink, static_cast<int64_t>(parsed.count));
+      break;
+    case BuiltinSpec::Kind::kSha256:
+      *out = std::make_unique<Sha256Payload>(sink, parsed.count);
+      break;
   }
   return Status::Ok();
 }

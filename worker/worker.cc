@@ -23,6 +23,7 @@ namespace {
 
 // Results are sent when this many are ready, or before the loop would sleep.
 constexpr size_t kMaxResultsPerFrame = 1024;
+static_assert(kMaxResultsPerFrame <= kMaxFrameResults, "the coordinator would refuse our RESULTS");
 constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
 constexpr long kDefaultLivenessMs = 5000;
 // How a stage of the worker's loop ended: what the loop does next.

@@ -28,7 +28,7 @@ struct Config {
   int heartbeat_ms = 5000;           // a worker silent this long is dead
   int retries = 2;                   // extra attempts after a retryable failure or a lost worker
   int64_t task_timeout_ms = 0;       // per attempt; 0 = none
-  bool speculate = true;             // back up stragglers on idle workers
+  bool speculate = false;            // back up stragglers on idle workers (--speculate)
   bool resume = false;               // keep the records already in output_path
   bool resume_failed = false;        // ... and run their failed items again
   double rate_per_s = 0;             // requests per second over all workers; 0 = no limit

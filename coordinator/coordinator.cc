@@ -3,12 +3,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <random>
 #include <set>
@@ -23,6 +25,7 @@
 #include "common/printable.h"
 #include "coordinator/credit.h"
 #include "coordinator/input_reader.h"
+#include "coordinator/item_fingerprint.h"
 #include "coordinator/local_workers.h"
 #include "coordinator/log_limiter.h"
 #include "coordinator/private_dir.h"
@@ -151,7 +154,15 @@ class Coordinator {
   long PollTimeout();
   ProgressCounts Counts() const;
   void Shutdown();
-  bool Running() const { return signals_ == 0 && fatal_.empty(); }
+  void SpawnWanted();
+  // The run cannot go on: stop with `status` after writing what is done.
+  void Stop(ExitStatus status, std::string message) {
+    if (!fatal_.empty()) return;
+    fatal_status_ = status;
+    fatal_ = std::move(message);
+  }
+  void CheckOutput();
+  bool Running() const { return signals_ == 0 && fatal_.empty() && !output_closed_; }
 
   const Config& config_;
   zmq::context_t context_;
@@ -164,6 +175,10 @@ class Coordinator {
   std::unique_ptr<LocalWorkers> local_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<ResumeLog> resume_;
+  // Records in a file carry the fingerprint of their job and item, so that
+  // --resume can tell a different job or different items.
+  std::unique_ptr<ItemFingerprinter> fingerprinter_;
+  bool total_checked_ = false;       // --resume: the file's records vs the input's items
   std::unique_ptr<ZapHandler> zap_;  // set when CurveZMQ is on
   std::unique_ptr<zmq::socket_t> monitor_;
   CurveKeyPair server_keys_;
@@ -190,6 +205,11 @@ class Coordinator {
   int64_t last_tick_ms_ = 0;
   int64_t last_flush_ms_ = 0;
   std::string fatal_;  // set when the run cannot go on
+  ExitStatus fatal_status_ = kExitRuntime;
+  bool output_closed_ = false;   // the reader of the records went away
+  int output_pipe_fd_ = -1;      // stdout when it is a pipe or socket: polled for its closing
+  int local_target_ = 0;         // local workers wanted (-j), started as items arrive
+  uint64_t runnable_items_ = 0;  // items read that a worker must run
 };
 
 void Coordinator::LogPeerTrouble(const std::string& line) {
@@ -205,6 +225,10 @@ Coordinator::~Coordinator() {
 }
 
 Status Coordinator::OpenOutput() {
+  if (!config_.output_path.empty() && config_.output_path != "-" &&
+      config_.output_format == OutputFormat::kJsonl) {
+    fingerprinter_ = std::make_unique<ItemFingerprinter>(config_.job);
+  }
   if (!config_.resume) {
     return RecordWriter::Open(config_.output_path, config_.output_format, &writer_);
   }
@@ -231,16 +255,28 @@ Status Coordinator::SetUp() {
   status = OpenOutput();
   if (!status.ok()) return status;
 
+  if ((config_.input_path.empty() || config_.input_path == "-") && isatty(0)) {
+    Log("reading items from the terminal, one per line; end them with Ctrl-D");
+  }
+  struct stat out;
+  if ((config_.output_path.empty() || config_.output_path == "-") && fstat(1, &out) == 0 &&
+      (S_ISFIFO(out.st_mode) || S_ISSOCK(out.st_mode))) {
+    output_pipe_fd_ = 1;
+  }
   bool show = config_.progress == ProgressMode::kAlways ||
               (config_.progress == ProgressMode::kAuto && isatty(2));
   if (show) CountLines(config_.input_path, &total_);
   progress_ = std::make_unique<Progress>(show, 2);
+  if (config_.output_path.empty() || config_.output_path == "-") {
+    progress_->set_shares_terminal_with(1);
+  }
 
   // Signals are read in the loop; SIGPIPE must not kill us on a closed stdout.
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
@@ -382,11 +418,8 @@ Status Coordinator::StartLocalWorkers() {
   }
   std::string path = config_.worker_path.empty() ? DefaultWorkerPath() : config_.worker_path;
   local_ = std::make_unique<LocalWorkers>(path, endpoint, config_.slots, extra_args);
-  for (int i = 0; i < n; ++i) {
-    pid_t pid;
-    Status status = local_->Spawn(&pid);
-    if (!status.ok()) return status;
-  }
+  // Started as items arrive (SpawnWanted): `seq 2 | fanmap -j 64` needs two.
+  local_target_ = n;
   return Status::Ok();
 }
 
@@ -416,7 +449,7 @@ void Coordinator::ReadInput() {
     input_readable_ = false;
     Status status = input_->Fill();
     if (!status.ok()) {
-      fatal_ = status.message();
+      Stop(kExitUsage, status.message());
       break;
     }
     if (!input_->is_regular_file()) {
@@ -428,6 +461,14 @@ void Coordinator::ReadInput() {
 }
 
 void Coordinator::AddItem(std::string line) {
+  uint64_t fingerprint = fingerprinter_ != nullptr ? fingerprinter_->Fingerprint(line) : 0;
+  if (resume_ != nullptr) {
+    Status same = resume_->CheckItem(window_.end(), fingerprint);
+    if (!same.ok()) {
+      Stop(kExitUsage, same.message());
+      return;
+    }
+  }
   bool resumed_ok;
   if (resume_ != nullptr && resume_->Has(window_.end(), &resumed_ok)) {
     uint64_t index = scheduler_.AddItem(std::string());
@@ -441,7 +482,11 @@ void Coordinator::AddItem(std::string line) {
   std::string error;
   bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
   uint64_t index = scheduler_.AddItem(bad ? std::string() : std::move(line));
-  if (!bad) return;
+  window_.Find(index)->fingerprint = fingerprint;
+  if (!bad) {
+    ++runnable_items_;
+    return;
+  }
   std::string message =
       "line " + std::to_string(input_->line_number()) + ": invalid JSON: " + error;
   Log(message);
@@ -640,7 +685,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // that file: a field that would shadow the record's own, or "JSON" that is
 // not one JSON value on one line, must not get there.
 void Coordinator::Sanitize(Result* result) {
-  for (const char* key : {"index", "ok", "result", "error"}) result->extra.erase(key);
+  for (const char* key : {"index", "ok", "result", "error", "fp"}) result->extra.erase(key);
   if (result->value_is_json && (result->value.find_first_of("\r\n") != std::string::npos ||
                                 !IsJsonValue(result->value, nullptr))) {
     result->value_is_json = false;
@@ -763,7 +808,7 @@ void Coordinator::ReapLocalWorkers() {
     // binary cannot start at all).
     ++local_failures_in_a_row_;
     if (local_failures_in_a_row_ > 5 + 3 * std::max(1, config_.workers)) {
-      fatal_ = "local workers keep exiting (last: " + exited.how + ")";
+      Stop(kExitRuntime, "local workers keep exiting (last: " + exited.how + ")");
       continue;
     }
     int64_t delay = local_failures_in_a_row_ <= 1
@@ -785,7 +830,35 @@ void Coordinator::SpawnDueWorkers() {
     respawn_at_ms_.erase(respawn_at_ms_.begin() + static_cast<long>(i));
     pid_t pid;
     Status status = local_->Spawn(&pid);
-    if (!status.ok()) fatal_ = status.message();
+    if (!status.ok()) Stop(kExitRuntime, status.message());
+  }
+}
+
+void Coordinator::SpawnWanted() {
+  if (local_ == nullptr || !Running()) return;
+  // Never more local workers than there are items for them.
+  size_t wanted = static_cast<size_t>(
+      std::min<uint64_t>(static_cast<uint64_t>(local_target_), runnable_items_));
+  while (local_->running() + respawn_at_ms_.size() < wanted) {
+    pid_t pid;
+    Status status = local_->Spawn(&pid);
+    if (!status.ok()) {
+      Stop(kExitRuntime, status.message());
+      return;
+    }
+  }
+}
+
+void Coordinator::CheckOutput() {
+  if (output_closed_) return;
+  if (!writer_->error().ok()) {
+    // EPIPE: nobody reads the records any more (e.g. `| head`): stop now,
+    // quietly, as other filters do. Any other error ends the run.
+    if (writer_->error().message().find(strerror(EPIPE)) != std::string::npos) {
+      output_closed_ = true;
+    } else {
+      Stop(kExitRuntime, writer_->error().message());
+    }
   }
 }
 
@@ -816,13 +889,17 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
     std::string line;
     Status status = resume_->Line(index, &line);
     if (!status.ok()) {
-      fatal_ = status.message();
+      Stop(kExitRuntime, status.message());
       return;
     }
+    progress_->BeforeOutput();
     writer_->WriteVerbatim(line);
     return;
   }
-  writer_->Write(index, slot.result);
+  progress_->BeforeOutput();
+  writer_->Write(
+      index, slot.result,
+      fingerprinter_ != nullptr ? std::optional<uint64_t>(slot.fingerprint) : std::nullopt);
   // Free the text now; the slot itself goes when the prefix reaches it.
   Result().value.swap(slot.result.value);
   window_.FreeItem(&slot);
@@ -847,6 +924,7 @@ long Coordinator::PollTimeout() {
     timeout = std::min<long>(timeout, std::max<int64_t>(0, at - now));
   if (writer_->buffered() > 0) {
     if (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs) {
+      progress_->BeforeOutput();
       writer_->Flush();
       last_flush_ms_ = now;
     } else {
@@ -916,11 +994,16 @@ int Coordinator::Run() {
   std::vector<zmq::pollitem_t> items;
   for (;;) {
     ReadInput();
+    SpawnWanted();
     Dispatch();
     WriteReady();
-    // Nobody reads the records any more (e.g. `| head`): stop now.
-    if (!writer_->error().ok() && fatal_.empty()) fatal_ = writer_->error().message();
-    if (!fatal_.empty()) break;
+    CheckOutput();
+    if (resume_ != nullptr && input_->done() && !total_checked_ && Running()) {
+      total_checked_ = true;
+      Status fits = resume_->CheckTotal(window_.end());
+      if (!fits.ok()) Stop(kExitUsage, fits.message());
+    }
+    if (!fatal_.empty() || output_closed_) break;
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;
     if (signals_ == 1 && (scheduler_.InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
@@ -944,7 +1027,15 @@ int Coordinator::Run() {
       input_item = items.size();
       items.push_back({nullptr, input_->fd(), ZMQ_POLLIN, 0});
     }
+    size_t output_item = 0;
+    if (output_pipe_fd_ >= 0) {
+      // A pipe's write end reports an error as soon as its reader is gone:
+      // notice `| head` now, not at the next record (which may be far off).
+      output_item = items.size();
+      items.push_back({nullptr, output_pipe_fd_, ZMQ_POLLERR, 0});
+    }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
+    if (output_item != 0 && (items[output_item].revents & ZMQ_POLLERR)) output_closed_ = true;
     if (input_item != 0 && (items[input_item].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
       input_readable_ = true;
     }
@@ -954,12 +1045,17 @@ int Coordinator::Run() {
     ReceiveFrames();
     Tick();
   }
-  WriteReady();
-  Status flushed = writer_->Flush();
+  Status flushed = Status::Ok();
+  if (!output_closed_) {
+    WriteReady();
+    progress_->BeforeOutput();
+    flushed = writer_->Flush();
+    CheckOutput();
+  }
   progress_->Finish(Counts());
   Shutdown();
 
-  bool complete = fatal_.empty() && flushed.ok() && signals_ == 0;
+  bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_;
   if (!rewrite_path_.empty()) {
     writer_.reset();
     if (complete && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
@@ -970,11 +1066,12 @@ int Coordinator::Run() {
   }
   if (!fatal_.empty()) {
     Log(fatal_);
-    return kExitUsage;
+    return fatal_status_;
   }
+  if (output_closed_) return kExitOutputClosed;
   if (!flushed.ok()) {
     Log(flushed.message());
-    return kExitUsage;
+    return kExitRuntime;
   }
   const DropCounts& drops = scheduler_.drops();
   if (drops.total() > 0 || bad_frames_ > 0) {

@@ -1,10 +1,15 @@
 // fanmap: flags → Config → RunCoordinator.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
 #include "common/job_keys.h"
+#include "common/version.h"
 #include "coordinator/coordinator.h"
 #include "worker/job_check.h"
 
@@ -27,11 +32,91 @@ constexpr const char* kDescription =
     "\n"
     "Records (jsonl): {\"index\":0,\"ok\":true,\"result\":...} or "
     "{\"index\":3,\"ok\":false,\"error\":...}\n"
-    "Exit status: 0 all items ok, 1 some items failed, 2 usage or input error, 130 interrupted.\n";
+    "Exit status: 0 all items ok, 1 some items failed (their records are written), 2 usage or\n"
+    "input error, 3 the run could not go on (workers keep failing, output cannot be written),\n"
+    "130 interrupted (SIGINT, SIGTERM, SIGHUP), 141 the output was closed (e.g. | head).\n";
 
 // Overloaded HTTP servers answer 429 often; a few retries would fail items
 // that the next attempt gets through.
 constexpr int kHttpRetries = 8;
+// A request to a server that never answers must not hang the run: the
+// default per-attempt limit of --http (the OpenAI SDKs use 600 s too).
+constexpr double kHttpTimeoutSeconds = 600;
+// More local workers than this is a typo (each is a process).
+constexpr int kMaxLocalWorkers = 1024;
+constexpr int kMaxSlots = 65536;
+
+// A validator that names the option and its range in plain words, instead
+// of CLI11's "Value 0 not in range 0.000000 to 1797693134862315...".
+CLI::Validator IntRange(long long low, long long high) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        long long v = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno != 0 || v < low || v > high) {
+          return "must be a whole number between " + std::to_string(low) + " and " +
+                 std::to_string(high) + " (got '" + text + "')";
+        }
+        return std::string();
+      },
+      std::to_string(low) + ".." + std::to_string(high));
+}
+
+CLI::Validator SecondsRange(double low, double high) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !(v >= low && v <= high)) {
+          char range[96];
+          std::snprintf(range, sizeof range, "between %g and %g seconds", low, high);
+          return std::string("must be ") + range + " (got '" + text + "')";
+        }
+        return std::string();
+      },
+      "SECONDS");
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown option '--retires' (did you mean --retries?)".
+std::string UnknownOption(const CLI::App& app, const std::string& arg) {
+  std::string name = arg.substr(0, arg.find('='));
+  std::string best;
+  size_t best_distance = 3;  // suggest only close matches
+  for (const CLI::Option* option : app.get_options()) {
+    for (const std::string& l : option->get_lnames()) {
+      size_t d = EditDistance(name, "--" + l);
+      if (d < best_distance) best_distance = d, best = "--" + l;
+    }
+    for (const std::string& sn : option->get_snames()) {
+      size_t d = EditDistance(name, "-" + sn);
+      if (d < best_distance && name.size() > 2) best_distance = d, best = "-" + sn;
+    }
+  }
+  return "unknown option '" + name + "'" +
+         (best.empty() ? std::string() : " (did you mean " + best + "?)") +
+         "; a command that starts with '-' goes after '--'";
+}
+
+// True if `a` and `b` name the same file.
+bool SameFile(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
 
 // The payload flags, turned into the JobSpec workers receive.
 struct PayloadFlags {
@@ -45,6 +130,7 @@ struct PayloadFlags {
   int max_tokens = 0;
   double temperature = -1;
   std::string api_key_env = "OPENAI_API_KEY";
+  bool api_key_env_given = false;
   std::vector<std::string> command;
 };
 
@@ -111,10 +197,12 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
       if (f.temperature >= 0)
         job.options[fanmap::job_key::kTemperature] = std::to_string(f.temperature);
     }
-    // The key comes from the environment, never from argv (visible in ps).
-    if (const char* key = std::getenv(f.api_key_env.c_str()); key != nullptr && *key != '\0') {
-      job.options[fanmap::job_key::kApiKey] = key;
-    }
+    // The key comes from the environment, never from argv (visible in ps),
+    // and goes only where it was asked for: to a chat API, or to this URL
+    // when --api-key-env names the variable.
+    bool wanted = !f.chat.empty() || f.api_key_env_given;
+    const char* key = std::getenv(f.api_key_env.c_str());
+    if (wanted && key != nullptr && *key != '\0') job.options[fanmap::job_key::kApiKey] = key;
   }
   job.options[fanmap::job_key::kInputFormat] =
       config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
@@ -155,6 +243,9 @@ int main(int argc, char** argv) {
   PayloadFlags payload;
   CLI::App app{kDescription, "fanmap"};
   app.prefix_command();  // everything from the first positional on is COMMAND
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("fanmap: ") + e.what() + "\nRun 'fanmap --help' for usage.\n";
+  });
 
   const char* kIo = "Input and output";
   app.add_option("-i,--input", config.input_path, "items, one per line (default: stdin)")
@@ -189,11 +280,15 @@ int main(int argc, char** argv) {
 
   const char* kWorkers = "Workers";
   app.add_option("-j,--workers", config.workers,
-                 "local worker processes (default: number of CPUs; 0: remote workers only)")
-      ->check(CLI::NonNegativeNumber)
+                 "local worker processes (default: number of CPUs, never more than the items; "
+                 "0: remote workers only; at most " +
+                     std::to_string(kMaxLocalWorkers) + ")")
+      ->check(IntRange(0, kMaxLocalWorkers))
       ->group(kWorkers);
-  app.add_option("--slots", config.slots, "tasks in flight per worker (default 1; --http: 64)")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--slots", config.slots,
+                 "tasks in flight per worker (default 1; --http: 64; at most " +
+                     std::to_string(kMaxSlots) + ")")
+      ->check(IntRange(1, kMaxSlots))
       ->group(kWorkers);
   app.add_option("--listen", config.listen,
                  "also accept workers on ENDPOINT (e.g. tcp://127.0.0.1:5555); repeatable")
@@ -229,15 +324,17 @@ int main(int argc, char** argv) {
       ->group(kHttp);
   app.add_option("--system", payload.system, "system message for --chat")->group(kHttp);
   app.add_option("--max-tokens", payload.max_tokens, "max_tokens for --chat")
-      ->check(CLI::PositiveNumber)
+      ->check(IntRange(1, 100000000))
       ->group(kHttp);
   app.add_option("--temperature", payload.temperature, "temperature for --chat")
       ->check(CLI::Range(0.0, 2.0))
       ->group(kHttp);
-  app.add_option("--api-key-env", payload.api_key_env,
-                 "environment variable holding the API key (sent as a Bearer token)")
-      ->capture_default_str()
-      ->group(kHttp);
+  CLI::Option* api_key_env =
+      app.add_option("--api-key-env", payload.api_key_env,
+                     "environment variable holding the API key, sent as a Bearer token with "
+                     "--chat, or to --http URL when this option is given")
+          ->capture_default_str()
+          ->group(kHttp);
   std::string rate;
   app.add_option("--rate", rate,
                  "at most N requests per second or minute over all workers: "
@@ -245,30 +342,42 @@ int main(int argc, char** argv) {
       ->group(kHttp);
   app.add_option("--tokens-per-min", config.tokens_per_min,
                  "at most N LLM tokens per minute (estimated, corrected by reported usage)")
-      ->check(CLI::PositiveNumber)
+      ->check(IntRange(1, 1000000000000ll))
       ->group(kHttp);
 
   const char* kReliability = "Reliability";
   double timeout_s = 0;
-  app.add_option("--timeout", timeout_s,
-                 "seconds one attempt of a task may take; then it is cancelled and retried")
-      ->check(CLI::Range(0.001, 1e7))
-      ->group(kReliability);
+  CLI::Option* timeout =
+      app.add_option("--timeout", timeout_s,
+                     "seconds one attempt of a task may take; then it is cancelled and retried "
+                     "(default: none; --http: 600, and 10 s to connect)")
+          ->check(SecondsRange(0.001, 1e7))
+          ->group(kReliability);
   CLI::Option* retries =
       app.add_option("--retries", config.retries,
                      "extra attempts for a task that timed out, hit a retryable error or lost "
                      "its worker (default 2; --http: 8, since servers shed load with 429s)")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
-  bool no_speculate = false;
-  app.add_flag("--no-speculate", no_speculate,
-               "never send a backup copy of a straggling task to an idle worker")
+  app.add_flag("--speculate", config.speculate,
+               "send a backup copy of a straggling task to an idle worker; the first result "
+               "wins (a task may then run twice: off by default, since commands and paid API "
+               "calls have side effects)")
       ->group(kReliability);
+  bool no_speculate = false;
+  app.add_flag("--no-speculate", no_speculate, "the default (kept for old scripts)")->group("");
   double heartbeat_s = 5;
   app.add_option("--heartbeat", heartbeat_s, "seconds of silence after which a worker is dead")
-      ->check(CLI::Range(0.1, 3600.0))
+      ->check(SecondsRange(0.1, 3600))
       ->capture_default_str()
       ->group(kReliability);
+  bool keep_order = false;
+  app.add_flag("-k,--keep-order", keep_order,
+               "accepted for GNU parallel's users: records are always in input order "
+               "(unless --unordered)")
+      ->group(kIo);
+  app.set_version_flag("--version", fanmap::VersionText("fanmap"),
+                       "print the version (and the protocol, libzmq and libcurl versions)");
 
   app.footer(
       "COMMAND [ARG...] runs once per item; {} in an argument is replaced by the item,\n"
@@ -280,14 +389,19 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? fanmap::kExitOk : fanmap::kExitUsage;
   }
   payload.command = app.remaining();
-  if (!payload.command.empty() && payload.command.front() == "--") {
-    payload.command.erase(payload.command.begin());
-  }
-
   auto usage_error = [](const std::string& message) {
     std::fprintf(stderr, "fanmap: %s\nRun 'fanmap --help' for usage.\n", message.c_str());
     return fanmap::kExitUsage;
   };
+  // Everything before the command (or before "--") that looks like an
+  // option is one: an unknown one is a typo, never the command to run.
+  if (!payload.command.empty() && payload.command.front() == "--") {
+    payload.command.erase(payload.command.begin());
+  } else if (!payload.command.empty() && payload.command.front().size() > 1 &&
+             payload.command.front()[0] == '-') {
+    return usage_error(UnknownOption(app, payload.command.front()));
+  }
+  payload.api_key_env_given = api_key_env->count() > 0;
   config.input_format =
       input_format == "jsonl" ? fanmap::InputFormat::kJsonl : fanmap::InputFormat::kLines;
   config.output_format =
@@ -305,8 +419,23 @@ int main(int argc, char** argv) {
   if (config.resume && config.output_format == fanmap::OutputFormat::kRaw) {
     return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
   }
+  if (config.speculate && no_speculate) {
+    return usage_error("--speculate and --no-speculate contradict each other");
+  }
+  // Reading and writing one file would overwrite the items before they are read.
+  struct stat out_stat, in_stat;
+  if (!config.output_path.empty() && config.output_path != "-" &&
+      stat(config.output_path.c_str(), &out_stat) == 0) {
+    bool same = config.input_path.empty() || config.input_path == "-"
+                    ? fstat(0, &in_stat) == 0 && S_ISREG(in_stat.st_mode)
+                    : stat(config.input_path.c_str(), &in_stat) == 0;
+    if (same && SameFile(in_stat, out_stat)) {
+      return usage_error("the output '" + config.output_path +
+                         "' is also the input: write the records to another file");
+    }
+  }
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
-  config.speculate = !no_speculate;
+  if (timeout->count() == 0 && !payload.http.empty()) timeout_s = kHttpTimeoutSeconds;
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
   if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;
   fanmap::Status job = BuildJob(payload, &config);

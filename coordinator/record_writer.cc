@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/json_text.h"
+#include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
 namespace {
@@ -67,7 +68,7 @@ void RecordWriter::WriteVerbatim(const std::string& line) {
 }
 
 void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Result& result,
-                                std::string* out) {
+                                std::string* out, std::optional<uint64_t> fingerprint) {
   if (format == OutputFormat::kRaw) {
     if (result.ok) out->append(result.value);
     out->push_back('\n');
@@ -86,7 +87,14 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
     out->append(",\"ok\":false,\"error\":");
     AppendJsonString(result.value, out);
   }
+  if (fingerprint.has_value()) {
+    out->append(",\"fp\":\"");
+    AppendFingerprintHex(*fingerprint, out);
+    out->push_back('"');
+  }
   for (const auto& [key, value] : result.extra) {
+    // A worker's own "fp" would shadow the fingerprint --resume checks.
+    if (fingerprint.has_value() && key == "fp") continue;
     out->push_back(',');
     AppendJsonString(key, out);
     out->push_back(':');
@@ -104,9 +112,10 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
   out->append("}\n");
 }
 
-void RecordWriter::Write(uint64_t index, const Result& result) {
+void RecordWriter::Write(uint64_t index, const Result& result,
+                         std::optional<uint64_t> fingerprint) {
   if (!error_.ok()) return;
-  FormatRecord(format_, index, result, &buffer_);
+  FormatRecord(format_, index, result, &buffer_, fingerprint);
   if (buffer_.size() >= kFlushBytes) Flush();
 }
 

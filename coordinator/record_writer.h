@@ -2,8 +2,12 @@
 // descriptor through its own buffer (one write(2) per ~1 MiB).
 //
 // jsonl: {"index":N,"ok":true,"result":...} or
-//        {"index":N,"ok":false,"error":"..."}, then the result's extra fields
-//        (exit_code, stderr, ...) in key order.
+//        {"index":N,"ok":false,"error":"..."}, then, when the caller gives the
+//        item's fingerprint (records written to a file, for --resume),
+//        "fp":"<16 lowercase hex>" (coordinator/item_fingerprint.h), then the
+//        result's extra fields (exit_code, stderr, ...) in key order. The
+//        caller keeps extra fields named "index", "ok", "result" or "error"
+//        out of `result`; an extra "fp" is dropped when "fp" is written.
 // raw:   the result text and "\n"; a failed item writes an empty line, so
 //        that line N of the output still belongs to item N.
 #ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
@@ -11,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/protocol.h"
@@ -38,7 +43,10 @@ class RecordWriter {
                            std::unique_ptr<RecordWriter>* out);
 
   // Buffers the record of item `index`; writes when the buffer is full.
-  void Write(uint64_t index, const Result& result);
+  // `fingerprint`: the item's fingerprint, written as "fp" in jsonl (none:
+  // no "fp", e.g. on stdout); raw output ignores it.
+  void Write(uint64_t index, const Result& result,
+             std::optional<uint64_t> fingerprint = std::nullopt);
   // Buffers an already formatted record (a line with its "\n").
   void WriteVerbatim(const std::string& line);
   // Writes everything buffered. After a write error (e.g. EPIPE) every call
@@ -50,7 +58,7 @@ class RecordWriter {
 
   // Appends the record of `result` to *out (exposed for tests).
   static void FormatRecord(OutputFormat format, uint64_t index, const Result& result,
-                           std::string* out);
+                           std::string* out, std::optional<uint64_t> fingerprint = std::nullopt);
 
  private:
   int fd_;

@@ -36,6 +36,7 @@ struct Slot {
   uint32_t backup_attempt = 0;   // attempt number of the copy at `backup_worker`
   int64_t sent_us = 0;           // when the latest attempt was sent
   uint64_t sent_seq = 0;         // global send order of the latest attempt
+  uint64_t fingerprint = 0;      // of the job and the item, for "fp" (item_fingerprint.h)
   Result result;                 // valid when kDone
 };
 

@@ -203,5 +203,23 @@ TEST_F(HttpIntegrationTest, NonHttpUrlIsAUsageError) {
   EXPECT_TRUE(r.out.empty());
 }
 
+TEST_F(HttpIntegrationTest, PlainHttpSendsTheApiKeyOnlyWhenAskedTo) {
+  // The server requires a key; $OPENAI_API_KEY holds it. A plain --http
+  // request (no --chat) must not carry it to whatever URL it names...
+  ASSERT_TRUE(StartMock({"--api-key", "sk-test-secret"}));
+  std::string body = R"({"model":"m","messages":[{"role":"user","content":"hi"}]})";
+  std::vector<std::string> args = {
+      "-j",        "1", "--input-format", "jsonl",
+      "--retries", "0", "--http",         base_url_ + "/v1/chat/completions"};
+  RunResult plain = Fanmap(args, body + "\n", {"OPENAI_API_KEY=sk-test-secret"});
+  EXPECT_EQ(plain.exit_code, 1) << plain.err;
+  EXPECT_EQ(CountOf(Stats(), "401"), 1);
+  // ... unless --api-key-env says which variable to send.
+  args.insert(args.end(), {"--api-key-env", "OPENAI_API_KEY"});
+  RunResult asked = Fanmap(args, body + "\n", {"OPENAI_API_KEY=sk-test-secret"});
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_EQ(asked.out.find("sk-test-secret"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fanmap

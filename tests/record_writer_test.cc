@@ -12,6 +12,9 @@
 #include <memory>
 #include <string>
 
+#include "coordinator/item_fingerprint.h"
+#include "coordinator/resume_log.h"
+
 namespace fanmap {
 namespace {
 
@@ -48,6 +51,12 @@ class RecordWriterTest : public ::testing::Test {
   }
   static std::string Jsonl(uint64_t index, const Result& result) {
     return Format(OutputFormat::kJsonl, index, result);
+  }
+  static std::string JsonlWithFingerprint(uint64_t index, const Result& result,
+                                          uint64_t fingerprint) {
+    std::string out;
+    RecordWriter::FormatRecord(OutputFormat::kJsonl, index, result, &out, fingerprint);
+    return out;
   }
   static std::string Raw(uint64_t index, const Result& result) {
     return Format(OutputFormat::kRaw, index, result);
@@ -143,6 +152,57 @@ TEST_F(RecordWriterTest, ReplacesInvalidUtf8) {
   EXPECT_EQ(Jsonl(0, Ok("a\xff"
                         "b")),
             "{\"index\":0,\"ok\":true,\"result\":\"a\\ufffdb\"}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsFingerprintAfterResultBeforeExtraFields) {
+  Result result = Ok("a");
+  result.extra["attempts"] = int64_t{2};
+  EXPECT_EQ(JsonlWithFingerprint(4, result, 0x8e6cc5433de9cad0ull),
+            "{\"index\":4,\"ok\":true,\"result\":\"a\",\"fp\":\"8e6cc5433de9cad0\","
+            "\"attempts\":2}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsFingerprintOfErrorRecordWithLeadingZeros) {
+  EXPECT_EQ(JsonlWithFingerprint(0, Failed("e"), 0xabcull),
+            "{\"index\":0,\"ok\":false,\"error\":\"e\",\"fp\":\"0000000000000abc\"}\n");
+}
+
+TEST_F(RecordWriterTest, FingerprintWinsOverExtraFieldOfTheSameName) {
+  Result result = Ok("a");
+  result.extra["fp"] = std::string("forged");
+  EXPECT_EQ(JsonlWithFingerprint(1, result, 1),
+            "{\"index\":1,\"ok\":true,\"result\":\"a\",\"fp\":\"0000000000000001\"}\n");
+}
+
+TEST_F(RecordWriterTest, RawIgnoresFingerprint) {
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kRaw, 0, Ok("text"), &out, 42);
+  EXPECT_EQ(out, "text\n");
+}
+
+TEST_F(RecordWriterTest, RecordsWithFingerprintAreReadBackByResumeLog) {
+  OpenTempFile(OutputFormat::kJsonl);
+  JobSpec job;
+  job.kind = "builtin";
+  job.argv = {"echo"};
+  ItemFingerprinter fingerprinter(job);
+  Result json = Ok("{\"n\":[1,2]}");
+  json.value_is_json = true;
+  Result failed = Failed("exit status 3");
+  failed.extra["exit_code"] = int64_t{3};
+  failed.extra["stderr"] = std::string("boom\n");
+  writer_->Write(0, Ok("zero"), fingerprinter.Fingerprint("zero"));
+  writer_->Write(1, failed, fingerprinter.Fingerprint("one"));
+  writer_->Write(2, json, fingerprinter.Fingerprint("two"));
+  writer_.reset();
+  ResumeLog log;
+  Status status = ResumeLog::Load(path_, /*keep_failed=*/true, /*ordered=*/true, &log);
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_EQ(log.kept(), 3u);
+  EXPECT_TRUE(log.append());
+  EXPECT_TRUE(log.CheckItem(0, fingerprinter.Fingerprint("zero")).ok());
+  EXPECT_TRUE(log.CheckItem(1, fingerprinter.Fingerprint("one")).ok());
+  EXPECT_FALSE(log.CheckItem(2, fingerprinter.Fingerprint("three")).ok());
 }
 
 TEST_F(RecordWriterTest, RawWritesTextAndNewline) {

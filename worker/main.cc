@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/exit_status.h"
+#include "common/version.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
                  "CurveZMQ: this worker's secret key file (from 'fanmap keygen')");
   app.add_option("--server-key", config.server_key,
                  "CurveZMQ: the coordinator's public key, or a file holding it");
+  app.set_version_flag("--version", fanmap::VersionText("fanmap-worker"),
+                       "print the version (and the protocol, libzmq and libcurl versions)");
   // Set by a coordinator that spawns local workers: die with it.
   app.add_option("--parent-pid", parent_pid)->group("");
   try {

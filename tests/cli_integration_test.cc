@@ -1,0 +1,137 @@
+// Integration tests of the command line as a Unix user meets it: typos are
+// usage errors (never run as the command), --version, one file as input and
+// output, a bounded -j, a closed output pipe, and the exit statuses.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "tests/farm_fixture.h"
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using testing_util::FanmapPath;
+using testing_util::ReadFile;
+using testing_util::RunResult;
+using testing_util::Seq;
+using testing_util::TempDir;
+using testing_util::WriteFile;
+
+// Waits until `path` exists (at most a minute: a condition, not a delay).
+bool WaitForFile(const std::string& path) {
+  for (int i = 0; i < 6000; ++i) {
+    if (access(path.c_str(), F_OK) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+class CliTest : public testing_util::FarmFixture {
+ protected:
+  // Runs a bash pipeline in which FANMAP is the fanmap binary.
+  RunResult Shell(const std::string& pipeline) {
+    return testing_util::Run({"/bin/bash", "-c", "FANMAP=" + FanmapPath() + "; " + pipeline}, "", Env(),
+                             60);
+  }
+  TempDir dir_;
+};
+
+TEST_F(CliTest, UnknownOptionIsAUsageErrorNotTheCommand) {
+  RunResult r = Fanmap({"--retires", "3", "--", "echo"}, "x\n");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown option '--retires' (did you mean --retries?)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out, "");
+  r = Fanmap({"--frobnicate", "echo"}, "x\n");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown option '--frobnicate'"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, ACommandStartingWithADashGoesAfterTheDoubleDash) {
+  RunResult r = Fanmap({"-j", "1", "--", "-no-such-program"}, "x\n");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.out.find("cannot run '-no-such-program'"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, KeepOrderIsAcceptedAsGnuParallelSpellsIt) {
+  RunResult r = Fanmap({"-k", "-j", "2", "echo"}, "a\nb\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  testing_util::ParseRecords(r.out, 2);
+}
+
+TEST_F(CliTest, VersionNamesProtocolAndLibrariesWithoutReadingStdin) {
+  RunResult r = Fanmap({"--version"}, "");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("fanmap "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("protocol 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("libzmq"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("libcurl"), std::string::npos) << r.out;
+  RunResult w = testing_util::Run({testing_util::WorkerPath(), "--version"}, "", Env());
+  EXPECT_EQ(w.exit_code, 0);
+  EXPECT_NE(w.out.find("fanmap-worker "), std::string::npos) << w.out;
+}
+
+TEST_F(CliTest, OneFileAsInputAndOutputIsRefusedAndLeftAlone) {
+  WriteFile(dir_.File("f"), Seq(1, 3));
+  RunResult r = Fanmap({"-i", dir_.File("f"), "-o", dir_.File("f"), "--builtin", "echo"}, "");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("is also the input"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("f")), Seq(1, 3));
+  r = Shell("$FANMAP -o " + dir_.File("f") + " --builtin echo < " + dir_.File("f"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("f")), Seq(1, 3));
+}
+
+TEST_F(CliTest, WorkerCountAboveTheLimitIsRefusedInPlainWords) {
+  RunResult r = Fanmap({"-j", "100000", "--builtin", "echo"}, "1\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("between 0 and 1024"), std::string::npos) << r.err;
+  r = Fanmap({"--slots", "0", "--builtin", "echo"}, "1\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--slots: must be a whole number between 1 and 65536"), std::string::npos)
+      << r.err;
+  EXPECT_LT(r.err.size(), 200u) << "no 300-digit range: " << r.err;
+}
+
+TEST_F(CliTest, NeverStartsMoreLocalWorkersThanItems) {
+  // Both items start (each leaves a file) and then wait. By then every
+  // worker the run would start for them has been started: all 64 of them
+  // before this fix, at once.
+  WriteFile(dir_.File("in"), "1\n2\n");
+  std::string script = "touch " + dir_.path() + "/started.$0; exec sleep 600";
+  testing_util::Process run(
+      {FanmapPath(), "-j", "64", "-i", dir_.File("in"), "--", "sh", "-c", script}, "",
+      dir_.File("out"), dir_.File("err"), Env());
+  ASSERT_TRUE(WaitForFile(dir_.File("started.1")));
+  ASSERT_TRUE(WaitForFile(dir_.File("started.2")));
+  EXPECT_EQ(testing_util::ProcessesNamed(token_, "fanmap-worker").size(), 2u);
+  kill(run.pid(), SIGTERM);
+  kill(run.pid(), SIGTERM);
+  run.Wait();
+  ExpectNoProcessLeft();
+}
+
+TEST_F(CliTest, ClosedOutputStopsQuietlyWithStatus141) {
+  RunResult r = Shell(
+      "seq 100000 | $FANMAP -j 1 --builtin echo | head -n 2 >/dev/null; "
+      "echo ${PIPESTATUS[1]}");
+  EXPECT_EQ(r.out, "141\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(CliTest, ClosedOutputIsNoticedWithoutWaitingForTheNextRecord) {
+  // The items sleep 600 s: only noticing the closed pipe itself ends this
+  // run before the test's own deadline.
+  RunResult r = Shell(
+      "printf '1\\n2\\n' | $FANMAP -j 1 --builtin sleep:600000 | true; "
+      "echo ${PIPESTATUS[1]}");
+  EXPECT_EQ(r.out, "141\n") << r.err;
+}
+
+}  // namespace
+}  // namespace fanmap

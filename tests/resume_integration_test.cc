@@ -1,0 +1,203 @@
+// Integration tests of --resume with the real binaries: a killed run
+// continued, records kept as they are, and every way a file can fail to be
+// this job's output (another job, other items, more records than items, a
+// file that is not fanmap's), which must be refused with the file left as it
+// was.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/job_keys.h"
+#include "coordinator/item_fingerprint.h"
+#include "tests/farm_fixture.h"
+#include "tests/farm_test_util.h"
+
+namespace fanmap {
+namespace {
+
+using testing_util::FanmapPath;
+using testing_util::Lines;
+using testing_util::ParseRecords;
+using testing_util::Process;
+using testing_util::ReadFile;
+using testing_util::RunResult;
+using testing_util::Seq;
+using testing_util::TempDir;
+using testing_util::WriteFile;
+
+class ResumeTest : public testing_util::FarmFixture {
+ protected:
+  // A record as `fanmap --builtin echo -o FILE` writes it for `item`.
+  static std::string EchoRecord(int index, const std::string& item, bool ok,
+                                const std::string& text) {
+    JobSpec job;
+    job.kind = "builtin";
+    job.argv = {"echo"};
+    job.options[job_key::kInputFormat] = "lines";
+    nlohmann::json record;
+    std::string line = "{\"index\":" + std::to_string(index) +
+                       ",\"ok\":" + (ok ? "true,\"result\":" : "false,\"error\":") +
+                       nlohmann::json(text).dump() + ",\"fp\":\"" +
+                       FingerprintHex(ItemFingerprinter(job).Fingerprint(item)) + "\"}\n";
+    return line;
+  }
+
+  RunResult Resume(std::vector<std::string> args, const std::string& flag = "--resume") {
+    args.insert(args.end(), {"-i", dir_.File("in"), "-o", dir_.File("out"), flag});
+    return Fanmap(args, "");
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(ResumeTest, ResumeAfterKilledCoordinatorEqualsAnUninterruptedRun) {
+  WriteFile(dir_.File("in"), Seq(0, 29999));
+  std::vector<std::string> job = {"-j", "2", "--builtin", "sleep:1", "--slots", "8"};
+  std::vector<std::string> whole_args = job;
+  whole_args.insert(whole_args.end(), {"-i", dir_.File("in"), "-o", dir_.File("whole")});
+  RunResult whole = Fanmap(whole_args, "");
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+
+  std::vector<std::string> first_args = job;
+  first_args.insert(first_args.begin(), FanmapPath());
+  first_args.insert(first_args.end(), {"-i", dir_.File("in"), "-o", dir_.File("out")});
+  Process first(first_args, "", dir_.File("out1"), dir_.File("err1"), Env());
+  testing_util::WaitForText(dir_.File("out"), "\"index\":2000,");
+  kill(first.pid(), SIGKILL);
+  first.Wait();
+  size_t before = Lines(ReadFile(dir_.File("out"))).size();
+  ASSERT_LT(before, 30000u);
+
+  RunResult second = Resume(job);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), ReadFile(dir_.File("whole")));
+  EXPECT_NE(second.err.find("resuming"), std::string::npos);
+}
+
+TEST_F(ResumeTest, CutsATornLastLine) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  std::string prefix;
+  for (int i = 0; i < 4; ++i) prefix += EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  WriteFile(dir_.File("out"), prefix + "{\"index\":4,\"ok\":tr");
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("torn"), std::string::npos) << r.err;
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 10);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+}
+
+TEST_F(ResumeTest, KeepsRecordsItDidNotRunAgain) {
+  WriteFile(dir_.File("in"), Seq(0, 5));
+  // Records 0-2 claim results an echo would never give: resume must keep them.
+  std::string kept;
+  for (int i = 0; i < 3; ++i) kept += EchoRecord(i, std::to_string(i), true, "old");
+  WriteFile(dir_.File("out"), kept);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 6);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(records[i]["result"], "old");
+  for (int i = 3; i < 6; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+}
+
+TEST_F(ResumeTest, ResumeFailedRunsFailedItemsAgainInPlace) {
+  WriteFile(dir_.File("in"), Seq(0, 5));
+  std::string old = EchoRecord(0, "0", true, "0") + EchoRecord(1, "1", false, "boom") +
+                    EchoRecord(2, "2", true, "2");
+  WriteFile(dir_.File("out"), old);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"}, "--resume-failed");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 6);
+  EXPECT_EQ(records[1]["ok"], true);
+  EXPECT_EQ(records[1]["result"], "1");
+  RunResult fresh =
+      Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("fresh")}, "");
+  EXPECT_EQ(ReadFile(dir_.File("out")), ReadFile(dir_.File("fresh")));
+}
+
+TEST_F(ResumeTest, PlainResumeKeepsFailedRecordsAndReportsThem) {
+  WriteFile(dir_.File("in"), Seq(0, 3));
+  WriteFile(dir_.File("out"), EchoRecord(0, "0", false, "boom"));
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 4);
+  EXPECT_EQ(records[0]["error"], "boom");
+}
+
+// The regression of `seq 201 250 | fanmap -o f --resume` keeping 100 records
+// of `seq 1 100`: other items are refused, naming the item, file untouched.
+TEST_F(ResumeTest, RefusesOtherItemsAndLeavesTheFileAsItWas) {
+  WriteFile(dir_.File("in"), Seq(1, 100));
+  ASSERT_EQ(
+      Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out")}, "")
+          .exit_code,
+      0);
+  std::string before = ReadFile(dir_.File("out"));
+  WriteFile(dir_.File("in"), Seq(201, 250));
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("changed"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), before);
+}
+
+TEST_F(ResumeTest, RefusesAnItemChangedInTheMiddleNamingIt) {
+  WriteFile(dir_.File("in"), Seq(0, 19));
+  std::string records;
+  for (int i = 0; i < 10; ++i) records += EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  WriteFile(dir_.File("out"), records);
+  std::string items = Seq(0, 19);
+  items.replace(items.find("\n7\n") + 1, 1, "x");
+  WriteFile(dir_.File("in"), items);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("item 7 (input line 8)"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), records);
+}
+
+TEST_F(ResumeTest, RefusesAnotherCommand) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  std::string records;
+  for (int i = 0; i < 5; ++i) records += EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  WriteFile(dir_.File("out"), records);
+  RunResult r = Resume({"-j", "1", "--builtin", "sha256:1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("job changed"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), records);
+}
+
+TEST_F(ResumeTest, RefusesMoreRecordsThanTheInputHasItems) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  std::string records;
+  for (int i = 0; i < 10; ++i) records += EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  WriteFile(dir_.File("out"), records);
+  WriteFile(dir_.File("in"), Seq(0, 4));
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("the input has 5"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), records);
+}
+
+TEST_F(ResumeTest, RefusesAFileThatIsNotFanmapOutput) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  WriteFile(dir_.File("out"), "my notes\nmore notes\n");
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("line 1"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), "my notes\nmore notes\n");
+}
+
+TEST_F(ResumeTest, RefusesAGarbageLineInTheMiddleNamingIt) {
+  WriteFile(dir_.File("in"), Seq(0, 29));
+  std::string records;
+  for (int i = 0; i < 20; ++i) {
+    records += i == 10 ? "garbage\n" : EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  }
+  WriteFile(dir_.File("out"), records);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("line 11"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), records);
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -8,6 +8,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -134,6 +136,14 @@ Status ReadAuthorizedKeys(const std::string& path, std::set<std::string>* keys) 
 }
 
 Status WriteKeyPair(const std::string& name, const CurveKeyPair& pair) {
+  // "workers/host1": make the directories, as `mkdir -p` would.
+  for (size_t slash = name.find('/', 1); slash != std::string::npos;
+       slash = name.find('/', slash + 1)) {
+    std::string dir = name.substr(0, slash);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::Error("cannot create directory '" + dir + "': " + strerror(errno));
+    }
+  }
   Status status = WriteFile(name + ".key", pair.secret_key + "\n", 0600);
   if (!status.ok()) return status;
   return WriteFile(name + ".pub", pair.public_key + "\n", 0644);

@@ -302,19 +302,34 @@ Status Coordinator::SetUp() {
     router_.set(zmq::sockopt::rcvhwm, 0);
     router_.set(zmq::sockopt::router_mandatory, 1);
     router_.set(zmq::sockopt::backlog, kListenBacklog);
-    for (const std::string& endpoint : config_.listen) {
-      router_.bind(endpoint);
-      if (endpoint.find('*') != std::string::npos) {
-        Log("listening on " + router_.get(zmq::sockopt::last_endpoint));
-      }
-    }
   } catch (const zmq::error_t& e) {
-    return Status::Error(std::string("cannot listen: ") + e.what());
+    return Status::Error(std::string("cannot set up the task socket: ") + e.what());
+  }
+  for (const std::string& endpoint : config_.listen) {
+    // libzmq binds to an interface or an address, not a host name: the one
+    // name everybody means is localhost.
+    std::string bind = endpoint;
+    if (bind.rfind("tcp://localhost:", 0) == 0) bind = "tcp://127.0.0.1:" + bind.substr(16);
+    try {
+      if (bind.find('[') != std::string::npos) router_.set(zmq::sockopt::ipv6, 1);
+      router_.bind(bind);
+    } catch (const zmq::error_t& e) {
+      return Status::Error("cannot listen on " + endpoint + ": " + e.what());
+    }
+    if (endpoint.find('*') != std::string::npos) {
+      Log("listening on " + router_.get(zmq::sockopt::last_endpoint));
+    }
   }
   return StartLocalWorkers();
 }
 
 Status Coordinator::SetUpSecurity() {
+  for (const std::string& endpoint : config_.listen) {
+    if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0) {
+      return Status::Error("invalid endpoint '" + endpoint +
+                           "' (expected tcp://ADDRESS:PORT or ipc://PATH)");
+    }
+  }
   if (config_.curve_secret_path.empty()) {
     if (!config_.authorized_keys_path.empty()) {
       return Status::Error("--authorized-keys needs --curve-secret");
@@ -487,8 +502,9 @@ void Coordinator::AddItem(std::string line) {
     ++runnable_items_;
     return;
   }
-  std::string message =
-      "line " + std::to_string(input_->line_number()) + ": invalid JSON: " + error;
+  // Lines count from 1, as editors do; indexes from 0, as records do.
+  std::string message = "line " + std::to_string(input_->line_number()) + " (item " +
+                        std::to_string(index) + "): invalid JSON: " + error;
   Log(message);
   Result result;
   result.ok = false;

@@ -31,7 +31,13 @@ Status InputReader::Open(const std::string& path, std::unique_ptr<InputReader>* 
   }
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::Error("cannot open input '" + path + "': " + strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    close(fd);
+    return Status::Error("cannot read input '" + path + "': " + strerror(EISDIR));
+  }
   *out = std::make_unique<InputReader>(fd, true);
+  (*out)->path_ = path;
   return Status::Ok();
 }
 
@@ -78,7 +84,9 @@ Status InputReader::Fill() {
     int err = errno;
     buffer_.resize(old_size);
     if (err == EAGAIN || err == EWOULDBLOCK) return Status::Ok();
-    return Status::Error(std::string("cannot read input: ") + strerror(err));
+    return Status::Error("cannot read input" +
+                         (path_.empty() ? std::string() : " '" + path_ + "'") + ": " +
+                         strerror(err));
   }
   buffer_.resize(old_size + static_cast<size_t>(n));
   if (n == 0) eof_ = true;

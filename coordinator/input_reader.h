@@ -47,6 +47,7 @@ class InputReader {
   int fd_;
   bool owned_;
   bool regular_ = false;
+  std::string path_;  // "" for stdin: named in errors
   bool eof_ = false;
   std::string buffer_;
   size_t start_ = 0;    // first unreturned byte

@@ -35,8 +35,8 @@ class CliTest : public testing_util::FarmFixture {
  protected:
   // Runs a bash pipeline in which FANMAP is the fanmap binary.
   RunResult Shell(const std::string& pipeline) {
-    return testing_util::Run({"/bin/bash", "-c", "FANMAP=" + FanmapPath() + "; " + pipeline}, "", Env(),
-                             60);
+    return testing_util::Run({"/bin/bash", "-c", "FANMAP=" + FanmapPath() + "; " + pipeline}, "",
+                             Env(), 60);
   }
   TempDir dir_;
 };
@@ -131,6 +131,49 @@ TEST_F(CliTest, ClosedOutputIsNoticedWithoutWaitingForTheNextRecord) {
       "printf '1\\n2\\n' | $FANMAP -j 1 --builtin sleep:600000 | true; "
       "echo ${PIPESTATUS[1]}");
   EXPECT_EQ(r.out, "141\n") << r.err;
+}
+
+TEST_F(CliTest, ErrorsNameWhatFailed) {
+  RunResult r = Fanmap({"-i", dir_.path(), "--builtin", "echo"}, "");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot read input '" + dir_.path() + "': Is a directory"),
+            std::string::npos)
+      << r.err;
+  r = Fanmap({"--listen", "bogus://x", "--builtin", "echo"}, "1\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("invalid endpoint 'bogus://x'"), std::string::npos) << r.err;
+  r = Fanmap({"-j", "1", "--input-format", "jsonl", "--builtin", "echo"}, "1\nnot json\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("line 2 (item 1): invalid JSON"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, ListeningOnLocalhostAndIpv6LoopbackWorks) {
+  for (const char* endpoint : {"tcp://localhost:*", "tcp://[::1]:*"}) {
+    RunResult r = Fanmap({"-j", "1", "--listen", endpoint, "--builtin", "echo"}, "a\n");
+    EXPECT_EQ(r.exit_code, 0) << endpoint << ": " << r.err;
+    EXPECT_NE(r.err.find("listening on tcp://"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(CliTest, KeygenMakesTheDirectoriesOfItsName) {
+  RunResult r = Fanmap({"keygen", dir_.File("workers/host1")}, "");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(access(dir_.File("workers/host1.key").c_str(), R_OK), 0);
+  EXPECT_EQ(access(dir_.File("workers/host1.pub").c_str(), R_OK), 0);
+}
+
+TEST_F(CliTest, SighupDrainsLikeSigint) {
+  WriteFile(dir_.File("in"), Seq(1, 1000));
+  testing_util::Process run(
+      {FanmapPath(), "-j", "1", "-i", dir_.File("in"), "-o", dir_.File("out"), "--", "sh", "-c",
+       "[ $0 = 3 ] && touch " + dir_.path() + "/third; [ $0 -ge 3 ] && exec sleep 600; echo $0"},
+      "", dir_.File("stdout"), dir_.File("err"), Env());
+  ASSERT_TRUE(WaitForFile(dir_.File("third")));
+  kill(run.pid(), SIGHUP);
+  kill(run.pid(), SIGHUP);
+  EXPECT_EQ(run.Wait(), 130) << ReadFile(dir_.File("err"));
+  std::string out = ReadFile(dir_.File("out"));
+  EXPECT_EQ(out.rfind("{\"index\":0,", 0), 0u) << out;
 }
 
 }  // namespace

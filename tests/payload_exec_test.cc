@@ -127,8 +127,15 @@ TEST_F(ExecPayloadTest, StderrIsCutToItsTail) {
       RunOne({"sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1"}, "");
   EXPECT_FALSE(r.ok);
   std::string err = StringExtra(r, "stderr");
-  EXPECT_EQ(err.size(), 2000u - 1);  // the final newline is dropped
+  const std::string kCut = "[... earlier output cut; the last bytes follow]\n";
+  ASSERT_EQ(err.substr(0, kCut.size()), kCut) << "a cut stderr says it was cut";
+  EXPECT_EQ(err.size(), kCut.size() + 2000u - 1);  // the final newline is dropped
   EXPECT_EQ(err.substr(err.size() - 4), "aEND");
+}
+
+TEST_F(ExecPayloadTest, ShortStderrIsWholeAndNotMarkedCut) {
+  Result r = RunOne({"sh", "-c", "echo oops >&2; exit 1"}, "");
+  EXPECT_EQ(StringExtra(r, "stderr"), "oops");
 }
 
 TEST_F(ExecPayloadTest, DeathBySignalIsError) {

@@ -280,6 +280,8 @@ std::string StderrTail(const std::string& stderr_data) {
   }
   std::string tail = stderr_data.substr(start);
   DropFinalNewline(&tail);
+  // Say so when the head was cut: a reader must not take a tail for the whole.
+  if (start > 0) tail.insert(0, "[... earlier output cut; the last bytes follow]\n");
   return tail;
 }
 

@@ -138,7 +138,8 @@ constexpr size_t kStderrTailBytes = 2000;
 // are dropped. Trimming in big steps keeps this amortised O(1).
 void TrimStderr(std::string* stderr_data);
 
-// The last kStderrTailBytes (or fewer) of `stderr_data`, starting on a UTF-8
+// The last kStderrTailBytes (or fewer) of `stderr_data`, after a line that
+// says the head was cut when it was, starting on a UTF-8
 // character boundary so that the tail of a UTF-8 text stays valid, without a
 // final "\n". Empty if there is nothing to report.
 std::string StderrTail(const std::string& stderr_data);

@@ -155,12 +155,12 @@ class FrameScan : public msgpack::null_visitor {
 };
 
 bool ReadResult(const msgpack::object& o, Result* result) {
-  auto* a = AsArray(o, 9, 9);
+  auto* a = AsArray(o, 10, 10);
   if (a == nullptr || !ReadUint(a->ptr[0], &result->index) ||
       !ReadUint32(a->ptr[1], &result->attempt) || !ReadBool(a->ptr[2], &result->ok) ||
       !ReadString(a->ptr[3], &result->value) || !ReadBool(a->ptr[4], &result->value_is_json) ||
       !ReadUint(a->ptr[5], &result->elapsed_us) || !ReadBool(a->ptr[6], &result->retryable) ||
-      !ReadUint32(a->ptr[7], &result->retry_after_ms)) {
+      !ReadUint32(a->ptr[7], &result->retry_after_ms) || !ReadBool(a->ptr[9], &result->fatal)) {
     return false;
   }
   const msgpack::object& extra = a->ptr[8];
@@ -272,7 +272,7 @@ std::string EncodeResults(const std::string& run_id, const std::vector<Result>& 
   PackString(packer, run_id);
   packer.pack_array(static_cast<uint32_t>(results.size()));
   for (const Result& r : results) {
-    packer.pack_array(9);
+    packer.pack_array(10);
     packer.pack_uint64(r.index);
     packer.pack_uint32(r.attempt);
     packer.pack(r.ok);
@@ -290,6 +290,7 @@ std::string EncodeResults(const std::string& run_id, const std::vector<Result>& 
         PackString(packer, std::get<std::string>(value));
       }
     }
+    packer.pack(r.fatal);
   }
   return ToString(buffer);
 }

@@ -19,11 +19,13 @@
 //                  another run are dropped and the worker is told to RESET.
 //                  result = [index:uint, attempt:uint, ok:bool, value:str,
 //                            value_is_json:bool, elapsed_us:uint, retryable:bool,
-//                            retry_after_ms:uint, extra:{str: int|str}]
+//                            retry_after_ms:uint, extra:{str: int|str}, fatal:bool]
 //                  `value` is the result text when ok, the error text otherwise;
 //                  `retryable` failures (timeouts, HTTP 429/5xx, a crashed
 //                  co-process) may be sent again, not before retry_after_ms;
-//                  `extra` holds fields added to the record (exit_code, stderr...).
+//                  `extra` holds fields added to the record (exit_code, stderr...);
+//                  `fatal`: no item of this job is likely to succeed either (the
+//                  command cannot be started, the server refused our credentials).
 //     3 HEARTBEAT  [2, 3]
 //     8 BYE        [2, 8, reason:str]          the worker leaves; its tasks go back
 //   coordinator → worker
@@ -88,11 +90,11 @@ constexpr uint32_t kMaxJobOptions = 256;
 // (msgpack allocates a 24-byte object per element: at most 13.6 MB) and
 // is sized for the largest legitimate frame, a RESULTS frame of
 // kMaxFrameResults results each with a full extra map:
-// 4 + 4096 * (1 + 9 + 2 * 64) = 565,252 elements. A JOB with kMaxJobArgv
+// 4 + 4096 * (1 + 10 + 2 * 64) = 569,348 elements. A JOB with kMaxJobArgv
 // arguments and kMaxJobOptions options (66,055) or a TASKS frame of
 // kMaxFrameTasks tasks (16,387) fits too. A frame also never holds more
 // elements than bytes, as every element takes at least one byte.
-constexpr uint32_t kMaxFrameElements = 4 + kMaxFrameResults * (1 + 9 + 2 * kMaxResultExtra);
+constexpr uint32_t kMaxFrameElements = 4 + kMaxFrameResults * (1 + 10 + 2 * kMaxResultExtra);
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -130,6 +132,7 @@ struct Result {
   uint64_t elapsed_us = 0;      // time the payload spent on the task
   bool retryable = false;       // a failure worth another attempt
   uint32_t retry_after_ms = 0;  // e.g. from an HTTP Retry-After header
+  bool fatal = false;           // the whole job is likely to fail like this (see above)
   Extra extra;
 };
 

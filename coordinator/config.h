@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "coordinator/halt_policy.h"
 #include "coordinator/record_writer.h"
 
 namespace fanmap {
@@ -28,6 +29,7 @@ struct Config {
   int heartbeat_ms = 5000;           // a worker silent this long is dead
   int retries = 2;                   // extra attempts after a retryable failure or a lost worker
   int64_t task_timeout_ms = 0;       // per attempt; 0 = none
+  HaltSpec halt;                     // --halt (fail-fast applies whatever it says)
   bool speculate = false;            // back up stragglers on idle workers (--speculate)
   bool resume = false;               // keep the records already in output_path
   bool resume_failed = false;        // ... and run their failed items again

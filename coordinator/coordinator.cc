@@ -24,6 +24,7 @@
 #include "common/json_text.h"
 #include "common/printable.h"
 #include "coordinator/credit.h"
+#include "coordinator/halt_policy.h"
 #include "coordinator/input_reader.h"
 #include "coordinator/item_fingerprint.h"
 #include "coordinator/local_workers.h"
@@ -162,7 +163,8 @@ class Coordinator {
     fatal_ = std::move(message);
   }
   void CheckOutput();
-  bool Running() const { return signals_ == 0 && fatal_.empty() && !output_closed_; }
+  bool Running() const { return signals_ == 0 && fatal_.empty() && !output_closed_ && !halting_; }
+  void OnComplete(uint64_t index);
 
   const Config& config_;
   zmq::context_t context_;
@@ -195,6 +197,8 @@ class Coordinator {
   uint64_t written_ = 0;
   uint64_t failed_ = 0;
   uint64_t bad_frames_ = 0;
+  HaltPolicy halt_;
+  bool halting_ = false;  // --halt soon: no new tasks; the running ones finish
   LogLimiter peer_log_;
   LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
@@ -287,10 +291,8 @@ Status Coordinator::SetUp() {
   job_.run_id = scheduler_.run_id();
   scheduler_.set_on_response(
       [this](const Result& result, const Slot& slot) { OnResponse(result, slot); });
-  if (config_.unordered) {
-    scheduler_.set_on_complete(
-        [this](uint64_t index) { WriteRecord(index, *window_.Find(index)); });
-  }
+  halt_ = HaltPolicy(config_.halt);
+  scheduler_.set_on_complete([this](uint64_t index) { OnComplete(index); });
   job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
   status = SetUpSecurity();
   if (!status.ok()) return status;
@@ -850,6 +852,20 @@ void Coordinator::SpawnDueWorkers() {
   }
 }
 
+void Coordinator::OnComplete(uint64_t index) {
+  Slot& slot = *window_.Find(index);
+  if (config_.unordered) WriteRecord(index, slot);
+  if (slot.resumed != Resumed::kNo) return;
+  HaltDecision decision =
+      halt_.OnFinished(slot.result.ok, slot.result.fatal, slot.result.ok ? "" : slot.result.value);
+  if (decision == HaltDecision::kStopNow) {
+    Stop(config_.halt.on_success ? kExitOk : kExitRuntime, halt_.reason());
+  } else if (decision == HaltDecision::kStopSoon && !halting_) {
+    halting_ = true;
+    Log(halt_.reason());
+  }
+}
+
 void Coordinator::SpawnWanted() {
   if (local_ == nullptr || !Running()) return;
   // Never more local workers than there are items for them.
@@ -1023,6 +1039,7 @@ int Coordinator::Run() {
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;
     if (signals_ == 1 && (scheduler_.InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
+    if (halting_ && scheduler_.InFlight() == 0) break;
     progress_->Update(Counts());
 
     long timeout = PollTimeout();
@@ -1071,7 +1088,7 @@ int Coordinator::Run() {
   progress_->Finish(Counts());
   Shutdown();
 
-  bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_;
+  bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_ && !halting_;
   if (!rewrite_path_.empty()) {
     writer_.reset();
     if (complete && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
@@ -1109,6 +1126,11 @@ int Coordinator::Run() {
     Log("interrupted: " + std::to_string(written_) + " record(s) written" +
         (config_.output_path.empty() ? "" : "; continue with --resume"));
     return kExitInterrupted;
+  }
+  if (halting_) {
+    Log("halted: " + std::to_string(written_) + " record(s) written" +
+        (config_.output_path.empty() ? "" : "; continue with --resume"));
+    return config_.halt.on_success ? kExitOk : kExitRuntime;
   }
   if (failed_ > 0) {
     Log(std::to_string(failed_) + " of " + std::to_string(written_) + " item(s) failed");

@@ -366,6 +366,14 @@ int main(int argc, char** argv) {
       ->group(kReliability);
   bool no_speculate = false;
   app.add_flag("--no-speculate", no_speculate, "the default (kept for old scripts)")->group("");
+  std::string halt = "never";
+  app.add_option("--halt", halt,
+                 "stop early as GNU parallel does: never, now,fail=N, soon,fail=N, "
+                 "now,fail=P%, WHEN,success=N (whatever it says, a run whose first 5 items "
+                 "all fail because the command cannot start or the server refuses the "
+                 "credentials stops at once)")
+      ->capture_default_str()
+      ->group(kReliability);
   double heartbeat_s = 5;
   app.add_option("--heartbeat", heartbeat_s, "seconds of silence after which a worker is dead")
       ->check(SecondsRange(0.1, 3600))
@@ -418,6 +426,9 @@ int main(int argc, char** argv) {
   if (config.resume_failed) config.resume = true;
   if (config.resume && config.output_format == fanmap::OutputFormat::kRaw) {
     return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
+  }
+  if (fanmap::Status parsed = fanmap::ParseHalt(halt, &config.halt); !parsed.ok()) {
+    return usage_error(parsed.message());
   }
   if (config.speculate && no_speculate) {
     return usage_error("--speculate and --no-speculate contradict each other");

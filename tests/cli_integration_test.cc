@@ -176,5 +176,24 @@ TEST_F(CliTest, SighupDrainsLikeSigint) {
   EXPECT_EQ(out.rfind("{\"index\":0,", 0), 0u) << out;
 }
 
+TEST_F(CliTest, ACommandThatCannotStartStopsTheRunAtOnce) {
+  RunResult r = Fanmap({"-j", "2", "--", "/nonexistent-command"}, Seq(1, 100000));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("none succeeded: cannot run '/nonexistent-command'"), std::string::npos)
+      << r.err;
+  EXPECT_LT(testing_util::Lines(r.out).size(), 1000u) << "it must not run all 100,000 items";
+}
+
+TEST_F(CliTest, HaltNowStopsAtTheNthFailure) {
+  RunResult r = Fanmap({"-j", "1", "--halt", "now,fail=2", "--", "sh", "-c",
+                        "[ $0 = 3 ] || [ $0 = 5 ] && exit 1; echo $0"},
+                       Seq(1, 1000));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("--halt: 2 item(s) failed"), std::string::npos) << r.err;
+  EXPECT_LT(testing_util::Lines(r.out).size(), 1000u);
+  RunResult bad = Fanmap({"--halt", "sometimes", "--builtin", "echo"}, "1\n");
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -93,7 +93,7 @@ dealer.send(hello)
 
 
 def forged(index, attempt):
-    return [index, attempt, True, "FORGED", False, 1, False, 0, {}]
+    return [index, attempt, True, "FORGED", False, 1, False, 0, {}, False]
 
 
 dealer.send(msgpack.packb([2, 2, "0" * 32, [forged(0, 0)]]))  # a blind forgery

@@ -90,6 +90,16 @@ TEST_F(ProtocolTest, ResultsRoundTripWithExtraFields) {
   EXPECT_EQ(std::get<std::string>(got.extra.at("stderr")), "oops");
   EXPECT_TRUE(m.results[1].ok);
   EXPECT_TRUE(m.results[1].value_is_json);
+  EXPECT_FALSE(got.fatal);
+}
+
+TEST_F(ProtocolTest, FatalFlagRoundTrips) {
+  Result r = OkResultForTest();
+  r.ok = false;
+  r.fatal = true;
+  Message m = Decode(EncodeResults("run", {r}));
+  ASSERT_EQ(m.results.size(), 1u);
+  EXPECT_TRUE(m.results[0].fatal);
 }
 
 TEST_F(ProtocolTest, JobStopRefuseAndHeartbeatRoundTrip) {

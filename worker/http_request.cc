@@ -382,6 +382,8 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
                             static_cast<uint32_t>(seconds * 1000));
   } else if (response.status > 0) {
     result = ErrorResult(task, StatusText(response.status, response.body));
+    // The server refused our credentials: every request will be refused.
+    result.fatal = response.status == 401 || response.status == 403;
   } else {
     result = ErrorResult(task, "no HTTP status in the response");
   }

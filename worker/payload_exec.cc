@@ -62,7 +62,9 @@ void ExecPayload::Start(Task task) {
       ChildProcess::Spawn(ExpandArgv(argv_, task.item), ChildProcess::Options(), &run->child);
   task.item = std::string();
   if (!s.ok()) {
+    // The command cannot be started: most likely no item's can.
     sink_->push_back(ErrorResult(task, s.message()));
+    sink_->back().fatal = true;
     return;
   }
   run->task = std::move(task);

@@ -1,0 +1,87 @@
+#include "coordinator/halt_policy.h"
+
+#include <cstdlib>
+
+namespace fanmap {
+
+Status ParseHalt(const std::string& text, HaltSpec* out) {
+  HaltSpec spec;
+  auto bad = [&text]() {
+    return Status::Error("--halt '" + text +
+                         "' is not never, now,fail=N, soon,fail=N, now,fail=P% or "
+                         "WHEN,success=N");
+  };
+  if (text == "never") {
+    *out = spec;
+    return Status::Ok();
+  }
+  size_t comma = text.find(',');
+  if (comma == std::string::npos) return bad();
+  std::string when = text.substr(0, comma);
+  std::string rule = text.substr(comma + 1);
+  if (when == "now") {
+    spec.when = HaltWhen::kNow;
+  } else if (when == "soon") {
+    spec.when = HaltWhen::kSoon;
+  } else {
+    return bad();
+  }
+  size_t eq = rule.find('=');
+  if (eq == std::string::npos) return bad();
+  std::string what = rule.substr(0, eq);
+  std::string number = rule.substr(eq + 1);
+  if (what == "success") {
+    spec.on_success = true;
+  } else if (what != "fail") {
+    return bad();
+  }
+  bool percent = !number.empty() && number.back() == '%';
+  if (percent) number.pop_back();
+  char* end = nullptr;
+  double v = std::strtod(number.c_str(), &end);
+  if (number.empty() || *end != '\0' || !(v > 0)) return bad();
+  if (percent) {
+    if (v > 100) return bad();
+    spec.percent = v;
+  } else {
+    if (v != static_cast<double>(static_cast<uint64_t>(v))) return bad();
+    spec.count = static_cast<uint64_t>(v);
+  }
+  *out = spec;
+  return Status::Ok();
+}
+
+HaltDecision HaltPolicy::OnFinished(bool ok, bool fatal, const std::string& error) {
+  if (decided_ != HaltDecision::kGoOn) return decided_;
+  ++finished_;
+  if (ok) {
+    any_success_ = true;
+  } else {
+    ++failed_;
+  }
+  if (!any_success_ && !ok && fatal) {
+    if (++fatal_in_a_row_ >= kFailFastItems) {
+      reason_ = "stopping: the first " + std::to_string(kFailFastItems) +
+                " items all failed and none succeeded: " + error;
+      return decided_ = HaltDecision::kStopNow;
+    }
+  } else {
+    fatal_in_a_row_ = any_success_ ? 0 : fatal_in_a_row_;
+  }
+  if (spec_.when == HaltWhen::kNever) return decided_;
+  uint64_t counted = spec_.on_success ? finished_ - failed_ : failed_;
+  bool reached = spec_.percent < 0
+                     ? counted >= spec_.count
+                     : finished_ >= kMinItemsForPercent &&
+                           100.0 * static_cast<double>(counted) / static_cast<double>(finished_) >=
+                               spec_.percent;
+  if (!reached) return decided_;
+  reason_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
+            (spec_.on_success ? "succeeded" : "failed") + " of " + std::to_string(finished_) +
+            " finished" +
+            (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
+                                           : "; stopping now");
+  return decided_ = spec_.when == HaltWhen::kNow ? HaltDecision::kStopNow : HaltDecision::kStopSoon;
+}
+
+}  // namespace fanmap

@@ -1,0 +1,67 @@
+// HaltPolicy: when a run stops before its last item, GNU parallel's --halt
+// and fanmap's fail-fast rule.
+//
+//   --halt never            (the default) run every item, whatever fails
+//   --halt now,fail=N       stop at once when N items have failed
+//   --halt soon,fail=N      stop sending tasks when N items have failed;
+//                           the tasks in flight finish
+//   --halt WHEN,fail=P%     ... when P% of the items finished so far have
+//                           failed (checked from the 10th finished item on)
+//   --halt WHEN,success=N   ... when N items have succeeded (or P%)
+//
+// Fail fast, whatever --halt says: when the first kFailFastItems items to
+// finish all failed in a way that says the whole job will fail the same
+// way (the command cannot be started, the server refused our credentials:
+// Result::fatal) and none succeeded, the run stops at once with that error.
+//
+// It decides; the coordinator stops. Socket-free and clock-free.
+#ifndef FANMAP_COORDINATOR_HALT_POLICY_H_
+#define FANMAP_COORDINATOR_HALT_POLICY_H_
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace fanmap {
+
+enum class HaltWhen : uint8_t { kNever, kNow, kSoon };
+enum class HaltDecision : uint8_t { kGoOn, kStopSoon, kStopNow };
+
+struct HaltSpec {
+  HaltWhen when = HaltWhen::kNever;
+  bool on_success = false;  // count successes instead of failures
+  uint64_t count = 0;       // stop at this many (when percent < 0)
+  double percent = -1;      // or at this percentage of the finished items
+};
+
+// Parses "never", "now,fail=3", "soon,fail=10%", "now,success=1", ...
+Status ParseHalt(const std::string& text, HaltSpec* out);
+
+class HaltPolicy {
+ public:
+  static constexpr uint64_t kFailFastItems = 5;
+  static constexpr uint64_t kMinItemsForPercent = 10;
+
+  explicit HaltPolicy(HaltSpec spec = HaltSpec()) : spec_(spec) {}
+
+  // An item finished; `fatal`: its failure says the whole job fails alike.
+  // `error` is its error text (for the reason). Once it has said stop, it
+  // keeps saying so.
+  HaltDecision OnFinished(bool ok, bool fatal, const std::string& error);
+  // Why it said stop.
+  const std::string& reason() const { return reason_; }
+
+ private:
+  HaltSpec spec_;
+  uint64_t finished_ = 0;
+  uint64_t failed_ = 0;
+  uint64_t fatal_in_a_row_ = 0;  // from the first item on, while nothing succeeded
+  bool any_success_ = false;
+  HaltDecision decided_ = HaltDecision::kGoOn;
+  std::string reason_;
+};
+
+}  // namespace fanmap
+
+#endif  // FANMAP_COORDINATOR_HALT_POLICY_H_

@@ -1,0 +1,85 @@
+#include "coordinator/halt_policy.h"
+
+#include <gtest/gtest.h>
+
+namespace fanmap {
+namespace {
+
+HaltSpec Parse(const std::string& text) {
+  HaltSpec spec;
+  Status status = ParseHalt(text, &spec);
+  EXPECT_TRUE(status.ok()) << text << ": " << status.message();
+  return spec;
+}
+
+TEST(HaltPolicyTest, ParsesGnuParallelsSpellings) {
+  EXPECT_EQ(Parse("never").when, HaltWhen::kNever);
+  HaltSpec now = Parse("now,fail=3");
+  EXPECT_EQ(now.when, HaltWhen::kNow);
+  EXPECT_EQ(now.count, 3u);
+  EXPECT_FALSE(now.on_success);
+  HaltSpec soon = Parse("soon,fail=10%");
+  EXPECT_EQ(soon.when, HaltWhen::kSoon);
+  EXPECT_DOUBLE_EQ(soon.percent, 10);
+  EXPECT_TRUE(Parse("now,success=1").on_success);
+  for (const char* bad : {"", "now", "later,fail=1", "now,fail=", "now,fail=0", "now,fail=1.5",
+                          "now,fail=101%", "now,oops=1", "now,fail=x"}) {
+    HaltSpec spec;
+    EXPECT_FALSE(ParseHalt(bad, &spec).ok()) << bad;
+  }
+}
+
+TEST(HaltPolicyTest, NeverStopsOnOrdinaryFailures) {
+  HaltPolicy policy;
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+}
+
+TEST(HaltPolicyTest, FailsFastWhenTheFirstItemsAllFailFatally) {
+  HaltPolicy policy;
+  for (uint64_t i = 1; i < HaltPolicy::kFailFastItems; ++i) {
+    EXPECT_EQ(policy.OnFinished(false, true, "cannot run '/x'"), HaltDecision::kGoOn);
+  }
+  EXPECT_EQ(policy.OnFinished(false, true, "cannot run '/x'"), HaltDecision::kStopNow);
+  EXPECT_NE(policy.reason().find("cannot run '/x'"), std::string::npos) << policy.reason();
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow) << "it stays decided";
+}
+
+TEST(HaltPolicyTest, NoFailFastOnceAnItemSucceeded) {
+  HaltPolicy policy;
+  policy.OnFinished(true, false, "");
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(policy.OnFinished(false, true, "401"), HaltDecision::kGoOn);
+}
+
+TEST(HaltPolicyTest, FailFastCountsOnlyAnUnbrokenRunOfFatalFailures) {
+  HaltPolicy policy;
+  for (int i = 0; i < 3; ++i) policy.OnFinished(false, true, "401");
+  policy.OnFinished(false, false, "exit code 1");  // an ordinary failure: no verdict on the job
+  EXPECT_EQ(policy.OnFinished(false, true, "401"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, true, "401"), HaltDecision::kStopNow);
+}
+
+TEST(HaltPolicyTest, StopsNowAtTheNthFailure) {
+  HaltPolicy policy(Parse("now,fail=2"));
+  policy.OnFinished(true, false, "");
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  policy.OnFinished(true, false, "");
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kStopNow);
+}
+
+TEST(HaltPolicyTest, StopsSoonAtTheNthSuccess) {
+  HaltPolicy policy(Parse("soon,success=2"));
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopSoon);
+}
+
+TEST(HaltPolicyTest, PercentWaitsForEnoughItems) {
+  HaltPolicy policy(Parse("now,fail=50%"));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow);  // 5 of 10
+}
+
+}  // namespace
+}  // namespace fanmap

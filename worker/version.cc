@@ -1,8 +1,9 @@
+#include "common/version.h"
+
 #include <curl/curl.h>
 #include <zmq.h>
 
 #include "common/protocol.h"
-#include "common/version.h"
 
 namespace fanmap {
 

@@ -10,9 +10,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
-#include <chrono>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "tests/farm_test_util.h"
@@ -39,13 +37,12 @@ class FarmFixture : public ::testing::Test {
   // Expects that no process carrying this test's token is left, zombies
   // included.
   void ExpectNoProcessLeft() {
-    // Orphans are reaped asynchronously by init; allow a moment.
+    // Orphans are reaped asynchronously by init: wait for them to go.
     std::vector<pid_t> left;
-    for (int i = 0; i < 200; ++i) {
+    WaitUntil([&] {
       left = ProcessesWithToken(token_);
-      if (left.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+      return left.empty();
+    });
     EXPECT_TRUE(left.empty()) << left.size() << " process(es) left, first pid " << left[0];
   }
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 #include <zmq.hpp>
 
 #include "common/protocol.h"
@@ -18,6 +17,7 @@ namespace fanmap {
 namespace {
 
 using testing_util::FanmapPath;
+using testing_util::InputFifo;
 using testing_util::Lines;
 using testing_util::ParseRecords;
 using testing_util::Process;
@@ -26,7 +26,6 @@ using testing_util::RunResult;
 using testing_util::Seq;
 using testing_util::TempDir;
 using testing_util::WorkerPath;
-using testing_util::WriteFile;
 
 using FarmTest = testing_util::FarmFixture;
 
@@ -156,18 +155,22 @@ TEST_F(FarmTest, HelpExitsZero) {
 
 TEST_F(FarmTest, KilledWorkerLosesNoItem) {
   TempDir dir;
-  WriteFile(dir.File("in"), Seq(0, 399));
-  Process fanmap({FanmapPath(), "-j", "2", "--builtin", "sleep:10", "-i", dir.File("in")}, "",
+  // The run cannot end before the input does: the kill always hits a worker of a run
+  // still going.
+  InputFifo in(dir.File("in"));
+  Process fanmap({FanmapPath(), "-j", "2", "--builtin", "sleep:10", "-i", in.path()}, "",
                  dir.File("out"), dir.File("err"), Env());
+  in.Write(Seq(0, 399));
   // Kill one worker once the run is under way.
   std::vector<pid_t> workers;
-  for (int i = 0; i < 500 && workers.size() < 2; ++i) {
+  ASSERT_TRUE(testing_util::WaitUntil([&] {
     workers = testing_util::ProcessesNamed(token_, "fanmap-worker");
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_FALSE(workers.empty());
-  testing_util::WaitForText(dir.File("out"), "\"index\":20,");
-  kill(workers[0], SIGKILL);
+    return workers.size() >= 2;
+  })) << ReadFile(dir.File("err"));
+  ASSERT_FALSE(testing_util::WaitForText(dir.File("out"), "\"index\":20,").empty())
+      << ReadFile(dir.File("err"));
+  ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+  in.Close();
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
   auto records = ParseRecords(ReadFile(dir.File("out")), 400);
   for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
@@ -178,24 +181,29 @@ TEST_F(FarmTest, KilledWorkerLosesNoItem) {
 
 TEST_F(FarmTest, TwoWorkersJoinByConnect) {
   TempDir dir;
-  WriteFile(dir.File("in"), Seq(0, 199));
+  // The run lasts until both workers have joined, however slowly they start.
+  InputFifo in(dir.File("in"));
   Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:5",
-                  "-i", dir.File("in")},
+                  "-i", in.path()},
                  "", dir.File("out"), dir.File("err"), Env());
+  in.Write(Seq(0, 199));
   std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
   ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
   Process w1({WorkerPath(), "--connect", endpoint, "--name", "first"}, "", dir.File("w1.out"),
              dir.File("w1.err"), Env());
   Process w2({WorkerPath(), "--connect", endpoint, "--name", "second"}, "", dir.File("w2.out"),
              dir.File("w2.err"), Env());
+  EXPECT_FALSE(testing_util::WaitForText(dir.File("err"), "worker first joined").empty());
+  EXPECT_FALSE(testing_util::WaitForText(dir.File("err"), "worker second joined").empty());
+  in.Close();
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
   ParseRecords(ReadFile(dir.File("out")), 200);
   std::string err = ReadFile(dir.File("err"));
   EXPECT_NE(err.find("worker first joined"), std::string::npos) << err;
   EXPECT_NE(err.find("worker second joined"), std::string::npos) << err;
   // The run's end stops every worker.
-  EXPECT_EQ(w1.Wait(30), 0) << ReadFile(dir.File("w1.err")) << err;
-  EXPECT_EQ(w2.Wait(30), 0) << ReadFile(dir.File("w2.err")) << err;
+  EXPECT_EQ(w1.Wait(testing_util::kDeadlineS), 0) << ReadFile(dir.File("w1.err")) << err;
+  EXPECT_EQ(w2.Wait(testing_util::kDeadlineS), 0) << ReadFile(dir.File("w2.err")) << err;
   ExpectNoProcessLeft();
 }
 
@@ -204,7 +212,7 @@ class RawPeer {
  public:
   explicit RawPeer(const std::string& endpoint) : socket_(context_, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::rcvtimeo, 10000);
+    socket_.set(zmq::sockopt::rcvtimeo, testing_util::kDeadlineS * 1000);
     socket_.connect(endpoint);
   }
   void Send(const std::string& frame) { socket_.send(zmq::buffer(frame), zmq::send_flags::none); }
@@ -222,10 +230,12 @@ class RawPeer {
 
 TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   TempDir dir;
-  WriteFile(dir.File("in"), Seq(0, 299));
+  // The run lasts until the coordinator has handled the garbage and the old version.
+  InputFifo in(dir.File("in"));
   Process fanmap({FanmapPath(), "-j", "1", "--listen", "tcp://127.0.0.1:*", "--builtin", "sleep:2",
-                  "-i", dir.File("in")},
+                  "-i", in.path()},
                  "", dir.File("out"), dir.File("err"), Env());
+  in.Write(Seq(0, 299));
   std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
   ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
 
@@ -243,6 +253,9 @@ TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   ASSERT_TRUE(old_version.Receive(&reply));
   EXPECT_EQ(reply.type, MessageType::kRefuse);
   EXPECT_NE(reply.reason.find("version 9"), std::string::npos) << reply.reason;
+  EXPECT_FALSE(testing_util::WaitForText(dir.File("err"), "dropped a frame").empty())
+      << ReadFile(dir.File("err"));
+  in.Close();
 
   ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
   ParseRecords(ReadFile(dir.File("out")), 300);

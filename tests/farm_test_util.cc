@@ -1,10 +1,12 @@
 #include "tests/farm_test_util.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,14 +173,41 @@ std::vector<pid_t> ProcessesNamed(const std::string& token, const std::string& n
   return Scan(token, name);
 }
 
-std::string WaitForText(const std::string& path, const std::string& needle, int timeout_s) {
+bool Running(pid_t pid) {
+  // /proc/PID/stat: "pid (comm) S ...", where comm may hold spaces and parentheses.
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t comm_end = stat.rfind(')');
+  return comm_end != std::string::npos && comm_end + 2 < stat.size() && stat[comm_end + 2] != 'Z';
+}
+
+bool WaitUntil(const std::function<bool()>& condition, int timeout_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string text = ReadFile(path);
-    if (text.find(needle) != std::string::npos) return text;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return "";
+}
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::string WaitForText(const std::string& path, const std::string& needle, int timeout_s) {
+  std::string text;
+  bool found = WaitUntil(
+      [&] {
+        text = ReadFile(path);
+        return text.find(needle) != std::string::npos;
+      },
+      timeout_s);
+  return found ? text : "";
+}
+
+bool WaitForCount(const std::string& path, const std::string& needle, size_t count, int timeout_s) {
+  return WaitUntil([&] { return Count(ReadFile(path), needle) >= count; }, timeout_s);
 }
 
 std::string ListeningEndpoint(const std::string& err_path, int timeout_s) {
@@ -186,6 +215,31 @@ std::string ListeningEndpoint(const std::string& err_path, int timeout_s) {
   std::smatch m;
   if (!std::regex_search(err, m, std::regex("listening on (tcp://[0-9.:]+)"))) return "";
   return m[1];
+}
+
+InputFifo::InputFifo(const std::string& path) : path_(path) {
+  if (mkfifo(path.c_str(), 0600) == 0) fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  EXPECT_GE(fd_, 0) << "FIFO " << path << ": " << strerror(errno);
+}
+
+InputFifo::~InputFifo() { Close(); }
+
+void InputFifo::Write(const std::string& text) {
+  size_t done = 0;
+  while (fd_ >= 0 && done < text.size()) {
+    ssize_t n = write(fd_, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ADD_FAILURE() << "write to FIFO " << path_ << ": " << strerror(errno);
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void InputFifo::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
 }
 
 std::string UniqueToken() {

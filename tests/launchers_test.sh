@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Tests the launchers against a real coordinator on 127.0.0.1, with fake ssh, srun, hostname:
-# scripts/ssh-workers (run, --dry-run, TERM) and examples/slurm/fanmap.sbatch.
+# scripts/ssh-workers (run, --dry-run, TERM) and examples/slurm/fanmap.sbatch (a normal end
+# seen in both orders, workers that all fail, scancel).
 #   tests/launchers_test.sh BIN_DIR      (BIN_DIR holds fanmap and fanmap-worker)
+# Nothing here depends on speed: each wait is for a condition, with a deadline that only a
+# broken launcher reaches; a run that must outlast its workers' start reads its items from a
+# FIFO that the test closes once they have all joined.
 set -uo pipefail
 
 bin=$(cd "${1:?usage: launchers_test.sh BIN_DIR}" && pwd)
@@ -9,6 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fanmap-launchers.XXXXXX")
 cleanup() {  # stops the background jobs still running, then removes the temp dir
   local p
+  exec 3>&-
   for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
   wait
   rm -rf "$tmp"
@@ -20,6 +25,7 @@ failures=0
 pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+not() { ! "$@"; }
 
 # Prints "ok" if FILE holds exactly one record per index 0..N-1, in order, all ok.
 records_complete() {  # FILE N
@@ -31,24 +37,35 @@ records_complete() {  # FILE N
 }
 records_of() { grep -c "\"worker\":\"$2\"" "$1"; }  # FILE WORKER
 
-# Starts a coordinator in the background on 127.0.0.1; sets coord_pid and endpoint.
-start_coordinator() {  # LOG ARGS...
-  local log=$1; shift
-  "$bin/fanmap" -j 0 --listen 'tcp://127.0.0.1:*' --progress never "$@" 2>"$log" &
-  coord_pid=$!
-  endpoint=""
-  for _ in $(seq 100); do
-    endpoint=$(sed -n 's/^fanmap: listening on //p' "$log")
-    [[ -n $endpoint ]] && return 0
-    sleep 0.1
+deadline=60  # seconds: only a broken launcher or coordinator makes a wait last that long
+# Waits up to SECONDS for COMMAND... to succeed.
+wait_for() {  # SECONDS COMMAND...
+  local until=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < until)) || return 1
+    sleep 0.05
   done
-  echo "coordinator did not start:"; cat "$log"
+}
+at_least() { [[ $(grep -c -- "$2" "$3" 2>/dev/null) -ge $1 ]]; }  # COUNT PATTERN FILE
+gone() { ! kill -0 "$1" 2>/dev/null; }                             # PID
+
+# Starts a coordinator in the background on 127.0.0.1; sets coord_pid and endpoint.
+listening() { endpoint=$(sed -n 's/^fanmap: listening on //p' "$1"); [[ -n $endpoint ]]; }
+start_coordinator() {  # LOG ARGS...
+  local log=$1
+  shift
+  "$bin/fanmap" -j 0 --listen 'tcp://127.0.0.1:*' --progress never "$@" 2>"$log" 3>&- &
+  coord_pid=$!
+  wait_for "$deadline" listening "$log" && return 0
+  echo "coordinator did not start:"
+  cat "$log"
   return 1
 }
 
 # --- syntax of every script --------------------------------------------------------------
 for script in scripts/ssh-workers examples/slurm/fanmap.sbatch tests/launchers_test.sh \
-  tests/multihost_netns_test.sh; do
+  tests/multihost_netns_test.sh tests/local_endpoint_test.sh; do
   check "bash -n $script" bash -n "$root/$script"
 done
 
@@ -67,16 +84,56 @@ exec sh -c "\$*"
 EOF
 cat >"$tmp/fake/srun" <<'EOF'
 #!/usr/bin/env bash
-# Fake srun: runs its command $SLURM_NTASKS times here, in the background, and waits.
+# Fake srun: runs its command $SLURM_NTASKS times here, in the background, waits for them and
+# passes TERM and INT on to them, as srun does. The test's levers, to decide what the batch
+# script sees first:
+#   FAKE_SRUN_TASK_EXIT=N      each task exits N at once instead (workers that cannot start)
+#   FAKE_SRUN_EXIT_AFTER=TEXT  once its tasks have exited, exit only when $FAKE_LOG holds TEXT
 while [[ $# -gt 0 && $1 == -* ]]; do shift; done
 pids=()
 for ((i = 0; i < ${SLURM_NTASKS:-1}; i++)); do
-  SLURM_PROCID=$i "$@" &
+  if [[ -n ${FAKE_SRUN_TASK_EXIT:-} ]]; then
+    (exit "$FAKE_SRUN_TASK_EXIT") &
+  else
+    SLURM_PROCID=$i "$@" &
+  fi
   pids+=($!)
 done
+trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM
+trap 'kill -INT "${pids[@]}" 2>/dev/null' INT
 status=0
-for p in "${pids[@]}"; do wait "$p" || status=$?; done
+for p in "${pids[@]}"; do
+  # A trap interrupts wait: wait again while the task runs.
+  while s=0; wait "$p" || s=$?; ((s > 128)) && kill -0 "$p" 2>/dev/null; do :; done
+  ((s == 0)) || status=$s
+done
+if [[ -n ${FAKE_SRUN_EXIT_AFTER:-} ]]; then
+  until=$((SECONDS + 60))
+  until grep -qF -- "$FAKE_SRUN_EXIT_AFTER" "$FAKE_LOG"; do
+    ((SECONDS < until)) || { echo "fake srun: no '$FAKE_SRUN_EXIT_AFTER' in 60 s" >&2; break; }
+    sleep 0.05
+  done
+fi
 exit "$status"
+EOF
+cat >"$tmp/fake/fanmap" <<EOF
+#!/usr/bin/env bash
+# Fake fanmap: the real one. The test's lever:
+#   FAKE_FANMAP_EXIT_AFTER=TEXT  a coordinator (fanmap -j ...) that has exited exits itself
+#                                only when \$FAKE_LOG holds TEXT; meanwhile, TERM and INT are
+#                                passed on to it and noted in \$FAKE_LOG.signals
+[[ \${1:-} == -j && -n \${FAKE_FANMAP_EXIT_AFTER:-} ]] || exec "$bin/fanmap" "\$@"
+"$bin/fanmap" "\$@" &
+pid=\$!
+trap 'echo TERM >>"\$FAKE_LOG.signals"; kill -TERM "\$pid" 2>/dev/null' TERM
+trap 'echo INT >>"\$FAKE_LOG.signals"; kill -INT "\$pid" 2>/dev/null' INT
+while s=0; wait "\$pid" || s=\$?; ((s > 128)) && kill -0 "\$pid" 2>/dev/null; do :; done
+until=\$((SECONDS + 60))
+until grep -qF -- "\$FAKE_FANMAP_EXIT_AFTER" "\$FAKE_LOG"; do
+  ((SECONDS < until)) || { echo "fake fanmap: no '\$FAKE_FANMAP_EXIT_AFTER' in 60 s" >&2; break; }
+  sleep 0.05
+done
+exit "\$s"
 EOF
 printf '#!/bin/sh\necho 127.0.0.1\n' >"$tmp/fake/hostname"
 chmod +x "$tmp/fake/"*
@@ -104,13 +161,22 @@ check "--dry-run: the server key read from its file" grep -qF -- "$(cat coord.pu
 check "--dry-run starts nothing" test ! -e ssh.calls
 
 # --- ssh-workers against a real coordinator --------------------------------------------------
+# The items come through a FIFO, closed once the 3 workers have joined: the run cannot end
+# before a slow-starting worker joins it.
 n=600
 seq 0 $((n - 1)) >items.txt
+mkfifo items.fifo
+exec 3<>items.fifo  # read-write: never blocks; the run's EOF comes when it is closed
 start_coordinator coord.log --curve-secret coord.key --authorized-keys worker.pub \
-  -i items.txt -o out.jsonl --builtin sleep:10 || exit 1
+  -i items.fifo -o out.jsonl --builtin sleep:10 || exit 1
+cat items.txt >&3
 start=$(date +%s%3N)
-PATH="$tmp/fake:$PATH" "${ssh_workers[@]}" --connect "$endpoint" -- --connect-timeout 10 \
-  >sw.out 2>sw.err
+PATH="$tmp/fake:$PATH" "${ssh_workers[@]}" --connect "$endpoint" -- --connect-timeout "$deadline" \
+  >sw.out 2>sw.err 3>&- &
+sw_pid=$!
+check "ssh-workers: 3 workers joined" wait_for "$deadline" at_least 3 "worker .* joined" coord.log
+exec 3>&-
+wait "$sw_pid"
 sw_status=$?
 wait "$coord_pid"
 coord_status=$?
@@ -129,42 +195,118 @@ check "ssh called twice, for hostA" test "$(grep -c ' hostA ' ssh.calls)" -eq 2
 rm -f out.jsonl
 start_coordinator coord2.log -i items.txt -o out.jsonl --builtin sleep:1000 || exit 1
 PATH="$tmp/fake:$PATH" "$root/scripts/ssh-workers" --hosts hosts --connect "$endpoint" \
-  --worker-path "$bin/fanmap-worker" -- --connect-timeout 10 2>sw2.err &
+  --worker-path "$bin/fanmap-worker" -- --connect-timeout "$deadline" 2>sw2.err &
 sw_pid=$!
-for _ in $(seq 100); do
-  [[ $(grep -c joined coord2.log) -ge 3 ]] && break
-  sleep 0.1
-done
+check "TERM: 3 workers joined first" wait_for "$deadline" at_least 3 joined coord2.log
 kill -TERM "$sw_pid"
 wait "$sw_pid"
 check "ssh-workers exits 143 on TERM" test $? -eq 143
-for _ in $(seq 50); do
-  [[ $(grep -c 'left (stopped by a signal)' coord2.log) -ge 3 ]] && break
-  sleep 0.1
-done
 check "TERM: all 3 workers left the coordinator" \
-  test "$(grep -c 'left (stopped by a signal)' coord2.log)" -eq 3
+  wait_for "$deadline" at_least 3 'left (stopped by a signal)' coord2.log
+check "TERM: no more than 3 left" test "$(grep -c 'left (stopped by a signal)' coord2.log)" -eq 3
 kill -TERM "$coord_pid"
 wait "$coord_pid"
 check "coordinator interrupted (130)" test $? -eq 130
+[[ $failures -eq 0 ]] || { echo "--- coordinator"; cat coord2.log; echo "--- ssh-workers"; cat sw2.err; }
 
-# --- examples/slurm/fanmap.sbatch with fake srun and hostname --------------------------------
-mkdir submit && cd submit || exit 1
-n=500
-seq 0 $((n - 1)) >items.txt
-start=$(date +%s%3N)
-env PATH="$tmp/fake:$bin:$PATH" SLURM_NTASKS=3 SLURM_JOB_ID=$$ SLURM_SUBMIT_DIR="$PWD" \
-  FANMAP_BIND=127.0.0.1 bash "$root/examples/slurm/fanmap.sbatch" \
-  -i items.txt -o results.jsonl --resume --builtin sleep:5 >job.log 2>&1 &
-job_pid=$!
+# --- examples/slurm/fanmap.sbatch with fake srun, hostname (and fanmap) ----------------------
+# Makes the directory $tmp/NAME (a job's submit folder) and goes there.
+new_submit_dir() { mkdir "$tmp/$1" && cd "$tmp/$1" || exit 1; }
+# Starts the batch script in the background in this folder, as job NAME of 3 tasks, with the
+# fakes' levers VAR=VALUE... and fanmap's ARGS; its output goes to job.log. Sets job_pid.
+start_sbatch() {  # NAME [VAR=VALUE...] -- ARGS...
+  local job=$1 vars=()
+  shift
+  while [[ $1 != -- ]]; do vars+=("$1"); shift; done
+  shift
+  env PATH="$tmp/fake:$bin:$PATH" SLURM_NTASKS=3 SLURM_JOB_ID="$job" SLURM_SUBMIT_DIR="$PWD" \
+    FANMAP_BIND=127.0.0.1 FAKE_LOG="$PWD/job.log" "${vars[@]}" \
+    bash "$root/examples/slurm/fanmap.sbatch" "$@" >job.log 2>&1 3>&- &
+  job_pid=$!
+}
+keys_removed() { test -z "$(ls -A -d .fanmap-keys-* 2>/dev/null)"; }
+# No coordinator or worker of this job is left (they name its keys): the batch script
+# waited for each. (Its tee of the coordinator's log may still be draining: not counted.)
+nothing_left() { ! pgrep -f -- "$PWD/.fanmap-keys-[^ ]*\.key" >/dev/null; }
+# The batch script never complains of a kill that found nobody, nor of a failed command.
+no_script_errors() { ! grep -E 'No such process|fanmap.sbatch: line' job.log; }
+
+# A normal end, seen in both orders: the workers' step ending before the coordinator, and
+# after it. The fakes hold the second one back until the script has seen the first end.
+n=300
+for order in workers-first coordinator-first; do
+  new_submit_dir "$order"
+  seq 0 $((n - 1)) >items.txt
+  mkfifo items.fifo
+  exec 3<>items.fifo
+  if [[ $order == workers-first ]]; then
+    lever=FAKE_FANMAP_EXIT_AFTER="fanmap: the workers have left"
+  else
+    lever=FAKE_SRUN_EXIT_AFTER="fanmap: the coordinator exited"
+  fi
+  start=$(date +%s%3N)
+  start_sbatch "$order" "$lever" -- \
+    -i "$PWD/items.fifo" -o results.jsonl --resume --builtin sleep:5
+  cat items.txt >&3
+  check "sbatch ($order): 3 workers joined" \
+    wait_for "$deadline" at_least 3 'worker 127.0.0.1-[0-2] joined' job.log
+  exec 3>&-
+  wait "$job_pid"
+  job_status=$?
+  echo "sbatch run ($order): $(($(date +%s%3N) - start)) ms"
+  check "sbatch ($order): exits 0" test "$job_status" -eq 0
+  check "sbatch ($order): every record, in order" test "$(records_complete results.jsonl $n)" = ok
+  if [[ $order == workers-first ]]; then
+    check "sbatch ($order): the script saw the workers leave first" \
+      grep -q "fanmap: the workers have left; waiting for the coordinator" job.log
+    check "sbatch ($order): and did not signal the coordinator" test ! -e job.log.signals
+  else
+    check "sbatch ($order): the script saw the coordinator end first" \
+      grep -q "fanmap: the coordinator exited with status 0; waiting for the workers" job.log
+  fi
+  check "sbatch ($order): no worker is said to have failed" \
+    not grep -qE "every worker has exited|some workers failed" job.log
+  check "sbatch ($order): no error in the script" no_script_errors
+  check "sbatch ($order): the keys are removed" keys_removed
+  check "sbatch ($order): no process left" nothing_left
+  [[ $failures -eq 0 ]] || { echo "--- job log ($order)"; cat job.log; }
+done
+
+# Every worker fails (here: before it connects): nobody is left to do the work, so the
+# script stops the coordinator, which ends as interrupted (130), and so does the job.
+new_submit_dir all-fail
+seq 0 9 >items.txt
+start_sbatch all-fail FAKE_SRUN_TASK_EXIT=3 -- -i items.txt -o results.jsonl --resume \
+  --builtin echo
 wait "$job_pid"
 job_status=$?
-echo "sbatch run: $(($(date +%s%3N) - start)) ms"
-check "sbatch script exits 0" test "$job_status" -eq 0
-check "sbatch: every record, in order" test "$(records_complete results.jsonl $n)" = ok
-check "sbatch: 3 workers joined" test "$(grep -c 'worker 127.0.0.1-[0-2] joined' job.log)" -eq 3
-check "sbatch: the keys are removed" test -z "$(ls -A -d .fanmap-keys-* 2>/dev/null)"
-[[ $failures -eq 0 ]] || { echo "--- job log"; cat job.log; }
+check "sbatch (workers fail): exits 130, the coordinator's status" test "$job_status" -eq 130
+check "sbatch (workers fail): says so" \
+  grep -q "every worker has exited (srun: status 3) while the coordinator runs" job.log
+check "sbatch (workers fail): the coordinator was interrupted" \
+  wait_for "$deadline" at_least 1 "interrupted" job.log  # its log comes through tee
+check "sbatch (workers fail): no error in the script" no_script_errors
+check "sbatch (workers fail): the keys are removed" keys_removed
+check "sbatch (workers fail): no process left" nothing_left
+[[ $failures -eq 0 ]] || { echo "--- job log (workers fail)"; cat job.log; }
+
+# scancel or the time limit: TERM to the batch script stops the coordinator (which keeps
+# what is finished) and the workers, and leaves nothing running.
+new_submit_dir scancel
+seq 0 99 >items.txt
+start_sbatch scancel -- -i items.txt -o results.jsonl --resume --builtin sleep:1000
+check "sbatch (scancel): 3 workers joined" \
+  wait_for "$deadline" at_least 3 'worker 127.0.0.1-[0-2] joined' job.log
+kill -TERM "$job_pid"
+wait "$job_pid"
+job_status=$?
+check "sbatch (scancel): exits 143" test "$job_status" -eq 143
+check "sbatch (scancel): the coordinator was interrupted" \
+  wait_for "$deadline" at_least 1 "interrupted" job.log  # its log comes through tee
+check "sbatch (scancel): no error in the script" no_script_errors
+check "sbatch (scancel): the keys are removed" keys_removed
+check "sbatch (scancel): no process left" nothing_left
+[[ $failures -eq 0 ]] || { echo "--- job log (scancel)"; cat job.log; }
 cd "$tmp" || exit 1
 
 if [[ $failures -gt 0 ]]; then

@@ -46,6 +46,7 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 not() { ! "$@"; }
 alive() { kill -0 "$1" 2>/dev/null; }
 
+deadline=60  # seconds: only a broken coordinator makes a wait last that long
 # Waits up to SECONDS for COMMAND... to succeed.
 wait_for() {  # SECONDS COMMAND...
   local deadline=$((SECONDS + $1)); shift
@@ -156,7 +157,7 @@ head -n "$first" "$tmp/items.txt" >&3
 
 worker_pids() { pgrep -P "$coord_pid" -x fanmap-worker; }
 two_workers() { [[ $(worker_pids | wc -l) -ge 2 ]]; }
-check "fanmap started 2 workers" wait_for 20 two_workers
+check "fanmap started 2 workers" wait_for "$deadline" two_workers
 worker=$(worker_pids | head -n 1)
 endpoint=$(tr '\0' '\n' <"/proc/$worker/cmdline" 2>/dev/null | sed -n '/^--connect$/{n;p;q}')
 echo "worker $worker connects to: $endpoint"
@@ -168,7 +169,7 @@ if [[ $endpoint == ipc:///*/workers ]]; then
   check "the private directory is in \$TMPDIR" test "$(dirname "$dir")" = "$parent"
   check "the private directory is ours with mode 0700" test "$(stat -c '%u %a' "$dir")" = "0 700"
   check "the private directory is not a symlink" test ! -L "$dir"
-  check "the socket file exists" wait_for 10 test -S "$socket_path"
+  check "the socket file exists" wait_for "$deadline" test -S "$socket_path"
   check "nobody cannot write the socket file" not "${as_nobody[@]}" test -w "$socket_path"
   check "nobody cannot enter the private directory" not "${as_nobody[@]}" test -x "$dir/."
 fi
@@ -176,14 +177,16 @@ check "the run swept the directory of the dead run" test ! -e "$stale"
 check "the run kept the directory of a live run" test -e "$live/worker.key"
 check "the run kept nobody's directory" test -e "$others/worker.key"
 
+# The attacker listens for 3 s after it is ready, while the rest of the items are fed: a
+# window to observe what must not happen (nothing waits for it to end early).
 "${as_nobody[@]}" "$python" "$tmp/attacker.py" "$endpoint" 3 >"$tmp/attacker.out" \
   2>"$tmp/attacker.err" 3>&- &
 attacker_pid=$!
 attacker_ready() { grep -q '^ready$' "$tmp/attacker.out" || ! alive "$attacker_pid"; }
-wait_for 20 attacker_ready
+wait_for "$deadline" attacker_ready
 tail -n "+$((first + 1))" "$tmp/items.txt" >&3  # tasks to steal, if the attacker can
 attacker_done() { ! alive "$attacker_pid"; }
-check "the attacker finished" wait_for 30 attacker_done
+check "the attacker finished" wait_for "$deadline" attacker_done
 wait "$attacker_pid"
 echo "--- attacker (as nobody)"
 cat "$tmp/attacker.out" "$tmp/attacker.err"
@@ -195,7 +198,7 @@ check "the attacker received no TASKS" not grep -q '^received TASKS' "$tmp/attac
 
 exec 3>&-  # EOF: the run can finish
 coord_done() { ! alive "$coord_pid"; }
-check "the run finished" wait_for 60 coord_done
+check "the run finished" wait_for "$deadline" coord_done
 wait "$coord_pid"
 coord_status=$?
 coord_pid=""

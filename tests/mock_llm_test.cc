@@ -373,6 +373,9 @@ TEST_F(MockLlmTest, CountsRetryBeforeRetryAfterElapsed) {
 TEST_F(MockLlmTest, RetryAfterWaitingIsNotCounted) {
   ASSERT_TRUE(Start({"--latency-ms", "0", "--p429", "1", "--retry-after", "1"}));
   EXPECT_EQ(Chat("a").status, 429);
+  // What is tested is a time: waiting out the Retry-After. The server starts its second
+  // before sending the 429, and sleep_for sleeps at least as long as asked: a loaded
+  // machine only lengthens the wait, which cannot make the retry early.
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   EXPECT_EQ(Chat("a").status, 429);
   EXPECT_EQ(Stats()["early_retries"], 0);
@@ -435,7 +438,10 @@ Json ConcurrentChats(const std::string& url, const std::string& stats_url, int n
 TEST_F(MockLlmTest, HoldsThousandConcurrentRequests) {
   const int kConcurrent = 1000;
   if (!AllowDescriptors(kConcurrent + 100)) GTEST_SKIP() << "RLIMIT_NOFILE hard limit too low";
-  ASSERT_TRUE(Start({"--latency-ms", "500"}));
+  // All 1,000 must be in flight at once: the first answer may not come before the last
+  // request is in. Opening 1,000 connections takes well under a second even on a loaded
+  // machine; each answer waits 10 s.
+  ASSERT_TRUE(Start({"--latency-ms", "10000"}));
   Json stats = ConcurrentChats(Url("/v1/chat/completions"), Url("/stats"), kConcurrent);
   EXPECT_EQ(CountOf(stats, "200"), kConcurrent);
   EXPECT_GE(stats["connections_peak"].get<int>(), kConcurrent);

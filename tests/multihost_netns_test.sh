@@ -6,6 +6,10 @@
 # must end with exactly one record per item, in order, from all three workers.
 #   tests/multihost_netns_test.sh BIN_DIR     (root; exits 77 where namespaces are not allowed)
 # FANMAP_NETNS_ITEMS=N changes the number of items (default 3000, `--builtin sleep:20` each).
+# Nothing depends on speed: the items come through a FIFO that stays open until host 4 has
+# joined again, so the run cannot end first; each wait is for a line in a log, with a
+# deadline only a bug reaches; the heartbeat (10 s) is one a healthy worker on a loaded
+# machine never misses.
 set -uo pipefail
 
 bin=$(cd "${1:?usage: multihost_netns_test.sh BIN_DIR}" && pwd)
@@ -14,6 +18,8 @@ skip() { echo "SKIP: $*"; exit 77; }
 command -v ip >/dev/null || skip "needs the ip command (iproute2)"
 
 n=${FANMAP_NETNS_ITEMS:-3000}
+deadline=60   # seconds: only a bug makes a wait last that long
+heartbeat=10  # --heartbeat: how long the cut must last before host 4 is declared silent
 net="10.213.$(($$ % 254 + 1))"  # one subnet per run, from the PID
 port=5555
 ns=("" "fanmap$$-1" "fanmap$$-2" "fanmap$$-3" "fanmap$$-4")  # ns[1]: coordinator
@@ -21,6 +27,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fanmap-netns.XXXXXX")
 made=()
 cleanup() {
   local p name
+  exec 3>&-
   for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
   for name in "${made[@]}"; do
     for p in $(ip netns pids "$name" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
@@ -42,6 +49,7 @@ in_ns() { local i=$1; shift; ip netns exec "${ns[i]}" "$@"; }
 stamp() { local l; while IFS= read -r l; do printf '%s %s\n' "$(now_ms)" "$l"; done >"$1"; }
 # Waits up to SECONDS for PATTERN to appear COUNT times in FILE; prints the time (ms) of the
 # COUNT-th match. Fails early if PID is given and has exited.
+count_lines() { grep -cE -- "$2" "$1" 2>/dev/null; }  # FILE PATTERN
 wait_line() {  # FILE PATTERN COUNT SECONDS [PID]
   local deadline=$(($(now_ms) + $4 * 1000)) t
   while (($(now_ms) < deadline)); do
@@ -99,7 +107,7 @@ check "and says why" grep -q "without keys would let anyone join" refuse.err
 in_ns 1 "$bin/fanmap" -j 0 --listen "$endpoint" --insecure --builtin echo -i ten.txt \
   -o insecure.jsonl 2>insecure.err &
 insecure_pid=$!
-in_ns 2 "$bin/fanmap-worker" --connect "$endpoint" --connect-timeout 10 2>insecure-worker.err
+in_ns 2 "$bin/fanmap-worker" --connect "$endpoint" --connect-timeout "$deadline" 2>insecure-worker.err
 worker_status=$?
 wait "$insecure_pid"
 check "with --insecure it runs, and host 2 reaches host 1" \
@@ -111,35 +119,50 @@ fi
 
 # --- the run: three workers, host 4 cut off mid-run ------------------------------------------
 start=$(now_ms)
+mkfifo items.fifo
+# Read-write: never blocks; the run's EOF comes when it is closed. No child may hold it, so
+# each closes it first (before a process substitution, which would inherit it).
+exec 3<>items.fifo
 in_ns 1 "$bin/fanmap" -j 0 --listen "$endpoint" --curve-secret coord.key \
-  --authorized-keys workers --heartbeat 2 --progress never \
-  --builtin sleep:20 -i items.txt -o out.jsonl 2> >(stamp coord.log) &
+  --authorized-keys workers --heartbeat "$heartbeat" --progress never \
+  --builtin sleep:20 -i items.fifo -o out.jsonl 3>&- 2> >(stamp coord.log) &
 coord=$!
+cat items.txt >&3 &  # more than a pipe holds: written as the coordinator reads
+feeder=$!
 worker_pids=()
 for i in 2 3 4; do
   in_ns "$i" "$bin/fanmap-worker" --connect "$endpoint" --slots 4 --name "host$i" \
-    --curve-secret "workers/host$i.key" --server-key coord.pub 2> >(stamp "worker$i.log") &
+    --curve-secret "workers/host$i.key" --server-key coord.pub 3>&- 2> >(stamp "worker$i.log") &
   worker_pids+=($!)
 done
-# A worker without keys must not get in.
+# A worker without keys must not get in (it gives up after 3 s without a job: however slow
+# the machine, it cannot get one sooner).
 in_ns 3 "$bin/fanmap-worker" --connect "$endpoint" --name intruder --connect-timeout 3 \
-  2>intruder.log &
+  2>intruder.log 3>&- &
 intruder=$!
 
 cut="" detected="" up="" rejoined=""
-if wait_line coord.log "worker host4 joined" 1 20 "$coord" >/dev/null &&
-  wait_records $((n / 10)) host4 20 "$coord"; then
+if wait_line coord.log "worker host4 joined" 1 "$deadline" "$coord" >/dev/null &&
+  wait_records $((n / 10)) host4 "$deadline" "$coord"; then
+  # Host 4 holds tasks at the cut: 90% of the items are still to come, more than its slots,
+  # and they take 20 ms each of sleep, which no machine, loaded or not, does faster.
+  # Counted from the cut: a line about host 4 from before it does not count.
+  silent_before=$(count_lines coord.log "worker host4 silent for")
+  joined_before=$(count_lines coord.log "worker host4 joined")
   cut=$(now_ms)
   ip -n "${ns[1]}" link set h4 down
-  detected=$(wait_line coord.log "worker host4 silent for [0-9]+ ms; [0-9]+ task\(s\) sent again" 1 30 "$coord")
+  detected=$(wait_line coord.log "worker host4 silent for [0-9]+ ms; [0-9]+ task\(s\) sent again" \
+    $((silent_before + 1)) "$deadline" "$coord")
   up=$(now_ms)
   ip -n "${ns[1]}" link set h4 up
-  rejoined=$(wait_line coord.log "worker host4 joined" 2 60 "$coord")
+  rejoined=$(wait_line coord.log "worker host4 joined" $((joined_before + 1)) "$deadline" "$coord")
 fi
 check "host 4's worker joined before the cut" test -n "$cut"
 check "the coordinator declared host 4's worker silent and sent its tasks again" test -n "$detected"
 check "host 4's worker joined again before the run ended" test -n "$rejoined"
 
+wait "$feeder"
+exec 3>&-  # the end of the input: the run can end now
 wait "$coord"
 coord_status=$?
 end=$(now_ms)
@@ -163,7 +186,7 @@ check "a worker without keys is refused (exit 1, no record)" \
   test "$intruder_status/$(grep -c '"worker":"intruder"' out.jsonl)" = 1/0
 
 echo "--- summary"
-echo "items: $n (sleep:20), 3 workers x 4 slots, --heartbeat 2; run: $((end - start)) ms"
+echo "items: $n (sleep:20), 3 workers x 4 slots, --heartbeat $heartbeat; run: $((end - start)) ms"
 if [[ -n $cut ]]; then
   echo "link of host 4 cut at +$((cut - start)) ms"
   [[ -n $detected ]] && echo "  coordinator declared it silent $((detected - cut)) ms after the cut:" &&

@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 #include <random>
-#include <thread>
 
 #include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
@@ -35,24 +34,35 @@ class ReliabilityTest : public testing_util::FarmFixture {
 
   std::vector<pid_t> Workers() { return testing_util::ProcessesNamed(token_, "fanmap-worker"); }
 
-  // Waits until at least `n` workers run.
+  // Waits until at least `n` workers run; returns them (fewer if they never did).
   std::vector<pid_t> WaitForWorkers(size_t n) {
     std::vector<pid_t> workers;
-    for (int i = 0; i < 1000 && workers.size() < n; ++i) {
+    testing_util::WaitUntil([&] {
       workers = Workers();
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+      return workers.size() >= n;
+    });
     return workers;
+  }
+
+  // The workers that run (not zombies).
+  std::vector<pid_t> LiveWorkers() {
+    std::vector<pid_t> live;
+    for (pid_t pid : Workers()) {
+      if (testing_util::Running(pid)) live.push_back(pid);
+    }
+    return live;
   }
 
   TempDir dir_;
 };
 
 TEST_F(ReliabilityTest, TimedOutTaskIsCancelledAndRetried) {
-  // Every item hangs on its first attempt only (a marker file per item).
-  std::string script = "if [ ! -e " + dir_.path() + "/m$0 ]; then touch " + dir_.path() +
-                       "/m$0; sleep 60; fi; echo ok$0";
-  RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--", "sh", "-c", script}, Seq(1, 6));
+  // Every item hangs on its first attempt only: the attempt that makes the item's
+  // directory (mkdir is atomic: exactly one does). All 6 hang at once, 3 per worker.
+  std::string script = "if mkdir " + dir_.path() + "/m$0 2>/dev/null; then sleep 60; fi; echo ok$0";
+  RunResult r = Fanmap({"-j", "2", "--slots", "3", "--timeout", testing_util::kShortTimeoutS, "--",
+                        "sh", "-c", script},
+                       Seq(1, 6));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto records = ParseRecords(r.out, 6);
   for (int i = 0; i < 6; ++i) {
@@ -62,8 +72,8 @@ TEST_F(ReliabilityTest, TimedOutTaskIsCancelledAndRetried) {
 }
 
 TEST_F(ReliabilityTest, TaskThatAlwaysTimesOutBecomesAnErrorRecordAfterItsRetries) {
-  RunResult r = Fanmap({"-j", "1", "--timeout", "0.2", "--retries", "1", "--", "sh", "-c",
-                        "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
+  RunResult r = Fanmap({"-j", "1", "--timeout", testing_util::kShortTimeoutS, "--retries", "1",
+                        "--", "sh", "-c", "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
                        Seq(1, 3));
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto records = ParseRecords(r.out, 3);
@@ -91,19 +101,31 @@ TEST_F(ReliabilityTest, PoisonItemBecomesAnErrorRecordAndTheRunEnds) {
 }
 
 TEST_F(ReliabilityTest, WorkersKilledAtRandomLoseNoItem) {
-  WriteFile(dir_.File("in"), Seq(0, 19999));
-  auto fanmap = Start({"-j", "3", "--builtin", "sleep:1", "--slots", "4", "-i", dir_.File("in"),
-                       "-o", dir_.File("out")});
+  // The items come in 10 parts of 2,000; in each of the first 8, once its middle record is
+  // written, a random worker is killed. The run cannot end before the last part: every kill
+  // hits a run still going, and each comes after progress, so that the coordinator never
+  // takes the kills for workers that cannot start.
+  testing_util::InputFifo in(dir_.File("in"));
+  auto fanmap = Start(
+      {"-j", "3", "--builtin", "sleep:1", "--slots", "4", "-i", in.path(), "-o", dir_.File("out")});
   std::mt19937 rng(42);
   int kills = 0;
-  for (int round = 0; round < 8 && !fanmap->Exited(); ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    std::vector<pid_t> workers = Workers();
-    if (workers.empty()) continue;
+  for (int part = 0; part < 10; ++part) {
+    in.Write(Seq(part * 2000, part * 2000 + 1999));
+    if (part >= 8) continue;
+    std::string middle = "\"index\":" + std::to_string(part * 2000 + 1000) + ",";
+    ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), middle).empty())
+        << ReadFile(dir_.File("err"));
+    std::vector<pid_t> workers;
+    ASSERT_TRUE(testing_util::WaitUntil([&] {
+      workers = LiveWorkers();
+      return !workers.empty();
+    })) << ReadFile(dir_.File("err"));
     if (kill(workers[rng() % workers.size()], SIGKILL) == 0) ++kills;
   }
+  in.Close();
   ASSERT_EQ(fanmap->Wait(), 0) << ReadFile(dir_.File("err"));
-  EXPECT_GT(kills, 0);
+  EXPECT_EQ(kills, 8);
   auto records = ParseRecords(ReadFile(dir_.File("out")), 20000);
   for (size_t i = 0; i < records.size(); ++i) {
     ASSERT_EQ(records[i]["result"], std::to_string(i));
@@ -111,26 +133,33 @@ TEST_F(ReliabilityTest, WorkersKilledAtRandomLoseNoItem) {
 }
 
 TEST_F(ReliabilityTest, StoppedWorkerIsDeclaredDeadAndItsTasksAreSentAgain) {
-  WriteFile(dir_.File("in"), Seq(0, 399));
-  auto fanmap = Start({"-j", "2", "--heartbeat", "1", "--builtin", "sleep:10", "-i",
-                       dir_.File("in"), "-o", dir_.File("out")});
+  // The run lasts until the stopped worker is declared dead (the input stays open).
+  testing_util::InputFifo in(dir_.File("in"));
+  auto fanmap = Start({"-j", "2", "--heartbeat", testing_util::kHeartbeatS, "--builtin", "sleep:10",
+                       "-i", in.path(), "-o", dir_.File("out")});
+  in.Write(Seq(0, 399));
   std::vector<pid_t> workers = WaitForWorkers(2);
   ASSERT_EQ(workers.size(), 2u);
-  testing_util::WaitForText(dir_.File("out"), "\"index\":10,");
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":10,").empty())
+      << ReadFile(dir_.File("err"));
   ASSERT_EQ(kill(workers[0], SIGSTOP), 0);
+  // A local worker's name ends with its pid: the stopped one is declared dead.
+  std::string silent = ":" + std::to_string(workers[0]) + " silent for";
+  EXPECT_FALSE(testing_util::WaitForText(dir_.File("err"), silent).empty())
+      << ReadFile(dir_.File("err"));
+  in.Close();
   int code = fanmap->Wait();
   kill(workers[0], SIGCONT);
   ASSERT_EQ(code, 0) << ReadFile(dir_.File("err"));
   ParseRecords(ReadFile(dir_.File("out")), 400);
-  EXPECT_NE(ReadFile(dir_.File("err")).find("silent for"), std::string::npos)
-      << ReadFile(dir_.File("err"));
 }
 
 TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
   // Item 3 hangs on its first attempt only; nothing else is slow. Without a
   // backup copy the run would wait for it (there is no --timeout).
-  std::string script = "if [ $0 = 3 ] && [ ! -e " + dir_.path() + "/m ]; then touch " +
-                       dir_.path() + "/m; sleep 120; fi; echo $0";
+  // Whichever attempt makes the directory first hangs (mkdir is atomic), the other answers.
+  std::string script =
+      "if [ $0 = 3 ] && mkdir " + dir_.path() + "/m 2>/dev/null; then sleep 120; fi; echo $0";
   RunResult r = Fanmap({"-j", "2", "--speculate", "--", "sh", "-c", script}, Seq(1, 20));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto records = ParseRecords(r.out, 20);
@@ -144,9 +173,9 @@ TEST_F(ReliabilityTest, StragglerWhoseBackupTimesOutTooStillEnds) {
   std::string input = Seq(0, 0);
   for (int i = 0; i < 20; ++i) input += "0\n";
   input += "60\n";
-  RunResult r = Fanmap(
-      {"-j", "2", "--speculate", "--timeout", "1", "--retries", "1", "--", "sh", "-c", "sleep $0"},
-      input);
+  RunResult r = Fanmap({"-j", "2", "--speculate", "--timeout", testing_util::kShortTimeoutS,
+                        "--retries", "1", "--", "sh", "-c", "sleep $0"},
+                       input);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto records = ParseRecords(r.out, 22);
   EXPECT_EQ(records[21]["ok"], false);
@@ -167,7 +196,8 @@ TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
   WriteFile(dir_.File("in"), Seq(0, 99999));
   auto fanmap = Start({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
                        "-o", dir_.File("out")});
-  testing_util::WaitForText(dir_.File("out"), "\"index\":100,");
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":100,").empty())
+      << ReadFile(dir_.File("err"));
   kill(fanmap->pid(), SIGINT);
   ASSERT_EQ(fanmap->Wait(), 130) << ReadFile(dir_.File("err"));
   std::string out = ReadFile(dir_.File("out"));

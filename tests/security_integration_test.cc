@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
-#include <thread>
 #include <zmq.hpp>
 
 #include "tests/farm_fixture.h"
@@ -80,19 +79,22 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersJoinACurveCoordinator) {
                                            "sleep:20", "-i", Path("in"), "-o", Path("out")});
   ASSERT_FALSE(endpoint.empty());
 
-  // A worker with an unknown key, and a plain ZeroMQ client without keys.
-  auto stranger =
-      StartWorker("stranger", {"--connect", endpoint, "--curve-secret", Path("stranger.key"),
-                               "--server-key", Path("coord.pub"), "--connect-timeout", "2"});
+  // A plain ZeroMQ client without keys, and a worker with an unknown key, which
+  // gives up when no job came within its --connect-timeout.
   zmq::context_t context;
   zmq::socket_t plain(context, zmq::socket_type::dealer);
   plain.set(zmq::sockopt::linger, 0);
-  plain.set(zmq::sockopt::rcvtimeo, 1500);
+  plain.set(zmq::sockopt::rcvtimeo, 0);
   plain.connect(endpoint);
   plain.send(zmq::str_buffer("hello?"), zmq::send_flags::dontwait);
+  auto stranger = StartWorker(
+      "stranger", {"--connect", endpoint, "--curve-secret", Path("stranger.key"), "--server-key",
+                   Path("coord.pub"), "--connect-timeout", testing_util::kShortTimeoutS});
+  EXPECT_EQ(stranger->Wait(testing_util::kDeadlineS), 1)
+      << "an unknown key must never receive a job";
+  // Meanwhile (as long as the stranger tried) the client without keys got nothing either.
   zmq::message_t reply;
   EXPECT_FALSE(plain.recv(reply)) << "a client without keys must get nothing";
-  EXPECT_EQ(stranger->Wait(30), 1) << "an unknown key must never receive a job";
   EXPECT_NE(ReadFile(Path("stranger.err")).find("no job"), std::string::npos);
   EXPECT_NE(ReadFile(Path("stranger.err")).find("refused our handshake"), std::string::npos)
       << "the refused worker must say why it gets nothing: " << ReadFile(Path("stranger.err"));
@@ -100,7 +102,7 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersJoinACurveCoordinator) {
   auto good = StartWorker("good", {"--connect", endpoint, "--curve-secret",
                                    Path("workers/good.key"), "--server-key", Path("coord.pub")});
   ASSERT_EQ(coordinator_->Wait(), 0) << ReadFile(Path("err"));
-  EXPECT_EQ(good->Wait(30), 0) << ReadFile(Path("good.err"));
+  EXPECT_EQ(good->Wait(testing_util::kDeadlineS), 0) << ReadFile(Path("good.err"));
   auto records = Records(100);
   for (auto& record : records) EXPECT_EQ(record["worker"], "good");
   std::string err = ReadFile(Path("err"));
@@ -137,52 +139,54 @@ TEST_F(SecurityTest, ListeningBeyondLoopbackNeedsKeysOrInsecure) {
 }
 
 TEST_F(SecurityTest, WorkerStoppedBySignalHandsItsTasksBackAtOnce) {
-  WriteFile(Path("in"), Seq(0, 299));
+  // The input stays open until the worker has left: it leaves a run still going.
+  testing_util::InputFifo in(Path("in"));
   // A long heartbeat: only the worker's BYE can explain a quick hand-back.
   std::string endpoint = StartCoordinator({"-j", "0", "--heartbeat", "600", "--builtin", "sleep:20",
-                                           "--slots", "2", "-i", Path("in"), "-o", Path("out")});
+                                           "--slots", "2", "-i", in.path(), "-o", Path("out")});
+  in.Write(Seq(0, 299));
   auto leaving = StartWorker("leaving", {"--connect", endpoint});
   auto staying = StartWorker("staying", {"--connect", endpoint});
-  testing_util::WaitForText(Path("out"), "\"index\":20,");
-  kill(leaving->pid(), SIGTERM);
-  EXPECT_EQ(leaving->Wait(30), 130);
-  ASSERT_EQ(coordinator_->Wait(120), 0) << ReadFile(Path("err"));
-  staying->Wait(30);
-  Records(300);
-  EXPECT_NE(ReadFile(Path("err")).find("worker leaving left"), std::string::npos)
+  // It has joined and is at work.
+  ASSERT_FALSE(testing_util::WaitForText(Path("out"), "\"worker\":\"leaving\"").empty())
       << ReadFile(Path("err"));
+  kill(leaving->pid(), SIGTERM);
+  EXPECT_EQ(leaving->Wait(testing_util::kDeadlineS), 130) << ReadFile(Path("leaving.err"));
+  EXPECT_FALSE(testing_util::WaitForText(Path("err"), "worker leaving left").empty())
+      << ReadFile(Path("err"));
+  in.Close();
+  ASSERT_EQ(coordinator_->Wait(120), 0) << ReadFile(Path("err"));
+  EXPECT_EQ(staying->Wait(testing_util::kDeadlineS), 0) << ReadFile(Path("staying.err"));
+  Records(300);
 }
 
 TEST_F(SecurityTest, WorkerDeclaredDeadRejoinsWhenItComesBack) {
-  WriteFile(Path("in"), Seq(0, 499));
-  std::string endpoint = StartCoordinator({"-j", "0", "--heartbeat", "1", "--builtin", "sleep:10",
-                                           "-i", Path("in"), "-o", Path("out")});
+  // The input stays open until the worker has joined again: the run outlasts its return.
+  testing_util::InputFifo in(Path("in"));
+  std::string endpoint =
+      StartCoordinator({"-j", "0", "--heartbeat", testing_util::kHeartbeatS, "--builtin",
+                        "sleep:10", "-i", in.path(), "-o", Path("out")});
+  in.Write(Seq(0, 499));
   auto sleepy = StartWorker("sleepy", {"--connect", endpoint});
   auto steady = StartWorker("steady", {"--connect", endpoint});
-  testing_util::WaitForText(Path("out"), "\"index\":20,");
+  ASSERT_FALSE(testing_util::WaitForText(Path("err"), "worker sleepy joined").empty())
+      << ReadFile(Path("err"));
+  ASSERT_FALSE(testing_util::WaitForText(Path("err"), "worker steady joined").empty())
+      << ReadFile(Path("err"));
+  ASSERT_FALSE(testing_util::WaitForText(Path("out"), "\"index\":20,").empty())
+      << ReadFile(Path("err"));
   kill(sleepy->pid(), SIGSTOP);
-  testing_util::WaitForText(Path("err"), "sleepy silent for");
+  EXPECT_FALSE(testing_util::WaitForText(Path("err"), "worker sleepy silent for").empty())
+      << ReadFile(Path("err"));
   kill(sleepy->pid(), SIGCONT);
-  std::string err;
-  for (int i = 0; i < 500; ++i) {
-    err = ReadFile(Path("err"));
-    size_t first = err.find("worker sleepy joined");
-    if (first != std::string::npos &&
-        err.find("worker sleepy joined", first + 1) != std::string::npos) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  EXPECT_TRUE(testing_util::WaitForCount(Path("err"), "worker sleepy joined", 2))
+      << "the worker must join again after being declared dead\n"
+      << ReadFile(Path("err")) << ReadFile(Path("sleepy.err"));
+  in.Close();
   ASSERT_EQ(coordinator_->Wait(120), 0) << ReadFile(Path("err"));
   Records(500);
-  err = ReadFile(Path("err"));
-  size_t first = err.find("worker sleepy joined");
-  ASSERT_NE(first, std::string::npos) << err;
-  EXPECT_NE(err.find("worker sleepy joined", first + 1), std::string::npos)
-      << "the worker must join again after being declared dead\n"
-      << err << ReadFile(Path("sleepy.err"));
-  EXPECT_EQ(sleepy->Wait(30), 0) << ReadFile(Path("sleepy.err"));
-  EXPECT_EQ(steady->Wait(30), 0);
+  EXPECT_EQ(sleepy->Wait(testing_util::kDeadlineS), 0) << ReadFile(Path("sleepy.err"));
+  EXPECT_EQ(steady->Wait(testing_util::kDeadlineS), 0) << ReadFile(Path("steady.err"));
 }
 
 }  // namespace

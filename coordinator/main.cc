@@ -309,7 +309,9 @@ int main(int argc, char** argv) {
                  "built-in task: echo | sleep:MS | sha256:ROUNDS | fail-on:TEXT")
       ->group(kPayload);
   app.add_option("--pipe", payload.pipe,
-                 "one long-lived 'CMD' (run by sh) per slot: an item line in, a result line out")
+                 "one long-lived 'CMD' (run by sh) per slot: one output line per input line, in "
+                 "order; block-buffered filters (sed, awk, tr, python3) work: fanmap closes "
+                 "their input to make them flush")
       ->group(kPayload);
   app.add_option("--http", payload.http, "send each item as the body of a request to URL")
       ->group(kPayload);

@@ -4,8 +4,9 @@
 #   fanmap -j 2 -i names.txt --pipe 'perl examples/upper.pl'
 #
 # $| = 1 flushes stdout after every print. Without it Perl block-buffers its
-# output into the pipe, and fanmap (waiting for answers) and this script
-# (waiting for more items) wait on each other.
+# output into the pipe and keeps its last answers while it waits for more
+# items; fanmap then closes its input after a quiet period to get them, and
+# starts a fresh copy for the next items: correct, but slower.
 use strict;
 use warnings;
 

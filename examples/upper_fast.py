@@ -3,11 +3,13 @@
 
     fanmap -j 2 -i names.txt --pipe 'python3 examples/upper_fast.py'
 
-The rule that keeps `fanmap --pipe` from deadlocking is "every answer is
-flushed before the co-process blocks waiting for more input". Flushing after
-each line obeys it at the cost of one write per item; flushing after handling
-everything one read returned obeys it too, with one write per batch. When f()
-costs microseconds, that is about twice the throughput.
+What keeps a `fanmap --pipe` co-process answering without restarts is
+"every answer is flushed before the co-process blocks waiting for more
+input" (otherwise fanmap has to close its input to get the last answers, and
+start a fresh one). Flushing after each line obeys it at the cost of one
+write per item; flushing after handling everything one read returned obeys
+it too, with one write per batch. When f() costs microseconds, that is about
+twice the throughput.
 """
 import sys
 

@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <deque>
@@ -22,10 +23,36 @@ namespace {
 using testing_util::IntExtra;
 using testing_util::NoChildrenLeft;
 using testing_util::StringExtra;
-constexpr auto kTimeout = testing_util::kPayloadTimeout;
+// Longer than the other payloads' tests: filters that answer at end of input
+// are started afresh for each of their first, growing batches, and Python's
+// start-up can take a second or more on a heavily loaded machine.
+constexpr auto kTimeout = 3 * testing_util::kPayloadTimeout;
 
 // Echoes each line with "!" appended, one answer per line, flushed.
 constexpr char kBang[] = "while IFS= read -r x; do printf '%s!\\n' \"$x\"; done";
+// Python's stdout is block-buffered on a pipe unless PYTHONUNBUFFERED (set
+// where these tests run) or -u says otherwise.
+constexpr char kUnflushedPython[] =
+    "env -u PYTHONUNBUFFERED python3 -c 'import sys\n"
+    "for l in sys.stdin: print(l.strip().upper())'";
+
+// A quiet period no test waits for: the co-process is never closed for
+// silence.
+constexpr std::chrono::seconds kNeverQuiet(1000);
+
+// "a0bc", "a1bc", ...: items that sed s/a/b/, tr and toupper all change.
+std::string Word(size_t i) { return "a" + std::to_string(i) + "bc"; }
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string FirstAToB(std::string s) {
+  size_t a = s.find('a');
+  if (a != std::string::npos) s[a] = 'b';
+  return s;
+}
 
 class PipePayloadTest : public ::testing::Test {
  protected:
@@ -46,6 +73,23 @@ class PipePayloadTest : public ::testing::Test {
     PipePayload::Options options;
     options.min_window = options.max_window = window;
     Use(std::move(command), options);
+  }
+
+  // Sends `n` words through `command` (default options) and expects each
+  // answer to be `expected` of its item, in order.
+  void ExpectFilter(const std::string& command, size_t n,
+                    const std::function<std::string(std::string)>& expected) {
+    Use(command);
+    for (size_t i = 0; i < n; ++i) Queue(Word(i));
+    ASSERT_TRUE(RunUntilResults(n));
+    ASSERT_EQ(sink_.size(), n);
+    for (size_t i = 0; i < n; ++i) {
+      const Result* r = Find(i);
+      ASSERT_NE(r, nullptr) << i;
+      ASSERT_TRUE(r->ok) << i << ": " << r->value;
+      ASSERT_EQ(r->value, expected(Word(i))) << i;
+    }
+    EXPECT_EQ(payload_->outstanding(), 0u);
   }
 
   // Items wait here until the loop would start them (running() < slots_).
@@ -149,10 +193,13 @@ TEST_F(PipePayloadTest, DropsOneTrailingCarriageReturn) {
 TEST_F(PipePayloadTest, WritesAWindowAheadOfTheAnswers) {
   // The command answers nothing before it has read 50 lines: a payload that
   // waited for each answer before writing the next item would never finish.
-  UseFixedWindow(
-      "n=0; buf=''; while IFS= read -r x; do n=$((n+1)); buf=\"$buf$x \"; "
+  // (It drops what it holds at end of input, so it must never be closed.)
+  PipePayload::Options options;
+  options.min_window = options.max_window = 64;
+  options.quiet_period = kNeverQuiet;
+  Use("n=0; buf=''; while IFS= read -r x; do n=$((n+1)); buf=\"$buf$x \"; "
       "if [ $n -ge 50 ]; then for y in $buf; do echo \"$y\"; done; buf=''; n=0; fi; done",
-      64);
+      options);
   QueueNumbers(100);
   ASSERT_TRUE(RunUntilResults(100));
   for (size_t i = 0; i < sink_.size(); ++i) EXPECT_EQ(sink_[i].value, std::to_string(i));
@@ -170,7 +217,7 @@ TEST_F(PipePayloadTest, RunningCountsFullWindows) {
 
 TEST_F(PipePayloadTest, FastAnswersShareOneCoProcessWithADeepWindow) {
   PipePayload::Options options;
-  options.queue_budget = std::chrono::seconds(1);  // any answer time gives a deep window
+  options.queue_budget = std::chrono::seconds(100);  // any answer time gives a deep window
   Use("cat", options);
   slots_ = 1;
   QueueNumbers(3000);
@@ -184,6 +231,7 @@ TEST_F(PipePayloadTest, FastAnswersShareOneCoProcessWithADeepWindow) {
 TEST_F(PipePayloadTest, SlowAnswersSpreadOverOneCoProcessPerSlot) {
   PipePayload::Options options;
   options.queue_budget = std::chrono::microseconds(100);  // far below one answer's time
+  options.quiet_period = kNeverQuiet;                     // no co-process is closed and replaced
   Use("while IFS= read -r x; do sleep 0.05; echo \"$x\"; done", options);
   slots_ = 3;
   QueueNumbers(12);
@@ -196,6 +244,118 @@ TEST_F(PipePayloadTest, SlowAnswersSpreadOverOneCoProcessPerSlot) {
   EXPECT_EQ(payload_->window(), 1u);
   EXPECT_EQ(max_co_processes_, 3u);
   EXPECT_EQ(max_outstanding_, 3u);
+}
+
+// Filters that block-buffer their stdout answer only when their input ends.
+
+TEST_F(PipePayloadTest, SedAnswersWhenItsInputIsClosed) {
+  ExpectFilter("sed s/a/b/", 3, FirstAToB);
+}
+
+TEST_F(PipePayloadTest, AwkAnswersWhenItsInputIsClosed) {
+  ExpectFilter("awk '{print toupper($0)}'", 3, Upper);
+}
+
+TEST_F(PipePayloadTest, TrAnswersWhenItsInputIsClosed) { ExpectFilter("tr a-z A-Z", 3, Upper); }
+
+TEST_F(PipePayloadTest, UnflushedPythonAnswersWhenItsInputIsClosed) {
+  ExpectFilter(kUnflushedPython, 3, Upper);
+}
+
+TEST_F(PipePayloadTest, BlockBufferedFilterAnswersManyItemsInOrder) {
+  // Batches grow, and a batch big enough to fill sed's buffer is answered
+  // while items still arrive: every answer still goes to its own item.
+  ExpectFilter("sed s/a/b/", 20000, FirstAToB);
+  EXPECT_GT(max_outstanding_, 1000u);
+}
+
+TEST_F(PipePayloadTest, UnflushedPythonAnswersManyItemsInOrder) {
+  ExpectFilter(kUnflushedPython, 20000, Upper);
+}
+
+TEST_F(PipePayloadTest, ItemsLeftUnansweredAtEndOfInputAreRetryable) {
+  // sed '$d' drops the last line it reads: closed to make it flush, it
+  // answers two of the three items it holds, then exits 0.
+  UseFixedWindow("sed '$d'", 8);
+  QueueNumbers(3);
+  ASSERT_TRUE(RunUntilResults(3));
+  EXPECT_EQ(Find(0)->value, "0");
+  EXPECT_EQ(Find(1)->value, "1");
+  const Result* r = Find(2);
+  EXPECT_FALSE(r->ok);
+  EXPECT_TRUE(r->retryable);
+  EXPECT_EQ(r->value,
+            "co-process exited with code 0 with 1 item(s) unanswered after its input was closed");
+  EXPECT_EQ(IntExtra(*r, "exit_code"), 0);
+}
+
+TEST_F(PipePayloadTest, SummaryAtEndOfInputBreaksTheProtocol) {
+  UseFixedWindow("awk '{print} END {print \"total\"}'", 8);
+  QueueNumbers(2);
+  ASSERT_TRUE(RunUntil([this] { return sink_.size() == 2 && payload_->co_processes() == 0; }));
+  EXPECT_EQ(Find(0)->value, "0");
+  EXPECT_EQ(Find(1)->value, "1");
+  payload_->Start(Task{2, 0, "2"});
+  ASSERT_EQ(sink_.size(), 3u);
+  EXPECT_FALSE(sink_[2].ok);
+  EXPECT_FALSE(sink_[2].retryable);
+  EXPECT_EQ(sink_[2].value,
+            "co-process wrote more lines than it was given items (the extra lines came after its "
+            "input was closed)");
+}
+
+TEST_F(PipePayloadTest, ItemsStartedWhileACoProcessFlushesGoToAFreshOne) {
+  Use("sed s/a/b/");
+  payload_->Start(Task{0, 0, "a0"});
+  ASSERT_TRUE(RunUntil([this] { return payload_->flushing() == 1 || !sink_.empty(); }));
+  ASSERT_EQ(payload_->flushing(), 1u) << "answered before its input was closed";
+  payload_->Start(Task{1, 0, "a1"});
+  EXPECT_EQ(payload_->co_processes(), 2u);
+  ASSERT_TRUE(RunUntilResults(2));
+  EXPECT_EQ(Find(0)->value, "b0");
+  EXPECT_EQ(Find(1)->value, "b1");
+}
+
+TEST_F(PipePayloadTest, SlowCoProcessThatFlushesGetsEveryAnswer) {
+  // Silent for 0.2 s per item: perhaps closed and replaced, never wrong.
+  Use("while IFS= read -r x; do sleep 0.2; echo \"$x!\"; done");
+  QueueNumbers(4);
+  ASSERT_TRUE(RunUntilResults(4));
+  for (uint64_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(Find(i)->ok) << Find(i)->value;
+    EXPECT_EQ(Find(i)->value, std::to_string(i) + "!");
+  }
+}
+
+TEST_F(PipePayloadTest, CoProcessThatLingersAfterItsLastAnswerIsKilled) {
+  // sed flushes and exits at end of input; the shell then sleeps with
+  // sed's stdout still open.
+  Use("sed s/a/b/; sleep 30");
+  Queue("a");
+  ASSERT_TRUE(RunUntil([this] { return !sink_.empty() && payload_->co_processes() == 0; }));
+  ASSERT_EQ(sink_.size(), 1u);
+  EXPECT_TRUE(sink_[0].ok);
+  EXPECT_EQ(sink_[0].value, "b");
+}
+
+TEST_F(PipePayloadTest, NoCoProcessIsClosedWhileItHasUnreadInput) {
+  // A slow start, ten quiet periods long, before it reads anything; then it
+  // looks whether its stdin is already closed, and says so instead of
+  // answering. Silence with input unread is no reason to close.
+  Use("python3 -c '\n"
+      "import fcntl, os, time\n"
+      "time.sleep(0.3)\n"
+      "line = os.read(0, 4096).decode().strip()\n"
+      "fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK)\n"
+      "try:\n"
+      "    closed = os.read(0, 1) == b\"\"\n"
+      "except BlockingIOError:\n"
+      "    closed = False\n"
+      "print(\"closed before it was read\" if closed else line, flush=True)'");
+  Queue("a");
+  ASSERT_TRUE(RunUntilResults(1));
+  EXPECT_TRUE(sink_[0].ok) << sink_[0].value;
+  EXPECT_EQ(sink_[0].value, "a");
 }
 
 TEST_F(PipePayloadTest, ItemWithLineBreakIsErrorAndNotSent) {
@@ -275,7 +435,9 @@ TEST_F(PipePayloadTest, ChattyStderrNeverBlocksAndOnlyItsTailIsKept) {
   const Result* r = Find(5);
   EXPECT_FALSE(r->ok);
   std::string err = StringExtra(*r, "stderr");
-  EXPECT_EQ(err.size(), 2000u - 1);  // the final newline is dropped
+  const std::string kCut = "[... earlier output cut; the last bytes follow]\n";
+  ASSERT_EQ(err.substr(0, kCut.size()), kCut) << "a cut stderr says it was cut";
+  EXPECT_EQ(err.size(), kCut.size() + 2000u - 1);  // the final newline is dropped
   EXPECT_EQ(err.substr(err.size() - 4), "eEND");
 }
 
@@ -422,6 +584,80 @@ TEST_F(PipePayloadTest, DestroyingPayloadReapsCoProcesses) {
   payload_->Start(Task{0, 0, "x"});
   payload_.reset();
   EXPECT_TRUE(NoChildrenLeft());
+}
+
+class PipeFlushPolicyTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kMin = 30000;  // µs
+  PipeFlushPolicy policy_{std::chrono::microseconds(kMin), 4096};
+  int64_t Quiet() const { return policy_.QuietMicros(false); }
+  void FlushPromptly(size_t batch) { EXPECT_TRUE(policy_.OnFlushed(Quiet(), 500, batch)); }
+};
+
+TEST_F(PipeFlushPolicyTest, StartsAtTheMinimumWithNoBatch) {
+  EXPECT_EQ(Quiet(), kMin);
+  EXPECT_EQ(policy_.batch(), 0u);
+}
+
+TEST_F(PipeFlushPolicyTest, PromptFlushesGrowTheBatchFourfoldUpToTheMost) {
+  FlushPromptly(1);
+  EXPECT_EQ(policy_.batch(), 4u);
+  FlushPromptly(4);
+  EXPECT_EQ(policy_.batch(), 16u);
+  FlushPromptly(2);  // fewer items were at hand: the batch does not shrink
+  EXPECT_EQ(policy_.batch(), 16u);
+  FlushPromptly(3000);
+  EXPECT_EQ(policy_.batch(), 4096u);
+  EXPECT_EQ(Quiet(), kMin);
+}
+
+TEST_F(PipeFlushPolicyTest, LateFlushWaitsTwiceTheSilenceItNeeded) {
+  // Two seconds per item, answered 1.97 s after a close that followed 30 ms.
+  EXPECT_FALSE(policy_.OnFlushed(30000, 1970000, 1));
+  EXPECT_EQ(Quiet(), 4000000);
+  EXPECT_EQ(policy_.batch(), 0u) << "a slow co-process is not one that answers at end";
+}
+
+TEST_F(PipeFlushPolicyTest, PromptFlushesHalveTheQuietPeriodDownToTheMinimum) {
+  policy_.OnFlushed(kMin, 90000, 1);
+  EXPECT_EQ(Quiet(), 240000);
+  FlushPromptly(1);
+  EXPECT_EQ(Quiet(), 120000);
+  EXPECT_EQ(policy_.batch(), 1u) << "a long wait says nothing about the cost of items";
+  FlushPromptly(1);
+  FlushPromptly(1);
+  EXPECT_EQ(Quiet(), kMin);
+  FlushPromptly(1);
+  EXPECT_EQ(Quiet(), kMin);
+  EXPECT_EQ(policy_.batch(), 4u);
+}
+
+TEST_F(PipeFlushPolicyTest, LateFlushHalvesTheBatch) {
+  FlushPromptly(16);
+  EXPECT_EQ(policy_.batch(), 64u);
+  policy_.OnFlushed(kMin, 40000, 64);
+  EXPECT_EQ(policy_.batch(), 32u);
+}
+
+TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {
+  policy_.OnFlushed(kMin, 3600000000, 1);
+  EXPECT_EQ(Quiet(), std::chrono::microseconds(PipeFlushPolicy::kMaxQuietPeriod).count());
+}
+
+TEST_F(PipeFlushPolicyTest, CoProcessThatAnsweredLineByLineWaitsLonger) {
+  EXPECT_EQ(policy_.QuietMicros(true),
+            std::chrono::microseconds(PipeFlushPolicy::kLineByLineQuietPeriod).count());
+  policy_.OnFlushed(kMin, 1970000, 1);
+  EXPECT_EQ(policy_.QuietMicros(true), 4000000);
+}
+
+TEST_F(PipeFlushPolicyTest, AnsweringLineByLineEndsTheBatch) {
+  FlushPromptly(1);
+  EXPECT_EQ(policy_.batch(), 4u);
+  policy_.OnLineByLine();
+  EXPECT_EQ(policy_.batch(), 0u);
+  FlushPromptly(4);
+  EXPECT_EQ(policy_.batch(), 16u);
 }
 
 TEST(MakePayloadPipeTest, BuildsWithoutStartingAnything) {

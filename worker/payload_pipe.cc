@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,14 +27,54 @@ constexpr std::chrono::milliseconds kShutdownGrace(200);
 // The kernel closes a dying process's pipes a moment before its exit shows
 // on the pidfd. A co-process whose stdout closed gets this long to show its
 // exit (and so its exit code) before it is taken for one that merely closed
-// stdout, and killed.
+// stdout, and killed. So does one whose stdin was closed and that has
+// answered everything it held.
 constexpr int64_t kExitAfterEofMicros = 100000;
 // Written input is dropped from the front of the buffer in steps this large,
 // so that a co-process that reads slowly costs no quadratic copying.
 constexpr size_t kCompactBytes = 1 << 20;
 constexpr char kTooManyLines[] = "co-process wrote more lines than it was given items";
 
+// Bytes written to `fd` (a pipe) that its reader has not read yet; 0 if
+// unknown.
+int UnreadBytes(int fd) {
+  int n = 0;
+  return ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
+}
+
 }  // namespace
+
+PipeFlushPolicy::PipeFlushPolicy(std::chrono::microseconds min_quiet, size_t max_batch)
+    : min_quiet_us_(std::max<int64_t>(1, min_quiet.count())),
+      max_batch_(std::max<size_t>(1, max_batch)),
+      quiet_us_(min_quiet_us_) {}
+
+int64_t PipeFlushPolicy::QuietMicros(bool line_by_line) const {
+  if (!line_by_line) return quiet_us_;
+  return std::max<int64_t>(quiet_us_, std::chrono::microseconds(kLineByLineQuietPeriod).count());
+}
+
+bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch) {
+  // A process that only has to flush and exit does so in well under a
+  // millisecond (a few on a busy machine); half the minimum quiet period
+  // leaves room for that and still sets it apart from a slow item.
+  if (after_us < min_quiet_us_ / 2) {
+    // Only a batch flushed after the minimum wait shows that items are cheap:
+    // after a longer one, it may have spent that long on them. Growing the
+    // batch then would grow the next wait with it.
+    if (quiet_us_ <= min_quiet_us_) {
+      batch_ = std::min(max_batch_, std::max(batch_, 4 * std::max<size_t>(1, batch)));
+    }
+    quiet_us_ = std::max(min_quiet_us_, quiet_us_ / 2);
+    answers_at_end_ = true;
+    return true;
+  }
+  int64_t needed = 2 * (std::max<int64_t>(0, quiet_us) + after_us);
+  int64_t most = std::chrono::microseconds(kMaxQuietPeriod).count();
+  quiet_us_ = std::min(most, std::max(quiet_us_, needed));
+  batch_ = std::max<size_t>(1, std::min(batch_, batch / 2));
+  return false;
+}
 
 struct PipePayload::CoProcess {
   struct Held {
@@ -54,6 +95,15 @@ struct PipePayload::CoProcess {
   bool accepting = true;              // false once its stdin or stdout is closed
   int64_t stdout_closed_us = 0;       // when its stdout reached end-of-file; 0: open
   std::optional<uint64_t> cancelled;  // an item that must get no result
+  // Its silence, and the close that may end it (PipeFlushPolicy).
+  int64_t quiet_since_us = 0;  // its last output, or when it last got work
+  bool line_by_line = false;   // has answered all it held, with its stdin open
+  int64_t closed_us = 0;       // when its stdin was closed for silence; 0: never
+  int64_t quiet_used_us = 0;   // the silence that preceded the close
+  size_t batch = 0;            // items it held at the close
+  bool flush_noted = false;    // the policy has heard how the close ended
+  bool prompt_flush = false;   // ... and it was prompt
+  int64_t drained_us = 0;      // closed, and holding nothing since; 0: not yet
   // Events of the current Advance().
   bool touched = false;
   bool exited = false;
@@ -61,7 +111,11 @@ struct PipePayload::CoProcess {
 };
 
 PipePayload::PipePayload(std::string command, ResultSink* sink, Options options)
-    : command_(std::move(command)), sink_(sink), options_(options) {}
+    : command_(std::move(command)),
+      sink_(sink),
+      options_(options),
+      policy_(options.quiet_period,
+              std::max(std::max<size_t>(1, options.min_window), options.max_window)) {}
 
 // ~ChildProcess kills and reaps whatever is left.
 PipePayload::~PipePayload() = default;
@@ -69,12 +123,22 @@ PipePayload::~PipePayload() = default;
 size_t PipePayload::window() const {
   size_t lo = std::max<size_t>(1, options_.min_window);
   size_t hi = std::max(lo, options_.max_window);
-  if (answer_micros_ <= 0) return lo;
-  double fit = static_cast<double>(options_.queue_budget.count()) / answer_micros_;
-  return static_cast<size_t>(std::clamp(fit, static_cast<double>(lo), static_cast<double>(hi)));
+  size_t fit = lo;
+  if (answer_micros_ > 0) {
+    double by_time = static_cast<double>(options_.queue_budget.count()) / answer_micros_;
+    fit =
+        static_cast<size_t>(std::clamp(by_time, static_cast<double>(lo), static_cast<double>(hi)));
+  }
+  return std::clamp(std::max(fit, policy_.batch()), lo, hi);
 }
 
 size_t PipePayload::running() const { return outstanding_ / window(); }
+
+size_t PipePayload::flushing() const {
+  size_t n = 0;
+  for (const auto& co : co_processes_) n += co->closed_us != 0 && !co->done;
+  return n;
+}
 
 void PipePayload::Start(Task task) {
   if (task.item.find_first_of("\n\r") != std::string::npos) {
@@ -83,6 +147,8 @@ void PipePayload::Start(Task task) {
   }
   if (!broken_.empty()) {
     sink_->push_back(ErrorResult(task, broken_));
+    // The command cannot start: no item of this job can succeed.
+    sink_->back().fatal = true;
     return;
   }
   CoProcess* co = Pick();
@@ -94,7 +160,7 @@ void PipePayload::Start(Task task) {
       return;
     }
   }
-  if (co->held.empty()) co->busy_since_us = NowMicros();
+  if (co->held.empty()) co->busy_since_us = co->quiet_since_us = NowMicros();
   co->input.append(task.item);
   co->input.push_back('\n');
   co->queued_bytes += task.item.size() + 1;
@@ -172,8 +238,16 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
       items->push_back(zmq_pollitem_t{nullptr, child.pidfd(), ZMQ_POLLIN, 0});
       poll_refs_.push_back(PollRef{co.get(), true});
     }
+    int64_t due_us = 0;  // when Advance() must look at it again; 0: no need
     if (co->stdout_closed_us != 0) {
-      int64_t left_us = co->stdout_closed_us + kExitAfterEofMicros - NowMicros();
+      due_us = co->stdout_closed_us + kExitAfterEofMicros;
+    } else if (co->drained_us != 0) {
+      due_us = co->drained_us + kExitAfterEofMicros;
+    } else if (co->accepting && !co->held.empty() && co->input_done == co->input.size()) {
+      due_us = co->quiet_since_us + policy_.QuietMicros(co->line_by_line);
+    }
+    if (due_us != 0) {
+      int64_t left_us = due_us - NowMicros();
       long left_ms = static_cast<long>(std::max<int64_t>(0, (left_us + 999) / 1000));
       if (*timeout_ms < 0 || left_ms < *timeout_ms) *timeout_ms = left_ms;
     }
@@ -200,20 +274,70 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   for (CoProcess* co : touched_) Step(co);
   int64_t now = NowMicros();
   for (const auto& co : co_processes_) {
-    if (!co->done && co->stdout_closed_us != 0 &&
-        now - co->stdout_closed_us >= kExitAfterEofMicros) {
-      End(co.get(), false);
+    if (co->done) continue;
+    if (co->stdout_closed_us != 0) {
+      if (now - co->stdout_closed_us >= kExitAfterEofMicros) End(co.get(), false);
+    } else if (co->drained_us != 0) {
+      // Answered all it held after its input ended, yet still running: what
+      // it started keeps its stdout open. Nothing more is owed.
+      if (now - co->drained_us >= kExitAfterEofMicros) End(co.get(), false);
+    } else if (Silent(co.get(), now)) {
+      EndInput(co.get(), now);
     }
   }
   RemoveDone();
+}
+
+bool PipePayload::Silent(CoProcess* co, int64_t now) {
+  ChildProcess& child = *co->child;
+  if (!co->accepting || co->held.empty() || child.stdin_fd() < 0 ||
+      co->input_done < co->input.size()) {
+    return false;  // nothing owed, or a full pipe: it is not waiting for input
+  }
+  if (now - co->quiet_since_us < policy_.QuietMicros(co->line_by_line)) return false;
+  if (UnreadBytes(child.stdin_fd()) > 0) {
+    // It has not read all it was given: busy, or still starting (Python
+    // takes tens of ms, a program that loads a model much longer). Its
+    // silence counts from now, so that a slow start is no reason to close.
+    co->quiet_since_us = now;
+    return false;
+  }
+  return true;
+}
+
+void PipePayload::EndInput(CoProcess* co, int64_t now) {
+  co->child->CloseStdin();
+  co->input.clear();
+  co->input_done = 0;
+  co->accepting = false;
+  co->closed_us = now;
+  co->quiet_used_us = now - co->quiet_since_us;
+  co->batch = co->held.size();
+  // The answers that follow share the time since the close: the silence
+  // before may have been idleness, waiting for input with full buffers.
+  co->busy_since_us = now;
+}
+
+void PipePayload::NoteFlush(CoProcess* co, int64_t now) {
+  if (co->closed_us == 0 || co->flush_noted) return;
+  co->flush_noted = true;
+  co->prompt_flush = policy_.OnFlushed(co->quiet_used_us, now - co->closed_us, co->batch);
 }
 
 void PipePayload::Step(CoProcess* co) {
   co->touched = false;
   Flush(co);
   ChildProcess& child = *co->child;
+  // Output on stderr counts too: a co-process that logs is not idle.
+  size_t before = child.stdout_data().size() + child.stderr_data().size();
   child.ReadAvailable();
+  bool wrote = child.stdout_data().size() + child.stderr_data().size() != before;
   TrimStderr(&child.stderr_data());
+  if (wrote) {
+    int64_t now = NowMicros();
+    co->quiet_since_us = now;
+    NoteFlush(co, now);
+  }
   if (!TakeAnswers(co)) return;
   if (co->exited) {
     End(co, true);
@@ -229,6 +353,8 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
   size_t from = co->scanned;
   size_t answered = 0;
   size_t first_result = sink_->size();
+  // Its first answers with its stdin open also paid for its start-up.
+  bool starting = co->answered == 0 && co->closed_us == 0;
   while (const void* found = std::memchr(out.data() + from, '\n', out.size() - from)) {
     size_t end = static_cast<size_t>(static_cast<const char*>(found) - out.data());
     // An answer to an item whose line is not wholly written yet cannot be
@@ -237,7 +363,9 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
       out.clear();
       co->scanned = 0;
       broken_ = kTooManyLines;
-      Abandon(co, kTooManyLines, false);
+      // Output at end of input (a summary, a total) is the usual culprit.
+      if (co->closed_us != 0) broken_ += " (the extra lines came after its input was closed)";
+      Abandon(co, broken_, false);
       return false;
     }
     CoProcess::Held held = co->held.front();
@@ -267,11 +395,34 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
     // not the time an item queued behind its window, is what it cost.
     int64_t now = NowMicros();
     double each = static_cast<double>(now - co->busy_since_us) / static_cast<double>(answered);
-    answer_micros_ = answer_micros_ <= 0 ? each : 0.8 * answer_micros_ + 0.2 * each;
+    // Two spans are not the items' cost: a fresh co-process's start-up (tens
+    // of ms for Python) before its first answers, and the flush and exit
+    // that yield the answers of a prompt flush. Those answers are taken to
+    // cost no more than the least time per answer seen so far. A command that
+    // answers at end of input pays both once per batch; counted against the
+    // batch, they would make the coordinator send fewer items, too few to
+    // fill the next buffer, and batches would never grow.
+    double measured = each;
+    bool overhead = starting || (co->closed_us != 0 && co->prompt_flush);
+    if (overhead && least_micros_ > 0) {
+      each = std::min(each, least_micros_);
+    } else if (co->closed_us == 0) {
+      // The window follows the pace of answers while items keep coming in.
+      answer_micros_ = answer_micros_ <= 0 ? each : 0.8 * answer_micros_ + 0.2 * each;
+    }
+    least_micros_ = least_micros_ <= 0 ? measured : std::min(least_micros_, measured);
     for (size_t i = first_result; i < sink_->size(); ++i) {
       (*sink_)[i].elapsed_us = static_cast<uint64_t>(std::max(1.0, each));
     }
     co->busy_since_us = now;
+  }
+  if (start > 0 && co->held.empty()) {
+    if (co->closed_us == 0 && co->accepting) {
+      co->line_by_line = true;
+      policy_.OnLineByLine();
+    } else if (co->closed_us != 0 && co->drained_us == 0) {
+      co->drained_us = NowMicros();
+    }
   }
 
   if (out.size() > kMaxAnswerBytes) {
@@ -294,6 +445,7 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
 }
 
 void PipePayload::End(CoProcess* co, bool exited) {
+  NoteFlush(co, NowMicros());
   ChildProcess& child = *co->child;
   // An exited leader keeps its exit status: SIGKILL cannot change it, and
   // the SIGKILL to its group reaches descendants that kept the pipes open.
@@ -316,8 +468,8 @@ void PipePayload::End(CoProcess* co, bool exited) {
     error = "co-process closed its stdout while holding this item";
   } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     size_t unanswered = co->held.size() - (co->cancelled ? 1 : 0);
-    error =
-        "co-process exited with code 0 with " + std::to_string(unanswered) + " item(s) unanswered";
+    error = "co-process exited with code 0 with " + std::to_string(unanswered) +
+            " item(s) unanswered" + (co->closed_us != 0 ? " after its input was closed" : "");
   } else if (WIFEXITED(status)) {
     error = "co-process exited with code " + std::to_string(WEXITSTATUS(status)) +
             " while holding this item";

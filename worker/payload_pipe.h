@@ -15,8 +15,18 @@
 // Options::max_window) when answers take microseconds, one item when they take
 // milliseconds or more, so that an item waits behind others for about
 // Options::queue_budget at most (and a task deadline still means something).
+// A command that answers at end of input gets PipeFlushPolicy::batch() items
+// instead when that is more: a batch that grows with each prompt flush.
 // A result's elapsed_us is the co-process's time per answer when it was
 // answered: what the item cost, not how long it queued behind its window.
+// Three spans are left out, as they are not the items' cost: the silence
+// before a close (it may have been idleness: answers that follow a close
+// share the time since the close), the flush and exit that follow a prompt
+// close, and a co-process's start-up. Answers that paid for the last two are
+// taken to cost no more than the least time per answer seen so far (the
+// first ever cannot be helped), and the window follows only answers written
+// while items keep coming in. A slow command that buffers its output thus
+// looks cheaper to the coordinator than it is.
 //
 // Slots. running() is not the number of unanswered items but the number of
 // slots in use: unanswered items divided by the window, rounded down. The
@@ -28,13 +38,18 @@
 // working in parallel. outstanding() is the number of unanswered items.
 //
 // What the command must do: answer each input line with exactly one output
-// line, in order, and flush its stdout after each answer (or at least before
-// it blocks reading more input). A command whose stdout is block-buffered
-// (Python without -u or flush=True, C stdio writing to a pipe) keeps answers
-// in its buffer while it waits for items that the payload writes only once
-// those answers arrive: both wait until the task deadline (without one,
-// forever). Anything meant for humans belongs on stderr: a stray stdout line
-// shifts every later answer to the wrong item.
+// line, in order. Flushing each answer is best (answers then flow as they are
+// made) but not required. A command whose stdout is block-buffered (sed, awk,
+// tr, Python without -u, anything using C stdio on a pipe) keeps its last
+// answers in a buffer while it waits for more input, and the coordinator
+// never says that no more items will come. So when a co-process holds items,
+// has read all of its input and has written nothing (on stdout or stderr)
+// for a quiet period, its stdin is closed: it sees end-of-input, flushes and
+// exits, and its answers go to the items it held. Later items go to a fresh
+// co-process, including those that arrive while it finishes.
+// PipeFlushPolicy below decides when, and learns from what follows. Anything
+// meant for humans belongs on stderr: a stray stdout line shifts every later
+// answer to the wrong item, and so does a summary line at end-of-input.
 //
 // Failures:
 //   - An item containing "\n" or "\r" is an error result and is not sent
@@ -43,24 +58,30 @@
 //     wrote first still count; every item it still held becomes a retryable
 //     error ("co-process exited with code 1 while holding this item", "...
 //     killed by signal 9 ...", "co-process exited with code 0 with 3 item(s)
-//     unanswered"; "co-process closed its stdout ..." if it is still alive
+//     unanswered", with " after its input was closed" when the payload had
+//     closed it; "co-process closed its stdout ..." if it is still alive
 //     0.1 s after that, and is then killed) with "exit_code" or "signal" and
-//     "stderr". The next items go to a fresh co-process.
+//     "stderr". The next items go to a fresh co-process. One whose input was
+//     closed and that has answered all it held is killed if it has not
+//     exited 0.1 s later (it left something running on its stdout).
 //   - Cancel(index) kills the co-process holding `index`; `index` gets no
 //     result (the loop reports the timeout), the others it held become
 //     retryable errors.
 //   - A co-process that writes more lines than it was given items breaks the
 //     protocol: it is killed and the items it held get the non-retryable error
-//     "co-process wrote more lines than it was given items". So does every
-//     later item: answers can no longer be matched to items, and a fresh copy
-//     of the same command would do the same.
+//     "co-process wrote more lines than it was given items" (with "(the extra
+//     lines came after its input was closed)" if they did: a summary printed
+//     at end of input). So does every later item: answers can no longer be
+//     matched to items, and a fresh copy of the same command would do the
+//     same.
 //   - An answer longer than 64 MiB is an error for its item; the co-process is
 //     killed and its other items become retryable errors.
 //
 // The process must ignore SIGPIPE (the worker does): a co-process may close
 // its stdin while items are being written to it. Nothing here waits for a
 // co-process except Shutdown() (a grace period) and the killing of one, which
-// lasts as long as the kernel takes to end it.
+// lasts as long as the kernel takes to end it; the quiet period is a poll
+// timeout.
 //
 // Not thread-safe; driven by the worker's single poll loop.
 #ifndef FANMAP_WORKER_PAYLOAD_PIPE_H_
@@ -77,14 +98,89 @@
 
 namespace fanmap {
 
+// PipeFlushPolicy: when PipePayload closes the stdin of a silent co-process,
+// and what it learns from what follows. Pure decisions on durations in
+// microseconds; the payload measures them and acts.
+//
+// A co-process that holds items, has read all of its input and writes
+// nothing is either waiting for more input with its answers in a buffer, or
+// working on a slow item; from outside the two look the same. Closing its
+// stdin is right for both: a buffering one flushes and exits at once, a slow
+// one finishes its items and exits, and either way every answer comes. Only
+// the cost differs: a co-process started afresh for the next items. So the
+// quiet period before a close adapts:
+//   - It starts at the minimum (Options::quiet_period, kQuietPeriod by
+//     default).
+//   - Prompt flush: the first output (or the exit) came less than half the
+//     minimum after the close. The co-process was waiting with its answers
+//     buffered: the command answers at end of input. The quiet period halves
+//     (not below the minimum). If it was the minimum, batch() grows to 4
+//     times the items the co-process held, so that a buffering filter gets
+//     big batches after a few flushes (and, with enough items ahead of it,
+//     fills its buffer and answers as it goes); after a longer wait the items
+//     may have cost that long, and the batch stays.
+//   - Late flush: the co-process was still working. The next quiet period is
+//     at least twice the silence it needed (before and after the close), up
+//     to kMaxQuietPeriod, and batch() halves. A co-process that takes 2 s
+//     per item and flushes is closed once after kQuietPeriod, answers 2 s
+//     later, and is left alone from then on.
+//   - Line by line: a co-process that has answered everything it held with
+//     its stdin open waits at least kLineByLineQuietPeriod, and the command
+//     is no longer taken for one that answers at end of input (batch() is 0
+//     until the next prompt flush).
+// Not thread-safe.
+class PipeFlushPolicy {
+ public:
+  // The default minimum quiet period. Long enough that a co-process that
+  // answers as it goes is not closed because the scheduler kept it off the
+  // CPU for a moment (a time slice is a few ms; on a busy machine, several
+  // runnable processes per core stretch that to tens of ms), and short
+  // enough that the last items of a buffering filter wait little: each batch
+  // such a filter cannot answer before its input ends costs one quiet period.
+  static constexpr std::chrono::milliseconds kQuietPeriod{30};
+  // The least quiet period of a co-process that has answered line by line:
+  // its silence means work, not a full buffer.
+  static constexpr std::chrono::milliseconds kLineByLineQuietPeriod{250};
+  // The longest: slower items get a fresh co-process each (correct, slower).
+  static constexpr std::chrono::seconds kMaxQuietPeriod{60};
+
+  // `min_quiet`: the first and least quiet period. `max_batch`: the most
+  // items batch() asks for.
+  PipeFlushPolicy(std::chrono::microseconds min_quiet, size_t max_batch);
+
+  // How long a co-process that holds items and has read all of its input
+  // may write nothing before its stdin is closed. `line_by_line`: it has
+  // answered everything it held, with its stdin open, at least once.
+  int64_t QuietMicros(bool line_by_line) const;
+  // A co-process that held `batch` items had its stdin closed after
+  // `quiet_us` of silence; its first output, or its exit, came `after_us`
+  // after the close. Returns true if that was prompt.
+  bool OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch);
+  // A co-process answered everything it held with its stdin open.
+  void OnLineByLine() { answers_at_end_ = false; }
+  // Items a co-process may hold when the command has shown that it answers
+  // at end of input (its last close was prompt); 0 otherwise.
+  size_t batch() const { return answers_at_end_ ? batch_ : 0; }
+
+ private:
+  const int64_t min_quiet_us_;
+  const size_t max_batch_;
+  int64_t quiet_us_;
+  size_t batch_ = 0;
+  bool answers_at_end_ = false;
+};
+
 class PipePayload : public Payload {
  public:
   struct Options {
-    // Bounds of the window per co-process. Equal bounds fix it (tests).
+    // Bounds of the window per co-process. Equal bounds fix it (tests). The
+    // coordinator sends a worker at most 4096 tasks beyond its slots.
     size_t min_window = 1;
-    size_t max_window = 1024;
+    size_t max_window = 4096;
     // How long an item may wait behind the others of its window.
     std::chrono::microseconds queue_budget{2000};
+    // The first and least quiet period (PipeFlushPolicy).
+    std::chrono::microseconds quiet_period{PipeFlushPolicy::kQuietPeriod};
   };
 
   // `command` is run by /bin/sh -c; nothing starts before the first Start().
@@ -109,8 +205,12 @@ class PipePayload : public Payload {
   size_t outstanding() const { return outstanding_; }
   // Co-processes alive now.
   size_t co_processes() const { return co_processes_.size(); }
-  // Items a co-process may hold now.
+  // Items a co-process may hold now: what the time per answer allows (see
+  // Windows), or more for a command that answers at end of input
+  // (PipeFlushPolicy::batch()).
   size_t window() const;
+  // Co-processes whose stdin was closed for silence and that have not ended.
+  size_t flushing() const;
 
  private:
   struct CoProcess;
@@ -135,6 +235,14 @@ class PipePayload : public Payload {
   void Abandon(CoProcess* co, const std::string& error, bool retryable);
   void FailHeld(CoProcess* co, const std::string& error, bool retryable, Result::Extra extra);
   void RemoveDone();
+  // True if `co` holds items, has read all of its input and has been silent
+  // for its quiet period. Its silence restarts if it has unread input.
+  bool Silent(CoProcess* co, int64_t now);
+  // Closes the stdin of a silent co-process, so that it flushes and exits.
+  void EndInput(CoProcess* co, int64_t now);
+  // Tells the policy how the close of `co` ended: `now` is its first output
+  // or its exit.
+  void NoteFlush(CoProcess* co, int64_t now);
 
   const std::string command_;
   ResultSink* const sink_;
@@ -144,7 +252,9 @@ class PipePayload : public Payload {
   std::vector<CoProcess*> touched_;  // scratch for Advance()
   size_t outstanding_ = 0;
   double answer_micros_ = 0;  // mean time per answer; 0 until measured
-  std::string broken_;        // set once the protocol was broken: fails every item
+  double least_micros_ = 0;   // least time per answer seen, after a close too
+  PipeFlushPolicy policy_;
+  std::string broken_;  // set once the protocol was broken: fails every item
 };
 
 // The payload for a "pipe" job, with default options.

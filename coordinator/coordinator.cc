@@ -985,7 +985,9 @@ void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
   std::vector<std::string> unacknowledged;
   for (Worker* w : scheduler_.workers().all()) {
-    if (SendTo(*w, stop)) unacknowledged.push_back(w->routing_id);
+    // A peer that never returned a result (a hoarder) is not waited for.
+    bool proven = w->local_pid != 0 || w->completed > 0;
+    if (SendTo(*w, stop) && proven) unacknowledged.push_back(w->routing_id);
   }
   // Wait (briefly) for each worker to acknowledge its STOP: closing our end
   // while a worker's frames are unread can reset the connection and discard

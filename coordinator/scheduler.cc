@@ -262,9 +262,20 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
   return loss;
 }
 
+int64_t Scheduler::SilenceLimitMs() const {
+  // Tasks usually take mean_task_us_: a worker that answers none for many
+  // times that while others answer is holding them, whatever it says. Never
+  // sooner than kMinSilenceMs (a busy machine stalls a process that long),
+  // never later than the liveness bound.
+  if (mean_task_us_ <= 0) return options_.liveness_ms;
+  int64_t limit = static_cast<int64_t>(kSilenceFactor * mean_task_us_ / 1000);
+  return std::clamp<int64_t>(limit, std::min(kMinSilenceMs, options_.liveness_ms),
+                             options_.liveness_ms);
+}
+
 bool Scheduler::IsSilentHolder(const Worker& worker, int64_t now_ms) const {
   if (worker.credit.trust() != Trust::kEarned || worker.credit.outstanding() == 0) return false;
-  return now_ms - std::max(worker.busy_since_ms, worker.last_result_ms) > options_.liveness_ms;
+  return now_ms - std::max(worker.busy_since_ms, worker.last_result_ms) > SilenceLimitMs();
 }
 
 std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send) {

@@ -12,7 +12,8 @@
 //   - which workers are silent (SilentWorkers) and which tasks get a copy on
 //     another worker (PlanBackups): stragglers (--speculate) and the tasks of
 //     a worker that was not spawned here and has returned no result for
-//     longer than the liveness bound (a hoarder, or a peer that hung).
+//     many times longer than tasks usually take (SilenceLimitMs: at most the
+//     liveness bound): a hoarder, or a peer that hung.
 // Time is always a parameter; nothing here touches a socket or a clock, so
 // every decision is unit-tested with a fake worker (tests/scheduler_test.cc).
 //
@@ -98,6 +99,9 @@ class Scheduler {
   static constexpr int64_t kMinStragglerMs = 500;
   // In-flight slots looked at per PlanBackups call (the oldest ones).
   static constexpr size_t kBackupScan = 4096;
+  // Result silence that makes an earning worker's tasks get copies elsewhere.
+  static constexpr double kSilenceFactor = 8;
+  static constexpr int64_t kMinSilenceMs = 1000;
 
   explicit Scheduler(SchedulerOptions options);
   void set_on_complete(CompleteFn fn) { on_complete_ = std::move(fn); }
@@ -157,13 +161,16 @@ class Scheduler {
   // Backup copies to send now, when `more_to_send` is false (nothing new to
   // give): stragglers (with --speculate: running kStragglerFactor times
   // longer than tasks usually take) and every task of a silent earning
-  // worker (no result for longer than the liveness bound while holding
+  // worker (no result for longer than SilenceLimitMs() while holding
   // tasks). Each goes to another worker with free credit; the slots are
   // marked and the helpers charged, so the caller only sends them.
   std::vector<Backup> PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send);
   // True if `worker` earns its credit and has held tasks without returning
-  // a result for longer than the liveness bound.
+  // a result for longer than SilenceLimitMs().
   bool IsSilentHolder(const Worker& worker, int64_t now_ms) const;
+  // kSilenceFactor times the usual task time, within [kMinSilenceMs, the
+  // liveness bound]; the liveness bound while no task time is known.
+  int64_t SilenceLimitMs() const;
 
   // --- figures
   const DropCounts& drops() const { return drops_; }

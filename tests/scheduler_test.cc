@@ -355,5 +355,24 @@ TEST_F(SchedulerTest, NoBackupsWhileThereIsNewWorkToSend) {
   EXPECT_TRUE(scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false).empty());
 }
 
+TEST_F(SchedulerTest, SilenceLimitFollowsTheUsualTaskTimeWithinItsBounds) {
+  SchedulerOptions options = Options();
+  options.liveness_ms = 5000;
+  Scheduler scheduler(options);
+  EXPECT_EQ(scheduler.SilenceLimitMs(), 5000) << "nothing known yet: the liveness bound";
+  for (int i = 0; i < 3; ++i) scheduler.AddItem("x");
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w", hello, 4, 4242, now_ms_);
+  uint64_t index;
+  std::vector<Result> results;
+  while (scheduler.NextTask(&index)) {
+    Result r = Answer(index, scheduler.Assign(index, w, now_ms_ * 1000, now_ms_));
+    r.elapsed_us = 1000;  // 1 ms tasks
+    results.push_back(r);
+  }
+  scheduler.OnResults(&w, kRun, &results, now_ms_ * 1000, now_ms_);
+  EXPECT_EQ(scheduler.SilenceLimitMs(), Scheduler::kMinSilenceMs);
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -103,12 +103,17 @@ TEST_F(PipeFarmTest, CoProcessThatAnswersTooManyLinesFailsItems) {
   ExpectNoProcessLeft();
 }
 
-TEST_F(PipeFarmTest, UnknownCommandFailsEveryItemWithoutRetrying) {
+TEST_F(PipeFarmTest, UnknownCommandStopsTheRunWithoutRetrying) {
   // Retries are left at their default: a command that cannot start is not
-  // worth another attempt, for this item or any other.
+  // worth another attempt, for this item or any other, and the run stops
+  // (fail fast) instead of failing all 1,000 items.
   RunResult r = Fanmap({"-j", "1", "--pipe", "fanmap-no-such-command"}, Seq(0, 999));
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  auto records = ParseRecords(r.out, 1000);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("none succeeded: co-process cannot start"), std::string::npos) << r.err;
+  std::vector<std::string> lines = testing_util::Lines(r.out);
+  ASSERT_GE(lines.size(), 1u) << r.err;
+  EXPECT_LT(lines.size(), 1000u);
+  auto records = ParseRecords(r.out, lines.size());
   for (const auto& record : records) {
     EXPECT_EQ(record["ok"], false);
     std::string error = record["error"];

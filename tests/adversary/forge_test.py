@@ -15,12 +15,10 @@ the attack has been delivered and handled (no timing luck).
 Checks: the attacked run exits 0 with a record for every item, no record holds
 a forged value or names an attacker, the records equal the clean run's (but
 for the per-run fields "worker" (a local worker's host:pid) and "attempts"),
-the coordinator's peak RSS stays <= 256 MiB, and the attacked run takes at
-most 2x the clean one. Durations on a shared machine are noisy: a run over
-that bound that passed every other check is measured once more (all checks
-apply to it too), and the faster run counts. Prints the figures: both
-durations, the peak RSS, the tasks the hoarder held, and what the coordinator
-says it dropped.
+the coordinator's peak RSS stays <= 256 MiB, and the hoarder holds no more
+than an earning worker's initial credit. Durations are not checked (they
+belong to benchmarks): the test prints them as figures, with the peak RSS,
+the tasks the hoarder held, and what the coordinator says it dropped.
 """
 
 import json
@@ -41,16 +39,11 @@ ITEMS = 20000
 FLAGS = ["-j", "2", "--slots", "4", "--builtin", "sleep:1",
          "--listen", "tcp://127.0.0.1:*", "--progress", "never"]
 MAX_RSS_KIB = 256 * 1024
-# The attacked run may take at most this many times the clean one (measured in
-# the same test, just before). On 2 cores the attack cost 1.04-1.13x, idle or
-# with two CPU hogs beside it; what it costs is mostly fixed, not proportional
-# (the attacker's own CPU, the hoarder's tasks holding the ordered output until
-# they are copied elsewhere), so a short clean run is the hard case.
-SLOWDOWN_BOUND = 2.0
+# WorkerCredit::kInitialCredit (coordinator/credit.h): what a peer that
+# claims any number of slots and returns nothing can hold.
+INITIAL_CREDIT = 32
 RUN_DEADLINE_S = 60  # one run
 BUDGET_S = 165  # every run together (the ctest TIMEOUT is 180 s)
-# A run this much slower than the clean one is not noise: it is not measured again.
-NOISE_BOUND = 5.0
 
 
 class FifoFeeder(threading.Thread):
@@ -240,6 +233,10 @@ def check_attacked(checks, tmp, clean, clean_records, attacked):
                  "%d" % len(out))
     checks.check("%s: records equal the clean run's (worker/attempts aside)" % name,
                  len(out) == ITEMS and not differing, "%d differ" % len(differing))
+    if final:
+        checks.check("%s: the hoarder held at most %d tasks (an earning worker's initial "
+                     "credit)" % (name, INITIAL_CREDIT),
+                     final["hoarded_tasks"] <= INITIAL_CREDIT, "%d" % final["hoarded_tasks"])
     checks.check("%s: coordinator peak RSS <= 256 MiB" % name,
                  0 < attacked["peak_rss_kib"] <= MAX_RSS_KIB,
                  "%.1f MiB" % (attacked["peak_rss_kib"] / 1024))
@@ -268,19 +265,12 @@ def main():
             return checks.exit_status()
 
         attacked = run_job(procs, fanmap, tmp, "attacked", attack=True)
-        ratios = [check_attacked(checks, tmp, clean, clean_records, attacked)]
-        # Durations are noisy on a shared machine: a run that passed every
-        # other check but took too long is measured once more, and the faster
-        # run counts. Every check above applies to both.
-        left = BUDGET_S - (time.monotonic() - started)
-        if (SLOWDOWN_BOUND < ratios[0] <= NOISE_BOUND and not checks.failures
-                and left > 15):
-            again = run_job(procs, fanmap, tmp, "attacked-again", attack=True,
-                            deadline_s=min(RUN_DEADLINE_S, left - 10))
-            ratios.append(check_attacked(checks, tmp, clean, clean_records, again))
-        checks.check("attacked run <= %.1fx the clean run (%.2f s)" % (
-            SLOWDOWN_BOUND, clean["seconds"]), min(ratios) <= SLOWDOWN_BOUND,
-            ", ".join("%.2fx" % r for r in ratios))
+        ratio = check_attacked(checks, tmp, clean, clean_records, attacked)
+        # Durations belong to benchmarks: the ratio is a figure to report (the
+        # target is 2x), not a check. What keeps it small is checked instead:
+        # the hoarder holds no more than an earning worker's initial credit.
+        print("figure: attacked run %.2fx the clean run (%.2f s; target <= 2x)" % (
+            ratio, clean["seconds"]))
         return checks.exit_status()
     finally:
         procs.cleanup()

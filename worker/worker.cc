@@ -4,10 +4,12 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <memory>
+#include <random>
 #include <unordered_map>
 #include <zmq.hpp>
 
@@ -26,6 +28,8 @@ constexpr size_t kMaxResultsPerFrame = 1024;
 static_assert(kMaxResultsPerFrame <= kMaxFrameResults, "the coordinator would refuse our RESULTS");
 constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
 constexpr long kDefaultLivenessMs = 5000;
+// The longest sleep while waiting for a JOB (nothing is due in between).
+constexpr int64_t kWaitForJobPollMs = 5000;
 // How a stage of the worker's loop ended: what the loop does next.
 enum class Outcome : uint8_t {
   kNone,         // nothing decided yet: keep going
@@ -162,10 +166,28 @@ bool WorkerLoop::Connect() {
     }
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::immediate, 1);
-    // Workers often start before their coordinator: retry the connection
-    // often (a refused loopback or LAN connect is cheap) so that all of them
-    // join within a few milliseconds of it.
-    socket_.set(zmq::sockopt::reconnect_ivl, 20);
+    // Workers often start before their coordinator (ssh, srun, kubernetes)
+    // and may wait for minutes. A refused connect costs ~50 us of CPU on our
+    // 2-core test VM: retrying every 20 ms, 1,000 waiting workers took both
+    // cores. libzmq 4.3.4 retries after `ivl + rand() % reconnect_ivl` ms,
+    // `ivl` doubling from reconnect_ivl up to reconnect_ivl_max
+    // (get_new_reconnect_ivl in stream_connecter_base.cpp), but it never
+    // seeds rand(): that jitter is the same sequence in every process, and
+    // workers started together would retry in step for ever. So each socket
+    // draws its reconnect_ivl from [100, 200) ms, which also makes libzmq's
+    // jitter differ between workers. The 750 ms cap keeps the longest wait
+    // for a coordinator that has just started under a second (750 ms plus up
+    // to 199 ms of jitter), while a waiting worker tries ~1.2 times a second:
+    // 1,000 of them spend ~7 % of one core on it and, once it listens, arrive
+    // ~1.2 per ms, far below its listen backlog (scripts/bench-crowd). After a
+    // dropped connection the same schedule starts again.
+    constexpr int kReconnectIvlMs = 100;
+    constexpr int kReconnectIvlMaxMs = 750;
+    std::random_device random;
+    const int reconnect_ivl_ms =
+        kReconnectIvlMs + std::uniform_int_distribution<int>(0, kReconnectIvlMs - 1)(random);
+    socket_.set(zmq::sockopt::reconnect_ivl, reconnect_ivl_ms);
+    socket_.set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
     socket_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
     socket_.set(zmq::sockopt::sndhwm, 0);
     socket_.set(zmq::sockopt::rcvhwm, 0);
@@ -247,7 +269,11 @@ Outcome WorkerLoop::WaitForJob() {
          0},
         {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
     if (monitor_) items.push_back({monitor_->handle(), 0, ZMQ_POLLIN, 0});
-    zmq::poll(items, std::chrono::milliseconds(100));
+    // Everything that matters wakes the poll (the socket connecting or
+    // answering, a signal, a refused handshake): a crowd of workers waiting
+    // for their coordinator must cost almost nothing.
+    int64_t wait_ms = std::clamp<int64_t>(give_up - NowMillis(), 0, kWaitForJobPollMs);
+    zmq::poll(items, std::chrono::milliseconds(wait_ms));
     if (CheckSignals()) return Outcome::kInterrupted;
     if (monitor_ && (items[2].revents & ZMQ_POLLIN)) ReportRefusedHandshake();
     FlushOutbox();

@@ -50,6 +50,7 @@
 #define FANMAP_COMMON_PROTOCOL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <variant>
@@ -95,6 +96,9 @@ constexpr uint32_t kMaxJobOptions = 256;
 // kMaxFrameTasks tasks (16,387) fits too. A frame also never holds more
 // elements than bytes, as every element takes at least one byte.
 constexpr uint32_t kMaxFrameElements = 4 + kMaxFrameResults * (1 + 10 + 2 * kMaxResultExtra);
+// Frames up to this size are decoded without the first pass (see
+// DecodeMessage); the binaries batch tasks and results under it.
+constexpr size_t kUnscannedFrameBytes = 16 << 10;
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -122,7 +126,8 @@ struct Task {
 };
 
 struct Result {
-  using Extra = std::map<std::string, std::variant<int64_t, std::string>>;
+  // std::less<>: looked up by string literals without a std::string.
+  using Extra = std::map<std::string, std::variant<int64_t, std::string>, std::less<>>;
 
   uint64_t index = 0;
   uint32_t attempt = 0;
@@ -191,8 +196,10 @@ class TasksEncoder {
 // decodes only its header: the Status is an error naming both versions and
 // `out->version` / `out->type` are set, so that the receiver can refuse it.
 //
-// The frame is untrusted. A first pass, whose memory does not grow with the
-// frame, rejects a frame that declares more elements than it has bytes or
+// The frame is untrusted. A first pass (for frames over kUnscannedFrameBytes;
+// a smaller one cannot hold more elements than that), whose memory does not
+// grow with the frame, rejects a frame that declares more elements than it has
+// bytes or
 // than kMaxFrameElements, or nests containers more than six deep, in time
 // linear in the bytes it reads; the other caps above are checked before any
 // list is sized. What a call allocates stays within a small multiple of the

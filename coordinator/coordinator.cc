@@ -14,6 +14,7 @@
 #include <queue>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <zmq.hpp>
 
@@ -53,7 +54,9 @@ constexpr size_t kMinWindow = 16384;
 constexpr size_t kMaxWindowItemBytes = 64u << 20;
 constexpr size_t kMaxTasksPerFrame = 1024;
 static_assert(kMaxTasksPerFrame <= kMaxFrameTasks, "workers would refuse our TASKS frames");
-constexpr size_t kMaxTaskBytesPerFrame = 1u << 20;
+// Frames stay under kUnscannedFrameBytes (unless one item is larger), so
+// that workers decode them in one pass.
+constexpr size_t kMaxTaskBytesPerFrame = kUnscannedFrameBytes / 2;
 constexpr int kMaxFramesPerWake = 256;
 constexpr int64_t kFlushEveryMs = 20;
 constexpr int64_t kTickMs = 100;
@@ -97,7 +100,7 @@ bool IsLocalEndpoint(const std::string& endpoint) {
   return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
 }
 
-int64_t ExtraInt(const Result& result, const char* key, int64_t fallback) {
+int64_t ExtraInt(const Result& result, std::string_view key, int64_t fallback) {
   auto it = result.extra.find(key);
   if (it == result.extra.end()) return fallback;
   const int64_t* v = std::get_if<int64_t>(&it->second);
@@ -584,7 +587,8 @@ void Coordinator::SendToId(const std::string& routing_id, const std::string& fra
 }
 
 void Coordinator::ReceiveFrames() {
-  for (int i = 0; i < kMaxFramesPerWake; ++i) {
+  // A run that must stop (fail fast, --halt now) takes no more results.
+  for (int i = 0; i < kMaxFramesPerWake && fatal_.empty(); ++i) {
     zmq::message_t id;
     if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
     if (!id.more()) {
@@ -689,6 +693,7 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello,
 }
 
 void Coordinator::OnResponse(const Result& result, const Slot& slot) {
+  if (result.extra.empty()) return;  // no status, no usage: nothing to learn
   int64_t status = ExtraInt(result, "status", 0);
   if (status == 429) {
     limiter_.OnThrottled(NowMicros());
@@ -703,7 +708,12 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // that file: a field that would shadow the record's own, or "JSON" that is
 // not one JSON value on one line, must not get there.
 void Coordinator::Sanitize(Result* result) {
-  for (const char* key : {"index", "ok", "result", "error", "fp"}) result->extra.erase(key);
+  if (!result->extra.empty()) {
+    for (const char* key : {"index", "ok", "result", "error", "fp"}) {
+      auto it = result->extra.find(key);
+      if (it != result->extra.end()) result->extra.erase(it);
+    }
+  }
   if (result->value_is_json && (result->value.find_first_of("\r\n") != std::string::npos ||
                                 !IsJsonValue(result->value, nullptr))) {
     result->value_is_json = false;

@@ -14,7 +14,7 @@ Slot* ReorderBuffer::Find(uint64_t index) {
   return &slots_[index - base_];
 }
 
-bool ReorderBuffer::Complete(uint64_t index, Result result) {
+bool ReorderBuffer::Complete(uint64_t index, Result&& result) {
   Slot* slot = Find(index);
   if (slot == nullptr || slot->state == SlotState::kDone) return false;
   slot->state = SlotState::kDone;

@@ -50,7 +50,7 @@ class ReorderBuffer {
 
   // Stores the first result for `index` and marks it done. Returns false
   // (and changes nothing) if the slot is gone or already done: a duplicate.
-  bool Complete(uint64_t index, Result result);
+  bool Complete(uint64_t index, Result&& result);
 
   // Calls emit(index, slot) for each slot of the finished prefix, in order,
   // then drops them. Returns how many were popped.

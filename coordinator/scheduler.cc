@@ -8,7 +8,7 @@ namespace fanmap {
 Scheduler::Scheduler(SchedulerOptions options)
     : options_(std::move(options)), retry_policy_(options_.retries, options_.seed) {}
 
-void Scheduler::Finish(uint64_t index, Result result) {
+void Scheduler::Finish(uint64_t index, Result&& result) {
   if (!window_.Complete(index, std::move(result))) return;
   if (on_complete_) on_complete_(index);
 }

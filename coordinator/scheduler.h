@@ -182,7 +182,7 @@ class Scheduler {
   Verdict OnResult(Worker& from, Result* result, int64_t now_ms);
   void Requeue(uint64_t index, Slot* slot, int64_t delay_ms, int64_t now_ms);
   void Fail(uint64_t index, Slot* slot, std::string error);
-  void Finish(uint64_t index, Result result);
+  void Finish(uint64_t index, Result&& result);
 
   SchedulerOptions options_;
   RetryPolicy retry_policy_;

@@ -186,8 +186,9 @@ TEST_F(HttpIntegrationTest, ApiKeyReachesTheServerButNeverTheOutput) {
   // fast) with the server's answer, after writing the records it finished.
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("none succeeded: HTTP 401"), std::string::npos) << r.err;
+  // All 50 requests may be in flight at once: those that finished have records.
   std::vector<std::string> lines = Lines(r.out);
-  EXPECT_LT(lines.size(), prompts.size());
+  EXPECT_LE(lines.size(), prompts.size());
   for (const std::string& line : lines) {
     Json rec = Json::parse(line);
     EXPECT_EQ(rec["ok"], false);

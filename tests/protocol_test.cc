@@ -355,9 +355,28 @@ TEST_F(ProtocolBoundsTest, RejectsFrameOverTheElementCapThoughEveryArrayIsWithin
   EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("elements"), std::string::npos);
 }
 
-TEST_F(ProtocolBoundsTest, RejectsArraysNestedOneThousandDeep) {
-  std::string frame = std::string(1000, '\x91') + "\xc0";
+TEST_F(ProtocolBoundsTest, RejectsArraysNestedOneHundredThousandDeep) {
+  // Over kUnscannedFrameBytes: the first pass rejects it.
+  std::string frame = std::string(100000, '\x91') + "\xc0";
   EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("nested"), std::string::npos);
+}
+
+TEST_F(ProtocolBoundsTest, RejectsASmallFrameNestedOneThousandDeepWithinTheSmallFrameBound) {
+  // A small frame skips the first pass: unpack's own depth limit rejects it,
+  // within the constant bound of a frame of kUnscannedFrameBytes.
+  std::string frame = std::string(1000, '\x91') + "\xc0";
+  EXPECT_NE(RejectWithin(frame, AllowedBytes(kUnscannedFrameBytes)).find("depth"),
+            std::string::npos);
+}
+
+TEST_F(ProtocolBoundsTest, SmallFrameDeclaringAHugeArrayAllocatesForItsBytesOnly) {
+  // array16 of 65,535 nils declared, 3 bytes sent; then 64 KiB of nested
+  // arrays each declaring more than the frame holds.
+  RejectWithin(std::string("\xdc\xff\xff", 3), 64 << 10);
+  std::string nested;
+  while (nested.size() < kUnscannedFrameBytes - 3) nested += "\xdc\x03\xff";
+  EXPECT_LE(nested.size(), kUnscannedFrameBytes);
+  RejectWithin(nested, 96 * nested.size() + (64 << 10));
 }
 
 TEST_F(ProtocolBoundsTest, RejectsResultsFrameOverTheResultCap) {

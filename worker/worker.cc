@@ -26,7 +26,10 @@ namespace {
 // Results are sent when this many are ready, or before the loop would sleep.
 constexpr size_t kMaxResultsPerFrame = 1024;
 static_assert(kMaxResultsPerFrame <= kMaxFrameResults, "the coordinator would refuse our RESULTS");
-constexpr size_t kMaxResultBytesPerFrame = 1 << 20;
+// Under kUnscannedFrameBytes with room for what the count leaves out
+// (extra fields, msgpack's headers), so that the coordinator decodes the
+// usual frame in one pass.
+constexpr size_t kMaxResultBytesPerFrame = kUnscannedFrameBytes / 2;
 constexpr long kDefaultLivenessMs = 5000;
 // The longest sleep while waiting for a JOB (nothing is due in between).
 constexpr int64_t kWaitForJobPollMs = 5000;

@@ -731,7 +731,7 @@ void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, M
   FrameVerdict verdict =
       scheduler_.OnResults(worker, message->run_id, &message->results, NowMicros(), NowMillis());
   if (verdict == FrameVerdict::kCounted) {
-    local_failures_in_a_row_ = 0;
+    if (worker->local_pid != 0) local_failures_in_a_row_ = 0;
     return;
   }
   // Not a worker of this run: a worker we declared dead that came back, one
@@ -1051,7 +1051,9 @@ int Coordinator::Run() {
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;
     if (signals_ == 1 && (scheduler_.InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
-    if (halting_ && scheduler_.InFlight() == 0) break;
+    // --halt soon: the running tasks finish; a peer that holds tasks and
+    // answers nothing is not waited for.
+    if (halting_ && scheduler_.InFlightNotHeld(NowMillis()) == 0) break;
     progress_->Update(Counts());
 
     long timeout = PollTimeout();

@@ -24,11 +24,11 @@ void WorkerCredit::OnTakenOver(size_t tasks) {
   earned_ -= std::min(earned_, tasks);
 }
 
-void WorkerCredit::OnResults(size_t tasks, uint64_t total_micros) {
+void WorkerCredit::OnResults(size_t tasks, uint64_t total_micros, size_t proven) {
   outstanding_ -= std::min(outstanding_, tasks);
   if (tasks == 0) return;
   // Saturates: earned_ only bounds target(), which is bounded anyway.
-  earned_ = std::min<size_t>(earned_ + tasks, SIZE_MAX / 2);
+  earned_ = std::min<size_t>(earned_ + std::min(tasks, proven), SIZE_MAX / 2);
   // Never below 1 µs: a task that took "0" still cost a round trip's share.
   double batch_mean = std::max(1.0, static_cast<double>(total_micros) / tasks);
   mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.7 * mean_task_us_ + 0.3 * batch_mean;

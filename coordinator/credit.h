@@ -20,6 +20,7 @@
 #ifndef FANMAP_COORDINATOR_CREDIT_H_
 #define FANMAP_COORDINATOR_CREDIT_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -51,8 +52,11 @@ class WorkerCredit {
   Trust trust() const { return trust_; }
 
   void OnSent(size_t tasks) { outstanding_ += tasks; }
-  // `tasks` results arrived whose payload times add up to `total_micros`.
-  void OnResults(size_t tasks, uint64_t total_micros);
+  // `tasks` results arrived whose payload times add up to `total_micros`;
+  // `proven` of them (default: all) earn credit (kEarned).
+  void OnResults(size_t tasks, uint64_t total_micros, size_t proven = SIZE_MAX);
+  // `tasks` were counted as sent but never left: no longer outstanding.
+  void OnNotSent(size_t tasks) { outstanding_ -= std::min(outstanding_, tasks); }
   // `tasks` of this worker's tasks were finished by another worker first:
   // they are no longer outstanding here, and (kEarned) cost credit.
   void OnTakenOver(size_t tasks);

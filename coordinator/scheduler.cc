@@ -91,8 +91,8 @@ void Scheduler::Unassign(const std::vector<uint64_t>& indexes, Worker& worker) {
     slot->worker = 0;
     --slot->charged;
     retry_.push_front(*it);
+    worker.credit.OnNotSent(1);
   }
-  worker.credit.OnTakenOver(0);
 }
 
 bool Scheduler::HasUnsent() const {
@@ -144,6 +144,7 @@ FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
     return FrameVerdict::kOtherRun;
   }
   size_t closed = 0;
+  size_t proven = 0;
   uint64_t closed_us = 0;
   for (Result& result : *results) {
     uint64_t elapsed_us = result.elapsed_us;
@@ -155,10 +156,13 @@ FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
     } else {
       ++closed;
       closed_us += elapsed_us;
+      // A retryable failure closes the attempt but proves nothing: a worker
+      // that fails everything fast must not earn more tasks to fail.
+      if (verdict == Verdict::kAccepted) ++proven;
     }
   }
   if (closed > 0) {
-    from->credit.OnResults(closed, closed_us);
+    from->credit.OnResults(closed, closed_us, proven);
     from->completed += closed;
     from->last_result_ms = now_ms;
     double batch_mean = static_cast<double>(closed_us) / closed;
@@ -262,37 +266,56 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
   return loss;
 }
 
-int64_t Scheduler::SilenceLimitMs() const {
-  // Tasks usually take mean_task_us_: a worker that answers none for many
-  // times that while others answer is holding them, whatever it says. Never
-  // sooner than kMinSilenceMs (a busy machine stalls a process that long),
-  // never later than the liveness bound.
-  if (mean_task_us_ <= 0) return options_.liveness_ms;
-  int64_t limit = static_cast<int64_t>(kSilenceFactor * mean_task_us_ / 1000);
+int64_t Scheduler::SilenceLimitMs(const Worker& worker) const {
+  // Judged by the worker's own task time, never by other workers': an honest
+  // worker that is merely slower is not a hoarder. Until it has returned a
+  // result, only the liveness bound. Never sooner than kMinSilenceMs (a busy
+  // machine stalls a process that long).
+  double own_us = worker.credit.mean_task_micros();
+  if (own_us <= 0) return options_.liveness_ms;
+  int64_t limit = static_cast<int64_t>(kSilenceFactor * own_us / 1000);
   return std::clamp<int64_t>(limit, std::min(kMinSilenceMs, options_.liveness_ms),
                              options_.liveness_ms);
 }
 
 bool Scheduler::IsSilentHolder(const Worker& worker, int64_t now_ms) const {
   if (worker.credit.trust() != Trust::kEarned || worker.credit.outstanding() == 0) return false;
-  return now_ms - std::max(worker.busy_since_ms, worker.last_result_ms) > SilenceLimitMs();
+  return now_ms - std::max(worker.busy_since_ms, worker.last_result_ms) > SilenceLimitMs(worker);
+}
+
+bool Scheduler::IsHeldBack(const Slot& slot, const Worker& holder, int64_t now_ms) const {
+  if (holder.credit.trust() != Trust::kEarned) return false;
+  if (IsSilentHolder(holder, now_ms)) return true;
+  // A worker runs its tasks in the order they were sent: one that keeps
+  // answering tasks sent after this one while it sits far longer than the
+  // worker's own tasks take is being held back (a peer trickling results to
+  // look alive).
+  int64_t sent_ms = slot.sent_us / 1000;
+  return holder.last_result_ms > sent_ms && now_ms - sent_ms > SilenceLimitMs(holder);
+}
+
+size_t Scheduler::InFlightNotHeld(int64_t now_ms) const {
+  size_t n = 0;
+  for (const Worker* w : workers_.all()) {
+    if (!IsSilentHolder(*w, now_ms)) n += w->credit.outstanding();
+  }
+  return n;
 }
 
 std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send) {
   std::vector<Backup> backups;
-  if (more_to_send || HasUnsent()) return backups;
   // Helpers: workers with free credit that are not silent holders themselves.
   std::vector<Worker*> helpers;
-  bool any_silent = false;
+  bool any_earned = false;
   for (Worker* w : workers_.all()) {
-    if (IsSilentHolder(*w, now_ms)) {
-      any_silent = true;
-    } else if (w->credit.available() > 0) {
-      helpers.push_back(w);
-    }
+    if (w->credit.trust() == Trust::kEarned && w->credit.outstanding() > 0) any_earned = true;
+    if (!IsSilentHolder(*w, now_ms) && w->credit.available() > 0) helpers.push_back(w);
   }
-  bool stragglers = options_.speculate && mean_task_us_ > 0;
-  if (helpers.empty() || (!stragglers && !any_silent)) return backups;
+  // Straggler copies only when there is nothing new to give; held-back
+  // tasks whenever a helper is free (they hold the ordered output back even
+  // while the input is still open).
+  bool stragglers = options_.speculate && mean_task_us_ > 0 && !more_to_send && !HasUnsent();
+  if (helpers.empty() || (!stragglers && !any_earned)) return backups;
   int64_t threshold_us = std::max<int64_t>(kMinStragglerMs * 1000,
                                            static_cast<int64_t>(kStragglerFactor * mean_task_us_));
   size_t scanned = 0;
@@ -301,7 +324,7 @@ std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool 
     if (slot->state != SlotState::kInFlight || slot->backup_worker != 0) continue;
     ++scanned;
     const Worker* holder = workers_.Find(slot->worker);
-    bool rescue = holder != nullptr && IsSilentHolder(*holder, now_ms);
+    bool rescue = holder != nullptr && IsHeldBack(*slot, *holder, now_ms);
     bool straggler = stragglers && !slot->speculated && now_us - slot->sent_us >= threshold_us;
     if (!rescue && !straggler) continue;
     auto it = std::find_if(helpers.begin(), helpers.end(), [slot](Worker* w) {

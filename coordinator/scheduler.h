@@ -158,19 +158,26 @@ class Scheduler {
                          int64_t now_us, int64_t now_ms);
 
   // --- backups
-  // Backup copies to send now, when `more_to_send` is false (nothing new to
-  // give): stragglers (with --speculate: running kStragglerFactor times
-  // longer than tasks usually take) and every task of a silent earning
-  // worker (no result for longer than SilenceLimitMs() while holding
-  // tasks). Each goes to another worker with free credit; the slots are
-  // marked and the helpers charged, so the caller only sends them.
+  // Backup copies to send now: stragglers (with --speculate, and only when
+  // `more_to_send` is false and nothing waits: running kStragglerFactor times
+  // longer than tasks usually take) and every held-back task (IsHeldBack),
+  // whatever --speculate says: the run could not end otherwise. Each goes to another worker with
+  // free credit; the slots are marked and the helpers charged, so the caller only sends them.
   std::vector<Backup> PlanBackups(int64_t now_us, int64_t now_ms, bool more_to_send);
   // True if `worker` earns its credit and has held tasks without returning
-  // a result for longer than SilenceLimitMs().
+  // a result for longer than SilenceLimitMs(worker).
   bool IsSilentHolder(const Worker& worker, int64_t now_ms) const;
-  // kSilenceFactor times the usual task time, within [kMinSilenceMs, the
-  // liveness bound]; the liveness bound while no task time is known.
-  int64_t SilenceLimitMs() const;
+  // True if the task of `slot`, held by `holder`, is held back: its holder
+  // earns its credit and is silent, or keeps answering later tasks while
+  // this one sits longer than SilenceLimitMs(holder).
+  bool IsHeldBack(const Slot& slot, const Worker& holder, int64_t now_ms) const;
+  // kSilenceFactor times the worker's own usual task time, within
+  // [kMinSilenceMs, the liveness bound]; the liveness bound until it has
+  // returned a result.
+  int64_t SilenceLimitMs(const Worker& worker) const;
+  // Tasks in flight at workers that are not silent holders: what a run that
+  // stops taking new work still waits for.
+  size_t InFlightNotHeld(int64_t now_ms) const;
 
   // --- figures
   const DropCounts& drops() const { return drops_; }

@@ -355,23 +355,73 @@ TEST_F(SchedulerTest, NoBackupsWhileThereIsNewWorkToSend) {
   EXPECT_TRUE(scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false).empty());
 }
 
-TEST_F(SchedulerTest, SilenceLimitFollowsTheUsualTaskTimeWithinItsBounds) {
-  SchedulerOptions options = Options();
-  options.liveness_ms = 5000;
-  Scheduler scheduler(options);
-  EXPECT_EQ(scheduler.SilenceLimitMs(), 5000) << "nothing known yet: the liveness bound";
-  for (int i = 0; i < 3; ++i) scheduler.AddItem("x");
-  Hello hello;
-  Worker& w = scheduler.AddWorker("w", hello, 4, 4242, now_ms_);
-  uint64_t index;
+TEST_F(SchedulerTest, SilenceLimitFollowsTheWorkersOwnTaskTimeWithinItsBounds) {
+  AddItems(3);
+  Worker& peer = Join("peer", 4, false);
+  EXPECT_EQ(scheduler_.SilenceLimitMs(peer), 1000) << "nothing known yet: the liveness bound";
+  auto sent = Send(peer);
   std::vector<Result> results;
-  while (scheduler.NextTask(&index)) {
-    Result r = Answer(index, scheduler.Assign(index, w, now_ms_ * 1000, now_ms_));
-    r.elapsed_us = 1000;  // 1 ms tasks
-    results.push_back(r);
+  for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));  // 1 ms tasks
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  EXPECT_EQ(scheduler_.SilenceLimitMs(peer), Scheduler::kMinSilenceMs);
+}
+
+TEST_F(SchedulerTest, AnHonestSlowNewcomerIsNotCopiedBeforeTheLivenessBound) {
+  // Local tasks take 1 ms; a new remote worker's first task takes longer.
+  AddItems(3);
+  Worker& local = Join("local", 1, true);
+  Worker& remote = Join("remote", 1, false);
+  auto to_local = Send(local, 1);
+  Deliver(&local, Answer(to_local[0].first, to_local[0].second));
+  auto to_remote = Send(remote, 1);
+  ASSERT_EQ(to_remote.size(), 1u);
+  now_ms_ += 900;  // far longer than the local tasks, within the liveness bound
+  EXPECT_TRUE(scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, false).empty());
+}
+
+TEST_F(SchedulerTest, ATricklingPeersOldTasksAreCopiedThoughItAnswersLaterOnes) {
+  AddItems(40);
+  Worker& peer = Join("peer", 65536, false);
+  auto held = Send(peer);
+  ASSERT_EQ(held.size(), WorkerCredit::kInitialCredit);
+  Worker& good = Join("good", 1, true);
+  // The peer answers its newest task now and then, never its oldest.
+  for (int round = 0; round < 3; ++round) {
+    now_ms_ += 800;
+    auto [index, attempt] = held.back();
+    held.pop_back();
+    Deliver(&peer, Answer(index, attempt));
+    peer.last_heard_ms = now_ms_;
   }
-  scheduler.OnResults(&w, kRun, &results, now_ms_ * 1000, now_ms_);
-  EXPECT_EQ(scheduler.SilenceLimitMs(), Scheduler::kMinSilenceMs);
+  EXPECT_FALSE(scheduler_.IsSilentHolder(peer, now_ms_)) << "it is not silent";
+  std::vector<Backup> backups = scheduler_.PlanBackups(now_ms_ * 1000, now_ms_, true);
+  ASSERT_FALSE(backups.empty()) << "held back, even while new work waits";
+  EXPECT_EQ(backups[0].index, held[0].first);
+  EXPECT_EQ(backups[0].worker, good.id);
+}
+
+TEST_F(SchedulerTest, RetryableFailuresEarnNoCredit) {
+  AddItems(100);
+  Worker& peer = Join("peer", 65536, false);
+  auto sent = Send(peer);
+  std::vector<Result> results;
+  for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt, false, true));
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  EXPECT_EQ(peer.credit.target(), WorkerCredit::kInitialCredit);
+}
+
+TEST_F(SchedulerTest, AHaltingRunDoesNotWaitForASilentHoldersTasks) {
+  AddItems(40);
+  Worker& hoarder = Join("hoarder", 65536, false);
+  Worker& good = Join("good", 1, true);
+  Send(hoarder);
+  auto mine = Send(good, 1);
+  EXPECT_EQ(scheduler_.InFlightNotHeld(now_ms_), WorkerCredit::kInitialCredit + 1);
+  now_ms_ += 1001;
+  hoarder.last_heard_ms = now_ms_;
+  EXPECT_EQ(scheduler_.InFlightNotHeld(now_ms_), 1u) << "only the good worker's task";
+  Deliver(&good, Answer(mine[0].first, mine[0].second));
+  EXPECT_EQ(scheduler_.InFlightNotHeld(now_ms_), 0u);
 }
 
 }  // namespace

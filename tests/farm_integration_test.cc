@@ -265,5 +265,30 @@ TEST_F(FarmTest, GarbageFramesAndOtherVersionsAreRefusedWithoutHarm) {
   ExpectNoProcessLeft();
 }
 
+TEST_F(FarmTest, HttpJobsCarryADefaultTimeoutAndTheApiKeyOnlyWhenAsked) {
+  // What a worker is told to do, read off the wire by a peer that says HELLO:
+  // a request to a server that never answers must not hang the run, and a
+  // plain --http job carries no API key.
+  TempDir dir;
+  InputFifo in(dir.File("in"));
+  Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "--http",
+                  "http://127.0.0.1:9/x", "-i", in.path()},
+                 "", dir.File("out"), dir.File("err"),
+                 {"FANMAP_TEST_TOKEN=" + token_, "OPENAI_API_KEY=sk-not-for-you"});
+  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
+  ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
+  RawPeer peer(endpoint);
+  peer.Send(EncodeHello(Hello{1, "reader", "h", 1}));
+  Message job;
+  ASSERT_TRUE(peer.Receive(&job));
+  ASSERT_EQ(job.type, MessageType::kJob);
+  EXPECT_EQ(job.job.options.at("timeout_ms"), "600000");
+  EXPECT_EQ(job.job.options.count("api_key"), 0u);
+  EXPECT_EQ(job.job.run_id.size(), 32u);
+  in.Close();
+  kill(fanmap.pid(), SIGTERM);
+  fanmap.Wait();
+}
+
 }  // namespace
 }  // namespace fanmap

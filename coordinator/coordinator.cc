@@ -201,7 +201,8 @@ class Coordinator {
   uint64_t failed_ = 0;
   uint64_t bad_frames_ = 0;
   HaltPolicy halt_;
-  bool halting_ = false;  // --halt soon: no new tasks; the running ones finish
+  bool halting_ = false;                   // --halt soon: no new tasks; the running ones finish
+  std::set<WorkerId> held_back_reported_;  // workers whose held-back tasks were logged
   LogLimiter peer_log_;
   LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
@@ -781,6 +782,13 @@ void Coordinator::SendBackups() {
   bool more_to_send = WantInput();
   std::vector<Backup> backups = scheduler_.PlanBackups(NowMicros(), NowMillis(), more_to_send);
   if (backups.empty()) return;
+  for (const Backup& b : backups) {
+    Worker* holder = b.held_by != 0 ? scheduler_.workers().Find(b.held_by) : nullptr;
+    if (holder == nullptr || !held_back_reported_.insert(holder->id).second) continue;
+    LogPeerTrouble("worker " + Printable(holder->hello.name) + " holds " +
+                   std::to_string(holder->credit.outstanding()) +
+                   " task(s) it does not answer: copying them to other workers");
+  }
   // One frame per helper.
   std::stable_sort(backups.begin(), backups.end(),
                    [](const Backup& a, const Backup& b) { return a.worker < b.worker; });

@@ -332,7 +332,7 @@ std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool 
     });
     if (it == helpers.end()) continue;
     Worker& helper = **it;
-    Backup backup{i, slot->attempts++, helper.id};
+    Backup backup{i, slot->attempts++, helper.id, rescue ? holder->id : 0};
     slot->speculated = true;
     slot->backup_worker = helper.id;
     slot->backup_attempt = backup.attempt;

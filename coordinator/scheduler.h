@@ -78,6 +78,7 @@ struct Backup {
   uint64_t index = 0;
   uint32_t attempt = 0;
   WorkerId worker = 0;
+  WorkerId held_by = 0;  // non-zero: a copy of a task this worker holds back (IsHeldBack)
 };
 
 // What became of a removed worker's tasks.

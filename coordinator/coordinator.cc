@@ -730,7 +730,7 @@ void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, M
     if (name_workers) result.extra["worker"] = worker->hello.name;
   }
   FrameVerdict verdict =
-      scheduler_.OnResults(worker, message->run_id, &message->results, NowMicros(), NowMillis());
+      scheduler_.OnResults(worker, message->run_id, &message->results, NowMillis());
   if (verdict == FrameVerdict::kCounted) {
     if (worker->local_pid != 0) local_failures_in_a_row_ = 0;
     return;

@@ -134,7 +134,7 @@ void Scheduler::Fail(uint64_t index, Slot* slot, std::string error) {
 }
 
 FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
-                                  std::vector<Result>* results, int64_t now_us, int64_t now_ms) {
+                                  std::vector<Result>* results, int64_t now_ms) {
   if (from == nullptr) {
     drops_.unknown_peer += results->size();
     return FrameVerdict::kUnknownPeer;
@@ -168,7 +168,6 @@ FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
     double batch_mean = static_cast<double>(closed_us) / closed;
     mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.9 * mean_task_us_ + 0.1 * batch_mean;
   }
-  (void)now_us;
   return FrameVerdict::kCounted;
 }
 

@@ -156,7 +156,7 @@ class Scheduler {
   // id, for an attempt that worker holds open; everything else is dropped and
   // counted. `results` is consumed.
   FrameVerdict OnResults(Worker* from, const std::string& run_id, std::vector<Result>* results,
-                         int64_t now_us, int64_t now_ms);
+                         int64_t now_ms);
 
   // --- backups
   // Backup copies to send now: stragglers (with --speculate, and only when

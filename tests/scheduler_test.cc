@@ -61,7 +61,7 @@ class SchedulerTest : public ::testing::Test {
 
   FrameVerdict Deliver(Worker* from, Result result, const std::string& run = kRun) {
     std::vector<Result> results{std::move(result)};
-    return scheduler_.OnResults(from, run, &results, now_ms_ * 1000, now_ms_);
+    return scheduler_.OnResults(from, run, &results, now_ms_);
   }
 
   const Slot& SlotOf(uint64_t index) { return *scheduler_.window().Find(index); }
@@ -260,7 +260,7 @@ TEST_F(SchedulerTest, EarnedCreditGrowsWithResults) {
   ASSERT_EQ(sent.size(), WorkerCredit::kInitialCredit);
   std::vector<Result> results;
   for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));
-  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_);
   EXPECT_EQ(Send(peer).size(), 2 * WorkerCredit::kInitialCredit);
 }
 
@@ -274,7 +274,7 @@ TEST_F(SchedulerTest, SilentHoardersTasksGoElsewhereAndItGetsNoMore) {
   for (auto sent = Send(good); !sent.empty(); sent = Send(good)) {
     std::vector<Result> results;
     for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));
-    scheduler_.OnResults(&good, kRun, &results, now_ms_ * 1000, now_ms_);
+    scheduler_.OnResults(&good, kRun, &results, now_ms_);
   }
   // Before the liveness bound: the hoarder is not yet silent.
   EXPECT_FALSE(scheduler_.IsSilentHolder(hoarder, now_ms_ + 500));
@@ -362,7 +362,7 @@ TEST_F(SchedulerTest, SilenceLimitFollowsTheWorkersOwnTaskTimeWithinItsBounds) {
   auto sent = Send(peer);
   std::vector<Result> results;
   for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));  // 1 ms tasks
-  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_);
   EXPECT_EQ(scheduler_.SilenceLimitMs(peer), Scheduler::kMinSilenceMs);
 }
 
@@ -406,7 +406,7 @@ TEST_F(SchedulerTest, RetryableFailuresEarnNoCredit) {
   auto sent = Send(peer);
   std::vector<Result> results;
   for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt, false, true));
-  scheduler_.OnResults(&peer, kRun, &results, now_ms_ * 1000, now_ms_);
+  scheduler_.OnResults(&peer, kRun, &results, now_ms_);
   EXPECT_EQ(peer.credit.target(), WorkerCredit::kInitialCredit);
 }
 

@@ -10,10 +10,10 @@
 //   - what a failure leads to (RetryPolicy: again, later, or final),
 //   - what happens to a lost worker's tasks (RemoveWorker),
 //   - which workers are silent (SilentWorkers) and which tasks get a copy on
-//     another worker (PlanBackups): stragglers (--speculate) and the tasks of
-//     a worker that was not spawned here and has returned no result for
-//     many times longer than tasks usually take (SilenceLimitMs: at most the
-//     liveness bound): a hoarder, or a peer that hung.
+//     another worker (PlanBackups): stragglers (--speculate) and the tasks a
+//     worker that was not spawned here holds back (IsHeldBack: no answer for
+//     many times its own task time, at most the liveness bound): a hoarder,
+//     a peer that trickles answers, or one that hung.
 // Time is always a parameter; nothing here touches a socket or a clock, so
 // every decision is unit-tested with a fake worker (tests/scheduler_test.cc).
 //

@@ -150,6 +150,7 @@ class Coordinator {
   void RemoveWorker(Worker* worker, const std::string& why, bool exited = false);
   void Tick();
   void SendBackups();
+  void ReleaseIdleWorkers();
   void ReapLocalWorkers();
   void SpawnDueWorkers();
   void HandleSignals();
@@ -821,6 +822,26 @@ void Coordinator::Tick() {
   }
   SpawnDueWorkers();
   if (Running()) SendBackups();
+  if (Running()) ReleaseIdleWorkers();
+}
+
+void Coordinator::ReleaseIdleWorkers() {
+  // At the tail of a run, a remote worker with nothing to do is told to stop
+  // now, so that a crowd's goodbyes overlap the last tasks instead of
+  // following them. Enough workers stay for every task still in flight to
+  // be retried, and none leave while backups may be wanted.
+  if (config_.speculate || !input_->done() || scheduler_.HasUnsent()) return;
+  size_t in_flight = scheduler_.InFlight();
+  std::vector<Worker*> workers = scheduler_.workers().all();
+  size_t remaining = workers.size();
+  std::string stop = EncodeStop("the run is over for this worker");
+  for (Worker* w : workers) {
+    if (remaining <= in_flight + 1) break;
+    if (w->local_pid != 0 || w->credit.outstanding() > 0) continue;
+    SendToId(w->routing_id, stop);
+    scheduler_.RemoveWorker(w->id, "released");
+    --remaining;
+  }
 }
 
 void Coordinator::ReapLocalWorkers() {

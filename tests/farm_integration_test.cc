@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <zmq.hpp>
 
 #include "common/protocol.h"
@@ -288,6 +291,50 @@ TEST_F(FarmTest, HttpJobsCarryADefaultTimeoutAndTheApiKeyOnlyWhenAsked) {
   in.Close();
   kill(fanmap.pid(), SIGTERM);
   fanmap.Wait();
+}
+
+TEST_F(FarmTest, IdleRemoteWorkersAreReleasedAtTheTailOfTheRun) {
+  // Three one-slot workers, three items; the last one runs until the test
+  // lets it go. Once the input is over and the quick items are done, a
+  // worker with nothing to do is told to stop while the run goes on; one
+  // stays, so that the running item could still be retried.
+  TempDir dir;
+  InputFifo in(dir.File("in"));
+  std::string gate = dir.File("gate");
+  std::string script =
+      "[ $0 = slow ] && { while [ ! -e " + gate + " ]; do sleep 0.05; done; }; echo $0";
+  Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "-i", in.path(), "--",
+                  "sh", "-c", script},
+                 "", dir.File("out"), dir.File("err"), Env());
+  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
+  ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
+  std::vector<std::unique_ptr<Process>> workers;
+  for (const char* name : {"w1", "w2", "w3"}) {
+    workers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{WorkerPath(), "--connect", endpoint, "--name", name, "--slots",
+                                 "1"},
+        "", dir.File(std::string(name) + ".out"), dir.File(std::string(name) + ".err"), Env()));
+    EXPECT_FALSE(
+        testing_util::WaitForText(dir.File("err"), "worker " + std::string(name) + " joined")
+            .empty());
+  }
+  in.Write("quick1\nquick2\nslow\n");
+  in.Close();
+  EXPECT_FALSE(testing_util::WaitForText(dir.File("out"), "quick2").empty());
+  // Wait (on the condition, with a deadline) until a worker has left.
+  size_t exited = 0;
+  for (int i = 0; i < testing_util::kDeadlineS * 100 && exited == 0; ++i) {
+    for (auto& w : workers) exited += w->Exited() ? 1 : 0;
+    if (exited == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(exited, 1u) << "one idle worker released, one kept for retries";
+  EXPECT_FALSE(fanmap.Exited()) << "the slow item still runs";
+  testing_util::WriteFile(gate, "");
+  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
+  auto records = ParseRecords(ReadFile(dir.File("out")), 3);
+  EXPECT_EQ(records[2]["result"], "slow");
+  for (auto& w : workers) EXPECT_EQ(w->Wait(testing_util::kDeadlineS), 0);
+  ExpectNoProcessLeft();
 }
 
 }  // namespace

@@ -276,9 +276,8 @@ Status Coordinator::SetUp() {
               (config_.progress == ProgressMode::kAuto && isatty(2));
   if (show) CountLines(config_.input_path, &total_);
   progress_ = std::make_unique<Progress>(show, 2);
-  if (config_.output_path.empty() || config_.output_path == "-") {
-    progress_->set_shares_terminal_with(1);
-  }
+  // Records may reach the progress line's terminal (stdout, or -o /dev/tty).
+  progress_->set_shares_terminal_with(writer_->fd());
 
   // Signals are read in the loop; SIGPIPE must not kill us on a closed stdout.
   sigset_t mask;

@@ -53,6 +53,9 @@ class RecordWriter {
   // returns that error and further records are discarded.
   Status Flush();
   size_t buffered() const { return buffer_.size(); }
+  // The descriptor records go to (e.g. to tell whether it is the terminal
+  // the progress line is drawn on).
+  int fd() const { return fd_; }
   // The first write error, if any (e.g. EPIPE when the reader went away).
   const Status& error() const { return error_; }
 

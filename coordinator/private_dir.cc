@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -199,6 +200,25 @@ void PrivateDir::Remove() noexcept {
   path_.clear();
 }
 
+namespace {
+
+// True if a process accepts connections on the unix socket `path`: a run
+// whose pid only looks gone (another pid namespace or host sharing this
+// directory) still owns it.
+bool SomeoneListens(const std::string& path) {
+  sockaddr_un address{};
+  if (path.size() >= sizeof address.sun_path) return false;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool listening = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  return listening;
+}
+
+}  // namespace
+
 size_t PrivateDir::SweepStale(const std::string& parent) {
   int parent_fd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (parent_fd < 0) return 0;
@@ -214,7 +234,9 @@ size_t PrivateDir::SweepStale(const std::string& parent) {
     struct stat st;
     if (fstatat(parent_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) continue;
-    if (ProcessIsGone(pid)) stale.emplace_back(entry->d_name, st);
+    if (ProcessIsGone(pid) && !SomeoneListens(parent + "/" + entry->d_name + "/" + kSocketName)) {
+      stale.emplace_back(entry->d_name, st);
+    }
   }
   size_t swept = 0;
   for (const auto& [name, st] : stale) {

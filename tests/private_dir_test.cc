@@ -270,6 +270,25 @@ TEST_F(PrivateDirTest, SweepStaleRemovesDirectoryOfADeadRun) {
   EXPECT_FALSE(Exists(leftover));
 }
 
+TEST_F(PrivateDirTest, SweepStaleKeepsADirectoryWhoseSocketSomeoneListensOn) {
+  // The pid looks gone (another pid namespace or host sharing the
+  // directory), but a run still accepts connections there.
+  pid_t dead = DeadPid();
+  std::string leftover = MakeLeftover("fanmap-" + std::to_string(dead) + "-abcdef");
+  std::string path = leftover + "/workers";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(address.sun_path));
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  EXPECT_EQ(PrivateDir::SweepStale(parent_), 0u);
+  EXPECT_TRUE(Exists(path));
+  close(fd);
+  EXPECT_EQ(PrivateDir::SweepStale(parent_), 1u) << "once nobody listens, it is swept";
+}
+
 TEST_F(PrivateDirTest, SweepStaleKeepsDirectoryOfALiveRun) {
   std::string ours = MakeLeftover("fanmap-" + std::to_string(getpid()) + "-abcdef");
   std::string init = MakeLeftover("fanmap-1-abcdef");

@@ -760,6 +760,10 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exit
         "worker " + name + " " + why +
         (loss.resent == 0 ? "" : "; " + std::to_string(loss.resent) + " task(s) sent again");
     if (local_pid != 0) {
+      // Killed, crashed or stopped and killed by us: the same story, and
+      // the same sequel while the run goes on.
+      if (!exited) line += "; killed";
+      if (Running() && !(input_->done() && window_.empty())) line += "; a new worker replaces it";
       Log(line);
     } else {
       LogPeerTrouble(line);

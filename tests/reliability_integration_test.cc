@@ -152,6 +152,9 @@ TEST_F(ReliabilityTest, StoppedWorkerIsDeclaredDeadAndItsTasksAreSentAgain) {
   kill(workers[0], SIGCONT);
   ASSERT_EQ(code, 0) << ReadFile(dir_.File("err"));
   ParseRecords(ReadFile(dir_.File("out")), 400);
+  // Logged like a killed worker: what happened to it and that it is replaced.
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_NE(err.find("; killed; a new worker replaces it"), std::string::npos) << err;
 }
 
 TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {

@@ -337,7 +337,6 @@ std::vector<Backup> Scheduler::PlanBackups(int64_t now_us, int64_t now_ms, bool 
     slot->backup_attempt = backup.attempt;
     if (helper.credit.outstanding() == 0) helper.busy_since_ms = now_ms;
     helper.credit.OnSent(1);
-    ++backups_;
     backups.push_back(backup);
     // Spread the copies: the next one goes to the next helper.
     std::rotate(helpers.begin(), it + 1, helpers.end());

@@ -183,8 +183,6 @@ class Scheduler {
   // --- figures
   const DropCounts& drops() const { return drops_; }
   uint64_t retried() const { return retried_; }
-  uint64_t backups() const { return backups_; }
-  double mean_task_us() const { return mean_task_us_; }
 
  private:
   Verdict OnResult(Worker& from, Result* result, int64_t now_ms);
@@ -208,7 +206,6 @@ class Scheduler {
   double mean_task_us_ = 0;  // over all workers, for straggler detection
   DropCounts drops_;
   uint64_t retried_ = 0;
-  uint64_t backups_ = 0;
 };
 
 }  // namespace fanmap

@@ -202,8 +202,10 @@ class Coordinator {
   uint64_t failed_ = 0;
   uint64_t bad_frames_ = 0;
   HaltPolicy halt_;
-  bool halting_ = false;                   // --halt soon: no new tasks; the running ones finish
-  std::set<WorkerId> held_back_reported_;  // workers whose held-back tasks were logged
+  bool halting_ = false;  // --halt soon: no new tasks; the running ones finish
+  std::set<WorkerId> held_back_reported_;
+  std::set<std::string> released_;  // routing ids of released workers until they acknowledge  //
+                                    // workers whose held-back tasks were logged
   LogLimiter peer_log_;
   LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
@@ -634,6 +636,8 @@ void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_
       HandleResults(routing_id, worker, &message);
       return;
     case MessageType::kHeartbeat:
+      // A released worker acknowledging its STOP: nothing more to say.
+      if (worker == nullptr && released_.erase(routing_id) > 0) return;
       if (worker == nullptr) {
         // A worker we declared dead came back (SIGCONT, a healed network), or
         // one of another run: it must drop its tasks and join again.
@@ -842,6 +846,7 @@ void Coordinator::ReleaseIdleWorkers() {
     if (remaining <= in_flight + 1) break;
     if (w->local_pid != 0 || w->credit.outstanding() > 0) continue;
     SendToId(w->routing_id, stop);
+    released_.insert(w->routing_id);
     scheduler_.RemoveWorker(w->id, "released");
     --remaining;
   }
@@ -1025,11 +1030,15 @@ ProgressCounts Coordinator::Counts() const {
 
 void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
-  std::vector<std::string> unacknowledged;
+  // Released workers whose STOP is not acknowledged yet are waited for too:
+  // their STOP may still be on its way.
+  std::vector<std::string> unacknowledged(released_.begin(), released_.end());
   for (Worker* w : scheduler_.workers().all()) {
-    // A peer that never returned a result (a hoarder) is not waited for.
-    bool proven = w->local_pid != 0 || w->completed > 0;
-    if (SendTo(*w, stop) && proven) unacknowledged.push_back(w->routing_id);
+    // Every worker is waited for, even one that returned nothing yet (one
+    // that just rejoined is one): a STOP lost here leaves it waiting for a
+    // coordinator that is gone. A peer that never answers costs at most
+    // the second below.
+    if (SendTo(*w, stop)) unacknowledged.push_back(w->routing_id);
   }
   // Wait (briefly) for each worker to acknowledge its STOP: closing our end
   // while a worker's frames are unread can reset the connection and discard

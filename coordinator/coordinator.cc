@@ -1036,9 +1036,10 @@ void Coordinator::Shutdown() {
   for (Worker* w : scheduler_.workers().all()) {
     // Every worker is waited for, even one that returned nothing yet (one
     // that just rejoined is one): a STOP lost here leaves it waiting for a
-    // coordinator that is gone. A peer that never answers costs at most
-    // the second below.
-    if (SendTo(*w, stop)) unacknowledged.push_back(w->routing_id);
+    // coordinator that is gone. But not a peer whose tasks all had to be
+    // finished by others (its credit is gone): a hoarder does not answer.
+    bool forfeited = w->credit.trust() == Trust::kEarned && w->credit.target() == 0;
+    if (SendTo(*w, stop) && !forfeited) unacknowledged.push_back(w->routing_id);
   }
   // Wait (briefly) for each worker to acknowledge its STOP: closing our end
   // while a worker's frames are unread can reset the connection and discard

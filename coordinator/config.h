@@ -40,6 +40,7 @@ struct Config {
   bool insecure = false;             // allow listening beyond loopback without keys
   JobSpec job;                       // what workers run
   std::string worker_path;           // "" = fanmap-worker next to fanmap
+  std::string status_address;        // --status HOST:PORT: serve the live view; "" = off
 };
 
 }  // namespace fanmap

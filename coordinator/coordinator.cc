@@ -38,6 +38,7 @@
 #include "coordinator/resume_log.h"
 #include "coordinator/retry_policy.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/status_server.h"
 #include "coordinator/zap_handler.h"
 
 // A draft option in Debian's libzmq 4.3 (zmq.h defines it only with
@@ -169,6 +170,7 @@ class Coordinator {
   void CheckOutput();
   bool Running() const { return signals_ == 0 && fatal_.empty() && !output_closed_ && !halting_; }
   void OnComplete(uint64_t index);
+  void PublishStatus();
 
   const Config& config_;
   zmq::context_t context_;
@@ -221,6 +223,8 @@ class Coordinator {
   int output_pipe_fd_ = -1;      // stdout when it is a pipe or socket: polled for its closing
   int local_target_ = 0;         // local workers wanted (-j), started as items arrive
   uint64_t runnable_items_ = 0;  // items read that a worker must run
+  std::unique_ptr<StatusServer> status_;  // --status
+  int64_t started_us_ = NowMicros();
 };
 
 void Coordinator::LogPeerTrouble(const std::string& line) {
@@ -276,7 +280,7 @@ Status Coordinator::SetUp() {
   }
   bool show = config_.progress == ProgressMode::kAlways ||
               (config_.progress == ProgressMode::kAuto && isatty(2));
-  if (show) CountLines(config_.input_path, &total_);
+  if (show || !config_.status_address.empty()) CountLines(config_.input_path, &total_);
   progress_ = std::make_unique<Progress>(show, 2);
   // Records may reach the progress line's terminal (stdout, or -o /dev/tty).
   progress_->set_shares_terminal_with(writer_->fd());
@@ -292,6 +296,11 @@ Status Coordinator::SetUp() {
   signal(SIGPIPE, SIG_IGN);
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
+  if (!config_.status_address.empty()) {
+    status = StatusServer::Start(config_.status_address, &status_);
+    if (!status.ok()) return status;
+    Log("status on http://" + status_->address() + "/");
+  }
 
   job_ = config_.job;
   job_.run_id = scheduler_.run_id();
@@ -757,7 +766,7 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exit
   std::string name = Printable(worker->hello.name);
   std::string routing_id = worker->routing_id;
   pid_t local_pid = worker->local_pid;
-  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, name + " " + why);
+  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, why);
   bool expected = local_pid != 0 && why == "exit code 0";
   if (!expected) {
     std::string line =
@@ -1028,6 +1037,18 @@ ProgressCounts Coordinator::Counts() const {
   return c;
 }
 
+void Coordinator::PublishStatus() {
+  int64_t now_us = NowMicros();
+  if (status_ == nullptr || !status_->Due(now_us)) return;
+  RunCounts counts{written_,
+                   failed_,
+                   total_,
+                   input_->done(),
+                   Running() ? RunState::kRunning : RunState::kStopping,
+                   started_us_};
+  status_->Publish(TakeFarmSnapshot(scheduler_, counts, now_us), now_us);
+}
+
 void Coordinator::Shutdown() {
   std::string stop = EncodeStop("the run is over");
   // Released workers whose STOP is not acknowledged yet are waited for too:
@@ -1097,6 +1118,7 @@ int Coordinator::Run() {
     // answers nothing is not waited for.
     if (halting_ && scheduler_.InFlightNotHeld(NowMillis()) == 0) break;
     progress_->Update(Counts());
+    PublishStatus();
 
     long timeout = PollTimeout();
     bool want_input = WantInput() && !input_->is_regular_file();

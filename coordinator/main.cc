@@ -302,6 +302,13 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", config.insecure,
                "allow --listen beyond loopback without keys (anyone who can connect may join)")
       ->group(kWorkers);
+  app.add_option("--status", config.status_address,
+                 "serve a live view of the run at http://ADDR/ (HOST:PORT; port 0: any free "
+                 "port, logged): an HTML page, JSON at /status, Prometheus metrics at /metrics. "
+                 "Read-only counts, worker names and hosts, never items, results or keys, but "
+                 "anyone who can reach ADDR can read it (default: off)")
+      ->type_name("ADDR")
+      ->group(kWorkers);
   app.add_option("--worker-path", config.worker_path, "fanmap-worker binary to spawn")->group("");
 
   const char* kPayload = "Payload (exactly one)";

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 
+#include "common/printable.h"
+
 namespace fanmap {
 
 Scheduler::Scheduler(SchedulerOptions options)
@@ -158,12 +160,16 @@ FrameVerdict Scheduler::OnResults(Worker* from, const std::string& run_id,
       closed_us += elapsed_us;
       // A retryable failure closes the attempt but proves nothing: a worker
       // that fails everything fast must not earn more tasks to fail.
-      if (verdict == Verdict::kAccepted) ++proven;
+      if (verdict == Verdict::kAccepted) {
+        ++proven;
+        ++from->accepted;
+      }
     }
   }
   if (closed > 0) {
     from->credit.OnResults(closed, closed_us, proven);
     from->completed += closed;
+    from->task_micros += closed_us;
     from->last_result_ms = now_ms;
     double batch_mean = static_cast<double>(closed_us) / closed;
     mean_task_us_ = mean_task_us_ <= 0 ? batch_mean : 0.9 * mean_task_us_ + 0.1 * batch_mean;
@@ -253,7 +259,8 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
     } else if (!retry_policy_.MayRetry(slot->charged)) {
       Fail(index, slot,
            "worker lost " + std::to_string(slot->charged) +
-               " time(s) while running this item (last: " + why + ")");
+               " time(s) while running this item (last: " + Printable(worker->hello.name) + " " +
+               why + ")");
       loss.failed.push_back(index);
       continue;
     }
@@ -261,7 +268,7 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
     ++loss.resent;
   }
   std::sort(retry_.begin(), retry_.end());
-  workers_.Remove(id);
+  workers_.Remove(id, why);
   return loss;
 }
 

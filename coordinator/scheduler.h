@@ -126,7 +126,9 @@ class Scheduler {
                     int64_t now_ms);
   // The worker is gone (dead, silent, left, or cut off). Its tasks go back
   // in line, or to their backup copy; the ones it may have been running are
-  // charged an attempt, and fail when no attempt is left. Erases the worker.
+  // charged an attempt, and fail when no attempt is left. Erases the worker
+  // (kept in workers().departed()). `why` says what happened to it, without
+  // its name: "silent for 5000 ms", "released".
   WorkerLoss RemoveWorker(WorkerId id, const std::string& why);
   // Workers that have not been heard from for longer than the liveness bound.
   std::vector<WorkerId> SilentWorkers(int64_t now_ms) const;

@@ -30,11 +30,14 @@ const Worker* WorkerRegistry::Find(WorkerId id) const {
   return it == by_id_.end() ? nullptr : it->second.get();
 }
 
-void WorkerRegistry::Remove(WorkerId id) {
+void WorkerRegistry::Remove(WorkerId id, std::string why) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return;
   by_routing_id_.erase(it->second->routing_id);
   order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
+  departed_.push_back(DepartedWorker{std::move(*it->second), std::move(why)});
+  if (departed_.size() > kKeptDeparted) departed_.pop_front();
+  ++departed_count_;
   by_id_.erase(it);
 }
 

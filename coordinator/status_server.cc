@@ -1,0 +1,148 @@
+#include "coordinator/status_server.h"
+
+#include <errno.h>
+#include <httplib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "coordinator/status_page.h"
+
+namespace fanmap {
+namespace {
+
+// A status page needs few threads; the coordinator's CPUs are for the run.
+constexpr size_t kServerThreads = 2;
+// One request per connection, and little patience for a client that sends
+// nothing: an idle browser connection must not hold one of the few threads.
+constexpr time_t kReadTimeoutS = 2;
+constexpr time_t kWriteTimeoutS = 5;
+
+void Answer(httplib::Response& response, std::string body, const char* type) {
+  response.set_header("Cache-Control", "no-store");
+  response.set_header("X-Content-Type-Options", "nosniff");
+  response.set_content(std::move(body), type);
+}
+
+}  // namespace
+
+Status ParseStatusAddress(const std::string& text, std::string* host, int* port) {
+  auto bad = [&text](const std::string& why) {
+    return Status::Error("--status '" + text + "': " + why);
+  };
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return bad("expected HOST:PORT, e.g. 127.0.0.1:8080");
+  std::string name = text.substr(0, colon);
+  std::string digits = text.substr(colon + 1);
+  if (name.size() >= 2 && name.front() == '[' && name.back() == ']') {
+    name = name.substr(1, name.size() - 2);
+  } else if (name.find(':') != std::string::npos) {
+    return bad("an IPv6 address goes in brackets, e.g. [::1]:8080");
+  }
+  if (name.empty()) return bad("no host (e.g. 127.0.0.1:8080; 0.0.0.0 for every interface)");
+  if (digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos ||
+      std::atoi(digits.c_str()) > 65535) {
+    return bad("the port must be a number from 0 to 65535 (0: any free port)");
+  }
+  *host = name;
+  *port = std::atoi(digits.c_str());
+  return Status::Ok();
+}
+
+StatusServer::StatusServer()
+    : http_(std::make_unique<httplib::Server>()), latest_(std::make_shared<const FarmSnapshot>()) {}
+
+StatusServer::~StatusServer() {
+  if (thread_.joinable()) {
+    http_->stop();
+    thread_.join();
+  }
+}
+
+std::shared_ptr<const FarmSnapshot> StatusServer::Latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_;
+}
+
+void StatusServer::Publish(FarmSnapshot snapshot, int64_t now_us) {
+  auto next = std::make_shared<const FarmSnapshot>(std::move(snapshot));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    latest_.swap(next);
+  }
+  // The old snapshot is freed here, outside the lock (unless a request still
+  // holds it: then by that request).
+  next_publish_us_ = now_us + kPublishEveryUs;
+}
+
+Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusServer>* out) {
+  std::string host;
+  int port = 0;
+  Status parsed = ParseStatusAddress(address, &host, &port);
+  if (!parsed.ok()) return parsed;
+
+  std::unique_ptr<StatusServer> server(new StatusServer());
+  httplib::Server& http = *server->http_;
+  // httplib's default sets SO_REUSEPORT, which lets a second process bind
+  // the same port and take a share of its requests: a port in use must be
+  // an error instead.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  http.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  http.set_keep_alive_max_count(1);
+  http.set_read_timeout(kReadTimeoutS);
+  http.set_write_timeout(kWriteTimeoutS);
+  http.set_payload_max_length(0);  // nothing to upload
+
+  StatusServer* self = server.get();
+  http.Get("/status", [self](const httplib::Request&, httplib::Response& response) {
+    Answer(response, RenderStatusJson(*self->Latest()), "application/json");
+  });
+  http.Get("/metrics", [self](const httplib::Request&, httplib::Response& response) {
+    Answer(response, RenderPrometheus(*self->Latest()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_header("Content-Security-Policy",
+                        "default-src 'none'; script-src 'unsafe-inline'; "
+                        "style-src 'unsafe-inline'; connect-src 'self'");
+    Answer(response, kStatusPageHtml, "text/html; charset=utf-8");
+  });
+
+  errno = 0;
+  int bound = port == 0 ? http.bind_to_any_port(host) : http.bind_to_port(host, port) ? port : -1;
+  if (bound < 0) {
+    int error = errno;
+    return Status::Error("--status " + address + ": cannot listen there" +
+                         (error != 0 ? std::string(" (") + strerror(error) + ")" : std::string()));
+  }
+  server->address_ =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound);
+
+  // The threads inherit the signal mask: block every signal in them, so that
+  // SIGINT, SIGCHLD, ... reach the coordinator's signalfd, never a handler
+  // or a default action on the server's threads.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  server->thread_ = std::thread([self] {
+    self->http_->listen_after_bind();
+    self->listen_ended_ = true;
+  });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  // stop() does nothing until the server runs: wait for it to, so that the
+  // destructor can never miss it (a few microseconds).
+  while (!http.is_running() && !server->listen_ended_) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  if (server->listen_ended_) return Status::Error("--status " + address + ": cannot serve there");
+  *out = std::move(server);
+  return Status::Ok();
+}
+
+}  // namespace fanmap

@@ -1,0 +1,180 @@
+#include "coordinator/status_server.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/clock.h"
+
+namespace fanmap {
+namespace {
+
+TEST(ParseStatusAddressTest, AcceptsHostAndPort) {
+  std::string host;
+  int port = -1;
+  ASSERT_TRUE(ParseStatusAddress("127.0.0.1:8080", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 8080);
+  ASSERT_TRUE(ParseStatusAddress("[::1]:0", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 0);
+  ASSERT_TRUE(ParseStatusAddress("localhost:65535", &host, &port).ok());
+  EXPECT_EQ(host, "localhost");
+  EXPECT_EQ(port, 65535);
+}
+
+TEST(ParseStatusAddressTest, RefusesWhatIsNotHostColonPortNamingTheText) {
+  for (const char* bad : {"8080", ":8080", "host:", "host:65536", "host:-1", "host:8x", "::1:80",
+                          "host:123456", ""}) {
+    std::string host;
+    int port;
+    Status status = ParseStatusAddress(bad, &host, &port);
+    EXPECT_FALSE(status.ok()) << bad;
+    EXPECT_NE(status.message().find(std::string("'") + bad + "'"), std::string::npos)
+        << status.message();
+  }
+}
+
+class StatusServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status started = StatusServer::Start("127.0.0.1:0", &server_);
+    ASSERT_TRUE(started.ok()) << started.message();
+    std::string address = server_->address();
+    port_ = std::stoi(address.substr(address.rfind(':') + 1));
+  }
+
+  httplib::Result Get(const std::string& path) {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(30);
+    return client.Get(path.c_str());
+  }
+
+  std::unique_ptr<StatusServer> server_;
+  int port_ = 0;
+};
+
+TEST_F(StatusServerTest, BindsAFreePortWhenAskedForPortZero) {
+  EXPECT_EQ(server_->address().rfind("127.0.0.1:", 0), 0u);
+  EXPECT_GT(port_, 0);
+}
+
+TEST_F(StatusServerTest, ServesTheLatestSnapshotAsJsonAndMetrics) {
+  auto empty = Get("/status");
+  ASSERT_TRUE(empty) << httplib::to_string(empty.error());
+  EXPECT_EQ(empty->status, 200);
+  EXPECT_EQ(empty->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(nlohmann::json::parse(empty->body)["workers"].size(), 0u);
+
+  FarmSnapshot snapshot;
+  snapshot.items_done = 42;
+  WorkerView w;
+  w.id = 7;
+  w.name = "w7";
+  w.host = "node7";
+  w.tasks_done = 42;
+  snapshot.workers.push_back(w);
+  server_->Publish(snapshot, NowMicros());
+  EXPECT_EQ(server_->Latest()->items_done, 42u);
+
+  auto status = Get("/status");
+  ASSERT_TRUE(status);
+  nlohmann::json j = nlohmann::json::parse(status->body);
+  EXPECT_EQ(j["items"]["done"], 42);
+  ASSERT_EQ(j["workers"].size(), 1u);
+  EXPECT_EQ(j["workers"][0]["name"], "w7");
+  EXPECT_EQ(j["workers"][0]["host"], "node7");
+
+  auto metrics = Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(metrics->body.find("\nfanmap_items_done_total 42\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find(
+                "fanmap_worker_tasks_done_total{id=\"7\",worker=\"w7\",host=\"node7\"} 42"),
+            std::string::npos);
+}
+
+TEST_F(StatusServerTest, ServesAPageThatLoadsNothingFromElsewhere) {
+  auto page = Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(page->body.find("fetch(\"status\""), std::string::npos);
+  EXPECT_EQ(page->body.find("http://"), std::string::npos);
+  EXPECT_EQ(page->body.find("https://"), std::string::npos);
+  EXPECT_EQ(page->body.find("innerHTML"), std::string::npos) << "peer text is set as textContent";
+  EXPECT_NE(page->get_header_value("Content-Security-Policy").find("default-src 'none'"),
+            std::string::npos);
+}
+
+TEST_F(StatusServerTest, AnswersOnlyItsOwnPaths) {
+  auto missing = Get("/etc/passwd");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  httplib::Client client("127.0.0.1", port_);
+  auto post = client.Post("/status", "x", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_NE(post->status, 200);
+}
+
+// httplib's default socket options include SO_REUSEPORT, with which a second
+// server binds the same port and takes a share of the requests.
+TEST_F(StatusServerTest, APortInUseIsAnErrorNamingTheAddress) {
+  std::string address = server_->address();
+  std::unique_ptr<StatusServer> second;
+  Status status = StatusServer::Start(address, &second);
+  EXPECT_FALSE(status.ok()) << "a second server shares " << address;
+  EXPECT_EQ(second, nullptr);
+  EXPECT_NE(status.message().find(address), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("in use"), std::string::npos) << status.message();
+}
+
+TEST(StatusServerStartTest, AnAddressNoInterfaceHasIsAnError) {
+  std::unique_ptr<StatusServer> server;
+  Status status = StatusServer::Start("192.0.2.1:0", &server);  // TEST-NET-1: not ours
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("192.0.2.1:0"), std::string::npos) << status.message();
+}
+
+TEST_F(StatusServerTest, PublishesEveryQuarterSecond) {
+  int64_t now = 1000000;
+  server_->Publish(FarmSnapshot(), now);
+  EXPECT_FALSE(server_->Due(now + StatusServer::kPublishEveryUs - 1));
+  EXPECT_TRUE(server_->Due(now + StatusServer::kPublishEveryUs));
+}
+
+// Signals must reach the coordinator's signalfd: no thread of the server may
+// take one (SIGINT's default action there would kill the run at once).
+TEST_F(StatusServerTest, TheServersThreadsBlockEverySignal) {
+  ASSERT_TRUE(Get("/status"));  // the pool's threads exist by now
+  DIR* tasks = opendir("/proc/self/task");
+  ASSERT_NE(tasks, nullptr);
+  std::string main_tid = std::to_string(getpid());
+  int others = 0;
+  while (dirent* entry = readdir(tasks)) {
+    std::string tid = entry->d_name;
+    if (tid == "." || tid == ".." || tid == main_tid) continue;
+    std::ifstream status("/proc/self/task/" + tid + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("SigBlk:", 0) != 0) continue;
+      unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) {
+        EXPECT_TRUE(mask & (1ull << (sig - 1))) << "thread " << tid << " takes signal " << sig;
+      }
+      ++others;
+    }
+  }
+  closedir(tasks);
+  EXPECT_GE(others, 2) << "the listening thread and its pool";
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -265,6 +265,12 @@ Status Coordinator::OpenOutput() {
 }
 
 Status Coordinator::SetUp() {
+  // First: a status address in use must not cost the output file.
+  if (!config_.status_address.empty()) {
+    Status started = StatusServer::Start(config_.status_address, &status_);
+    if (!started.ok()) return started;
+    Log("status on http://" + status_->address() + "/");
+  }
   Status status = InputReader::Open(config_.input_path, &input_);
   if (!status.ok()) return status;
   status = OpenOutput();
@@ -296,11 +302,6 @@ Status Coordinator::SetUp() {
   signal(SIGPIPE, SIG_IGN);
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
-  if (!config_.status_address.empty()) {
-    status = StatusServer::Start(config_.status_address, &status_);
-    if (!status.ok()) return status;
-    Log("status on http://" + status_->address() + "/");
-  }
 
   job_ = config_.job;
   job_.run_id = scheduler_.run_id();

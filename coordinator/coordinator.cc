@@ -1039,8 +1039,9 @@ ProgressCounts Coordinator::Counts() const {
 }
 
 void Coordinator::PublishStatus() {
+  if (status_ == nullptr) return;
   int64_t now_us = NowMicros();
-  if (status_ == nullptr || !status_->Due(now_us)) return;
+  if (!status_->Due(now_us)) return;
   RunCounts counts{written_,
                    failed_,
                    total_,

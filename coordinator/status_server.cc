@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 
 #include "coordinator/status_page.h"
 
@@ -53,26 +55,45 @@ Status ParseStatusAddress(const std::string& text, std::string* host, int* port)
   return Status::Ok();
 }
 
+struct StatusServer::Shared {
+  std::mutex mu;
+  std::shared_ptr<const FarmSnapshot> latest;  // guarded by mu
+  bool listen_ended = false;                   // guarded by mu
+  std::condition_variable ended;
+
+  std::shared_ptr<const FarmSnapshot> Latest() {
+    std::lock_guard<std::mutex> lock(mu);
+    return latest;
+  }
+};
+
 StatusServer::StatusServer()
-    : http_(std::make_unique<httplib::Server>()), latest_(std::make_shared<const FarmSnapshot>()) {}
+    : http_(std::make_unique<httplib::Server>()), shared_(std::make_shared<Shared>()) {
+  shared_->latest = std::make_shared<const FarmSnapshot>();
+}
 
 StatusServer::~StatusServer() {
-  if (thread_.joinable()) {
-    http_->stop();
+  if (!thread_.joinable()) return;
+  http_->stop();
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  bool ended = shared_->ended.wait_for(lock, std::chrono::milliseconds(kStopGraceMs),
+                                       [this] { return shared_->listen_ended; });
+  lock.unlock();
+  if (ended) {
     thread_.join();
+    return;
   }
+  thread_.detach();
+  (void)http_.release();
 }
 
-std::shared_ptr<const FarmSnapshot> StatusServer::Latest() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return latest_;
-}
+std::shared_ptr<const FarmSnapshot> StatusServer::Latest() const { return shared_->Latest(); }
 
 void StatusServer::Publish(FarmSnapshot snapshot, int64_t now_us) {
   auto next = std::make_shared<const FarmSnapshot>(std::move(snapshot));
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    latest_.swap(next);
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->latest.swap(next);
   }
   // The old snapshot is freed here, outside the lock (unless a request still
   // holds it: then by that request).
@@ -100,12 +121,13 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
   http.set_write_timeout(kWriteTimeoutS);
   http.set_payload_max_length(0);  // nothing to upload
 
-  StatusServer* self = server.get();
-  http.Get("/status", [self](const httplib::Request&, httplib::Response& response) {
-    Answer(response, RenderStatusJson(*self->Latest()), "application/json");
+  std::shared_ptr<Shared> shared = server->shared_;
+  http.Get("/status", [shared](const httplib::Request&, httplib::Response& response) {
+    Answer(response, RenderStatusJson(*shared->Latest()), "application/json");
   });
-  http.Get("/metrics", [self](const httplib::Request&, httplib::Response& response) {
-    Answer(response, RenderPrometheus(*self->Latest()), "text/plain; version=0.0.4; charset=utf-8");
+  http.Get("/metrics", [shared](const httplib::Request&, httplib::Response& response) {
+    Answer(response, RenderPrometheus(*shared->Latest()),
+           "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/", [](const httplib::Request&, httplib::Response& response) {
     response.set_header("Content-Security-Policy",
@@ -130,17 +152,24 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  server->thread_ = std::thread([self] {
-    self->http_->listen_after_bind();
-    self->listen_ended_ = true;
+  httplib::Server* http_ptr = &http;
+  server->thread_ = std::thread([http_ptr, shared] {
+    http_ptr->listen_after_bind();
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->listen_ended = true;
+    shared->ended.notify_all();
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   // stop() does nothing until the server runs: wait for it to, so that the
   // destructor can never miss it (a few microseconds).
-  while (!http.is_running() && !server->listen_ended_) {
+  while (!http.is_running()) {
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      if (shared->listen_ended)
+        return Status::Error("--status " + address + ": cannot serve there");
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
-  if (server->listen_ended_) return Status::Error("--status " + address + ": cannot serve there");
   *out = std::move(server);
   return Status::Ok();
 }

@@ -18,10 +18,8 @@
 #ifndef FANMAP_COORDINATOR_STATUS_SERVER_H_
 #define FANMAP_COORDINATOR_STATUS_SERVER_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -51,8 +49,13 @@ class StatusServer {
   // second server on a port in use fails instead of sharing its requests.
   static Status Start(const std::string& address, std::unique_ptr<StatusServer>* server);
 
-  // Stops serving and joins the server's threads.
+  // Stops serving and joins the server's threads, waiting at most
+  // kStopGraceMs for a request in progress: a client that trickles a request
+  // must not hold the run's end. Past that, the threads are left running to
+  // the process's exit, with the server and the last snapshot (leaked on
+  // purpose; the coordinator exits right after).
   ~StatusServer();
+  static constexpr int64_t kStopGraceMs = 1000;
   StatusServer(const StatusServer&) = delete;
   StatusServer& operator=(const StatusServer&) = delete;
 
@@ -68,15 +71,17 @@ class StatusServer {
   std::shared_ptr<const FarmSnapshot> Latest() const;
 
  private:
+  // What the server's threads use: shared, so that it outlives this object
+  // if they do (see the destructor).
+  struct Shared;
+
   StatusServer();
 
   std::unique_ptr<httplib::Server> http_;
+  std::shared_ptr<Shared> shared_;
   std::thread thread_;
-  std::atomic<bool> listen_ended_{false};  // the server's thread returned from listening
   std::string address_;
   int64_t next_publish_us_ = 0;  // the coordinator's thread only
-  mutable std::mutex mu_;
-  std::shared_ptr<const FarmSnapshot> latest_;  // guarded by mu_
 };
 
 }  // namespace fanmap

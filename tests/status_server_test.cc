@@ -1,18 +1,29 @@
 #include "coordinator/status_server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "common/clock.h"
 
 namespace fanmap {
 namespace {
+
+// How long the trickling client keeps at it: far longer than the grace.
+constexpr int64_t kTrickleMs = 60000;
 
 TEST(ParseStatusAddressTest, AcceptsHostAndPort) {
   std::string host;
@@ -134,6 +145,50 @@ TEST_F(StatusServerTest, APortInUseIsAnErrorNamingTheAddress) {
   EXPECT_EQ(second, nullptr);
   EXPECT_NE(status.message().find(address), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("in use"), std::string::npos) << status.message();
+}
+
+// A request in progress is waited for only so long: a client that trickles
+// its headers (a byte now and then, each read within the read timeout) must
+// not hold the run's end.
+TEST_F(StatusServerTest, AClientThatTricklesARequestDoesNotHoldTheEnd) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> trickling{true};
+  std::mutex mu;
+  std::condition_variable started;
+  bool first_sent = false;
+  std::thread trickler([&] {
+    const std::string kStart = "GET /status HTTP/1.1\r\n";
+    bool ok = send(fd, kStart.data(), kStart.size(), MSG_NOSIGNAL) > 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      first_sent = true;
+    }
+    started.notify_all();
+    int64_t give_up = NowMillis() + kTrickleMs;
+    while (ok && !stop && NowMillis() < give_up) {
+      ok = send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) > 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    trickling = false;
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    started.wait(lock, [&] { return first_sent; });
+  }
+  // The pool has the connection once a plain request after it is answered.
+  ASSERT_TRUE(Get("/status"));
+  server_.reset();
+  EXPECT_TRUE(trickling) << "the server waited for the trickling client";
+  stop = true;
+  trickler.join();
+  close(fd);
 }
 
 TEST(StatusServerStartTest, AnAddressNoInterfaceHasIsAnError) {

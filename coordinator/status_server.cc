@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "coordinator/bounded_task_queue.h"
 #include "coordinator/status_page.h"
 
 namespace fanmap {
@@ -18,6 +19,8 @@ namespace {
 
 // A status page needs few threads; the coordinator's CPUs are for the run.
 constexpr size_t kServerThreads = 2;
+// Connections accepted and waiting for a thread; more wait in the kernel.
+constexpr size_t kMaxQueuedConnections = 16;
 // One request per connection, and little patience for a client that sends
 // nothing: an idle browser connection must not hold one of the few threads.
 constexpr time_t kReadTimeoutS = 2;
@@ -115,7 +118,7 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  http.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  http.new_task_queue = [] { return new BoundedTaskQueue(kServerThreads, kMaxQueuedConnections); };
   http.set_keep_alive_max_count(1);
   http.set_read_timeout(kReadTimeoutS);
   http.set_write_timeout(kWriteTimeoutS);

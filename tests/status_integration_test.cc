@@ -103,37 +103,51 @@ class StatusTest : public testing_util::FarmFixture {
     return samples;
   }
 
-  std::unique_ptr<Process> Worker(const std::string& endpoint, const std::string& name,
-                                  const TempDir& dir) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{WorkerPath(), "--connect", endpoint, "--name", name}, "",
-        dir.File(name + ".out"), dir.File(name + ".err"), Env());
+  // Starts `fanmap -j LOCAL_WORKERS --listen ... --status 127.0.0.1:0 --builtin echo`
+  // reading in_ (a FIFO: the run lasts until the test closes it) and writing
+  // dir_/out; waits for the status address and the task endpoint it logs.
+  void StartRun(const std::string& local_workers) {
+    in_ = std::make_unique<InputFifo>(dir_.File("in"));
+    fanmap_ = std::make_unique<Process>(
+        std::vector<std::string>{FanmapPath(), "-j", local_workers, "--listen", "tcp://127.0.0.1:*",
+                                 "--status", "127.0.0.1:0", "--builtin", "echo", "-i", in_->path(),
+                                 "-o", dir_.File("out")},
+        "", dir_.File("stdout"), dir_.File("err"), Env());
+    address_ = StatusAddress(dir_.File("err"));
+    ASSERT_FALSE(address_.empty()) << ReadFile(dir_.File("err"));
+    endpoint_ = testing_util::ListeningEndpoint(dir_.File("err"));
+    ASSERT_FALSE(endpoint_.empty()) << ReadFile(dir_.File("err"));
   }
+
+  // A remote worker named `name`, connected to the run's endpoint.
+  std::unique_ptr<Process> Worker(const std::string& name) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{WorkerPath(), "--connect", endpoint_, "--name", name}, "",
+        dir_.File(name + ".out"), dir_.File(name + ".err"), Env());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<InputFifo> in_;
+  std::unique_ptr<Process> fanmap_;
+  std::string address_;
+  std::string endpoint_;
 };
 
 TEST_F(StatusTest, ShowsEveryWorkerAndWhyOneLeftWhileTheRunGoesOn) {
-  TempDir dir;
-  InputFifo in(dir.File("in"));
-  Process fanmap({FanmapPath(), "-j", "2", "--listen", "tcp://127.0.0.1:*", "--status",
-                  "127.0.0.1:0", "--builtin", "echo", "-i", in.path(), "-o", dir.File("out")},
-                 "", dir.File("stdout"), dir.File("err"), Env());
-  std::string address = StatusAddress(dir.File("err"));
-  ASSERT_FALSE(address.empty()) << ReadFile(dir.File("err"));
-  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
-  ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
-  auto remote = Worker(endpoint, "remote1", dir);
-  ASSERT_FALSE(testing_util::WaitForText(dir.File("err"), "worker remote1 joined").empty());
+  ASSERT_NO_FATAL_FAILURE(StartRun("2"));
+  auto remote = Worker("remote1");
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("err"), "worker remote1 joined").empty());
   // Two items start both local workers; the rest waits until they have joined.
-  in.Write(Seq(1, 2));
+  in_->Write(Seq(1, 2));
   nlohmann::json status;
   WaitUntil([&] {
-    status = ReadStatus(address);
+    status = ReadStatus(address_);
     return status.is_object() && status["workers"].size() == 3;
   });
   ASSERT_EQ(status["workers"].size(), 3u) << status.dump();
-  in.Write(Seq(3, 500));
+  in_->Write(Seq(3, 500));
 
-  status = WaitForDone(address, dir.File("out"), 500);
+  status = WaitForDone(address_, dir_.File("out"), 500);
   ASSERT_EQ(status["items"]["done"], 500) << status.dump();
   EXPECT_EQ(status["state"], "running");
   EXPECT_EQ(status["items"]["read"], 500);
@@ -159,7 +173,7 @@ TEST_F(StatusTest, ShowsEveryWorkerAndWhyOneLeftWhileTheRunGoesOn) {
   EXPECT_TRUE(found_remote) << status.dump();
 
   // The same through the reference Prometheus parser.
-  std::map<std::string, double> metrics = Metrics(address);
+  std::map<std::string, double> metrics = Metrics(address_);
   EXPECT_EQ(metrics["fanmap_items_done_total"], 500);
   EXPECT_EQ(metrics["fanmap_items_read_total"], 500);
   EXPECT_EQ(metrics["fanmap_workers"], 3);
@@ -181,7 +195,7 @@ TEST_F(StatusTest, ShowsEveryWorkerAndWhyOneLeftWhileTheRunGoesOn) {
   kill(remote->pid(), SIGTERM);
   EXPECT_EQ(remote->Wait(testing_util::kDeadlineS), kExitInterrupted);
   WaitUntil([&] {
-    status = ReadStatus(address);
+    status = ReadStatus(address_);
     return status.is_object() && status["departed_count"] == 1;
   });
   ASSERT_EQ(status["departed"].size(), 1u) << status.dump();
@@ -193,10 +207,10 @@ TEST_F(StatusTest, ShowsEveryWorkerAndWhyOneLeftWhileTheRunGoesOn) {
   EXPECT_EQ(status["workers"].size(), 2u);
   EXPECT_EQ(SumTasksDone(status), 500u);
 
-  in.Write(Seq(501, 600));
-  in.Close();
-  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
-  ParseRecords(ReadFile(dir.File("out")), 600);
+  in_->Write(Seq(501, 600));
+  in_->Close();
+  ASSERT_EQ(fanmap_->Wait(), 0) << ReadFile(dir_.File("err"));
+  ParseRecords(ReadFile(dir_.File("out")), 600);
   ExpectNoProcessLeft();
 }
 
@@ -204,28 +218,21 @@ TEST_F(StatusTest, ThePageFillsInTheWorkersInARealBrowser) {
   if (access("/usr/bin/chromium", X_OK) != 0) {
     GTEST_SKIP() << "no /usr/bin/chromium (scripts/deps installs it): the page is not tested";
   }
-  TempDir dir;
-  InputFifo in(dir.File("in"));
-  Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "--status",
-                  "127.0.0.1:0", "--builtin", "echo", "-i", in.path(), "-o", dir.File("out")},
-                 "", dir.File("stdout"), dir.File("err"), Env());
-  std::string address = StatusAddress(dir.File("err"));
-  ASSERT_FALSE(address.empty()) << ReadFile(dir.File("err"));
-  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
-  auto w1 = Worker(endpoint, "page-worker-1", dir);
-  auto w2 = Worker(endpoint, "page-worker-2", dir);
-  in.Write(Seq(1, 100));
-  nlohmann::json status = WaitForDone(address, dir.File("out"), 100);
+  ASSERT_NO_FATAL_FAILURE(StartRun("0"));
+  auto w1 = Worker("page-worker-1");
+  auto w2 = Worker("page-worker-2");
+  in_->Write(Seq(1, 100));
+  nlohmann::json status = WaitForDone(address_, dir_.File("out"), 100);
   ASSERT_EQ(status["workers"].size(), 2u) << status.dump();
 
-  std::string page = Get(address, "/");
+  std::string page = Get(address_, "/");
   EXPECT_EQ(page.find("page-worker-1"), std::string::npos) << "the server sends no rows";
   // Root needs --no-sandbox. The virtual time budget lets the page's fetch
   // of /status finish (and its timer run) before the DOM is dumped.
   testing_util::RunResult browser =
       testing_util::Run({"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                         "--user-data-dir=" + dir.File("chromium"), "--virtual-time-budget=5000",
-                         "--dump-dom", "http://" + address + "/"},
+                         "--user-data-dir=" + dir_.File("chromium"), "--virtual-time-budget=5000",
+                         "--dump-dom", "http://" + address_ + "/"},
                         "", {}, 120);
   ASSERT_EQ(browser.exit_code, 0) << browser.err;
   std::string dom = browser.out;
@@ -238,8 +245,8 @@ TEST_F(StatusTest, ThePageFillsInTheWorkersInARealBrowser) {
   EXPECT_NE(dom.find("<span>done 100</span>"), std::string::npos) << dom;
   EXPECT_NE(dom.find("<span id=\"state\">running</span>"), std::string::npos) << dom;
 
-  in.Close();
-  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
+  in_->Close();
+  ASSERT_EQ(fanmap_->Wait(), 0) << ReadFile(dir_.File("err"));
   EXPECT_EQ(w1->Wait(testing_util::kDeadlineS), 0);
   EXPECT_EQ(w2->Wait(testing_util::kDeadlineS), 0);
   ExpectNoProcessLeft();
@@ -248,29 +255,21 @@ TEST_F(StatusTest, ThePageFillsInTheWorkersInARealBrowser) {
 TEST_F(StatusTest, FiftyRemoteWorkersAreListedAndTheirTasksAddUpToTheRecords) {
   constexpr size_t kWorkers = 50;
   constexpr int kItems = 5000;
-  TempDir dir;
-  InputFifo in(dir.File("in"));
-  Process fanmap({FanmapPath(), "-j", "0", "--listen", "tcp://127.0.0.1:*", "--status",
-                  "127.0.0.1:0", "--builtin", "echo", "-i", in.path(), "-o", dir.File("out")},
-                 "", dir.File("stdout"), dir.File("err"), Env());
-  std::string address = StatusAddress(dir.File("err"));
-  ASSERT_FALSE(address.empty()) << ReadFile(dir.File("err"));
-  std::string endpoint = testing_util::ListeningEndpoint(dir.File("err"));
-  ASSERT_FALSE(endpoint.empty());
+  ASSERT_NO_FATAL_FAILURE(StartRun("0"));
   std::vector<std::unique_ptr<Process>> workers;
   for (size_t i = 0; i < kWorkers; ++i) {
-    workers.push_back(Worker(endpoint, "w" + std::to_string(i), dir));
+    workers.push_back(Worker("w" + std::to_string(i)));
   }
   nlohmann::json status;
   WaitUntil([&] {
-    status = ReadStatus(address);
+    status = ReadStatus(address_);
     return status.is_object() && status["workers"].size() == kWorkers;
   });
   ASSERT_EQ(status["workers"].size(), kWorkers) << status.dump();
   // Small writes: the FIFO holds 64 KiB, and the run reads as it goes.
-  for (int from = 1; from <= kItems; from += 1000) in.Write(Seq(from, from + 999));
+  for (int from = 1; from <= kItems; from += 1000) in_->Write(Seq(from, from + 999));
 
-  status = WaitForDone(address, dir.File("out"), kItems);
+  status = WaitForDone(address_, dir_.File("out"), kItems);
   ASSERT_EQ(status["items"]["done"], kItems) << status.dump();
   ASSERT_EQ(status["workers"].size(), kWorkers) << status.dump();
   EXPECT_EQ(status["departed_count"], 0);
@@ -278,9 +277,9 @@ TEST_F(StatusTest, FiftyRemoteWorkersAreListedAndTheirTasksAddUpToTheRecords) {
   std::set<std::string> names;
   for (const auto& w : status["workers"]) names.insert(w["name"].get<std::string>());
   EXPECT_EQ(names.size(), kWorkers);
-  EXPECT_EQ(Lines(ReadFile(dir.File("out"))).size(), static_cast<size_t>(kItems));
+  EXPECT_EQ(Lines(ReadFile(dir_.File("out"))).size(), static_cast<size_t>(kItems));
 
-  std::map<std::string, double> metrics = Metrics(address);
+  std::map<std::string, double> metrics = Metrics(address_);
   EXPECT_EQ(metrics["fanmap_workers"], kWorkers);
   EXPECT_EQ(metrics["fanmap_items_done_total"], kItems);
   double per_worker = 0;
@@ -289,9 +288,9 @@ TEST_F(StatusTest, FiftyRemoteWorkersAreListedAndTheirTasksAddUpToTheRecords) {
   }
   EXPECT_EQ(per_worker, kItems);
 
-  in.Close();
-  ASSERT_EQ(fanmap.Wait(), 0) << ReadFile(dir.File("err"));
-  ParseRecords(ReadFile(dir.File("out")), kItems);
+  in_->Close();
+  ASSERT_EQ(fanmap_->Wait(), 0) << ReadFile(dir_.File("err"));
+  ParseRecords(ReadFile(dir_.File("out")), kItems);
   for (auto& w : workers) EXPECT_EQ(w->Wait(testing_util::kDeadlineS), 0);
   ExpectNoProcessLeft();
 }

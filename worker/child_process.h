@@ -36,6 +36,8 @@ class ChildProcess {
   struct Options {
     // Gives the child a pipe as stdin (see stdin_fd()) instead of /dev/null.
     bool pipe_stdin = false;
+    // "NAME=value" entries added to (or replacing those in) the environment.
+    std::vector<std::string> env;
   };
 
   // Most bytes ReadAvailable() takes from one pipe per call, so that a child

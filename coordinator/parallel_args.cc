@@ -1,0 +1,218 @@
+#include "coordinator/parallel_args.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/job_keys.h"
+
+namespace fanmap {
+namespace {
+
+// -X: the argument bytes of one command, below Linux's 128 KiB for one
+// argument string and room for the command's own words.
+constexpr size_t kFillMaxChars = 128 * 1024 - 4096;
+
+Status ParseDelimiter(const std::string& text, char* out) {
+  if (text.size() == 1) {
+    *out = text[0];
+    return Status::Ok();
+  }
+  if (text.size() == 2 && text[0] == '\\') {
+    switch (text[1]) {
+      case 'n':
+        *out = '\n';
+        return Status::Ok();
+      case 't':
+        *out = '\t';
+        return Status::Ok();
+      case 'r':
+        *out = '\r';
+        return Status::Ok();
+      case '0':
+        *out = '\0';
+        return Status::Ok();
+      case '\\':
+        *out = '\\';
+        return Status::Ok();
+    }
+  }
+  return Status::Error("-d '" + text + "' is not one character (or \\n, \\t, \\r, \\0, \\\\)");
+}
+
+// The records of a whole file ("-": stdin), as InputReader splits them.
+Status ReadRecords(const std::string& path, char delimiter, std::vector<std::string>* records) {
+  int fd = path == "-" ? 0 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("cannot open input '" + path + "': " + strerror(errno));
+  std::string data;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      if (fd != 0) close(fd);
+      return Status::Error("cannot read input '" + path + "': " + strerror(err));
+    }
+    data.append(buf, static_cast<size_t>(n));
+  }
+  if (fd != 0) close(fd);
+  size_t from = 0;
+  while (from < data.size()) {
+    size_t end = data.find(delimiter, from);
+    if (end == std::string::npos) end = data.size();
+    size_t stop = end;
+    if (delimiter == '\n' && stop > from && data[stop - 1] == '\r') --stop;
+    records->push_back(data.substr(from, stop - from));
+    from = end + 1;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SplitArgSources(int argc, char** argv, std::vector<std::string>* cli, ParallelFlags* flags) {
+  int i = 0;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == ":::" || arg == "::::" || arg == ":::+" || arg == "::::+") break;
+    cli->push_back(std::move(arg));
+  }
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == ":::+" || arg == "::::+") {
+      return Status::Error("'" + arg + "' (link one source) is not supported: use --link");
+    }
+    if (arg == ":::" || arg == "::::") {
+      flags->sources.push_back(ArgSource{arg == "::::", {}});
+      continue;
+    }
+    flags->sources.back().values.push_back(std::move(arg));
+  }
+  return Status::Ok();
+}
+
+void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
+  const char* kGroup = "GNU parallel's options (with a COMMAND)";
+  app->add_option("-a,--arg-file", flags->arg_files,
+                  "read items from FILE (repeatable: one input source each); "
+                  "also COMMAND ::: VALUES... and COMMAND :::: FILES...")
+      ->group(kGroup);
+  app->add_flag("-0,--null", flags->null, "items end with a NUL byte, not a newline")
+      ->group(kGroup);
+  app->add_option("-d,--delimiter", flags->delimiter, "items end with this character")
+      ->group(kGroup);
+  app->add_option("--colsep", flags->colsep,
+                  "split each item into columns at this regex: {1} {2}...")
+      ->group(kGroup);
+  app->add_flag("--link,--xapply", flags->link,
+                "pair the input sources instead of combining every value with every other")
+      ->group(kGroup);
+  app->add_option("-n,--max-args", flags->max_args, "up to N items per command")
+      ->check(CLI::Range(1, 1000000))
+      ->group(kGroup);
+  app->add_flag("-X", flags->fill,
+                "as many items per command as fit the command line; a word holding a "
+                "replacement string is repeated for each")
+      ->group(kGroup);
+  app->add_option("-I", flags->replace_str, "use STR instead of {} for the item")->group(kGroup);
+  app->add_flag("--tag", flags->tag, "start each output line with the item and a tab")
+      ->group(kGroup);
+  app->add_flag("--dry-run", flags->dry_run, "print the commands instead of running them")
+      ->group(kGroup);
+  app->add_option("--joblog", flags->joblog,
+                  "write a line per command to FILE in parallel's TSV format: Seq Host "
+                  "Starttime JobRuntime Send Receive Exitval Signal Command")
+      ->group(kGroup);
+  app->add_flag("--bar,--eta", flags->bar, "show the progress display (as --progress always)")
+      ->group(kGroup);
+  app->add_flag("--will-cite", flags->will_cite, "accepted for parallel's scripts")->group("");
+}
+
+Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, Config* config) {
+  ArgInput& input = config->arg_input;
+  if (flags.null && !flags.delimiter.empty()) {
+    return Status::Error("-0 and -d both set the delimiter");
+  }
+  if (flags.null) input.delimiter = '\0';
+  if (!flags.delimiter.empty()) {
+    Status s = ParseDelimiter(flags.delimiter, &input.delimiter);
+    if (!s.ok()) return s;
+  }
+  if (flags.bar) config->progress = ProgressMode::kAlways;
+  config->joblog_path = flags.joblog;
+
+  // Every source in order: -a files, then ::: and :::: as given.
+  struct Source {
+    bool file;
+    std::string path;
+    std::vector<std::string> values;
+  };
+  std::vector<Source> sources;
+  for (const std::string& path : flags.arg_files) sources.push_back(Source{true, path, {}});
+  for (const ArgSource& s : flags.sources) {
+    if (s.values.empty()) {
+      return Status::Error(std::string(s.file ? "::::" : ":::") + " is not followed by any " +
+                           (s.file ? "file" : "value"));
+    }
+    if (s.file) {
+      for (const std::string& path : s.values) sources.push_back(Source{true, path, {}});
+    } else {
+      sources.push_back(Source{false, "", s.values});
+    }
+  }
+  if (!sources.empty() && !config->input_path.empty()) {
+    return Status::Error("-i and ::: / :::: / -a both give the items: use one");
+  }
+  bool single_file = sources.size() == 1 && sources[0].file;
+  input.assemble = !flags.colsep.empty() || flags.max_args > 0 || flags.fill ||
+                   (!sources.empty() && !single_file);
+  input.options.colsep = flags.colsep;
+  input.options.link = flags.link;
+  input.options.max_args = flags.max_args;
+  input.options.fill = flags.fill;
+  input.options.max_chars = kFillMaxChars;
+  for (size_t k = 0; k < sources.size(); ++k) {
+    Source& s = sources[k];
+    if (k == 0) {
+      if (s.file) {
+        config->input_path = s.path;
+      } else {
+        input.first_values = std::move(s.values);
+        config->input_path = "/dev/null";
+      }
+      continue;
+    }
+    std::vector<std::string> records;
+    if (s.file) {
+      Status read = ReadRecords(s.path, input.delimiter, &records);
+      if (!read.ok()) return read;
+    } else {
+      records = std::move(s.values);
+    }
+    input.others.push_back(std::move(records));
+  }
+
+  bool command_only = input.assemble || flags.tag || flags.dry_run || !flags.replace_str.empty() ||
+                      !flags.joblog.empty();
+  JobSpec& job = config->job;
+  if (command_only && job.kind != "exec") {
+    return Status::Error(
+        "::: sources, --colsep, -n, -X, -I, --tag, --dry-run and --joblog need a COMMAND");
+  }
+  if (!flags.replace_str.empty()) job.options[job_key::kReplaceStr] = flags.replace_str;
+  if (input.assemble) job.options[job_key::kArgTable] = "1";
+  if (flags.fill) job.options[job_key::kContextReplace] = "1";
+  if (flags.tag) job.options[job_key::kTag] = "1";
+  if (flags.dry_run) job.options[job_key::kDryRun] = "1";
+  if (!flags.joblog.empty()) job.options[job_key::kJoblog] = "1";
+  if (flags.dry_run && !output_format_given) config->output_format = OutputFormat::kStdout;
+  if (config->output_format == OutputFormat::kStdout) {
+    if (job.kind != "exec") return Status::Error("--output-format stdout needs a COMMAND");
+    job.options[job_key::kVerbatimOutput] = "1";
+  }
+  return Status::Ok();
+}
+
+}  // namespace fanmap

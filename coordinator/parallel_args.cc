@@ -41,6 +41,33 @@ Status ParseDelimiter(const std::string& text, char* out) {
   return Status::Error("-d '" + text + "' is not one character (or \\n, \\t, \\r, \\0, \\\\)");
 }
 
+// Appends the records of `data`: a last one without delimiter counts, an
+// empty `data` is none. A "\r" before a "\n" delimiter is dropped.
+void SplitRecords(const std::string& data, char delimiter, std::vector<std::string>* records) {
+  size_t from = 0;
+  while (from < data.size()) {
+    size_t end = data.find(delimiter, from);
+    if (end == std::string::npos) end = data.size();
+    size_t stop = end;
+    if (delimiter == '\n' && stop > from && data[stop - 1] == '\r') --stop;
+    records->push_back(data.substr(from, stop - from));
+    from = end + 1;
+  }
+}
+
+// ::: values: parallel reads a value holding a newline as several values.
+std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const std::string& v : values) {
+    if (v.find('\n') == std::string::npos) {
+      out.push_back(v);
+    } else {
+      SplitRecords(v, '\n', &out);
+    }
+  }
+  return out;
+}
+
 // The records of a whole file ("-": stdin), as InputReader splits them.
 Status ReadRecords(const std::string& path, char delimiter, std::vector<std::string>* records) {
   int fd = path == "-" ? 0 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -58,15 +85,7 @@ Status ReadRecords(const std::string& path, char delimiter, std::vector<std::str
     data.append(buf, static_cast<size_t>(n));
   }
   if (fd != 0) close(fd);
-  size_t from = 0;
-  while (from < data.size()) {
-    size_t end = data.find(delimiter, from);
-    if (end == std::string::npos) end = data.size();
-    size_t stop = end;
-    if (delimiter == '\n' && stop > from && data[stop - 1] == '\r') --stop;
-    records->push_back(data.substr(from, stop - from));
-    from = end + 1;
-  }
+  SplitRecords(data, delimiter, records);
   return Status::Ok();
 }
 
@@ -98,6 +117,7 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
   app->add_option("-a,--arg-file", flags->arg_files,
                   "read items from FILE (repeatable: one input source each); "
                   "also COMMAND ::: VALUES... and COMMAND :::: FILES...")
+      ->allow_extra_args(false)
       ->group(kGroup);
   app->add_flag("-0,--null", flags->null, "items end with a NUL byte, not a newline")
       ->group(kGroup);
@@ -159,7 +179,7 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
     if (s.file) {
       for (const std::string& path : s.values) sources.push_back(Source{true, path, {}});
     } else {
-      sources.push_back(Source{false, "", s.values});
+      sources.push_back(Source{false, "", SplitValues(s.values)});
     }
   }
   if (!sources.empty() && !config->input_path.empty()) {

@@ -182,8 +182,10 @@ void CommandTemplate::ExpandWord(const Word& word, const ArgTable& args, uint64_
                                  unsigned slot, std::vector<std::string>* words,
                                  std::string* line) const {
   words->emplace_back();
+  bool contributed = false;  // a word of nothing but missing fields vanishes
   for (const Piece& piece : word) {
     if (piece.kind == Kind::kLiteral) {
+      contributed = true;
       words->back() += piece.text;
       *line += piece.text;
       continue;
@@ -201,8 +203,8 @@ void CommandTemplate::ExpandWord(const Word& word, const ArgTable& args, uint64_
           if (piece.field == 0 || piece.field == n) values.push_back(field);
         }
       }
-      // A field past the last one is empty, as in parallel.
-      if (values.empty()) values.emplace_back();
+      // A field past the last one is nothing at all (not an empty word), as
+      // parallel leaves it unquoted and the shell drops it.
       for (std::string& v : values) {
         switch (piece.transform) {
           case Transform::kNone:
@@ -222,6 +224,7 @@ void CommandTemplate::ExpandWord(const Word& word, const ArgTable& args, uint64_
         }
       }
     }
+    contributed |= !values.empty();
     for (size_t i = 0; i < values.size(); ++i) {
       if (i > 0) {
         words->emplace_back();
@@ -231,6 +234,7 @@ void CommandTemplate::ExpandWord(const Word& word, const ArgTable& args, uint64_
       *line += ShellQuote(values[i]);
     }
   }
+  if (!contributed) words->pop_back();
 }
 
 ExpandedCommand CommandTemplate::Expand(const ArgTable& args, uint64_t seq, unsigned slot) const {

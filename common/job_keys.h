@@ -40,6 +40,11 @@ constexpr char kDryRun[] = "dry_run";
 constexpr char kJoblog[] = "joblog";
 
 }  // namespace job_key
+
+// Environment variable a coordinator gives each local worker: the number of
+// job slots ({%}, FANMAP_SLOT) of the workers before it, so that slots count
+// 1..workers*slots over all of them. Absent (remote workers): 0.
+constexpr char kSlotBaseEnv[] = "FANMAP_SLOT_BASE";
 }  // namespace fanmap
 
 #endif  // FANMAP_COMMON_JOB_KEYS_H_

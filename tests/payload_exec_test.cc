@@ -112,6 +112,14 @@ TEST_F(ExecPayloadTest, ConcurrentTasksGetDistinctSlots) {
   EXPECT_EQ(slots, (std::set<std::string>{"1", "2"}));
 }
 
+TEST_F(ExecPayloadTest, SlotsCountOnFromTheLocalWorkersBefore) {
+  setenv(kSlotBaseEnv, "6", 1);
+  Result r = RunOne({"sh", "-c", "echo {%} $FANMAP_SLOT ${FANMAP_SLOT_BASE-unset}"}, "x");
+  unsetenv(kSlotBaseEnv);
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "7 7 unset");
+}
+
 TEST_F(ExecPayloadTest, VerbatimOutputKeepsBytesTagsLinesAndPassesStderr) {
   job_.options[job_key::kVerbatimOutput] = "1";
   job_.options[job_key::kTag] = "1";

@@ -132,15 +132,21 @@ Status ChildProcess::Spawn(const std::vector<std::string>& argv, const Options& 
 
   std::vector<char*> envp;
   if (!options.env.empty()) {
+    // An entry "NAME=value" replaces NAME; a bare "NAME" removes it.
+    auto name_of = [](const char* entry) {
+      const char* eq = std::strchr(entry, '=');
+      return std::string(entry, eq == nullptr ? std::strlen(entry) : eq - entry);
+    };
     for (char** e = environ; *e != nullptr; ++e) {
-      const char* eq = std::strchr(*e, '=');
-      size_t name_len = eq == nullptr ? std::strlen(*e) : static_cast<size_t>(eq - *e) + 1;
-      bool replaced = std::any_of(
-          options.env.begin(), options.env.end(),
-          [&](const std::string& add) { return add.compare(0, name_len, *e, name_len) == 0; });
+      std::string name = name_of(*e);
+      bool replaced =
+          std::any_of(options.env.begin(), options.env.end(),
+                      [&](const std::string& add) { return name_of(add.c_str()) == name; });
       if (!replaced) envp.push_back(*e);
     }
-    for (const std::string& add : options.env) envp.push_back(const_cast<char*>(add.c_str()));
+    for (const std::string& add : options.env) {
+      if (add.find('=') != std::string::npos) envp.push_back(const_cast<char*>(add.c_str()));
+    }
     envp.push_back(nullptr);
   }
 

@@ -36,7 +36,8 @@ class ChildProcess {
   struct Options {
     // Gives the child a pipe as stdin (see stdin_fd()) instead of /dev/null.
     bool pipe_stdin = false;
-    // "NAME=value" entries added to (or replacing those in) the environment.
+    // "NAME=value" entries added to (or replacing those in) the environment;
+    // a bare "NAME" removes NAME.
     std::vector<std::string> env;
   };
 

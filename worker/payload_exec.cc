@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include "common/arg_table.h"
@@ -51,6 +52,14 @@ std::string Tagged(const std::string& tag, const std::string& text) {
   return out;
 }
 
+unsigned SlotBase() {
+  const char* text = std::getenv(kSlotBaseEnv);
+  if (text == nullptr) return 0;
+  char* end = nullptr;
+  unsigned long base = std::strtoul(text, &end, 10);
+  return *end == '\0' && base < (1u << 30) ? static_cast<unsigned>(base) : 0;
+}
+
 class ExecPayload : public Payload {
  public:
   ExecPayload(const JobSpec& job, ResultSink* sink)
@@ -60,6 +69,7 @@ class ExecPayload : public Payload {
         tag_(OptionOn(job, job_key::kTag)),
         dry_run_(OptionOn(job, job_key::kDryRun)),
         joblog_(OptionOn(job, job_key::kJoblog)),
+        slot_base_(SlotBase()),
         sink_(sink) {}
   ~ExecPayload() override = default;  // ~ChildProcess kills and reaps.
 
@@ -100,7 +110,8 @@ class ExecPayload : public Payload {
   const bool verbatim_;   // stdout as written, stderr in full
   const bool tag_;
   const bool dry_run_;
-  const bool joblog_;  // results carry "command" and "start_us"
+  const bool joblog_;         // results carry "command" and "start_us"
+  const unsigned slot_base_;  // job slots of the local workers before this one
   ResultSink* const sink_;
   std::vector<bool> slots_in_use_;
   std::vector<std::unique_ptr<Run>> runs_;
@@ -112,10 +123,11 @@ unsigned ExecPayload::AcquireSlot() {
   auto it = std::find(slots_in_use_.begin(), slots_in_use_.end(), false);
   if (it == slots_in_use_.end()) it = slots_in_use_.insert(it, false);
   *it = true;
-  return static_cast<unsigned>(it - slots_in_use_.begin()) + 1;
+  return slot_base_ + static_cast<unsigned>(it - slots_in_use_.begin()) + 1;
 }
 
 void ExecPayload::ReleaseSlot(unsigned slot) {
+  slot -= slot_base_;
   if (slot >= 1 && slot <= slots_in_use_.size()) slots_in_use_[slot - 1] = false;
 }
 
@@ -146,7 +158,7 @@ void ExecPayload::Start(Task task) {
   }
   ChildProcess::Options options;
   options.env = {"FANMAP_SEQ=" + std::to_string(task.index + 1),
-                 "FANMAP_SLOT=" + std::to_string(run->slot)};
+                 "FANMAP_SLOT=" + std::to_string(run->slot), kSlotBaseEnv};
   Status s = ChildProcess::Spawn(command.argv, options, &run->child);
   if (!s.ok()) {
     ReleaseSlot(run->slot);

@@ -117,26 +117,32 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
   app->add_option("-a,--arg-file", flags->arg_files,
                   "read items from FILE (repeatable: one input source each); "
                   "also COMMAND ::: VALUES... and COMMAND :::: FILES...")
+      ->type_name("FILE")
       ->allow_extra_args(false)
       ->group(kGroup);
   app->add_flag("-0,--null", flags->null, "items end with a NUL byte, not a newline")
       ->group(kGroup);
   app->add_option("-d,--delimiter", flags->delimiter, "items end with this character")
+      ->type_name("CHAR")
       ->group(kGroup);
   app->add_option("--colsep", flags->colsep,
                   "split each item into columns at this regex: {1} {2}...")
+      ->type_name("REGEX")
       ->group(kGroup);
   app->add_flag("--link,--xapply", flags->link,
                 "pair the input sources instead of combining every value with every other")
       ->group(kGroup);
   app->add_option("-n,--max-args", flags->max_args, "up to N items per command")
+      ->type_name("N")
       ->check(CLI::Range(1, 1000000))
       ->group(kGroup);
   app->add_flag("-X", flags->fill,
                 "as many items per command as fit the command line; a word holding a "
                 "replacement string is repeated for each")
       ->group(kGroup);
-  app->add_option("-I", flags->replace_str, "use STR instead of {} for the item")->group(kGroup);
+  app->add_option("-I", flags->replace_str, "use STR instead of {} for the item")
+      ->type_name("STR")
+      ->group(kGroup);
   app->add_flag("--tag", flags->tag, "start each output line with the item and a tab")
       ->group(kGroup);
   app->add_flag("--dry-run", flags->dry_run, "print the commands instead of running them")
@@ -144,6 +150,7 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
   app->add_option("--joblog", flags->joblog,
                   "write a line per command to FILE in parallel's TSV format: Seq Host "
                   "Starttime JobRuntime Send Receive Exitval Signal Command")
+      ->type_name("FILE")
       ->group(kGroup);
   app->add_flag("--bar,--eta", flags->bar, "show the progress display (as --progress always)")
       ->group(kGroup);

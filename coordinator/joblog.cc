@@ -63,7 +63,19 @@ std::string Joblog::FormatLine(uint64_t index, const Result& result) {
                 index + 1, start_us / 1000000, (start_us / 1000) % 1000,
                 static_cast<double>(result.elapsed_us) / 1e6, received, exitval, signal);
   std::string line = fields;
-  if (command != nullptr) line += *command;
+  if (command != nullptr) {
+    // One row per command whatever the items hold: a TSV reader would split
+    // a row at a raw newline or tab.
+    for (char c : *command) {
+      if (c == '\n') {
+        line += "\\n";
+      } else if (c == '\t') {
+        line += "\\t";
+      } else {
+        line += c;
+      }
+    }
+  }
   line += '\n';
   return line;
 }

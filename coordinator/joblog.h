@@ -6,7 +6,8 @@
 // with 3 decimals, JobRuntime in seconds ("%10.3f"), Send 0, Receive the
 // bytes of stdout, Exitval the exit code (-1 if the command could not be
 // started or was stopped by fanmap), Signal the signal that ended it or 0,
-// Command the command line as parallel prints it. It reads the "start_us",
+// Command the command line as parallel prints it (a newline or a tab in it
+// written as \n or \t, so that every command stays one row). It reads the "start_us",
 // "command", "exit_code", "signal" and "stdout" fields the exec payload adds
 // with the "joblog" job option.
 #ifndef FANMAP_COORDINATOR_JOBLOG_H_

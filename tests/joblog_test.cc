@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace fanmap {
 namespace {
 
@@ -19,6 +21,16 @@ TEST(JoblogTest, OkLine) {
   r.extra["start_us"] = int64_t{1796102048220123};
   r.extra["command"] = std::string("echo 0");
   EXPECT_EQ(Joblog::FormatLine(0, r), "1\t:\t1796102048.220\t     0.009\t0\t2\t0\t0\techo 0\n");
+}
+
+TEST(JoblogTest, CommandStaysOneRow) {
+  Result r;
+  r.ok = true;
+  r.extra["command"] = std::string("echo 'a\tb\nc'");
+  std::string line = Joblog::FormatLine(0, r);
+  EXPECT_EQ(line.substr(line.rfind('\t') + 1), "echo 'a\\tb\\nc'\n");
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\t'), 8);
 }
 
 TEST(JoblogTest, ExitCodeSignalAndCommandThatNeverRan) {

@@ -127,6 +127,22 @@ bool ArgAssembler::drained() const {
   return !have_current_ && first_.empty();
 }
 
+uint64_t ArgInput::KnownItems() const {
+  if (!assemble || first_values.empty() || options.fill) return 0;
+  uint64_t rows = first_values.size();
+  for (const auto& source : others) {
+    if (source.empty()) return 0;
+    if (options.link) {
+      rows = std::max<uint64_t>(rows, source.size());
+    } else if (rows > UINT64_MAX / source.size()) {
+      return 0;
+    } else {
+      rows *= source.size();
+    }
+  }
+  return options.max_args > 0 ? (rows + options.max_args - 1) / options.max_args : rows;
+}
+
 Status AttachArgInput(const ArgInput& input, InputReader* reader) {
   reader->set_delimiter(input.delimiter);
   if (!input.assemble) return Status::Ok();

@@ -18,6 +18,7 @@
 #define FANMAP_COORDINATOR_ARG_ASSEMBLER_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <regex>
@@ -91,6 +92,9 @@ struct ArgInput {
   // the input's records are the first source.
   std::vector<std::string> first_values;
   std::vector<std::vector<std::string>> others;  // the later sources' records
+  // How many items (tables) there will be, when every source is known in
+  // advance (for the progress display); 0 = not known.
+  uint64_t KnownItems() const;
 };
 
 class InputReader;

@@ -282,6 +282,7 @@ Status Coordinator::SetUp() {
   }
   bool show = config_.progress == ProgressMode::kAlways ||
               (config_.progress == ProgressMode::kAuto && isatty(2));
+  if (show && config_.arg_input.assemble) total_ = config_.arg_input.KnownItems();
   if (show && !config_.arg_input.assemble) CountLines(config_.input_path, &total_);
   progress_ = std::make_unique<Progress>(show, 2);
   // Records may reach the progress line's terminal (stdout, or -o /dev/tty).

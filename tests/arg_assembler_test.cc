@@ -100,5 +100,23 @@ TEST_F(ArgAssemblerTest, FillGroupsUpToMaxChars) {
             (std::vector<ArgTable>{{{"ab"}, {"cd"}}, {{"ef"}, {"gh"}}, {{"ij"}}}));
 }
 
+TEST(ArgInputTest, KnowsHowManyItemsWhenEverySourceIsGiven) {
+  ArgInput input;
+  input.assemble = true;
+  input.first_values = {"a", "b", "c"};
+  input.others = {{"1", "2"}};
+  EXPECT_EQ(input.KnownItems(), 6u);
+  input.options.max_args = 4;
+  EXPECT_EQ(input.KnownItems(), 2u);
+  input.options.link = true;
+  input.options.max_args = 0;
+  EXPECT_EQ(input.KnownItems(), 3u);
+  input.options.fill = true;
+  EXPECT_EQ(input.KnownItems(), 0u);  // depends on the bytes
+  input.options.fill = false;
+  input.first_values.clear();  // streamed from a file: unknown
+  EXPECT_EQ(input.KnownItems(), 0u);
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -72,6 +72,10 @@ compare "no final newline" -- printf %s- ::: a b c
 compare "some print nothing (empty lines kept)" -- 'test {} = b && echo yes || echo' ::: a b c
 compare "empty: nothing printed at all" -- true ::: a b c
 compare "field past the last" -- echo {3}x ::: a ::: b
+compare "-X with {#} in the word" -- -X echo x{}y{#} ::: a b c
+compare "two -a sources" -- -a f1 -a f2 echo {2} {1}
+compare "--colsep {} is every column" -- --colsep , echo {} ::: 'a,b c' d
+compare "--dry-run with columns" -- --dry-run --colsep , echo {2} {} ::: "a,b'c"
 compare "--dry-run" -- --dry-run echo {} ::: 'a b' "c'd" plain
 compare "two jobs at once, order kept" -- -j 2 'echo {#}; echo {} >&2' ::: 1 2 3 4 5 6
 

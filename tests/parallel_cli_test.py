@@ -8,6 +8,7 @@
   (Seq, Host, Send, Receive, Exitval, Signal, Command equal; times are numbers).
 * --resume with ::: sources and records in a file: the items already written are not run
   again, the output equals an uninterrupted run, and changed sources are refused.
+* --bar: the progress display, with the total of the combinations.
 * Usage errors: -i together with :::, ":::+", ":::" without values, --tag with --builtin.
 No sleeps: every run is waited for; deadlines only bound a broken build.
 """
@@ -117,7 +118,17 @@ def test_usage_errors(tmp):
               "%d %s" % (r.returncode, err))
 
 
+def test_bar():
+    r = run([FANMAP, "-j1", "--bar", "--output-format", "stdout", "true", ":::", "1", "2", "3",
+             ":::", "a", "b"])
+    err = r.stderr.decode()
+    check("--bar shows the progress display with its total", r.returncode == 0 and "6/6" in err,
+          "%d %r" % (r.returncode, err))
+    check("--bar leaves stdout alone", r.stdout == b"", repr(r.stdout))
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_bar()
     test_joblog(tmp)
     test_resume(tmp)
     test_usage_errors(tmp)

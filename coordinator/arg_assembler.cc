@@ -128,8 +128,14 @@ bool ArgAssembler::drained() const {
 }
 
 uint64_t ArgInput::KnownItems() const {
-  if (!assemble || first_values.empty() || options.fill) return 0;
-  uint64_t rows = first_values.size();
+  if (!assemble || options.fill) return 0;
+  uint64_t rows = Rows(first_values.size());
+  return options.max_args > 0 ? (rows + options.max_args - 1) / options.max_args : rows;
+}
+
+uint64_t ArgInput::Rows(uint64_t first_records) const {
+  if (first_records == 0) return 0;
+  uint64_t rows = first_records;
   for (const auto& source : others) {
     if (source.empty()) return 0;
     if (options.link) {
@@ -140,7 +146,7 @@ uint64_t ArgInput::KnownItems() const {
       rows *= source.size();
     }
   }
-  return options.max_args > 0 ? (rows + options.max_args - 1) / options.max_args : rows;
+  return rows;
 }
 
 Status AttachArgInput(const ArgInput& input, InputReader* reader) {

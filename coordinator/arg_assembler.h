@@ -95,6 +95,9 @@ struct ArgInput {
   // How many items (tables) there will be, when every source is known in
   // advance (for the progress display); 0 = not known.
   uint64_t KnownItems() const;
+  // How many rows `first_records` records of the first source make with the
+  // other sources (0: none, or too many to count).
+  uint64_t Rows(uint64_t first_records) const;
 };
 
 class InputReader;

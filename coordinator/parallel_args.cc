@@ -3,7 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <thread>
 
 #include "common/job_keys.h"
 
@@ -66,6 +70,27 @@ std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
     }
   }
   return out;
+}
+
+// How many records a regular file holds; 0 if it is not one (a pipe, stdin).
+uint64_t CountRecords(const std::string& path, char delimiter) {
+  if (path == "-") return 0;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct stat st;
+  uint64_t count = 0;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    char buf[65536];
+    char last = delimiter;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      for (ssize_t i = 0; i < n; ++i) count += buf[i] == delimiter;
+      last = buf[n - 1];
+    }
+    if (last != delimiter) ++count;
+  }
+  close(fd);
+  return count;
 }
 
 // The records of a whole file ("-": stdin), as InputReader splits them.
@@ -219,6 +244,19 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
       records = std::move(s.values);
     }
     input.others.push_back(std::move(records));
+  }
+
+  // -X spreads a known number of items evenly over the job slots, as
+  // parallel does ("1 2 3 4" on two slots: "1 2" and "3 4"), so that all of
+  // them get work; the command line's limit still applies.
+  if (flags.fill && flags.max_args == 0 && config->workers != 0) {
+    uint64_t first = input.first_values.empty() ? CountRecords(config->input_path, input.delimiter)
+                                                : input.first_values.size();
+    uint64_t rows = input.Rows(first);
+    uint64_t workers = config->workers > 0 ? static_cast<uint64_t>(config->workers)
+                                           : std::max(1u, std::thread::hardware_concurrency());
+    uint64_t job_slots = workers * std::max(1u, config->slots);
+    if (rows > 0 && job_slots > 1) input.options.max_args = (rows + job_slots - 1) / job_slots;
   }
 
   bool command_only = input.assemble || flags.tag || flags.dry_run || !flags.replace_str.empty() ||

@@ -100,6 +100,15 @@ TEST_F(ArgAssemblerTest, FillGroupsUpToMaxChars) {
             (std::vector<ArgTable>{{{"ab"}, {"cd"}}, {{"ef"}, {"gh"}}, {{"ij"}}}));
 }
 
+TEST(ArgInputTest, CountsRowsForAnyFirstSourceLength) {
+  ArgInput input;
+  input.others = {{"1", "2"}, {"x", "y", "z"}};
+  EXPECT_EQ(input.Rows(0), 0u);
+  EXPECT_EQ(input.Rows(4), 24u);
+  input.options.link = true;
+  EXPECT_EQ(input.Rows(2), 3u);
+}
+
 TEST(ArgInputTest, KnowsHowManyItemsWhenEverySourceIsGiven) {
   ArgInput input;
   input.assemble = true;

@@ -72,6 +72,8 @@ compare "no final newline" -- printf %s- ::: a b c
 compare "some print nothing (empty lines kept)" -- 'test {} = b && echo yes || echo' ::: a b c
 compare "empty: nothing printed at all" -- true ::: a b c
 compare "field past the last" -- echo {3}x ::: a ::: b
+compare "-X spread over two job slots" -- -j 2 -X echo ::: 1 2 3 4 5 6 7
+compare "-X spread over three job slots, -a FILE" -- -j 3 -X -a f2 -a f1 echo
 compare "-X with {#} in the word" -- -X echo x{}y{#} ::: a b c
 compare "two -a sources" -- -a f1 -a f2 echo {2} {1}
 compare "--colsep {} is every column" -- --colsep , echo {} ::: 'a,b c' d

@@ -118,6 +118,17 @@ def test_usage_errors(tmp):
               "%d %s" % (r.returncode, err))
 
 
+def test_record_formats():
+    raw = run([FANMAP, "-j2", "--output-format", "raw", "echo", "{2}{1}", ":::", "a", "b", ":::",
+               "1", "2"])
+    check("raw records with two sources", raw.returncode == 0 and
+          raw.stdout == b"1a\n2a\n1b\n2b\n", repr(raw.stdout))
+    jsonl = run([FANMAP, "-j2", "--colsep", ",", "echo", "{2}", ":::", "a,x y", "b,z"])
+    records = [json.loads(line) for line in jsonl.stdout.decode().splitlines()]
+    check("jsonl records with columns", jsonl.returncode == 0 and
+          [(r["index"], r["result"]) for r in records] == [(0, "x y"), (1, "z")], repr(records))
+
+
 def test_bar():
     r = run([FANMAP, "-j1", "--bar", "--output-format", "stdout", "true", ":::", "1", "2", "3",
              ":::", "a", "b"])
@@ -128,6 +139,7 @@ def test_bar():
 
 
 with tempfile.TemporaryDirectory() as tmp:
+    test_record_formats()
     test_bar()
     test_joblog(tmp)
     test_resume(tmp)

@@ -23,7 +23,28 @@ constexpr char kSystem[] = "system";
 constexpr char kMaxTokens[] = "max_tokens";
 constexpr char kTemperature[] = "temperature";
 
+// exec, GNU parallel's options (each "1" when on, absent when off):
+// items are EncodeArgTable()s (common/arg_table.h) rather than one argument.
+constexpr char kArgTable[] = "arg_table";
+// -I STR: the string that stands for the arguments instead of "{}".
+constexpr char kReplaceStr[] = "replace_str";
+// -X: repeat a word holding a replacement string for each item.
+constexpr char kContextReplace[] = "context_replace";
+// --output-format stdout: stdout as written, whole stderr, failed stdout.
+constexpr char kVerbatimOutput[] = "verbatim_output";
+// --tag: each output line starts with the arguments and a tab.
+constexpr char kTag[] = "tag";
+// --dry-run: the result is the command line; nothing runs.
+constexpr char kDryRun[] = "dry_run";
+// --joblog: results carry the command line and its wall-clock start.
+constexpr char kJoblog[] = "joblog";
+
 }  // namespace job_key
+
+// Environment variable a coordinator gives each local worker: the number of
+// job slots ({%}, FANMAP_SLOT) of the workers before it, so that slots count
+// 1..workers*slots over all of them. Absent (remote workers): 0.
+constexpr char kSlotBaseEnv[] = "FANMAP_SLOT_BASE";
 }  // namespace fanmap
 
 #endif  // FANMAP_COMMON_JOB_KEYS_H_

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "coordinator/arg_assembler.h"
 #include "coordinator/halt_policy.h"
 #include "coordinator/record_writer.h"
 
@@ -41,6 +42,8 @@ struct Config {
   JobSpec job;                       // what workers run
   std::string worker_path;           // "" = fanmap-worker next to fanmap
   std::string status_address;        // --status HOST:PORT: serve the live view; "" = off
+  ArgInput arg_input;                // GNU parallel's sources, delimiter, -n/-X
+  std::string joblog_path;           // --joblog FILE; "" = none
 };
 
 }  // namespace fanmap

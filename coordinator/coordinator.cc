@@ -28,6 +28,7 @@
 #include "coordinator/halt_policy.h"
 #include "coordinator/input_reader.h"
 #include "coordinator/item_fingerprint.h"
+#include "coordinator/joblog.h"
 #include "coordinator/local_workers.h"
 #include "coordinator/log_limiter.h"
 #include "coordinator/private_dir.h"
@@ -180,6 +181,7 @@ class Coordinator {
   int signal_fd_ = -1;
   std::unique_ptr<InputReader> input_;
   std::unique_ptr<RecordWriter> writer_;
+  std::unique_ptr<Joblog> joblog_;  // --joblog
   std::unique_ptr<LocalWorkers> local_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<ResumeLog> resume_;
@@ -272,6 +274,10 @@ Status Coordinator::SetUp() {
     Log("status on http://" + status_->address() + "/");
   }
   Status status = InputReader::Open(config_.input_path, &input_);
+  if (status.ok()) status = AttachArgInput(config_.arg_input, input_.get());
+  if (status.ok() && !config_.joblog_path.empty()) {
+    status = Joblog::Open(config_.joblog_path, config_.resume, &joblog_);
+  }
   if (!status.ok()) return status;
   status = OpenOutput();
   if (!status.ok()) return status;
@@ -286,7 +292,9 @@ Status Coordinator::SetUp() {
   }
   bool show = config_.progress == ProgressMode::kAlways ||
               (config_.progress == ProgressMode::kAuto && isatty(2));
-  if (show || !config_.status_address.empty()) CountLines(config_.input_path, &total_);
+  bool want_total = show || !config_.status_address.empty();
+  if (want_total && config_.arg_input.assemble) total_ = config_.arg_input.KnownItems();
+  if (want_total && !config_.arg_input.assemble) CountLines(config_.input_path, &total_);
   progress_ = std::make_unique<Progress>(show, 2);
   // Records may reach the progress line's terminal (stdout, or -o /dev/tty).
   progress_->set_shares_terminal_with(writer_->fd());
@@ -989,6 +997,7 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   writer_->Write(
       index, slot.result,
       fingerprinter_ != nullptr ? std::optional<uint64_t>(slot.fingerprint) : std::nullopt);
+  if (joblog_ != nullptr) joblog_->Write(index, slot.result);
   // Free the text now; the slot itself goes when the prefix reaches it.
   Result().value.swap(slot.result.value);
   window_.FreeItem(&slot);
@@ -1165,6 +1174,7 @@ int Coordinator::Run() {
     flushed = writer_->Flush();
     CheckOutput();
   }
+  if (joblog_ != nullptr && flushed.ok()) flushed = joblog_->Flush();
   progress_->Finish(Counts());
   Shutdown();
 

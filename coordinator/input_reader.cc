@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "coordinator/arg_assembler.h"
+
 namespace fanmap {
 namespace {
 
@@ -41,10 +43,33 @@ Status InputReader::Open(const std::string& path, std::unique_ptr<InputReader>* 
   return Status::Ok();
 }
 
+void InputReader::set_assembler(std::unique_ptr<ArgAssembler> assembler) {
+  assembler_ = std::move(assembler);
+}
+
+bool InputReader::done() const {
+  return eof_ && start_ == buffer_.size() && (assembler_ == nullptr || assembler_->drained());
+}
+
 bool InputReader::NextLine(std::string* line) {
+  if (assembler_ == nullptr) return NextRecord(line);
+  std::string record;
+  while (!assembler_->Next(line)) {
+    if (NextRecord(&record)) {
+      assembler_->Add(std::move(record));
+    } else if (eof_ && start_ == buffer_.size() && !assembler_->finished()) {
+      assembler_->Finish();
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool InputReader::NextRecord(std::string* line) {
   const char* base = buffer_.data();
   const void* nl = scanned_ < buffer_.size()
-                       ? std::memchr(base + scanned_, '\n', buffer_.size() - scanned_)
+                       ? std::memchr(base + scanned_, delimiter_, buffer_.size() - scanned_)
                        : nullptr;
   size_t end;
   size_t next;
@@ -58,7 +83,7 @@ bool InputReader::NextLine(std::string* line) {
     return false;
   }
   size_t stop = end;
-  if (stop > start_ && base[stop - 1] == '\r') --stop;
+  if (delimiter_ == '\n' && stop > start_ && base[stop - 1] == '\r') --stop;
   line->assign(base + start_, stop - start_);
   start_ = scanned_ = next;
   ++line_number_;

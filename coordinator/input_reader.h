@@ -1,4 +1,6 @@
-// InputReader: splits a file descriptor's bytes into items, one per line.
+// InputReader: splits a file descriptor's bytes into items, one per line
+// (or per another delimiter: -0, -d), optionally passed through an
+// ArgAssembler that builds GNU parallel's argument tables from them.
 //
 // Reading is split from splitting so that the coordinator's poll loop decides
 // when to read: NextLine() only looks at what is buffered; Fill() does one
@@ -16,16 +18,23 @@
 
 namespace fanmap {
 
+class ArgAssembler;
+
 class InputReader {
  public:
   // Takes ownership of `fd` if `owned`.
   InputReader(int fd, bool owned);
-  ~InputReader();
+  ~InputReader();  // out of line: ArgAssembler is incomplete here
   InputReader(const InputReader&) = delete;
   InputReader& operator=(const InputReader&) = delete;
 
   // Opens `path` ("" or "-" means stdin).
   static Status Open(const std::string& path, std::unique_ptr<InputReader>* out);
+
+  // Records end at `delimiter` instead of "\n" (no "\r" is then removed).
+  void set_delimiter(char delimiter) { delimiter_ = delimiter; }
+  // Every record goes to `assembler`; NextLine() returns its items instead.
+  void set_assembler(std::unique_ptr<ArgAssembler> assembler);
 
   // Moves the next complete line (without "\n" and one trailing "\r") into
   // *line. At end of input, a final line without "\n" is returned too.
@@ -36,7 +45,7 @@ class InputReader {
   Status Fill();
 
   // True when the input has ended and every line was returned.
-  bool done() const { return eof_ && start_ == buffer_.size(); }
+  bool done() const;
   bool eof() const { return eof_; }
   int fd() const { return fd_; }
   // Number of lines returned so far (the 1-based number of the last one).
@@ -53,6 +62,10 @@ class InputReader {
   size_t start_ = 0;    // first unreturned byte
   size_t scanned_ = 0;  // bytes [start_, scanned_) hold no '\n'
   uint64_t line_number_ = 0;
+  char delimiter_ = '\n';
+  std::unique_ptr<ArgAssembler> assembler_;
+
+  bool NextRecord(std::string* line);
 };
 
 // Counts the lines of a regular file (a last line without "\n" counts), for

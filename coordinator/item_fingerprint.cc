@@ -12,8 +12,20 @@ constexpr char kIdentityVersion[] = "fanmap job 1\n";
 // The options that decide a result, in identity order. api_key, timeout_ms
 // and liveness_ms are left out on purpose: they change how, not what.
 constexpr const char* kResultOptions[] = {
-    job_key::kMethod,    job_key::kHeaders,     job_key::kChatModel,   job_key::kSystem,
-    job_key::kMaxTokens, job_key::kTemperature, job_key::kInputFormat,
+    job_key::kMethod,
+    job_key::kHeaders,
+    job_key::kChatModel,
+    job_key::kSystem,
+    job_key::kMaxTokens,
+    job_key::kTemperature,
+    job_key::kInputFormat,
+    // exec under GNU parallel's options (absent otherwise, so older files
+    // keep their fingerprints)
+    job_key::kArgTable,
+    job_key::kReplaceStr,
+    job_key::kContextReplace,
+    job_key::kTag,
+    job_key::kDryRun,
 };
 
 void AppendSized(std::string_view value, std::string* out) {

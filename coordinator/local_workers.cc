@@ -8,7 +8,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <list>
+#include <map>
 #include <thread>
+
+#include "common/job_keys.h"
 
 namespace fanmap {
 
@@ -21,6 +24,9 @@ struct LocalWorkers::Impl {
   std::vector<std::string> extra_args;
   bp::group group;
   std::list<bp::child> children;
+  // Each running worker's number, from 0: the lowest free one is reused, so
+  // that job slots ({%}) stay 1..workers*slots across respawns.
+  std::map<pid_t, unsigned> ordinals;
 };
 
 LocalWorkers::LocalWorkers(std::string worker_path, std::string endpoint, unsigned slots,
@@ -39,12 +45,20 @@ Status LocalWorkers::Spawn(pid_t* pid) {
     args.push_back("--slots");
     args.push_back(std::to_string(impl_->slots));
   }
+  unsigned ordinal = 0;
+  for (bool taken = true; taken; ordinal += taken) {
+    taken = false;
+    for (const auto& [_, used] : impl_->ordinals) taken |= used == ordinal;
+  }
+  bp::environment env = boost::this_process::environment();
+  env[kSlotBaseEnv] = std::to_string(ordinal * std::max(1u, impl_->slots));
   std::error_code ec;
-  bp::child child(impl_->worker_path, bp::args(args), bp::std_in < bp::null, impl_->group, ec);
+  bp::child child(impl_->worker_path, bp::args(args), bp::std_in < bp::null, impl_->group, env, ec);
   if (ec) {
     return Status::Error("cannot start worker '" + impl_->worker_path + "': " + ec.message());
   }
   *pid = child.id();
+  impl_->ordinals[*pid] = ordinal;
   impl_->children.push_back(std::move(child));
   return Status::Ok();
 }
@@ -66,6 +80,7 @@ std::vector<ExitedWorker> LocalWorkers::Reap() {
       w.clean = code == 0;
       w.how = "exit code " + std::to_string(code);
     }
+    impl_->ordinals.erase(w.pid);
     exited.push_back(std::move(w));
     it = impl_->children.erase(it);
   }
@@ -98,6 +113,7 @@ void LocalWorkers::StopAll(int grace_ms) {
     child.terminate(ec);  // SIGKILL and reap
   }
   impl_->children.clear();
+  impl_->ordinals.clear();
 }
 
 std::vector<pid_t> LocalWorkers::pids() const {

@@ -11,6 +11,7 @@
 #include "common/job_keys.h"
 #include "common/version.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/parallel_args.h"
 #include "worker/job_check.h"
 
 namespace {
@@ -257,9 +258,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"lines", "jsonl"}))
       ->capture_default_str()
       ->group(kIo);
-  app.add_option("--output-format", output_format,
-                 "jsonl: one JSON record per item; raw: each result's text, one per line")
-      ->check(CLI::IsMember({"jsonl", "raw"}))
+  CLI::Option* output_format_option =
+      app.add_option("--output-format", output_format,
+                     "jsonl: one JSON record per item; raw: each result's text, one per line; "
+                     "stdout: each command's stdout as it is, as `parallel -k` writes it "
+                     "(stderr passed on grouped)")
+      ->check(CLI::IsMember({"jsonl", "raw", "stdout"}))
       ->capture_default_str()
       ->group(kIo);
   app.add_flag("--unordered", config.unordered, "write records as they finish")->group(kIo);
@@ -393,15 +397,30 @@ int main(int argc, char** argv) {
                "accepted for GNU parallel's users: records are always in input order "
                "(unless --unordered)")
       ->group(kIo);
+  fanmap::ParallelFlags parallel;
+  fanmap::AddParallelOptions(&app, &parallel);
   app.set_version_flag("--version", fanmap::VersionText("fanmap"),
                        "print the version (and the protocol, libzmq and libcurl versions)");
 
   app.footer(
-      "COMMAND [ARG...] runs once per item; {} in an argument is replaced by the item,\n"
-      "otherwise the item is appended. The result is the command's stdout.");
+      "COMMAND [ARG...] runs once per item, without a shell (one quoted word with shell\n"
+      "syntax runs as sh -c, items quoted). GNU parallel's replacement strings: {} item,\n"
+      "{.} without extension, {/} basename, {//} dirname, {/.} basename without extension,\n"
+      "{#} job number, {%} job slot, {1} {2}... a source's or column's value ({1.} ...);\n"
+      "without any, the item is appended. The result is the command's stdout; FANMAP_SEQ\n"
+      "and FANMAP_SLOT are in its environment. Items also come after the command:\n"
+      "  fanmap --output-format stdout echo {1}-{2} ::: a b ::: 1 2   (:::: FILE... too)");
 
+  std::vector<std::string> cli_args;
+  if (fanmap::Status split = fanmap::SplitArgSources(argc, argv, &cli_args, &parallel);
+      !split.ok()) {
+    std::fprintf(stderr, "fanmap: %s\nRun 'fanmap --help' for usage.\n", split.message().c_str());
+    return fanmap::kExitUsage;
+  }
+  std::vector<char*> cli_argv;
+  for (std::string& arg : cli_args) cli_argv.push_back(arg.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(cli_argv.size()), cli_argv.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? fanmap::kExitOk : fanmap::kExitUsage;
   }
@@ -421,8 +440,9 @@ int main(int argc, char** argv) {
   payload.api_key_env_given = api_key_env->count() > 0;
   config.input_format =
       input_format == "jsonl" ? fanmap::InputFormat::kJsonl : fanmap::InputFormat::kLines;
-  config.output_format =
-      output_format == "raw" ? fanmap::OutputFormat::kRaw : fanmap::OutputFormat::kJsonl;
+  config.output_format = output_format == "raw"      ? fanmap::OutputFormat::kRaw
+                         : output_format == "stdout" ? fanmap::OutputFormat::kStdout
+                                                     : fanmap::OutputFormat::kJsonl;
   config.progress = progress == "always"  ? fanmap::ProgressMode::kAlways
                     : progress == "never" ? fanmap::ProgressMode::kNever
                                           : fanmap::ProgressMode::kAuto;
@@ -433,7 +453,7 @@ int main(int argc, char** argv) {
     return usage_error("--resume needs -o FILE");
   }
   if (config.resume_failed) config.resume = true;
-  if (config.resume && config.output_format == fanmap::OutputFormat::kRaw) {
+  if (config.resume && config.output_format != fanmap::OutputFormat::kJsonl) {
     return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
   }
   if (fanmap::Status parsed = fanmap::ParseHalt(halt, &config.halt); !parsed.ok()) {
@@ -459,6 +479,7 @@ int main(int argc, char** argv) {
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
   if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;
   fanmap::Status job = BuildJob(payload, &config);
+  if (job.ok()) job = fanmap::ApplyParallelFlags(parallel, output_format_option->count() > 0, &config);
   if (!job.ok()) return usage_error(job.message());
   return fanmap::RunCoordinator(config);
 }

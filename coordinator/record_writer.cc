@@ -74,6 +74,14 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
     out->push_back('\n');
     return;
   }
+  if (format == OutputFormat::kStdout) {
+    if (result.ok) {
+      out->append(result.value);
+    } else if (auto it = result.extra.find("stdout"); it != result.extra.end()) {
+      if (const std::string* text = std::get_if<std::string>(&it->second)) out->append(*text);
+    }
+    return;
+  }
   out->append("{\"index\":");
   AppendUint(index, out);
   if (result.ok) {
@@ -116,7 +124,33 @@ void RecordWriter::Write(uint64_t index, const Result& result,
                          std::optional<uint64_t> fingerprint) {
   if (!error_.ok()) return;
   FormatRecord(format_, index, result, &buffer_, fingerprint);
+  if (format_ == OutputFormat::kStdout) {
+    std::string err = StderrOf(index, result);
+    if (!err.empty()) {
+      // What the command wrote to stdout before comes first on a terminal.
+      Flush();
+      for (size_t done = 0; done < err.size();) {
+        ssize_t n = write(2, err.data() + done, err.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // stderr is gone: nothing to tell
+        done += static_cast<size_t>(n);
+      }
+    }
+  }
   if (buffer_.size() >= kFlushBytes) Flush();
+}
+
+std::string RecordWriter::StderrOf(uint64_t index, const Result& result) {
+  std::string err;
+  if (auto it = result.extra.find("stderr"); it != result.extra.end()) {
+    if (const std::string* text = std::get_if<std::string>(&it->second)) err = *text;
+  }
+  // A command that ran and failed has said why; anything else (it could not
+  // start, it timed out) is told here.
+  if (!result.ok && result.extra.count("exit_code") == 0 && result.extra.count("signal") == 0) {
+    err += "fanmap: item " + std::to_string(index) + ": " + result.value + "\n";
+  }
+  return err;
 }
 
 Status RecordWriter::Flush() {

@@ -10,6 +10,11 @@
 //        out of `result`; an extra "fp" is dropped when "fp" is written.
 // raw:   the result text and "\n"; a failed item writes an empty line, so
 //        that line N of the output still belongs to item N.
+// stdout: the result text as it is (a command's stdout, byte for byte, as
+//        `parallel -k` writes it: nothing for a command that printed
+//        nothing), a failed command's "stdout"; its "stderr" goes to
+//        descriptor 2 at once, grouped, and a failure that is not the
+//        command's exit ("cannot run ...", a timeout) is told there too.
 #ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
 #define FANMAP_COORDINATOR_RECORD_WRITER_H_
 
@@ -23,7 +28,7 @@
 
 namespace fanmap {
 
-enum class OutputFormat { kJsonl, kRaw };
+enum class OutputFormat { kJsonl, kRaw, kStdout };
 
 class RecordWriter {
  public:
@@ -62,6 +67,8 @@ class RecordWriter {
   // Appends the record of `result` to *out (exposed for tests).
   static void FormatRecord(OutputFormat format, uint64_t index, const Result& result,
                            std::string* out, std::optional<uint64_t> fingerprint = std::nullopt);
+  // What the stdout format writes to stderr for `result` (exposed for tests).
+  static std::string StderrOf(uint64_t index, const Result& result);
 
  private:
   int fd_;

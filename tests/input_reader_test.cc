@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "common/arg_table.h"
+#include "coordinator/arg_assembler.h"
+
 namespace fanmap {
 namespace {
 
@@ -291,6 +294,59 @@ TEST_F(CountLinesTest, RefusesWhatIsNotARegularFile) {
   EXPECT_FALSE(CountLines("/nonexistent-dir/missing.txt", &lines));
   EXPECT_FALSE(CountLines("/", &lines));
   EXPECT_FALSE(CountLines("-", &lines));
+}
+
+}  // namespace
+}  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST_F(InputReaderTest, NulDelimiterKeepsNewlinesAndCarriageReturns) {
+  UseFile(std::string("a b\r\nc\0d\0last", 14));
+  reader_->set_delimiter('\0');
+  EXPECT_EQ(ReadAll(), (Lines{"a b\r\nc", "d", "last"}));
+}
+
+TEST_F(InputReaderTest, AssemblerTurnsRecordsIntoTablesAndEndsOnlyWhenDrained) {
+  UsePipe();
+  ArgInput input;
+  input.assemble = true;
+  input.options.max_args = 2;
+  input.others = {{"1", "2"}};
+  ASSERT_TRUE(AttachArgInput(input, reader_.get()).ok());
+  Feed("a\nb\n");
+  Fill();
+  std::string item;
+  ArgTable table;
+  ASSERT_TRUE(reader_->NextLine(&item));
+  ASSERT_TRUE(DecodeArgTable(item, &table).ok());
+  EXPECT_EQ(table, (ArgTable{{"a", "1"}, {"a", "2"}}));
+  ASSERT_TRUE(reader_->NextLine(&item));
+  ASSERT_TRUE(DecodeArgTable(item, &table).ok());
+  EXPECT_EQ(table, (ArgTable{{"b", "1"}, {"b", "2"}}));
+  Feed("c\n");
+  ClosePipe();
+  Fill();
+  // "c 1", "c 2" make a full table; the input's end then shows.
+  ASSERT_TRUE(reader_->NextLine(&item));
+  ASSERT_TRUE(DecodeArgTable(item, &table).ok());
+  EXPECT_EQ(table, (ArgTable{{"c", "1"}, {"c", "2"}}));
+  EXPECT_FALSE(reader_->done());
+  Fill();
+  EXPECT_FALSE(reader_->NextLine(&item));
+  EXPECT_TRUE(reader_->done());
+}
+
+TEST_F(InputReaderTest, FirstSourceValuesNeedNoInput) {
+  UseFile("");
+  ArgInput input;
+  input.assemble = true;
+  input.first_values = {"x", "y"};
+  ASSERT_TRUE(AttachArgInput(input, reader_.get()).ok());
+  Lines items = ReadAll();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[1], EncodeArgTable({{"y"}}));
 }
 
 }  // namespace

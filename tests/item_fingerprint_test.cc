@@ -113,6 +113,20 @@ TEST(ItemFingerprintTest, DiffersForEachOptionThatDecidesResults) {
   }
 }
 
+TEST(ItemFingerprintTest, DiffersForEachParallelOptionThatDecidesResults) {
+  JobSpec job = EchoJob();
+  uint64_t base = Fingerprint(job, "item");
+  for (const char* key : {job_key::kArgTable, job_key::kReplaceStr, job_key::kContextReplace,
+                          job_key::kTag, job_key::kDryRun}) {
+    JobSpec changed = job;
+    changed.options[key] = "1";
+    EXPECT_NE(Fingerprint(changed, "item"), base) << key;
+  }
+  JobSpec logged = job;
+  logged.options[job_key::kJoblog] = "1";  // adds fields, changes no result
+  EXPECT_EQ(Fingerprint(logged, "item"), base);
+}
+
 TEST(ItemFingerprintTest, SameForOptionsThatDoNotDecideResults) {
   JobSpec job = ChatJob();
   uint64_t base = Fingerprint(job, "prompt");

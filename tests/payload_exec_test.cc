@@ -11,9 +11,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "common/arg_table.h"
+#include "common/job_keys.h"
 #include "tests/payload_test_util.h"
 #include "worker/child_process.h"
 
@@ -33,7 +36,11 @@ class ExecPayloadTest : public ::testing::Test {
     EXPECT_TRUE(NoChildrenLeft());
   }
 
-  void Use(std::vector<std::string> argv) { payload_ = MakeExecPayload(std::move(argv), &sink_); }
+  void Use(std::vector<std::string> argv) {
+    job_.kind = "exec";
+    job_.argv = std::move(argv);
+    payload_ = MakeExecPayload(job_, &sink_);
+  }
 
   void Start(uint64_t index, const std::string& item, uint32_t attempt = 0) {
     payload_->Start(Task{index, attempt, item});
@@ -78,21 +85,66 @@ class ExecPayloadTest : public ::testing::Test {
     return sink_[0];
   }
 
+  JobSpec job_;  // options set before Use()
   ResultSink sink_;
   std::unique_ptr<Payload> payload_;
 };
 
-TEST(ExpandArgvTest, ReplacesEveryPlaceholder) {
-  EXPECT_EQ(ExpandArgv({"echo", "{}", "x{}y{}z", "-n"}, "a b"),
-            (std::vector<std::string>{"echo", "a b", "xa bya bz", "-n"}));
+TEST_F(ExecPayloadTest, ReplacesEveryPlaceholderWithoutAShell) {
+  Result r = RunOne({"printf", "%s|", "{}", "x{}y{}z"}, "a b;$c");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "a b;$c|xa b;$cya b;$cz|");
 }
 
-TEST(ExpandArgvTest, AppendsItemWhenNoPlaceholder) {
-  EXPECT_EQ(ExpandArgv({"wc", "-c"}, "f.txt"), (std::vector<std::string>{"wc", "-c", "f.txt"}));
+TEST_F(ExecPayloadTest, ParallelsStringsSeqAndSlotReachTheCommand) {
+  Result r =
+      RunOne({"sh", "-c", "echo \"$0 $1 $FANMAP_SEQ $FANMAP_SLOT\"", "{/.}", "{#}"}, "d/f.txt");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "f 8 8 1");
 }
 
-TEST(ExpandArgvTest, ItemIsNotReexpanded) {
-  EXPECT_EQ(ExpandArgv({"{}"}, "{}{}"), (std::vector<std::string>{"{}{}"}));
+TEST_F(ExecPayloadTest, ConcurrentTasksGetDistinctSlots) {
+  Use({"sh", "-c", "echo $FANMAP_SLOT"});
+  Start(0, "a");
+  Start(1, "b");
+  ASSERT_TRUE(WaitForResults(2));
+  std::set<std::string> slots = {sink_[0].value, sink_[1].value};
+  EXPECT_EQ(slots, (std::set<std::string>{"1", "2"}));
+}
+
+TEST_F(ExecPayloadTest, SlotsCountOnFromTheLocalWorkersBefore) {
+  setenv(kSlotBaseEnv, "6", 1);
+  Result r = RunOne({"sh", "-c", "echo {%} $FANMAP_SLOT ${FANMAP_SLOT_BASE-unset}"}, "x");
+  unsetenv(kSlotBaseEnv);
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "7 7 unset");
+}
+
+TEST_F(ExecPayloadTest, VerbatimOutputKeepsBytesTagsLinesAndPassesStderr) {
+  job_.options[job_key::kVerbatimOutput] = "1";
+  job_.options[job_key::kTag] = "1";
+  job_.options[job_key::kArgTable] = "1";
+  Use({"sh", "-c", "printf 'x\\ny'; echo e >&2; exit $0"});
+  Start(0, EncodeArgTable({{"3"}}));
+  ASSERT_TRUE(WaitForResults(1));
+  EXPECT_FALSE(sink_[0].ok);
+  EXPECT_EQ(StringExtra(sink_[0], "stdout"), "3\tx\n3\ty");
+  EXPECT_EQ(StringExtra(sink_[0], "stderr"), "3\te\n");
+}
+
+TEST_F(ExecPayloadTest, DryRunGivesTheCommandLine) {
+  job_.options[job_key::kDryRun] = "1";
+  Result r = RunOne({"echo", "{}"}, "it's");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "echo 'it'\"'\"'s'");
+}
+
+TEST_F(ExecPayloadTest, ItemThatIsNotAnArgTableFailsAlone) {
+  job_.options[job_key::kArgTable] = "1";
+  Result r = RunOne({"echo"}, "not msgpack");
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.fatal);
+  EXPECT_NE(r.value.find("argument table"), std::string::npos);
 }
 
 TEST_F(ExecPayloadTest, ResultIsStdoutWithoutFinalNewline) {

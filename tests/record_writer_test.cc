@@ -310,3 +310,40 @@ TEST_F(RecordWriterTest, OpenOfUnwritablePathFails) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST(RecordWriterStdoutTest, WritesStdoutAsItIsAndNothingForNothing) {
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kStdout, 0, Ok("a\nb"), &out);
+  RecordWriter::FormatRecord(OutputFormat::kStdout, 1, Ok(""), &out);
+  RecordWriter::FormatRecord(OutputFormat::kStdout, 2, Ok("c\n"), &out);
+  EXPECT_EQ(out, "a\nbc\n");
+}
+
+TEST(RecordWriterStdoutTest, FailedCommandWritesItsStdoutAndStderr) {
+  Result failed;
+  failed.value = "exit code 3";
+  failed.extra["exit_code"] = int64_t{3};
+  failed.extra["stdout"] = std::string("partial\n");
+  failed.extra["stderr"] = std::string("oops\n");
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kStdout, 4, failed, &out);
+  EXPECT_EQ(out, "partial\n");
+  EXPECT_EQ(RecordWriter::StderrOf(4, failed), "oops\n");
+}
+
+TEST(RecordWriterStdoutTest, FailureOutsideTheCommandIsToldOnStderr) {
+  Result failed;
+  failed.value = "cannot run 'x': No such file or directory";
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kStdout, 7, failed, &out);
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(RecordWriter::StderrOf(7, failed),
+            "fanmap: item 7: cannot run 'x': No such file or directory\n");
+  EXPECT_EQ(RecordWriter::StderrOf(8, Ok("fine")), "");
+}
+
+}  // namespace
+}  // namespace fanmap

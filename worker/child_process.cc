@@ -130,11 +130,32 @@ Status ChildProcess::Spawn(const std::vector<std::string>& argv, const Options& 
   for (const std::string& arg : argv) cargv.push_back(const_cast<char*>(arg.c_str()));
   cargv.push_back(nullptr);
 
+  std::vector<char*> envp;
+  if (!options.env.empty()) {
+    // An entry "NAME=value" replaces NAME; a bare "NAME" removes it.
+    auto name_of = [](const char* entry) {
+      const char* eq = std::strchr(entry, '=');
+      return std::string(entry, eq == nullptr ? std::strlen(entry) : eq - entry);
+    };
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string name = name_of(*e);
+      bool replaced =
+          std::any_of(options.env.begin(), options.env.end(),
+                      [&](const std::string& add) { return name_of(add.c_str()) == name; });
+      if (!replaced) envp.push_back(*e);
+    }
+    for (const std::string& add : options.env) {
+      if (add.find('=') != std::string::npos) envp.push_back(const_cast<char*>(add.c_str()));
+    }
+    envp.push_back(nullptr);
+  }
+
   // glibc's posix_spawnp uses clone(CLONE_VM | CLONE_VFORK): it returns only
   // after the exec, and an exec failure (ENOENT, EACCES, ENOEXEC) comes back
   // as its return value with the failed child already reaped.
   pid_t pid = -1;
-  rc = posix_spawnp(&pid, name.c_str(), &setup.actions, &setup.attr, cargv.data(), environ);
+  rc = posix_spawnp(&pid, name.c_str(), &setup.actions, &setup.attr, cargv.data(),
+                    envp.empty() ? environ : envp.data());
   if (rc != 0) return fail("cannot run", rc);
 
   std::unique_ptr<ChildProcess> child(new ChildProcess());

@@ -36,6 +36,9 @@ class ChildProcess {
   struct Options {
     // Gives the child a pipe as stdin (see stdin_fd()) instead of /dev/null.
     bool pipe_stdin = false;
+    // "NAME=value" entries added to (or replacing those in) the environment;
+    // a bare "NAME" removes NAME.
+    std::vector<std::string> env;
   };
 
   // Most bytes ReadAvailable() takes from one pipe per call, so that a child

@@ -12,7 +12,7 @@ Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload
   if (!valid.ok()) return valid;
   if (job.kind == "builtin") return MakeBuiltinPayload(job.argv[0], sink, out);
   if (job.kind == "exec") {
-    *out = MakeExecPayload(job.argv, sink);
+    *out = MakeExecPayload(job, sink);
     return Status::Ok();
   }
   if (job.kind == "pipe") {

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
+#include "common/arg_table.h"
+#include "common/job_keys.h"
 #include "worker/child_process.h"
+#include "worker/replacement.h"
 
 namespace fanmap {
 namespace {
@@ -18,10 +22,55 @@ constexpr char kStdoutTooLarge[] = "output larger than 64 MiB";
 // At shutdown, commands get this long after SIGTERM to clean up.
 constexpr std::chrono::milliseconds kShutdownGrace(200);
 
+bool OptionOn(const JobSpec& job, const char* key) {
+  auto it = job.options.find(key);
+  return it != job.options.end() && it->second == "1";
+}
+
+CommandTemplate::Options TemplateOptions(const JobSpec& job) {
+  CommandTemplate::Options options;
+  auto it = job.options.find(job_key::kReplaceStr);
+  if (it != job.options.end()) options.replace_str = it->second;
+  options.context_replace = OptionOn(job, job_key::kContextReplace);
+  return options;
+}
+
+// --tag: every line of `text` starts with the tag and a tab.
+std::string Tagged(const std::string& tag, const std::string& text) {
+  if (tag.empty() || text.empty()) return text;
+  std::string out;
+  out.reserve(text.size() + tag.size() + 1);
+  size_t from = 0;
+  while (from < text.size()) {
+    size_t newline = text.find('\n', from);
+    size_t end = newline == std::string::npos ? text.size() : newline + 1;
+    out += tag;
+    out += '\t';
+    out.append(text, from, end - from);
+    from = end;
+  }
+  return out;
+}
+
+unsigned SlotBase() {
+  const char* text = std::getenv(kSlotBaseEnv);
+  if (text == nullptr) return 0;
+  char* end = nullptr;
+  unsigned long base = std::strtoul(text, &end, 10);
+  return *end == '\0' && base < (1u << 30) ? static_cast<unsigned>(base) : 0;
+}
+
 class ExecPayload : public Payload {
  public:
-  ExecPayload(std::vector<std::string> argv, ResultSink* sink)
-      : argv_(std::move(argv)), sink_(sink) {}
+  ExecPayload(const JobSpec& job, ResultSink* sink)
+      : template_(job.argv, TemplateOptions(job)),
+        arg_table_(OptionOn(job, job_key::kArgTable)),
+        verbatim_(OptionOn(job, job_key::kVerbatimOutput)),
+        tag_(OptionOn(job, job_key::kTag)),
+        dry_run_(OptionOn(job, job_key::kDryRun)),
+        joblog_(OptionOn(job, job_key::kJoblog)),
+        slot_base_(SlotBase()),
+        sink_(sink) {}
   ~ExecPayload() override = default;  // ~ChildProcess kills and reaps.
 
   void Start(Task task) override;
@@ -35,6 +84,10 @@ class ExecPayload : public Payload {
   struct Run {
     Task task;  // index and attempt; the item is not kept
     std::unique_ptr<ChildProcess> child;
+    unsigned slot = 0;
+    std::string tag;       // --tag: the item's fields
+    std::string command;   // --joblog: parallel's command line
+    int64_t start_us = 0;  // --joblog: wall-clock start
     bool touched = false;  // had an event in this Advance()
     bool pidfd_ready = false;
     bool done = false;
@@ -48,26 +101,79 @@ class ExecPayload : public Payload {
   // Reads, reaps and finishes one run that had an event.
   void Step(Run* run);
   Result MakeResult(Run* run);
+  // The lowest job slot ({%}) not in use, from 1; released by ReleaseSlot.
+  unsigned AcquireSlot();
+  void ReleaseSlot(unsigned slot);
 
-  const std::vector<std::string> argv_;
+  const CommandTemplate template_;
+  const bool arg_table_;  // items are EncodeArgTable()s, not text
+  const bool verbatim_;   // stdout as written, stderr in full
+  const bool tag_;
+  const bool dry_run_;
+  const bool joblog_;         // results carry "command" and "start_us"
+  const unsigned slot_base_;  // job slots of the local workers before this one
   ResultSink* const sink_;
+  std::vector<bool> slots_in_use_;
   std::vector<std::unique_ptr<Run>> runs_;
   std::vector<PollRef> poll_refs_;
   std::vector<Run*> touched_;
 };
 
+unsigned ExecPayload::AcquireSlot() {
+  auto it = std::find(slots_in_use_.begin(), slots_in_use_.end(), false);
+  if (it == slots_in_use_.end()) it = slots_in_use_.insert(it, false);
+  *it = true;
+  return slot_base_ + static_cast<unsigned>(it - slots_in_use_.begin()) + 1;
+}
+
+void ExecPayload::ReleaseSlot(unsigned slot) {
+  slot -= slot_base_;
+  if (slot >= 1 && slot <= slots_in_use_.size()) slots_in_use_[slot - 1] = false;
+}
+
 void ExecPayload::Start(Task task) {
-  auto run = std::make_unique<Run>();
-  Status s =
-      ChildProcess::Spawn(ExpandArgv(argv_, task.item), ChildProcess::Options(), &run->child);
+  ArgTable args;
+  if (arg_table_) {
+    Status decoded = DecodeArgTable(task.item, &args);
+    if (!decoded.ok()) {
+      sink_->push_back(ErrorResult(task, decoded.message()));
+      return;
+    }
+  } else {
+    args = {{std::move(task.item)}};
+  }
   task.item = std::string();
+  auto run = std::make_unique<Run>();
+  run->slot = AcquireSlot();
+  ExpandedCommand command = template_.Expand(args, task.index + 1, run->slot);
+  if (tag_) {
+    for (const ArgRow& row : args) {
+      for (const std::string& field : row) run->tag += (run->tag.empty() ? "" : " ") + field;
+    }
+  }
+  if (dry_run_) {
+    ReleaseSlot(run->slot);
+    sink_->push_back(OkResult(task, verbatim_ ? command.line + "\n" : command.line));
+    return;
+  }
+  ChildProcess::Options options;
+  options.env = {"FANMAP_SEQ=" + std::to_string(task.index + 1),
+                 "FANMAP_SLOT=" + std::to_string(run->slot), kSlotBaseEnv};
+  Status s = ChildProcess::Spawn(command.argv, options, &run->child);
   if (!s.ok()) {
+    ReleaseSlot(run->slot);
     // The command cannot be started: most likely no item's can.
     sink_->push_back(ErrorResult(task, s.message()));
     sink_->back().fatal = true;
     return;
   }
   run->task = std::move(task);
+  if (joblog_) {
+    run->command = std::move(command.line);
+    run->start_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  }
   runs_.push_back(std::move(run));
 }
 
@@ -118,9 +224,11 @@ void ExecPayload::Step(Run* run) {
     child.Kill();
     sink_->push_back(ErrorResult(run->task, kStdoutTooLarge));
     run->done = true;
+    ReleaseSlot(run->slot);
     return;
   }
-  TrimStderr(&child.stderr_data());
+  // Verbatim output passes stderr on whole, up to the stdout's limit.
+  if (!verbatim_ || child.stderr_data().size() > kMaxStdoutBytes) TrimStderr(&child.stderr_data());
 
   // Pipes usually reach end-of-file just before the exit is visible, so a
   // reap is tried then too: it saves a poll round per task.
@@ -129,21 +237,34 @@ void ExecPayload::Step(Run* run) {
   if (child.output_closed() && child.reaped()) {
     sink_->push_back(MakeResult(run));
     run->done = true;
+    ReleaseSlot(run->slot);
   }
 }
 
 Result ExecPayload::MakeResult(Run* run) {
   ChildProcess& child = *run->child;
   int status = child.wait_status();
+  Result r;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     std::string out = std::move(child.stdout_data());
-    DropFinalNewline(&out);
-    return OkResult(run->task, std::move(out));
+    if (!verbatim_) DropFinalNewline(&out);
+    r = OkResult(run->task, Tagged(run->tag, out));
+  } else {
+    r = ErrorResult(run->task, DescribeExit(status));
+    AddExitFields(status, &r.extra);
+    // parallel shows a failed command's output too.
+    if (verbatim_ && !child.stdout_data().empty()) {
+      r.extra["stdout"] = Tagged(run->tag, child.stdout_data());
+    }
   }
-  Result r = ErrorResult(run->task, DescribeExit(status));
-  AddExitFields(status, &r.extra);
-  std::string err = StderrTail(child.stderr_data());
+  std::string err = verbatim_ ? Tagged(run->tag, child.stderr_data())
+                    : r.ok    ? std::string()
+                              : StderrTail(child.stderr_data());
   if (!err.empty()) r.extra["stderr"] = std::move(err);
+  if (joblog_) {
+    r.extra["command"] = run->command;
+    r.extra["start_us"] = run->start_us;
+  }
   return r;
 }
 
@@ -153,6 +274,7 @@ void ExecPayload::Cancel(uint64_t index) {
   if (it == runs_.end()) return;
   poll_refs_.clear();  // they point into runs_
   (*it)->child->Kill();
+  ReleaseSlot((*it)->slot);
   runs_.erase(it);
 }
 
@@ -170,38 +292,13 @@ void ExecPayload::Shutdown() {
   WaitForExits(children, kShutdownGrace);
   for (ChildProcess* child : children) child->Kill();
   runs_.clear();
+  slots_in_use_.clear();
 }
 
 }  // namespace
 
-std::unique_ptr<Payload> MakeExecPayload(std::vector<std::string> argv, ResultSink* sink) {
-  return std::make_unique<ExecPayload>(std::move(argv), sink);
-}
-
-std::vector<std::string> ExpandArgv(const std::vector<std::string>& argv, const std::string& item) {
-  static const std::string kPlaceholder = "{}";
-  std::vector<std::string> out;
-  out.reserve(argv.size() + 1);
-  bool replaced = false;
-  for (const std::string& arg : argv) {
-    size_t pos = arg.find(kPlaceholder);
-    if (pos == std::string::npos) {
-      out.push_back(arg);
-      continue;
-    }
-    replaced = true;
-    std::string expanded;
-    size_t from = 0;
-    for (; pos != std::string::npos; pos = arg.find(kPlaceholder, from)) {
-      expanded.append(arg, from, pos - from);
-      expanded += item;
-      from = pos + kPlaceholder.size();
-    }
-    expanded.append(arg, from, std::string::npos);
-    out.push_back(std::move(expanded));
-  }
-  if (!replaced) out.push_back(item);
-  return out;
+std::unique_ptr<Payload> MakeExecPayload(const JobSpec& job, ResultSink* sink) {
+  return std::make_unique<ExecPayload>(job, sink);
 }
 
 }  // namespace fanmap

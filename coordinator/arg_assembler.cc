@@ -1,0 +1,163 @@
+#include "coordinator/arg_assembler.h"
+
+#include <algorithm>
+
+#include "coordinator/input_reader.h"
+
+namespace fanmap {
+
+Status ArgAssembler::Create(const ArgAssemblerOptions& options,
+                            const std::vector<std::vector<std::string>>& others,
+                            std::unique_ptr<ArgAssembler>* out) {
+  std::unique_ptr<ArgAssembler> a(new ArgAssembler(options));
+  if (!options.colsep.empty()) {
+    try {
+      a->colsep_ = std::regex(options.colsep, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      return Status::Error("--colsep '" + options.colsep +
+                           "' is not a regular expression: " + e.what());
+    }
+  }
+  for (const std::vector<std::string>& source : others) {
+    std::vector<ArgRow> rows;
+    rows.reserve(source.size());
+    for (const std::string& record : source) rows.push_back(a->Split(record));
+    a->others_.push_back(std::move(rows));
+  }
+  *out = std::move(a);
+  return Status::Ok();
+}
+
+ArgRow ArgAssembler::Split(const std::string& record) const {
+  if (options_.colsep.empty()) return {record};
+  ArgRow row;
+  std::sregex_token_iterator it(record.begin(), record.end(), colsep_, -1), end;
+  for (; it != end; ++it) row.push_back(it->str());
+  if (row.empty()) row.emplace_back();
+  return row;
+}
+
+void ArgAssembler::Add(std::string record) { first_.push_back(Split(record)); }
+
+void ArgAssembler::Finish() {
+  finished_ = true;
+  if (!options_.link) return;
+  link_rows_ = first_.size();
+  for (const auto& source : others_) {
+    // An empty source gives nothing to pair with.
+    if (source.empty() || first_.empty()) {
+      link_rows_ = 0;
+      break;
+    }
+    link_rows_ = std::max(link_rows_, source.size());
+  }
+}
+
+bool ArgAssembler::NextRow(ArgRow* row) {
+  if (options_.link) {
+    if (!finished_ || link_next_ >= link_rows_) return false;
+    size_t i = link_next_++;
+    *row = first_[i % first_.size()];
+    for (const auto& source : others_) {
+      const ArgRow& fields = source[i % source.size()];
+      row->insert(row->end(), fields.begin(), fields.end());
+    }
+    return true;
+  }
+  while (!have_current_) {
+    if (first_.empty()) return false;
+    current_ = std::move(first_.front());
+    first_.pop_front();
+    odometer_.assign(others_.size(), 0);
+    have_current_ = std::none_of(others_.begin(), others_.end(),
+                                 [](const auto& source) { return source.empty(); });
+  }
+  *row = current_;
+  for (size_t k = 0; k < others_.size(); ++k) {
+    const ArgRow& fields = others_[k][odometer_[k]];
+    row->insert(row->end(), fields.begin(), fields.end());
+  }
+  size_t k = others_.size();
+  while (k > 0) {
+    --k;
+    if (++odometer_[k] < others_[k].size()) return true;
+    odometer_[k] = 0;
+  }
+  have_current_ = false;  // every combination with current_ is made
+  return true;
+}
+
+bool ArgAssembler::TableFull() const {
+  if (options_.max_args > 0 && table_.size() >= options_.max_args) return true;
+  if (options_.fill) return table_chars_ >= options_.max_chars;
+  return options_.max_args == 0;
+}
+
+void ArgAssembler::Flush() {
+  ready_.push_back(EncodeArgTable(table_));
+  table_.clear();
+  table_chars_ = 0;
+}
+
+bool ArgAssembler::Next(std::string* item) {
+  while (ready_.empty()) {
+    ArgRow row;
+    if (NextRow(&row)) {
+      size_t chars = 0;
+      for (const std::string& field : row) chars += field.size() + 1;
+      // -X: a row that would overflow the table starts the next one.
+      if (options_.fill && !table_.empty() && table_chars_ + chars > options_.max_chars) Flush();
+      table_chars_ += chars;
+      table_.push_back(std::move(row));
+      if (TableFull()) Flush();
+    } else if (finished_ && !table_.empty()) {
+      Flush();
+    } else {
+      return false;
+    }
+  }
+  *item = std::move(ready_.front());
+  ready_.pop_front();
+  return true;
+}
+
+bool ArgAssembler::drained() const {
+  if (!finished_ || !ready_.empty() || !table_.empty()) return false;
+  if (options_.link) return link_next_ >= link_rows_;
+  return !have_current_ && first_.empty();
+}
+
+uint64_t ArgInput::KnownItems() const {
+  if (!assemble || options.fill) return 0;
+  uint64_t rows = Rows(first_values.size());
+  return options.max_args > 0 ? (rows + options.max_args - 1) / options.max_args : rows;
+}
+
+uint64_t ArgInput::Rows(uint64_t first_records) const {
+  if (first_records == 0) return 0;
+  uint64_t rows = first_records;
+  for (const auto& source : others) {
+    if (source.empty()) return 0;
+    if (options.link) {
+      rows = std::max<uint64_t>(rows, source.size());
+    } else if (rows > UINT64_MAX / source.size()) {
+      return 0;
+    } else {
+      rows *= source.size();
+    }
+  }
+  return rows;
+}
+
+Status AttachArgInput(const ArgInput& input, InputReader* reader) {
+  reader->set_delimiter(input.delimiter);
+  if (!input.assemble) return Status::Ok();
+  std::unique_ptr<ArgAssembler> assembler;
+  Status status = ArgAssembler::Create(input.options, input.others, &assembler);
+  if (!status.ok()) return status;
+  for (const std::string& value : input.first_values) assembler->Add(value);
+  reader->set_assembler(std::move(assembler));
+  return Status::Ok();
+}
+
+}  // namespace fanmap

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""ParallelCliTest: GNU parallel's options on the real fanmap and fanmap-worker.
+
+    /usr/bin/python3 tests/parallel_cli_test.py BIN_DIR
+
+* --joblog: read back with Python's csv reader (tab-separated) under parallel's header,
+  and compared field by field with the joblog GNU parallel writes for the same command
+  (Seq, Host, Send, Receive, Exitval, Signal, Command equal; times are numbers).
+* --resume with ::: sources and records in a file: the items already written are not run
+  again, the output equals an uninterrupted run, and changed sources are refused.
+* --bar: the progress display, with the total of the combinations.
+* Usage errors: -i together with :::, ":::+", ":::" without values, --tag with --builtin.
+No sleeps: every run is waited for; deadlines only bound a broken build.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+BIN = os.path.abspath(sys.argv[1])
+FANMAP = os.path.join(BIN, "fanmap")
+HEADER = ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal",
+          "Command"]
+failures = []
+
+
+def check(what, ok, detail=""):
+    print(("ok: " if ok else "FAIL: ") + what + ("" if ok else " " + detail))
+    if not ok:
+        failures.append(what)
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, timeout=120, **kw)
+
+
+def read_joblog(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def test_joblog(tmp):
+    env = dict(os.environ, HOME=tmp)
+    os.makedirs(os.path.join(tmp, ".parallel"), exist_ok=True)
+    open(os.path.join(tmp, ".parallel", "will-cite"), "w").close()
+    command = ["echo {}; exit {}"]
+    items = [":::", "0", "3", "0"]
+    p = run(["parallel", "-k", "-j1", "--joblog", os.path.join(tmp, "p.log")] + command + items,
+            env=dict(env, PARALLEL_SHELL="/bin/sh"))
+    f = run([FANMAP, "-j1", "--output-format", "stdout", "--joblog", os.path.join(tmp, "f.log")]
+            + command + items, env=env)
+    check("joblog: fanmap exits 1 as one command failed", f.returncode == 1, str(f.returncode))
+    check("joblog: same stdout as parallel", f.stdout == p.stdout, repr((f.stdout, p.stdout)))
+    p_header, p_rows = read_joblog(os.path.join(tmp, "p.log"))
+    f_header, f_rows = read_joblog(os.path.join(tmp, "f.log"))
+    check("joblog: parallel's header", f_header == HEADER == p_header, repr(f_header))
+    check("joblog: one row per command", len(f_rows) == 3, repr(f_rows))
+    for p_row, f_row in zip(p_rows, f_rows):
+        for key in ("Seq", "Host", "Send", "Receive", "Exitval", "Signal", "Command"):
+            check("joblog: row %s %s" % (f_row["Seq"], key), f_row[key] == p_row[key],
+                  "fanmap %r, parallel %r" % (f_row[key], p_row[key]))
+        start, runtime = float(f_row["Starttime"]), float(f_row["JobRuntime"])
+        check("joblog: row %s times are plausible" % f_row["Seq"],
+              abs(start - float(p_row["Starttime"])) < 3600 and 0 <= runtime < 120,
+              repr(f_row))
+
+
+def test_resume(tmp):
+    ran = os.path.join(tmp, "ran")
+    out = os.path.join(tmp, "out.jsonl")
+    full = os.path.join(tmp, "full.jsonl")
+    command = ["sh", "-c", 'echo "$0$1" >>"$2"; echo "$0$1"', "{1}", "{2}", ran]
+    sources = [":::", "a", "b", "c", ":::", "1", "2"]
+    first = run([FANMAP, "-j2", "-o", full] + command + sources)
+    check("resume: the uninterrupted run succeeds", first.returncode == 0, first.stderr.decode())
+    with open(full) as f:
+        lines = f.readlines()
+    check("resume: six records", len(lines) == 6, repr(lines))
+    # A run cut short after three records and half of the fourth.
+    with open(out, "w") as f:
+        f.write("".join(lines[:3]) + lines[3][:10])
+    os.remove(ran)
+    second = run([FANMAP, "-j2", "-o", out, "--resume"] + command + sources)
+    check("resume: the resumed run succeeds", second.returncode == 0, second.stderr.decode())
+    with open(out) as f:
+        resumed = f.read()
+    check("resume: output equals the uninterrupted run", resumed == "".join(lines),
+          repr(resumed))
+    with open(ran) as f:
+        again = sorted(f.read().split())
+    check("resume: only the missing items ran", again == ["b2", "c1", "c2"], repr(again))
+    changed = run([FANMAP, "-j2", "-o", out, "--resume"] + command +
+                  [":::", "a", "B", "c", ":::", "1", "2"])
+    check("resume: changed sources are refused", changed.returncode == 2,
+          "%d %s" % (changed.returncode, changed.stderr.decode()))
+    records = [json.loads(line) for line in resumed.splitlines()]
+    check("resume: results are the combinations in order",
+          [r["result"] for r in records] == ["a1", "a2", "b1", "b2", "c1", "c2"], repr(records))
+
+
+def test_usage_errors(tmp):
+    items = os.path.join(tmp, "items")
+    with open(items, "w") as f:
+        f.write("x\n")
+    for args, needle in (
+            (["-i", items, "echo", ":::", "a"], "-i and :::"),
+            (["echo", ":::+", "a"], "--link"),
+            (["echo", ":::"], "not followed"),
+            (["--tag", "--builtin", "echo", ":::", "a"], "need a COMMAND"),
+            (["--colsep", "(", "echo", ":::", "a"], "--colsep"),
+            (["--output-format", "stdout", "--builtin", "echo"], "needs a COMMAND")):
+        r = run([FANMAP, "-j1"] + args)
+        err = r.stderr.decode()
+        check("usage error for %s" % " ".join(args), r.returncode == 2 and needle in err,
+              "%d %s" % (r.returncode, err))
+
+
+def test_record_formats():
+    raw = run([FANMAP, "-j2", "--output-format", "raw", "echo", "{2}{1}", ":::", "a", "b", ":::",
+               "1", "2"])
+    check("raw records with two sources", raw.returncode == 0 and
+          raw.stdout == b"1a\n2a\n1b\n2b\n", repr(raw.stdout))
+    jsonl = run([FANMAP, "-j2", "--colsep", ",", "echo", "{2}", ":::", "a,x y", "b,z"])
+    records = [json.loads(line) for line in jsonl.stdout.decode().splitlines()]
+    check("jsonl records with columns", jsonl.returncode == 0 and
+          [(r["index"], r["result"]) for r in records] == [(0, "x y"), (1, "z")], repr(records))
+
+
+def test_bar():
+    r = run([FANMAP, "-j1", "--bar", "--output-format", "stdout", "true", ":::", "1", "2", "3",
+             ":::", "a", "b"])
+    err = r.stderr.decode()
+    check("--bar shows the progress display with its total", r.returncode == 0 and "6/6" in err,
+          "%d %r" % (r.returncode, err))
+    check("--bar leaves stdout alone", r.stdout == b"", repr(r.stdout))
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    test_record_formats()
+    test_bar()
+    test_joblog(tmp)
+    test_resume(tmp)
+    test_usage_errors(tmp)
+print("%d failure(s)" % len(failures))
+sys.exit(1 if failures else 0)

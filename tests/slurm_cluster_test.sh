@@ -37,6 +37,12 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 not() { ! "$@"; }
 
+# Idempotent: a second start finds the daemons running and keeps them.
+daemon_pids() { cat "$cluster/munge/munged.pid" "$cluster/run/slurmctld.pid" "$cluster/run/slurmd.pid"; }
+pids_before=$(daemon_pids)
+check "start-cluster again: ok" "$root/tests/slurm/start-cluster" "$cluster"
+check "start-cluster again: the same daemons" test "$(daemon_pids)" = "$pids_before"
+
 # Prints "ok" if FILE holds one record per line of ITEMS, in order, each ok with the result
 # EXPECTED(item) and the name of one of the job's workers; else the first bad record.
 # EXPECTED: "echo" (the item itself) or "fails-every-7th" (see the second job).

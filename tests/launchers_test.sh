@@ -314,8 +314,8 @@ check "sbatch (late worker): exits 0" test "$job_status" -eq 0
 check "sbatch (late worker): every record, in order" test "$(records_complete results.jsonl 30)" = ok
 check "sbatch (late worker): says it stops the late workers" \
   grep -q "fanmap: the run is over; stopping the workers that started too late" job.log
-check "sbatch (late worker): through Slurm (TERM to the step's tasks)" \
-  grep -qx -- "--signal=TERM late-worker.0" job.log.scancel
+check "sbatch (late worker): through Slurm (INT to the step's tasks)" \
+  grep -qx -- "--signal=INT late-worker.0" job.log.scancel
 check "sbatch (late worker): srun was not signalled (it would KILL its tasks)" \
   test ! -e job.log.srun-killed
 check "sbatch (late worker): no worker is said to have failed" \

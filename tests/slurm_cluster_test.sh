@@ -149,7 +149,8 @@ check "late worker: every record, in order, with its item" \
   test "$(records_match "$job/results.jsonl" "$job/items.txt" echo)" = ok
 check "late worker: the script stops it" \
   grep -q 'the run is over; stopping the workers that started too late' "$job/job.log"
-check "late worker: with TERM, not srun's KILL" not grep -q 'Killed' "$job/job.log"
+check "late worker: through Slurm, not with srun's KILL" \
+  not grep -qE 'Killed|CANCELLED' "$job/job.log"
 check "late worker: no false alarm" no_false_alarm "$job/job.log"
 check "late worker: no process left" nothing_left "$job"
 [[ $failures -eq 0 ]] || { echo "--- job log (late worker)"; cat "$job/job.log"; }

@@ -52,7 +52,7 @@ at_least() { [[ $(grep -c -- "$2" "$3" 2>/dev/null) -ge $1 ]]; }  # COUNT PATTER
 gone() { ! kill -0 "$1" 2>/dev/null; }                             # PID
 
 # Starts a coordinator in the background on 127.0.0.1; sets coord_pid and endpoint.
-listening() { endpoint=$(sed -n 's/^fanmap: listening on //p' "$1"); [[ -n $endpoint ]]; }
+listening() { endpoint=$(sed -n 's/^fanmap: listening on //p' "$1" 2>/dev/null); [[ -n $endpoint ]]; }
 start_coordinator() {  # LOG ARGS...
   local log=$1
   shift
@@ -268,6 +268,8 @@ for order in workers-first coordinator-first; do
     lever=FAKE_FANMAP_EXIT_AFTER="fanmap: the workers have left"
   else
     lever=FAKE_SRUN_EXIT_AFTER="fanmap: the coordinator exited"
+    # A requeued job (same ID) whose first run was killed: its keys are still there.
+    mkdir -m 700 ".fanmap-keys-$order" && touch ".fanmap-keys-$order/coordinator.key"
   fi
   start=$(date +%s%3N)
   start_sbatch "$order" "$lever" -- \

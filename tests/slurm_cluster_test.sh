@@ -65,17 +65,21 @@ no_false_alarm() {
 # No coordinator or worker of the job in FOLDER is left (they name its keys).
 nothing_left() { ! pgrep -f -- "$1/.fanmap-keys-[^ ]*\.key" >/dev/null; }
 
-# Submits the batch script from FOLDER with sbatch --wait (1 node, TASKS workers) and fanmap's
-# ARGS, in the background; sets job_pid. VAR=VALUE... go to the job's environment.
+# Submits the batch script from FOLDER with sbatch --wait on 1 node, in the background, with
+# the sbatch OPTIONS (e.g. --ntasks-per-node=N: N workers) and fanmap's ARGS; sets job_pid.
+# VAR=VALUE... go to the job's environment.
 deadline=120  # seconds: only a job that hangs takes that long
-start_job() {  # FOLDER TASKS [VAR=VALUE...] -- ARGS...
-  local folder=$1 tasks=$2 vars=()
-  shift 2
-  while [[ $1 != -- ]]; do vars+=("$1"); shift; done
+start_job() {  # FOLDER [VAR=VALUE...] [OPTION...] -- ARGS...
+  local folder=$1 vars=() options=()
+  shift
+  while [[ $1 != -- ]]; do
+    if [[ $1 == -* ]]; then options+=("$1"); else vars+=("$1"); fi
+    shift
+  done
   shift
   (cd "$folder" && exec env PATH="$bin:$PATH" "${vars[@]}" timeout "$deadline" sbatch --wait \
-    --quiet --nodes=1 --ntasks-per-node="$tasks" --output=job.log \
-    --job-name="$(basename "$folder")" "$root/examples/slurm/fanmap.sbatch" "$@") 3>&- &
+    --quiet --nodes=1 "${options[@]}" --output=job.log --job-name="$(basename "$folder")" \
+    "$root/examples/slurm/fanmap.sbatch" "$@") 3>&- &
   job_pid=$!
 }
 # Waits for the job started last; sets job_status (sbatch's: the batch script's).
@@ -96,6 +100,9 @@ wait_for() {  # COMMAND...
   done
 }
 joined() { [[ $(grep -c "worker $node-[0-9]* joined" "$2" 2>/dev/null) -ge $1 ]]; }  # N LOG
+# Waits until N workers have joined the job started last (or it has ended: then fails).
+joined_or_ended() { joined "$@" || ! kill -0 "$job_pid" 2>/dev/null; }
+wait_joined() { wait_for joined_or_ended "$@" && joined "$@"; }  # N LOG
 
 # --- a normal run: every item ok -------------------------------------------------------------
 # The items come through a FIFO, closed once the 4 workers have joined: the run cannot end
@@ -107,9 +114,9 @@ seq 0 $((n - 1)) | sed 's/^/item-/' >"$job/items.txt"
 mkfifo "$job/items.fifo"
 exec 3<>"$job/items.fifo"  # read-write: never blocks; the run's EOF comes when it is closed
 t0=$(date +%s%3N)
-start_job "$job" 4 -- -i items.fifo -o results.jsonl --resume --builtin echo
+start_job "$job" --ntasks-per-node=4 -- -i items.fifo -o results.jsonl --resume --builtin echo
 cat "$job/items.txt" >&3
-check "normal: 4 workers joined" wait_for joined 4 "$job/job.log"
+check "normal: 4 workers joined" wait_joined 4 "$job/job.log"
 exec 3>&-
 end_job "$job"
 echo "job (normal): $(($(date +%s%3N) - t0)) ms"
@@ -140,7 +147,7 @@ EOF
 chmod +x "$job/late-bin/fanmap-worker"
 seq 0 99 >"$job/items.txt"
 t0=$(date +%s%3N)
-start_job "$job" 4 PATH="$job/late-bin:$bin:$PATH" FANMAP_GRACE=2 -- \
+start_job "$job" PATH="$job/late-bin:$bin:$PATH" FANMAP_GRACE=2 --ntasks-per-node=4 -- \
   -i items.txt -o results.jsonl --resume --builtin echo
 end_job "$job"
 echo "job (late worker): $(($(date +%s%3N) - t0)) ms"
@@ -160,11 +167,20 @@ job=$tmp/failing
 mkdir "$job"
 n=300
 seq 0 $((n - 1)) >"$job/items.txt"
-# Items 0, 7, 14, ... fail (exit 3); the others print "done ITEM".
-start_job "$job" 3 -- -i items.txt -o results.jsonl --resume -- \
+# Items 0, 7, 14, ... fail (exit 3); the others print "done ITEM". 8 workers take every CPU
+# of the node (and of the job): their step runs beside the batch step all the same. The
+# items come through a FIFO, closed once all 8 have joined.
+mkfifo "$job/items.fifo"
+exec 3<>"$job/items.fifo"
+start_job "$job" --ntasks-per-node=8 -- -i items.fifo -o results.jsonl --resume -- \
   sh -c 'test $(($1 % 7)) -ne 0 && echo "done $1" || exit 3' sh '{}'
+cat "$job/items.txt" >&3
+check "failing: 8 workers joined" wait_joined 8 "$job/job.log"
+exec 3>&-
 end_job "$job"
 check "failing: the job exits 1 (the coordinator's status)" test "$job_status" -eq 1
+check "failing: the coordinator exited 1" \
+  grep -q 'the coordinator exited with status 1' "$job/job.log"
 check "failing: every record, in order, failed exactly where expected" \
   test "$(records_match "$job/results.jsonl" "$job/items.txt" fails-every-7th)" = ok
 check "failing: no false alarm about the workers" no_false_alarm "$job/job.log"

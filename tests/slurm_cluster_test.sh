@@ -13,6 +13,7 @@ set -uo pipefail
 bin=$(cd "${1:?usage: slurm_cluster_test.sh BIN_DIR}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fanmap-slurm.XXXXXX")
+chmod 755 "$tmp"  # munged wants its socket's path open to all (see start-cluster)
 cluster=$tmp/cluster
 cleanup() {
   "$root/tests/slurm/stop-cluster" "$cluster" || echo "FAIL: a daemon of the cluster needed KILL"

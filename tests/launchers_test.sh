@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the launchers against a real coordinator on 127.0.0.1, with fake ssh, srun, hostname:
 # scripts/ssh-workers (run, --dry-run, TERM) and examples/slurm/fanmap.sbatch (a normal end
-# seen in both orders, workers that all fail, scancel).
+# seen in both orders, a worker that starts after the run is over, workers that all fail,
+# scancel).
 #   tests/launchers_test.sh BIN_DIR      (BIN_DIR holds fanmap and fanmap-worker)
 # Nothing here depends on speed: each wait is for a condition, with a deadline that only a
 # broken launcher reaches; a run that must outlast its workers' start reads its items from a
@@ -51,7 +52,7 @@ at_least() { [[ $(grep -c -- "$2" "$3" 2>/dev/null) -ge $1 ]]; }  # COUNT PATTER
 gone() { ! kill -0 "$1" 2>/dev/null; }                             # PID
 
 # Starts a coordinator in the background on 127.0.0.1; sets coord_pid and endpoint.
-listening() { endpoint=$(sed -n 's/^fanmap: listening on //p' "$1"); [[ -n $endpoint ]]; }
+listening() { endpoint=$(sed -n 's/^fanmap: listening on //p' "$1" 2>/dev/null); [[ -n $endpoint ]]; }
 start_coordinator() {  # LOG ARGS...
   local log=$1
   shift
@@ -65,6 +66,7 @@ start_coordinator() {  # LOG ARGS...
 
 # --- syntax of every script --------------------------------------------------------------
 for script in scripts/ssh-workers examples/slurm/fanmap.sbatch tests/launchers_test.sh \
+  tests/slurm_cluster_test.sh tests/slurm/start-cluster tests/slurm/stop-cluster \
   tests/multihost_netns_test.sh tests/local_endpoint_test.sh; do
   check "bash -n $script" bash -n "$root/$script"
 done
@@ -84,22 +86,35 @@ exec sh -c "\$*"
 EOF
 cat >"$tmp/fake/srun" <<'EOF'
 #!/usr/bin/env bash
-# Fake srun: runs its command $SLURM_NTASKS times here, in the background, waits for them and
-# passes TERM and INT on to them, as srun does. The test's levers, to decide what the batch
-# script sees first:
+# Fake srun: runs its command $SLURM_NTASKS times here, in the background, and waits for them.
+# As the real one, it answers TERM by killing its tasks (SIGKILL; noted in
+# $FAKE_LOG.srun-killed) and passes INT on. Its tasks' PIDs are in $FAKE_LOG.srun-tasks while it
+# runs, for the fake squeue and scancel. The test's levers, to decide what the batch script
+# sees first:
 #   FAKE_SRUN_TASK_EXIT=N      each task exits N at once instead (workers that cannot start)
 #   FAKE_SRUN_EXIT_AFTER=TEXT  once its tasks have exited, exit only when $FAKE_LOG holds TEXT
+#   FAKE_SRUN_LATE_TEXT=TEXT   the last task starts only once $FAKE_LOG holds TEXT
 while [[ $# -gt 0 && $1 == -* ]]; do shift; done
+until_log_has() {  # TEXT: waits (60 s at most) for TEXT in $FAKE_LOG
+  local until=$((SECONDS + 60))
+  until grep -qF -- "$1" "$FAKE_LOG"; do
+    ((SECONDS < until)) || { echo "fake srun: no '$1' in 60 s" >&2; return 1; }
+    sleep 0.05
+  done
+}
 pids=()
 for ((i = 0; i < ${SLURM_NTASKS:-1}; i++)); do
   if [[ -n ${FAKE_SRUN_TASK_EXIT:-} ]]; then
     (exit "$FAKE_SRUN_TASK_EXIT") &
+  elif [[ -n ${FAKE_SRUN_LATE_TEXT:-} ]] && ((i == ${SLURM_NTASKS:-1} - 1)); then
+    (until_log_has "$FAKE_SRUN_LATE_TEXT"; SLURM_PROCID=$i exec "$@") &
   else
     SLURM_PROCID=$i "$@" &
   fi
   pids+=($!)
 done
-trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM
+printf '%s\n' "${pids[@]}" >"$FAKE_LOG.srun-tasks"
+trap 'echo KILL >>"$FAKE_LOG.srun-killed"; kill -KILL "${pids[@]}" 2>/dev/null' TERM
 trap 'kill -INT "${pids[@]}" 2>/dev/null' INT
 status=0
 for p in "${pids[@]}"; do
@@ -107,14 +122,24 @@ for p in "${pids[@]}"; do
   while s=0; wait "$p" || s=$?; ((s > 128)) && kill -0 "$p" 2>/dev/null; do :; done
   ((s == 0)) || status=$s
 done
-if [[ -n ${FAKE_SRUN_EXIT_AFTER:-} ]]; then
-  until=$((SECONDS + 60))
-  until grep -qF -- "$FAKE_SRUN_EXIT_AFTER" "$FAKE_LOG"; do
-    ((SECONDS < until)) || { echo "fake srun: no '$FAKE_SRUN_EXIT_AFTER' in 60 s" >&2; break; }
-    sleep 0.05
-  done
-fi
+rm -f "$FAKE_LOG.srun-tasks"
+[[ -z ${FAKE_SRUN_EXIT_AFTER:-} ]] || until_log_has "$FAKE_SRUN_EXIT_AFTER"
 exit "$status"
+EOF
+cat >"$tmp/fake/squeue" <<'EOF'
+#!/usr/bin/env bash
+# Fake squeue --steps: the fake srun's step, named as the batch script names it, while it runs.
+[[ -s $FAKE_LOG.srun-tasks ]] && echo "$SLURM_JOB_ID.0 fanmap-worker"
+exit 0
+EOF
+cat >"$tmp/fake/scancel" <<'EOF'
+#!/usr/bin/env bash
+# Fake scancel --signal=SIG JOB.0: SIG to the fake srun's tasks; the call is noted in
+# $FAKE_LOG.scancel.
+echo "$*" >>"$FAKE_LOG.scancel"
+[[ $1 == --signal=* && $2 == "$SLURM_JOB_ID.0" && -s $FAKE_LOG.srun-tasks ]] || exit 1
+kill "-${1#--signal=}" $(cat "$FAKE_LOG.srun-tasks") 2>/dev/null
+exit 0
 EOF
 cat >"$tmp/fake/fanmap" <<EOF
 #!/usr/bin/env bash
@@ -243,6 +268,8 @@ for order in workers-first coordinator-first; do
     lever=FAKE_FANMAP_EXIT_AFTER="fanmap: the workers have left"
   else
     lever=FAKE_SRUN_EXIT_AFTER="fanmap: the coordinator exited"
+    # A requeued job (same ID) whose first run was killed: its keys are still there.
+    mkdir -m 700 ".fanmap-keys-$order" && touch ".fanmap-keys-$order/coordinator.key"
   fi
   start=$(date +%s%3N)
   start_sbatch "$order" "$lever" -- \
@@ -267,10 +294,38 @@ for order in workers-first coordinator-first; do
   check "sbatch ($order): no worker is said to have failed" \
     not grep -qE "every worker has exited|some workers failed" job.log
   check "sbatch ($order): no error in the script" no_script_errors
+  check "sbatch ($order): the workers were not stopped" test ! -e job.log.scancel
   check "sbatch ($order): the keys are removed" keys_removed
   check "sbatch ($order): no process left" nothing_left
   [[ $failures -eq 0 ]] || { echo "--- job log ($order)"; cat job.log; }
 done
+
+# A worker that starts only after the run is over (fewer items than workers, a slow node)
+# cannot join it, and would wait for a coordinator until its --connect-timeout (60 s): once
+# the grace is over, the script stops it through Slurm, and the job still ends as the
+# coordinator did, with no alarm.
+new_submit_dir late-worker
+seq 0 29 >items.txt
+start=$(date +%s%3N)
+start_sbatch late-worker FAKE_SRUN_LATE_TEXT="fanmap: the coordinator exited" FANMAP_GRACE=1 -- \
+  -i items.txt -o results.jsonl --resume --builtin echo
+wait "$job_pid"
+job_status=$?
+echo "sbatch run (late worker): $(($(date +%s%3N) - start)) ms"
+check "sbatch (late worker): exits 0" test "$job_status" -eq 0
+check "sbatch (late worker): every record, in order" test "$(records_complete results.jsonl 30)" = ok
+check "sbatch (late worker): says it stops the late workers" \
+  grep -q "fanmap: the run is over; stopping the workers that started too late" job.log
+check "sbatch (late worker): through Slurm (INT to the step's tasks)" \
+  grep -qx -- "--signal=INT late-worker.0" job.log.scancel
+check "sbatch (late worker): srun was not signalled (it would KILL its tasks)" \
+  test ! -e job.log.srun-killed
+check "sbatch (late worker): no worker is said to have failed" \
+  not grep -qE "every worker has exited|some workers failed" job.log
+check "sbatch (late worker): no error in the script" no_script_errors
+check "sbatch (late worker): the keys are removed" keys_removed
+check "sbatch (late worker): no process left" nothing_left
+[[ $failures -eq 0 ]] || { echo "--- job log (late worker)"; cat job.log; }
 
 # Every worker fails (here: before it connects): nobody is left to do the work, so the
 # script stops the coordinator, which ends as interrupted (130), and so does the job.
@@ -301,6 +356,8 @@ kill -TERM "$job_pid"
 wait "$job_pid"
 job_status=$?
 check "sbatch (scancel): exits 143" test "$job_status" -eq 143
+check "sbatch (scancel): srun was not signalled (it would KILL its tasks)" \
+  test ! -e job.log.srun-killed
 check "sbatch (scancel): the coordinator was interrupted" \
   wait_for "$deadline" at_least 1 "interrupted" job.log  # its log comes through tee
 check "sbatch (scancel): no error in the script" no_script_errors

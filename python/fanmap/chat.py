@@ -58,22 +58,23 @@ class ChatResults:
     def _feed(self):
         out = self._process.proc.stdin
         encode = json.JSONEncoder(separators=(",", ":")).encode
+        batch = []
         try:
-            batch = []
-            for prompt in self._prompts:
-                if not isinstance(prompt, (str, dict)):
-                    raise TypeError(f"a prompt must be a str or a dict with \"messages\", "
-                                    f"not {type(prompt).__name__}")
-                batch.append(encode(prompt))
-                if len(batch) >= 256:
-                    out.write(("\n".join(batch) + "\n").encode("utf-8"))
-                    batch = []
+            try:
+                for prompt in self._prompts:
+                    if not isinstance(prompt, (str, dict)):
+                        raise TypeError(f"a prompt must be a str or a dict with \"messages\", "
+                                        f"not {type(prompt).__name__}")
+                    batch.append(encode(prompt))
+                    if len(batch) >= 256:
+                        out.write(("\n".join(batch) + "\n").encode("utf-8"))
+                        batch = []
+            except Exception as e:  # raised to the consumer after the prompts before it
+                self._feed_error = e
             if batch:
                 out.write(("\n".join(batch) + "\n").encode("utf-8"))
         except BrokenPipeError:
             pass
-        except Exception as e:  # raised to the consumer after the prompts before it
-            self._feed_error = e
         finally:
             try:
                 out.close()

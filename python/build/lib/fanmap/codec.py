@@ -1,0 +1,150 @@
+"""What travels through a `fanmap --pipe` line, both ways.
+
+A call (caller -> fanmap.serve) is one line of JSON:
+    {"f":"module:qualname","a":[args...],"k":{kwargs}}      serializer "json"
+    {"f":"module:qualname","p":"<base64 pickle of (args, kwargs)>"}   "pickle"
+("f" is left out when serve was started with the function). An answer
+(serve -> caller) is one line of JSON:
+    {"ok":true,"value":V}  or  {"ok":true,"pickle":"<base64>"}
+    {"ok":false,"type":"builtins.ValueError","message":"...","traceback":"...",
+     "pickle":"<base64 of the exception, serializer pickle only>"}
+json.dumps escapes every control character, so a line never holds a raw
+"\n" or "\r": a value with line breaks cannot break the framing.
+"""
+import base64
+import builtins
+import json
+import pickle
+
+from .errors import RemoteError, RemoteTraceback
+
+SERIALIZERS = ("json", "pickle")
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+
+
+def call_prefix(ref):
+    """The constant start of every call line for the function `ref`."""
+    return '{"f":' + _encode(ref) + ","
+
+
+def encode_call(prefix, serializer, args, kwargs=None):
+    """One call line (without "\\n"). Raises TypeError if the arguments cannot
+    travel with this serializer."""
+    if serializer == "json":
+        try:
+            if kwargs:
+                return prefix + '"a":' + _encode(args) + ',"k":' + _encode(kwargs) + "}"
+            return prefix + '"a":' + _encode(args) + "}"
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"fanmap: arguments are not JSON-serializable ({e}); "
+                            "pass serializer='pickle' to send any picklable object") from None
+    blob = base64.b64encode(pickle.dumps((tuple(args), kwargs or {}), pickle.HIGHEST_PROTOCOL))
+    return prefix + '"p":"' + blob.decode("ascii") + '"}'
+
+
+def decode_call(line, allow_pickle):
+    """(ref or None, args, kwargs) from a call line. Raises ValueError for a
+    line that is not a call."""
+    call = _decode(line)
+    if not isinstance(call, dict):
+        raise ValueError("a call line must be a JSON object with \"a\" (arguments)")
+    ref = call.get("f")
+    if ref is not None and not isinstance(ref, str):
+        raise ValueError("\"f\" must be a string module:qualname")
+    if "p" in call:
+        if not allow_pickle:
+            raise ValueError("pickled arguments refused: serve was not started with --pickle")
+        args, kwargs = pickle.loads(base64.b64decode(call["p"], validate=True))
+        return ref, tuple(args), dict(kwargs)
+    args = call.get("a", [])
+    kwargs = call.get("k", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("\"a\" must be a JSON array and \"k\" a JSON object")
+    return ref, args, kwargs
+
+
+def encode_value(value, serializer):
+    if serializer == "pickle":
+        blob = base64.b64encode(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)).decode("ascii")
+        return '{"ok":true,"pickle":"' + blob + '"}'
+    return '{"ok":true,"value":' + _encode(value) + "}"
+
+
+def encode_error(exc, tb_text, serializer):
+    t = type(exc)
+    out = {"ok": False, "type": f"{t.__module__}.{t.__qualname__}",
+           "message": _safe_str(exc), "traceback": tb_text}
+    try:  # a builtin type is rebuilt from its arguments when they are JSON
+        _encode(exc.args)
+        out["args"] = list(exc.args)
+    except Exception:
+        pass
+    if serializer == "pickle":
+        try:
+            out["pickle"] = base64.b64encode(
+                pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)).decode("ascii")
+            pickle.loads(base64.b64decode(out["pickle"]))  # it must come back too
+        except Exception:  # an exception that does not pickle: its text still travels
+            out.pop("pickle", None)
+    return _encode(out)
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+def decode_answer(text, allow_pickle):
+    """The value of an answer line, or raises the function's exception (see
+    rebuild_error). Raises RemoteError for a line that is not an answer."""
+    try:
+        answer = _decode(text)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise RemoteError("fanmap.ProtocolError",
+                          f"the co-process answered with something that is not an answer: "
+                          f"{text[:200]!r}", "")
+    if answer["ok"] is True:
+        if "pickle" in answer:
+            if not allow_pickle:
+                raise RemoteError("fanmap.ProtocolError",
+                                  "a pickled answer was refused (serializer is json)", "")
+            return pickle.loads(base64.b64decode(answer["pickle"]))
+        return answer.get("value")
+    raise rebuild_error(answer, allow_pickle)
+
+
+def rebuild_error(answer, allow_pickle):
+    """The exception to raise for an error answer: the original (pickle), a
+    builtin exception of the same type with the same message, or a
+    RemoteError; with the remote traceback as __cause__."""
+    type_name = str(answer.get("type", "Exception"))
+    message = str(answer.get("message", ""))
+    tb = str(answer.get("traceback", ""))
+    exc = None
+    if allow_pickle and "pickle" in answer:
+        try:
+            exc = pickle.loads(base64.b64decode(answer["pickle"]))
+            if not isinstance(exc, BaseException):
+                exc = None
+        except Exception:
+            exc = None
+    if exc is None and type_name.startswith("builtins."):
+        t = getattr(builtins, type_name[len("builtins."):], None)
+        # Only plain Exception subclasses: rebuilding KeyboardInterrupt or
+        # SystemExit in the caller would do what the caller did not ask for.
+        if isinstance(t, type) and issubclass(t, Exception):
+            args = answer.get("args")
+            try:
+                exc = t(*args) if isinstance(args, list) else t(message)
+            except Exception:  # UnicodeDecodeError and co. take other arguments
+                exc = None
+    if exc is None:
+        exc = RemoteError(type_name, message, tb)
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc

@@ -1,0 +1,334 @@
+"""fanmap.Executor: a concurrent.futures.Executor whose workers are fanmap's.
+
+One fanmap run per Executor, started at the first submit() or map():
+    fanmap --unordered -j WORKERS --slots SLOTS ... \
+           --pipe 'exec PYTHON -m fanmap.serve --items call'
+Each call is one item line naming its function (see fanmap.codec), so one run
+serves every function, as a process pool does. Results come back in
+finishing order and are matched to their futures (or map positions) by the
+record's index; map() yields them in input order itself.
+"""
+import collections
+import concurrent.futures
+import itertools
+import os
+import shlex
+import sys
+import threading
+import time
+import weakref
+
+from . import binary, codec, funcref
+from .errors import BrokenExecutor, TaskError
+from .run import Run
+
+_TimeoutError = concurrent.futures.TimeoutError
+
+
+def _task_error(record):
+    return TaskError(f"fanmap gave up on this item: {record.get('error', 'no result')}", record)
+
+
+class _MapState:
+    """The results of one map() call that have arrived and not been yielded."""
+    __slots__ = ("results", "cond", "ended", "closed")
+
+    def __init__(self):
+        self.results = {}  # position -> record, or an exception to raise there
+        self.cond = threading.Condition()
+        self.ended = None  # the run ended before answering: raise this
+        self.closed = False  # the generator is gone: drop what arrives
+
+
+class Executor(concurrent.futures.Executor):
+    """Runs calls on fanmap workers; see the package README for how it differs
+    from ProcessPoolExecutor.
+
+    workers: local worker processes (-j; default: os.cpu_count(); 0: only
+        remote workers, with listen=). slots: calls in flight per worker.
+    listen: endpoint(s) where workers on other machines may join
+        (`fanmap-worker --connect ENDPOINT`); they need this package and the
+        function's module too. retries, timeout: fanmap's --retries and
+        --timeout (seconds per attempt). serializer: "json" (default) or
+        "pickle" (refused with listen= unless curve_secret= and
+        authorized_keys= are given). python: the interpreter workers run
+        (default: this one). max_pending: submitted calls handed to fanmap at
+        once; the rest wait in this process and can be cancelled.
+    Other keyword arguments become fanmap flags (window=100 -> --window 100).
+    """
+
+    def __init__(self, workers=None, slots=1, listen=None, retries=None, timeout=None, *,
+                 serializer="json", fanmap_bin=None, python=None, max_pending=None,
+                 **fanmap_options):
+        if serializer not in codec.SERIALIZERS:
+            raise ValueError(f"serializer must be one of {codec.SERIALIZERS}, not {serializer!r}")
+        listens = [] if listen is None else [listen] if isinstance(listen, str) else list(listen)
+        if serializer == "pickle" and listens and not (
+                fanmap_options.get("curve_secret") and fanmap_options.get("authorized_keys")):
+            raise ValueError(
+                "serializer='pickle' with listen= needs curve_secret= and authorized_keys=: "
+                "unpickling a result runs code, so results are accepted only from workers "
+                "that hold an authorized CURVE key")
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if workers < 0 or slots < 1:
+            raise ValueError("workers must be >= 0 and slots >= 1")
+        if workers == 0 and not listens:
+            raise ValueError("workers=0 needs listen= (remote workers only)")
+        self._workers, self._slots = workers, slots
+        self._serializer = serializer
+        self._allow_pickle = serializer == "pickle"
+        command = [python or sys.executable, "-m", "fanmap.serve", "--items", "call"]
+        if self._allow_pickle:
+            command.append("--pickle")
+        options = {"progress": "never"}
+        options.update(fanmap_options)
+        argv = [binary.find(fanmap_bin), "--unordered", "-j", str(workers), "--slots", str(slots)]
+        for endpoint in listens:
+            argv += ["--listen", endpoint]
+        if retries is not None:
+            argv += ["--retries", str(int(retries))]
+        if timeout is not None:
+            argv += ["--timeout", repr(float(timeout))]
+        argv += binary.option_flags(options)
+        argv += ["--pipe", "exec " + shlex.join(command)]
+        self._argv = argv
+        self._max_pending = max_pending or max(64, 4 * max(1, workers) * slots)
+        self._lock = threading.Lock()
+        self._run = None
+        self._shutdown = False
+        self._broken = None
+        self._queue = collections.deque()  # (future, line) not handed to fanmap yet
+        self._in_flight = 0  # submitted calls handed to fanmap and not settled
+        self._prefixes = {}
+
+    # -- the run -----------------------------------------------------------
+
+    def _environment(self):
+        env = dict(os.environ)
+        # Workers import functions from where this process does.
+        paths = [os.getcwd() if p == "" else p for p in sys.path]
+        paths = [p for p in dict.fromkeys(paths) if os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+    def _ensure_run(self):
+        """The run, started if need be. Call with self._lock held."""
+        if self._broken is not None:
+            raise self._broken
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._run is None:
+            self._run = Run(self._argv, self._environment(), self._deliver, self._on_end)
+            weakref.finalize(self, self._run.close_input)
+        return self._run
+
+    @property
+    def fanmap_pid(self):
+        """The pid of the fanmap coordinator (None before the first call)."""
+        return self._run.pid if self._run is not None else None
+
+    def _prefix(self, fn):
+        prefix = self._prefixes.get(fn)
+        if prefix is None:
+            prefix = self._prefixes[fn] = codec.call_prefix(funcref.reference(fn))
+        return prefix
+
+    def _deliver(self, batch):
+        """Reader thread: records for futures and map positions."""
+        touched = set()
+        settled = 0
+        allow_pickle = self._allow_pickle
+        for sink, record in batch:
+            if type(sink) is tuple:
+                state, pos = sink
+                if not state.closed:
+                    state.results[pos] = record
+                    touched.add(state)
+                continue
+            settled += 1
+            if record.get("ok"):
+                try:
+                    value = codec.decode_answer(record["result"], allow_pickle)
+                except BaseException as e:
+                    sink.set_exception(e)
+                else:
+                    sink.set_result(value)
+            else:
+                sink.set_exception(_task_error(record))
+        for state in touched:
+            with state.cond:
+                state.cond.notify_all()
+        if settled:
+            with self._lock:
+                self._in_flight -= settled
+                self._pump()
+
+    def _on_end(self, error, orphans):
+        """Reader thread: fanmap has exited."""
+        with self._lock:
+            if error is not None:
+                self._broken = error
+            queued = [f for f, _ in self._queue]
+            self._queue.clear()
+        for sink in orphans + queued:
+            exc = error or BrokenExecutor("the fanmap run ended before this call was sent")
+            if type(sink) is tuple:
+                state = sink[0]
+                with state.cond:
+                    state.ended = exc
+                    state.cond.notify_all()
+            elif not sink.done():
+                if sink.running() or sink.set_running_or_notify_cancel():
+                    sink.set_exception(exc)
+
+    def _pump(self):
+        """Hands queued calls to fanmap up to max_pending. With self._lock held."""
+        batch_lines, batch_futures = [], []
+        while self._queue and self._in_flight < self._max_pending:
+            future, line = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while it waited here
+            batch_lines.append(line)
+            batch_futures.append(future)
+            self._in_flight += 1
+        if batch_lines:
+            self._run.send(batch_lines, batch_futures)
+        if self._shutdown and not self._queue and self._run is not None:
+            self._run.close_input()
+
+    # -- concurrent.futures.Executor -----------------------------------------
+
+    def submit(self, fn, /, *args, **kwargs):
+        prefix = self._prefix(fn)
+        future = concurrent.futures.Future()
+        with self._lock:
+            self._ensure_run()
+            try:
+                line = codec.encode_call(prefix, self._serializer, args, kwargs)
+            except TypeError as e:  # as ProcessPoolExecutor: the future fails, not submit()
+                future.set_running_or_notify_cancel()
+                future.set_exception(e)
+                return future
+            self._queue.append((future, line))
+            self._pump()
+        return future
+
+    submit.__doc__ = concurrent.futures.Executor.submit.__doc__
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):
+        """Like Executor.map: results in input order, an item's exception
+        raised when its result is reached, TimeoutError if a result is not
+        there `timeout` seconds after this call. Unlike it, the iterables are
+        read lazily: at most `buffersize` calls (default 8192) are sent ahead
+        of the result being yielded, so an endless generator works and
+        memory stays bounded. `chunksize` is accepted for compatibility;
+        fanmap batches small calls itself."""
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        ahead = 8192 if buffersize is None else int(buffersize)
+        if ahead < 1:
+            raise ValueError("buffersize must be >= 1.")
+        prefix = self._prefix(fn)
+        end = None if timeout is None else time.monotonic() + timeout
+        state = _MapState()
+        calls = zip(*iterables)
+        feed = _Feeder(self, state, prefix, calls, ahead)
+        feed.top_up(0)  # like the standard map, work starts before the first next()
+        return self._results(state, feed, end)
+
+    def _results(self, state, feed, end):
+        pos = 0
+        try:
+            while True:
+                feed.top_up(pos)
+                if pos == feed.fed:
+                    if feed.error is not None:
+                        raise feed.error
+                    return
+                results = state.results
+                item = results.pop(pos, None)
+                if item is None:
+                    with state.cond:
+                        while pos not in results and state.ended is None:
+                            if end is None:
+                                state.cond.wait()
+                            else:
+                                left = end - time.monotonic()
+                                if left <= 0:
+                                    raise _TimeoutError()
+                                state.cond.wait(left)
+                        item = results.pop(pos, None)
+                        if item is None:
+                            raise state.ended
+                pos += 1
+                if isinstance(item, BaseException):
+                    raise item
+                if item.get("ok"):
+                    yield codec.decode_answer(item["result"], self._allow_pickle)
+                else:
+                    raise _task_error(item)
+        finally:
+            state.closed = True
+            state.results.clear()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                for future, _ in self._queue:
+                    future.cancel()
+                self._queue.clear()
+            run = self._run
+            if run is not None:
+                self._pump()  # closes fanmap's input once nothing waits here
+        if wait and run is not None:
+            run.join()
+
+    shutdown.__doc__ = concurrent.futures.Executor.shutdown.__doc__
+
+
+class _Feeder:
+    """Pulls a map's calls from its iterables, in the consumer's thread, and
+    sends them so that at most `ahead` are sent and not yet yielded."""
+
+    def __init__(self, executor, state, prefix, calls, ahead):
+        self.executor = executor
+        self.state = state
+        self.prefix = prefix
+        self.calls = calls
+        self.ahead = ahead
+        self.fed = 0
+        self.done = False
+        self.error = None  # raised by the iterables: raised after the results before it
+
+    def top_up(self, pos):
+        if self.done or self.fed - pos > self.ahead // 2:
+            return
+        want = self.ahead - (self.fed - pos)
+        lines, sinks = [], []
+        encode, prefix, serializer = codec.encode_call, self.prefix, self.executor._serializer
+        state, fed = self.state, self.fed
+        try:
+            for args in itertools.islice(self.calls, want):
+                try:
+                    lines.append(encode(prefix, serializer, args))
+                    sinks.append((state, fed))
+                except TypeError as e:  # its own result: raised when reached
+                    state.results[fed] = e
+                fed += 1
+        except Exception as e:  # the iterable itself failed
+            self.error = e
+            self.done = True
+        if fed - self.fed < want:
+            self.done = True
+        self._send(lines, sinks)
+        self.fed = fed
+
+    def _send(self, lines, sinks):
+        if not lines:
+            return
+        ex = self.executor
+        with ex._lock:
+            run = ex._ensure_run()
+            run.send(lines, sinks)

@@ -6,6 +6,7 @@ function of the caller's main script, which a worker loads under the name
 `if __name__ == "__main__":` block does not run there).
 """
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -79,9 +80,9 @@ def _load_main(path):
     mod = sys.modules.get("__mp_main__")
     if mod is not None and getattr(mod, "__file__", None) == path:
         return mod
-    spec = importlib.util.spec_from_file_location("__mp_main__", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the script {path}")
+    # An explicit loader: a script need not end in ".py" (scripts/bench-python).
+    loader = importlib.machinery.SourceFileLoader("__mp_main__", path)
+    spec = importlib.util.spec_from_file_location("__mp_main__", path, loader=loader)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["__mp_main__"] = mod
     directory = os.path.dirname(path)

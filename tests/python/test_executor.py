@@ -275,8 +275,9 @@ def test_a_worker_killed_mid_run_loses_nothing(fanmap_bin, gate):
     assert got == list(range(n))  # every result once, in order
 
 
-def test_function_of_the_main_script(fanmap_bin, tmp_path):
-    script = tmp_path / "job.py"
+@pytest.mark.parametrize("name", ["job.py", "job-without-suffix"])
+def test_function_of_the_main_script(fanmap_bin, tmp_path, name):
+    script = tmp_path / name
     script.write_text(textwrap.dedent("""
         import fanmap
 

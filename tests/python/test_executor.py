@@ -294,3 +294,26 @@ def test_function_of_the_main_script(fanmap_bin, tmp_path, name):
                          timeout=DEADLINE, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[0, 1, 8, 27, 64]"
+
+
+def test_an_abandoned_map_leaves_the_executor_usable(ex):
+    it = ex.map(fns.square, range(100_000))
+    assert [next(it) for _ in range(10)] == [x * x for x in range(10)]
+    it.close()  # results still in flight are dropped as they arrive
+    assert list(ex.map(fns.square, range(100))) == [x * x for x in range(100)]
+
+
+def test_submit_from_many_threads(ex):
+    import threading
+    results = {}
+
+    def client(t):
+        futures = [ex.submit(fns.add, t, i) for i in range(200)]
+        results[t] = [f.result(timeout=DEADLINE) for f in futures]
+
+    threads = [threading.Thread(target=client, args=(t * 1000,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert results == {t * 1000: [t * 1000 + i for i in range(200)] for t in range(8)}

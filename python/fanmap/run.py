@@ -9,9 +9,9 @@ parses its stdout and hands each record to whoever sent the item (its
 bounded by the senders (Executor: its pending limit; map: its look-ahead).
 """
 import collections
-import json
 import threading
 
+from . import codec
 from .errors import BrokenExecutor, FanmapError
 from .binary import Process
 
@@ -91,7 +91,7 @@ class Run:
 
     def _read_loop(self):
         src = self.process.proc.stdout
-        decode = json.JSONDecoder().decode
+        decode = codec.decode_json
         pending = self._pending
         rest = b""
         problem = None

@@ -317,3 +317,27 @@ def test_submit_from_many_threads(ex):
     for th in threads:
         th.join()
     assert results == {t * 1000: [t * 1000 + i for i in range(200)] for t in range(8)}
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_listen_lets_workers_of_other_machines_join(bin_dir, fanmap_bin):
+    # workers=0: nothing runs until a worker joins over TCP, as one from another host would.
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(here, "..", "..", "python"), here]))
+    with fanmap.Executor(0, listen=endpoint, fanmap_bin=fanmap_bin) as ex:
+        it = ex.map(fns.square, range(50))
+        worker = subprocess.Popen([os.path.join(bin_dir, "fanmap-worker"), "--connect", endpoint],
+                                  env=env)
+        try:
+            assert list(it) == [x * x for x in range(50)]
+        finally:
+            ex.shutdown()
+            assert worker.wait(DEADLINE) == 0  # released by the coordinator at the end

@@ -34,7 +34,9 @@ class _MapState:
     __slots__ = ("results", "cond", "ended", "closed")
 
     def __init__(self):
-        self.results = {}  # position -> record, or an exception to raise there
+        # position -> the answer text (a success), fanmap's record (a failure),
+        # or an exception to raise there
+        self.results = {}
         self.cond = threading.Condition()
         self.ended = None  # the run ended before answering: raise this
         self.closed = False  # the generator is gone: drop what arrives
@@ -143,7 +145,9 @@ class Executor(concurrent.futures.Executor):
             if type(sink) is tuple:
                 state, pos = sink
                 if not state.closed:
-                    state.results[pos] = record
+                    # Only the answer text of a success is kept: up to `buffersize`
+                    # of these wait here when the consumer lags.
+                    state.results[pos] = record["result"] if record.get("ok") else record
                     touched.add(state)
                 continue
             settled += 1
@@ -262,10 +266,10 @@ class Executor(concurrent.futures.Executor):
                         if item is None:
                             raise state.ended
                 pos += 1
-                if isinstance(item, BaseException):
+                if type(item) is str:
+                    yield codec.decode_answer(item, self._allow_pickle)
+                elif isinstance(item, BaseException):
                     raise item
-                if item.get("ok"):
-                    yield codec.decode_answer(item["result"], self._allow_pickle)
                 else:
                     raise _task_error(item)
         finally:

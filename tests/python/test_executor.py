@@ -228,6 +228,10 @@ def test_a_crashing_call_is_a_task_error(fanmap_bin):
         assert exc.record.get("exit_code") == 3
         # The executor goes on with the next calls (a fresh co-process).
         assert ex.submit(fns.square, 5).result(timeout=DEADLINE) == 25
+        it = ex.map(fns.exit_hard, [1])
+        with pytest.raises(fanmap.TaskError) as info:
+            next(it)
+        assert info.value.record.get("exit_code") == 3
 
 
 def test_fanmap_failing_to_start_breaks_the_executor(fanmap_bin):

@@ -77,10 +77,10 @@ class Executor(concurrent.futures.Executor):
             raise ValueError("workers must be >= 0 and slots >= 1")
         if workers == 0 and not listens:
             raise ValueError("workers=0 needs listen= (remote workers only)")
-        self._workers, self._slots = workers, slots
         self._serializer = serializer
         self._allow_pickle = serializer == "pickle"
-        command = [python or sys.executable, "-m", "fanmap.serve", "--items", "call"]
+        self._python = python or sys.executable
+        command = [self._python, "-m", "fanmap.serve", "--items", "call"]
         if self._allow_pickle:
             command.append("--pickle")
         options = {"progress": "never"}
@@ -108,9 +108,14 @@ class Executor(concurrent.futures.Executor):
 
     def _environment(self):
         env = dict(os.environ)
-        # Workers import functions from where this process does.
+        # Workers import functions from where this process does. Another
+        # interpreter (python=) gets only the folders outside this one's.
         paths = [os.getcwd() if p == "" else p for p in sys.path]
         paths = [p for p in dict.fromkeys(paths) if os.path.isdir(p)]
+        if self._python != sys.executable:
+            own = tuple(os.path.join(os.path.realpath(d), "")
+                        for d in {sys.prefix, sys.base_prefix})
+            paths = [p for p in paths if not os.path.join(os.path.realpath(p), "").startswith(own)]
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
 

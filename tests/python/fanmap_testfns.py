@@ -79,3 +79,8 @@ def spin(n):
     for i in range(n):
         acc = (acc * 31 + i) % 1000003
     return acc
+
+
+def interpreter():
+    import sys
+    return os.path.realpath(sys.executable)

@@ -345,3 +345,18 @@ def test_listen_lets_workers_of_other_machines_join(bin_dir, fanmap_bin):
         finally:
             ex.shutdown()
             assert worker.wait(DEADLINE) == 0  # released by the coordinator at the end
+
+
+def test_another_interpreter_for_the_workers(fanmap_bin):
+    import shutil
+    others = {os.path.realpath(p) for p in (shutil.which("python3"), "/usr/bin/python3") if p}
+    others.discard(os.path.realpath(sys.executable))
+    if not others:
+        pytest.skip("only one python3 on this machine")
+    python = sorted(others)[0]
+    real = subprocess.run([python, "-c", "import os, sys; print(os.path.realpath(sys.executable))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if real == os.path.realpath(sys.executable):
+        pytest.skip("only one python3 on this machine")
+    with fanmap.Executor(1, python=python, fanmap_bin=fanmap_bin) as ex:
+        assert ex.submit(fns.interpreter).result(timeout=DEADLINE) == real

@@ -3,11 +3,19 @@
 A call (caller -> fanmap.serve) is one line of JSON:
     {"f":"module:qualname","a":[args...],"k":{kwargs}}      serializer "json"
     {"f":"module:qualname","p":"<base64 pickle of (args, kwargs)>"}   "pickle"
-("f" is left out when serve was started with the function). An answer
+("f" is left out when serve was started with the function), or a chunk of
+calls (Executor.map with chunksize > 1):
+    {"f":"module:qualname","c":[[args...],[args...],...]}     serializer "json"
+    {"f":"module:qualname","pc":"<base64 pickle of [args, ...]>"}     "pickle"
+An answer
 (serve -> caller) is one line of JSON:
     {"ok":true,"value":V}  or  {"ok":true,"pickle":"<base64>"}
     {"ok":false,"type":"builtins.ValueError","message":"...","traceback":"...",
      "pickle":"<base64 of the exception, serializer pickle only>"}
+The answer to a chunk holds the values of its calls up to the first that
+raised, and that call's error answer:
+    {"ok":true,"values":[V,...]} or {"ok":true,"pickles":"<base64>"}, with
+    ,"error":{...an error answer...} when a call raised.
 json.dumps escapes every control character, so a line never holds a raw
 "\n" or "\r": a value with line breaks cannot break the framing.
 """
@@ -76,8 +84,21 @@ def encode_call(prefix, serializer, args, kwargs=None):
     return prefix + '"p":"' + blob.decode("ascii") + '"}'
 
 
+def encode_chunk(prefix, serializer, calls):
+    """One line for a chunk of calls (a list of argument tuples). Raises
+    TypeError if one of them cannot travel with this serializer."""
+    if serializer == "json":
+        try:
+            return prefix + '"c":' + _encode(calls) + "}"
+        except (TypeError, ValueError, RecursionError) as e:
+            raise TypeError(f"fanmap: arguments are not JSON-serializable ({e})") from None
+    blob = base64.b64encode(pickle.dumps([tuple(a) for a in calls], pickle.HIGHEST_PROTOCOL))
+    return prefix + '"pc":"' + blob.decode("ascii") + '"}'
+
+
 def decode_call(line, allow_pickle):
-    """(ref or None, args, kwargs) from a call line. Raises ValueError for a
+    """(ref or None, calls, chunked) from a call line: calls is a list of
+    (args, kwargs); chunked is True for a chunk line. Raises ValueError for a
     line that is not a call."""
     call = json.loads(line) if line[:1].isspace() else _decode(line)
     if not isinstance(call, dict):
@@ -85,6 +106,21 @@ def decode_call(line, allow_pickle):
     ref = call.get("f")
     if ref is not None and not isinstance(ref, str):
         raise ValueError("\"f\" must be a string module:qualname")
+    if "c" in call or "pc" in call:
+        if "pc" in call:
+            if not allow_pickle:
+                raise ValueError("pickled arguments refused: serve was not started with --pickle")
+            calls = pickle.loads(base64.b64decode(call["pc"], validate=True))
+        else:
+            calls = call["c"]
+        if not isinstance(calls, list) or not all(isinstance(a, (list, tuple)) for a in calls):
+            raise ValueError("a chunk (\"c\") must be an array of argument arrays")
+        return ref, [(a, {}) for a in calls], True
+    ref, args, kwargs = _decode_one(call, ref, allow_pickle)
+    return ref, [(args, kwargs)], False
+
+
+def _decode_one(call, ref, allow_pickle):
     if "p" in call:
         if not allow_pickle:
             raise ValueError("pickled arguments refused: serve was not started with --pickle")
@@ -123,6 +159,49 @@ def encode_error(exc, tb_text, serializer):
     return _encode(out)
 
 
+def encode_chunk_answer(values, error, serializer):
+    """The answer to a chunk: `values` of its calls up to the first that
+    raised, and `error` (an error answer, or None)."""
+    tail = ',"error":' + error + "}" if error else "}"
+    if serializer == "pickle":
+        blob = base64.b64encode(pickle.dumps(values, pickle.HIGHEST_PROTOCOL)).decode("ascii")
+        return '{"ok":true,"pickles":"' + blob + '"' + tail
+    return '{"ok":true,"values":' + _encode(values) + tail
+
+
+def decode_chunk_answer(text, count, allow_pickle):
+    """(values, exception or None) from the answer to a chunk of `count`
+    calls: the values of the calls before the first that raised, and what it
+    raised. Raises the error of an answer that failed the whole chunk."""
+    try:
+        answer = _decode(text)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("ok") is False:
+        raise rebuild_error(answer, allow_pickle)
+    if not isinstance(answer, dict) or answer.get("ok") is not True:
+        raise _protocol_error(text)
+    if "pickles" in answer:
+        if not allow_pickle:
+            raise RemoteError("fanmap.ProtocolError",
+                              "a pickled answer was refused (serializer is json)", "")
+        values = pickle.loads(base64.b64decode(answer["pickles"]))
+    else:
+        values = answer.get("values")
+    error = answer.get("error")
+    if not isinstance(values, list) or not isinstance(error, (dict, type(None))) or \
+            len(values) + (error is not None) > count or \
+            (error is None and len(values) != count):
+        raise _protocol_error(text)
+    return values, None if error is None else rebuild_error(error, allow_pickle)
+
+
+def _protocol_error(text):
+    return RemoteError("fanmap.ProtocolError",
+                       f"the co-process answered with something that is not an answer: "
+                       f"{text[:200]!r}", "")
+
+
 def _safe_str(exc):
     try:
         return str(exc)
@@ -138,9 +217,7 @@ def decode_answer(text, allow_pickle):
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or "ok" not in answer:
-        raise RemoteError("fanmap.ProtocolError",
-                          f"the co-process answered with something that is not an answer: "
-                          f"{text[:200]!r}", "")
+        raise _protocol_error(text)
     if answer["ok"] is True:
         if "pickle" in answer:
             if not allow_pickle:

@@ -23,6 +23,11 @@ from .errors import BrokenExecutor, TaskError
 from .run import Run
 
 _TimeoutError = concurrent.futures.TimeoutError
+# With chunks, map() keeps at least this many calls (and 32 chunks) in
+# flight by default: fanmap writes records in batches (every 20 ms or 64 KiB),
+# so a few chunks in flight would leave the workers waiting for those batches
+# to reach the caller (2M calls/s x 20 ms = 40,000 calls).
+CHUNKED_AHEAD = 65536
 
 
 def _task_error(record):
@@ -31,12 +36,13 @@ def _task_error(record):
 
 class _MapState:
     """The results of one map() call that have arrived and not been yielded."""
-    __slots__ = ("results", "cond", "ended", "closed")
+    __slots__ = ("results", "sizes", "cond", "ended", "closed")
 
     def __init__(self):
         # position -> the answer text (a success), fanmap's record (a failure),
         # or an exception to raise there
         self.results = {}
+        self.sizes = {}  # position -> number of calls, for a chunk
         self.cond = threading.Condition()
         self.ended = None  # the run ended before answering: raise this
         self.closed = False  # the generator is gone: drop what arrives
@@ -229,25 +235,32 @@ class Executor(concurrent.futures.Executor):
         """Like Executor.map: results in input order, an item's exception
         raised when its result is reached, TimeoutError if a result is not
         there `timeout` seconds after this call. Unlike it, the iterables are
-        read lazily: at most `buffersize` calls (default 8192) are sent ahead
+        read lazily: at most `buffersize` calls (default 8192; with chunks
+        65536) are sent ahead
         of the result being yielded, so an endless generator works and
-        memory stays bounded. `chunksize` is accepted for compatibility;
-        fanmap batches small calls itself."""
+        memory stays bounded. chunksize > 1 sends calls in chunks of that
+        many, one fanmap item each, as ProcessPoolExecutor does: far less
+        work per call for cheap functions; a chunk is retried (and timed out)
+        as a whole, and at least 4 chunks are sent ahead."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        ahead = 8192 if buffersize is None else int(buffersize)
+        if buffersize is None:
+            ahead = 8192 if chunksize == 1 else CHUNKED_AHEAD
+        else:
+            ahead = int(buffersize)
         if ahead < 1:
             raise ValueError("buffersize must be >= 1.")
         prefix = self._prefix(fn)
         end = None if timeout is None else time.monotonic() + timeout
         state = _MapState()
-        calls = zip(*iterables)
-        feed = _Feeder(self, state, prefix, calls, ahead)
+        lines_ahead = ahead if chunksize == 1 else max(4, ahead // chunksize)
+        feed = _Feeder(self, state, prefix, zip(*iterables), lines_ahead, int(chunksize))
         feed.top_up(0)  # like the standard map, work starts before the first next()
         return self._results(state, feed, end)
 
     def _results(self, state, feed, end):
         pos = 0
+        allow_pickle = self._allow_pickle
         try:
             while True:
                 feed.top_up(pos)
@@ -270,9 +283,16 @@ class Executor(concurrent.futures.Executor):
                         item = results.pop(pos, None)
                         if item is None:
                             raise state.ended
+                count = state.sizes.pop(pos, None)  # a chunk of `count` calls, or one call
                 pos += 1
                 if type(item) is str:
-                    yield codec.decode_answer(item, self._allow_pickle)
+                    if count is None:
+                        yield codec.decode_answer(item, allow_pickle)
+                        continue
+                    values, error = codec.decode_chunk_answer(item, count, allow_pickle)
+                    yield from values
+                    if error is not None:
+                        raise error
                 elif isinstance(item, BaseException):
                     raise item
                 else:
@@ -299,15 +319,17 @@ class Executor(concurrent.futures.Executor):
 
 class _Feeder:
     """Pulls a map's calls from its iterables, in the consumer's thread, and
-    sends them so that at most `ahead` are sent and not yet yielded."""
+    sends them so that at most `ahead` lines (calls, or chunks of
+    `chunksize` calls) are sent and not yet yielded."""
 
-    def __init__(self, executor, state, prefix, calls, ahead):
+    def __init__(self, executor, state, prefix, calls, ahead, chunksize):
         self.executor = executor
         self.state = state
         self.prefix = prefix
         self.calls = calls
         self.ahead = ahead
-        self.fed = 0
+        self.chunksize = chunksize
+        self.fed = 0  # lines: map positions
         self.done = False
         self.error = None  # raised by the iterables: raised after the results before it
 
@@ -315,29 +337,50 @@ class _Feeder:
         if self.done or self.fed - pos > self.ahead // 2:
             return
         want = self.ahead - (self.fed - pos)
-        lines, sinks = [], []
-        encode, prefix, serializer = codec.encode_call, self.prefix, self.executor._serializer
-        state, fed = self.state, self.fed
+        self.lines, self.sinks = [], []
+        start = self.fed
         try:
-            for args in itertools.islice(self.calls, want):
-                try:
-                    lines.append(encode(prefix, serializer, args))
-                    sinks.append((state, fed))
-                except TypeError as e:  # its own result: raised when reached
-                    state.results[fed] = e
-                fed += 1
+            if self.chunksize == 1:
+                for args in itertools.islice(self.calls, want):
+                    self._add_one(args)
+            else:
+                while self.fed - start < want:
+                    chunk = list(itertools.islice(self.calls, self.chunksize))
+                    if chunk:
+                        self._add_chunk(chunk)
+                    if len(chunk) < self.chunksize:
+                        self.done = True
+                        break
         except Exception as e:  # the iterable itself failed
             self.error = e
             self.done = True
-        if fed - self.fed < want:
+        if self.fed - start < want:
             self.done = True
-        self._send(lines, sinks)
-        self.fed = fed
+        lines, sinks = self.lines, self.sinks
+        self.lines = self.sinks = None
+        if lines:
+            ex = self.executor
+            with ex._lock:
+                ex._ensure_run().send(lines, sinks)
 
-    def _send(self, lines, sinks):
-        if not lines:
+    def _add_one(self, args):
+        try:
+            self.lines.append(codec.encode_call(self.prefix, self.executor._serializer, args))
+            self.sinks.append((self.state, self.fed))
+        except TypeError as e:  # its own result: raised when reached
+            self.state.results[self.fed] = e
+        self.fed += 1
+
+    def _add_chunk(self, chunk):
+        try:
+            line = codec.encode_chunk(self.prefix, self.executor._serializer, chunk)
+        except TypeError:
+            # One of them cannot travel: each goes alone, and that one's
+            # error is raised at its place.
+            for args in chunk:
+                self._add_one(args)
             return
-        ex = self.executor
-        with ex._lock:
-            run = ex._ensure_run()
-            run.send(lines, sinks)
+        self.lines.append(line)
+        self.sinks.append((self.state, self.fed))
+        self.state.sizes[self.fed] = len(chunk)
+        self.fed += 1

@@ -70,20 +70,51 @@ class Server:
             text = line.decode("utf-8")
             kwargs = {}
             if self.mode == "call":
-                ref, args, kwargs = codec.decode_call(text, self.allow_pickle)
+                ref, calls, chunked = codec.decode_call(text, self.allow_pickle)
                 if ref is None and self.fixed is None:
                     raise ValueError("the call names no function (\"f\") and serve was "
                                      "started without one")
                 fn = self.fixed if ref is None else self._function(ref)
+                if chunked:
+                    return self._answer_chunk(fn, calls)
+                args, kwargs = calls[0]
             elif self.mode == "json":
                 args, fn = (json.loads(text),), self.fixed
             else:
                 args, fn = (text,), self.fixed
             return codec.encode_value(fn(*args, **kwargs), self.serializer)
         except (Exception, SystemExit) as e:
-            # The frame of answer() itself is not the user's business.
-            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
-            return codec.encode_error(e, tb, self.serializer)
+            return codec.encode_error(e, _traceback(e), self.serializer)
+
+    def _answer_chunk(self, fn, calls):
+        """Calls fn for each call of a chunk, up to the first that raises."""
+        values = []
+        for args, kwargs in calls:
+            try:
+                values.append(fn(*args, **kwargs))
+            except (Exception, SystemExit) as e:
+                error = codec.encode_error(e, _traceback(e), self.serializer)
+                return self._chunk_answer(values, error)
+        return self._chunk_answer(values, None)
+
+    def _chunk_answer(self, values, error):
+        try:
+            return codec.encode_chunk_answer(values, error, self.serializer)
+        except Exception:
+            # A value that cannot travel is the error of its call.
+            for i, value in enumerate(values):
+                try:
+                    codec.encode_value(value, self.serializer)
+                except Exception as e:
+                    return codec.encode_chunk_answer(
+                        values[:i], codec.encode_error(e, _traceback(e), self.serializer),
+                        self.serializer)
+            raise
+
+
+def _traceback(e):
+    # The frame that caught it (Server's own) is not the user's business.
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
 
 
 def _write_all(fd, data):

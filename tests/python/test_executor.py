@@ -360,3 +360,47 @@ def test_another_interpreter_for_the_workers(fanmap_bin):
         pytest.skip("only one python3 on this machine")
     with fanmap.Executor(1, python=python, fanmap_bin=fanmap_bin) as ex:
         assert ex.submit(fns.interpreter).result(timeout=DEADLINE) == real
+
+
+@pytest.mark.parametrize("chunksize", [2, 7, 1000])
+def test_map_with_chunks(ex, chunksize):
+    assert list(ex.map(fns.square, range(2500), chunksize=chunksize)) == [
+        x * x for x in range(2500)]
+    assert list(ex.map(fns.add, range(10), range(5), chunksize=chunksize)) == [0, 2, 4, 6, 8]
+    assert list(ex.map(fns.square, [], chunksize=chunksize)) == []
+    # An exception is raised at its item: the values before it in its chunk come first.
+    it = ex.map(fns.inverse, [1, 2, 0, 4, 5], chunksize=chunksize)
+    assert [next(it), next(it)] == [1.0, 0.5]
+    with pytest.raises(ZeroDivisionError):
+        next(it)
+    # So is a value or an argument that JSON cannot carry.
+    it = ex.map(fns.roundtrip, [1, 2, {3}, 4], chunksize=chunksize)
+    assert [next(it), next(it)] == [1, 2]
+    with pytest.raises(TypeError):
+        next(it)
+
+
+def test_map_with_chunks_is_lazy(ex):
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        for i in itertools.count():
+            pulled += 1
+            yield i
+
+    it = ex.map(fns.square, endless(), chunksize=10, buffersize=40)
+    for i in range(500):
+        assert next(it) == i * i
+        # 4 chunks ahead of the chunk being yielded, and the one being read
+        assert pulled <= (i // 10 + 1 + 4) * 10 + 10
+    it.close()
+
+
+def test_map_with_chunks_and_pickle(fanmap_bin):
+    with fanmap.Executor(2, fanmap_bin=fanmap_bin, serializer="pickle") as ex:
+        assert list(ex.map(fns.roundtrip, [(1,), {2}, b"3"] * 10, chunksize=4)) == \
+            [(1,), {2}, b"3"] * 10
+        it = ex.map(fns.raise_custom, [1], chunksize=4)
+        with pytest.raises(fns.CustomError):
+            next(it)

@@ -404,3 +404,15 @@ def test_map_with_chunks_and_pickle(fanmap_bin):
         it = ex.map(fns.raise_custom, [1], chunksize=4)
         with pytest.raises(fns.CustomError):
             next(it)
+
+
+def test_timeout_option_cancels_a_call_that_runs_too_long(fanmap_bin, gate):
+    # fanmap's --timeout: the attempt is cancelled (its co-process killed) and, with
+    # retries=0, the call fails with fanmap's record; the gate never opens for it.
+    with fanmap.Executor(1, retries=0, timeout=0.5, fanmap_bin=fanmap_bin) as ex:
+        f = ex.submit(fns.wait_gate, gate.path, 1)
+        exc = f.exception(timeout=DEADLINE)
+        assert isinstance(exc, fanmap.TaskError)
+        assert "time" in exc.record.get("error", "").lower()
+        gate.open()
+        assert ex.submit(fns.square, 3).result(timeout=DEADLINE) == 9

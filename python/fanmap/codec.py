@@ -14,8 +14,9 @@ An answer
      "pickle":"<base64 of the exception, serializer pickle only>"}
 The answer to a chunk holds the values of its calls up to the first that
 raised, and that call's error answer:
-    {"ok":true,"values":[V,...]} or {"ok":true,"pickles":"<base64>"}, with
-    ,"error":{...an error answer...} when a call raised.
+    {"ok":true,"values":[V,...],"us":N} or {"ok":true,"pickles":"<base64>","us":N}
+    (N: microseconds the calls took), with ,"error":{...an error answer...}
+    when a call raised.
 json.dumps escapes every control character, so a line never holds a raw
 "\n" or "\r": a value with line breaks cannot break the framing.
 """
@@ -159,10 +160,11 @@ def encode_error(exc, tb_text, serializer):
     return _encode(out)
 
 
-def encode_chunk_answer(values, error, serializer):
+def encode_chunk_answer(values, error, serializer, micros=0):
     """The answer to a chunk: `values` of its calls up to the first that
-    raised, and `error` (an error answer, or None)."""
-    tail = ',"error":' + error + "}" if error else "}"
+    raised, `error` (an error answer, or None), and the microseconds the
+    calls took (the caller sizes its next chunks with it)."""
+    tail = (',"us":%d' % micros) + (',"error":' + error + "}" if error else "}")
     if serializer == "pickle":
         blob = base64.b64encode(pickle.dumps(values, pickle.HIGHEST_PROTOCOL)).decode("ascii")
         return '{"ok":true,"pickles":"' + blob + '"' + tail
@@ -170,9 +172,10 @@ def encode_chunk_answer(values, error, serializer):
 
 
 def decode_chunk_answer(text, count, allow_pickle):
-    """(values, exception or None) from the answer to a chunk of `count`
-    calls: the values of the calls before the first that raised, and what it
-    raised. Raises the error of an answer that failed the whole chunk."""
+    """(values, exception or None, microseconds) from the answer to a chunk
+    of `count` calls: the values of the calls before the first that raised,
+    what it raised, and the time the calls took. Raises the error of an
+    answer that failed the whole chunk."""
     try:
         answer = _decode(text)
     except ValueError:
@@ -193,7 +196,10 @@ def decode_chunk_answer(text, count, allow_pickle):
             len(values) + (error is not None) > count or \
             (error is None and len(values) != count):
         raise _protocol_error(text)
-    return values, None if error is None else rebuild_error(error, allow_pickle)
+    micros = answer.get("us", 0)
+    if type(micros) is not int or micros < 0:
+        micros = 0
+    return values, None if error is None else rebuild_error(error, allow_pickle), micros
 
 
 def _protocol_error(text):

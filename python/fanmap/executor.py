@@ -231,31 +231,32 @@ class Executor(concurrent.futures.Executor):
 
     submit.__doc__ = concurrent.futures.Executor.submit.__doc__
 
-    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):
+    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None):
         """Like Executor.map: results in input order, an item's exception
         raised when its result is reached, TimeoutError if a result is not
         there `timeout` seconds after this call. Unlike it, the iterables are
-        read lazily: at most `buffersize` calls (default 8192; with chunks
-        65536) are sent ahead
-        of the result being yielded, so an endless generator works and
-        memory stays bounded. chunksize > 1 sends calls in chunks of that
-        many, one fanmap item each, as ProcessPoolExecutor does: far less
-        work per call for cheap functions; a chunk is retried (and timed out)
-        as a whole, and at least 4 chunks are sent ahead."""
-        if chunksize < 1:
+        read lazily: at most `buffersize` calls are sent ahead of the result
+        being yielded (default 8192; 65536 once calls travel in chunks), so
+        an endless generator works and memory stays bounded.
+
+        chunksize: calls per fanmap item (one line, one answer). None (the
+        default) chooses: calls go one per chunk until their cost is
+        measured, then in chunks that take about 2 ms (at most 1000 calls),
+        so cheap calls cost the caller far less and slow ones still go
+        alone. An int fixes it, as ProcessPoolExecutor's chunksize does
+        (1: every call alone). A chunk is retried and timed out as a whole;
+        an exception is still raised at its own call, after the values
+        before it in its chunk."""
+        if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if buffersize is None:
-            ahead = 8192 if chunksize == 1 else CHUNKED_AHEAD
-        else:
-            ahead = int(buffersize)
-        if ahead < 1:
+        if buffersize is not None and int(buffersize) < 1:
             raise ValueError("buffersize must be >= 1.")
         prefix = self._prefix(fn)
         end = None if timeout is None else time.monotonic() + timeout
         state = _MapState()
-        lines_ahead = ahead if chunksize == 1 else max(4, ahead // chunksize)
-        feed = _Feeder(self, state, prefix, zip(*iterables), lines_ahead, int(chunksize))
-        feed.top_up(0)  # like the standard map, work starts before the first next()
+        feed = _Feeder(self, state, prefix, zip(*iterables), chunksize,
+                       None if buffersize is None else int(buffersize))
+        feed.top_up()  # like the standard map, work starts before the first next()
         return self._results(state, feed, end)
 
     def _results(self, state, feed, end):
@@ -263,7 +264,7 @@ class Executor(concurrent.futures.Executor):
         allow_pickle = self._allow_pickle
         try:
             while True:
-                feed.top_up(pos)
+                feed.top_up()
                 if pos == feed.fed:
                     if feed.error is not None:
                         raise feed.error
@@ -285,11 +286,13 @@ class Executor(concurrent.futures.Executor):
                             raise state.ended
                 count = state.sizes.pop(pos, None)  # a chunk of `count` calls, or one call
                 pos += 1
+                feed.items_ahead -= count or 1
                 if type(item) is str:
                     if count is None:
                         yield codec.decode_answer(item, allow_pickle)
                         continue
-                    values, error = codec.decode_chunk_answer(item, count, allow_pickle)
+                    values, error, micros = codec.decode_chunk_answer(item, count, allow_pickle)
+                    feed.observe(micros, len(values) + (error is not None))
                     yield from values
                     if error is not None:
                         raise error
@@ -317,44 +320,74 @@ class Executor(concurrent.futures.Executor):
     shutdown.__doc__ = concurrent.futures.Executor.shutdown.__doc__
 
 
+_END = object()
+
+
 class _Feeder:
     """Pulls a map's calls from its iterables, in the consumer's thread, and
-    sends them so that at most `ahead` lines (calls, or chunks of
-    `chunksize` calls) are sent and not yet yielded."""
+    sends them, one call or one chunk per line, so that at most `ahead`
+    calls are sent and not yet yielded."""
 
-    def __init__(self, executor, state, prefix, calls, ahead, chunksize):
+    # A chosen chunk takes about this long on a worker, and holds at most
+    # MAX_CHUNK calls: long enough that the caller's cost per line is small
+    # against it, short enough that a chunk's retry or timeout costs little.
+    TARGET_MICROS = 2000
+    MAX_CHUNK = 1000
+
+    def __init__(self, executor, state, prefix, calls, chunksize, buffersize):
         self.executor = executor
         self.state = state
         self.prefix = prefix
         self.calls = calls
-        self.ahead = ahead
-        self.chunksize = chunksize
-        self.fed = 0  # lines: map positions
+        self.auto = chunksize is None
+        self.chunksize = 1 if chunksize is None else int(chunksize)
+        self.chunked = chunksize != 1  # lines in the chunk format (the answer says its time)
+        self.buffersize = buffersize
+        self.per_call = None  # measured microseconds per call (auto)
+        self.fed = 0  # lines sent: map positions
+        self.items_ahead = 0  # calls sent and not yet yielded (the consumer lowers it)
         self.done = False
         self.error = None  # raised by the iterables: raised after the results before it
 
-    def top_up(self, pos):
-        if self.done or self.fed - pos > self.ahead // 2:
+    def _ahead(self):
+        if self.buffersize is not None:
+            return self.buffersize
+        return 8192 if self.chunksize == 1 else CHUNKED_AHEAD
+
+    def observe(self, micros, calls):
+        """The consumer read the answer to a chunk of `calls` that took
+        `micros` on its worker: the next chunks are sized from it."""
+        if not self.auto or calls <= 0:
             return
-        want = self.ahead - (self.fed - pos)
+        each = micros / calls
+        self.per_call = each if self.per_call is None else 0.7 * self.per_call + 0.3 * each
+        size = int(self.TARGET_MICROS / max(self.per_call, 0.1))
+        cap = self.MAX_CHUNK if self.buffersize is None else max(1, self.buffersize // 8)
+        self.chunksize = max(1, min(size, cap))
+
+    def top_up(self):
+        ahead = self._ahead()
+        if self.done or self.items_ahead > ahead // 2:
+            return
         self.lines, self.sinks = [], []
-        start = self.fed
         try:
-            if self.chunksize == 1:
-                for args in itertools.islice(self.calls, want):
-                    self._add_one(args)
-            else:
-                while self.fed - start < want:
-                    chunk = list(itertools.islice(self.calls, self.chunksize))
-                    if chunk:
-                        self._add_chunk(chunk)
-                    if len(chunk) < self.chunksize:
+            while self.items_ahead < ahead:
+                if not self.chunked:
+                    args = next(self.calls, _END)
+                    if args is _END:
                         self.done = True
                         break
+                    self._add_one(args)
+                    continue
+                size = min(self.chunksize, ahead - self.items_ahead)
+                chunk = list(itertools.islice(self.calls, size))
+                if chunk:
+                    self._add_chunk(chunk)
+                if len(chunk) < size:
+                    self.done = True
+                    break
         except Exception as e:  # the iterable itself failed
             self.error = e
-            self.done = True
-        if self.fed - start < want:
             self.done = True
         lines, sinks = self.lines, self.sinks
         self.lines = self.sinks = None
@@ -370,6 +403,7 @@ class _Feeder:
         except TypeError as e:  # its own result: raised when reached
             self.state.results[self.fed] = e
         self.fed += 1
+        self.items_ahead += 1
 
     def _add_chunk(self, chunk):
         try:
@@ -384,3 +418,4 @@ class _Feeder:
         self.sinks.append((self.state, self.fed))
         self.state.sizes[self.fed] = len(chunk)
         self.fed += 1
+        self.items_ahead += len(chunk)

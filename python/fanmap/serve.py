@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 
 from . import codec, funcref
@@ -89,17 +90,19 @@ class Server:
     def _answer_chunk(self, fn, calls):
         """Calls fn for each call of a chunk, up to the first that raises."""
         values = []
+        start = time.perf_counter()
         for args, kwargs in calls:
             try:
                 values.append(fn(*args, **kwargs))
             except (Exception, SystemExit) as e:
                 error = codec.encode_error(e, _traceback(e), self.serializer)
-                return self._chunk_answer(values, error)
-        return self._chunk_answer(values, None)
+                return self._chunk_answer(values, error, start)
+        return self._chunk_answer(values, None, start)
 
-    def _chunk_answer(self, values, error):
+    def _chunk_answer(self, values, error, start):
+        micros = int((time.perf_counter() - start) * 1e6)
         try:
-            return codec.encode_chunk_answer(values, error, self.serializer)
+            return codec.encode_chunk_answer(values, error, self.serializer, micros)
         except Exception:
             # A value that cannot travel is the error of its call.
             for i, value in enumerate(values):
@@ -108,7 +111,7 @@ class Server:
                 except Exception as e:
                     return codec.encode_chunk_answer(
                         values[:i], codec.encode_error(e, _traceback(e), self.serializer),
-                        self.serializer)
+                        self.serializer, micros)
             raise
 
 

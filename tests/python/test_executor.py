@@ -60,6 +60,12 @@ def test_map_is_lazy_and_bounded_ahead(ex):
     pulled = 0
     it = ex.map(fns.square, endless())
     assert [next(it) for _ in range(10)] == [x * x for x in range(10)]
+    # 8192 calls ahead, 65536 once cheap calls travel in chunks (at most 1000 a chunk).
+    assert pulled <= 10 + 65536 + 1000
+    it.close()
+    pulled = 0
+    it = ex.map(fns.square, endless(), chunksize=1)
+    assert [next(it) for _ in range(10)] == [x * x for x in range(10)]
     assert pulled <= 10 + 8192
     it.close()
 

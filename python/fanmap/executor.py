@@ -36,13 +36,14 @@ def _task_error(record):
 
 class _MapState:
     """The results of one map() call that have arrived and not been yielded."""
-    __slots__ = ("results", "sizes", "cond", "ended", "closed")
+    __slots__ = ("results", "sizes", "chunks", "cond", "ended", "closed")
 
     def __init__(self):
         # position -> the answer text (a success), fanmap's record (a failure),
         # or an exception to raise there
         self.results = {}
         self.sizes = {}  # position -> number of calls, for a chunk
+        self.chunks = {}  # position -> its calls (argument tuples), for a chunk
         self.cond = threading.Condition()
         self.ended = None  # the run ended before answering: raise this
         self.closed = False  # the generator is gone: drop what arrives
@@ -298,11 +299,33 @@ class Executor(concurrent.futures.Executor):
                         raise error
                 elif isinstance(item, BaseException):
                     raise item
-                else:
+                elif count is None or count == 1:
                     raise _task_error(item)
+                else:
+                    # fanmap gave up on a chunk as a whole (its co-process died or
+                    # it timed out, every attempt): its calls go again one by one,
+                    # so that the failure is raised at the call that causes it.
+                    for future in self._send_calls(feed.prefix, state.chunks.pop(pos - 1)):
+                        yield future.result(None if end is None else
+                                            max(0.0, end - time.monotonic()))
+                state.chunks.pop(pos - 1, None)
         finally:
             state.closed = True
             state.results.clear()
+            state.chunks.clear()
+
+    def _send_calls(self, prefix, calls):
+        """Sends each of `calls` (argument tuples) as its own line; returns
+        their futures."""
+        lines = [codec.encode_call(prefix, self._serializer, args) for args in calls]
+        futures = [concurrent.futures.Future() for _ in calls]
+        for future in futures:
+            future.set_running_or_notify_cancel()
+        with self._lock:
+            run = self._ensure_run()
+            self._in_flight += len(futures)
+            run.send(lines, futures)
+        return futures
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._lock:
@@ -417,5 +440,6 @@ class _Feeder:
         self.lines.append(line)
         self.sinks.append((self.state, self.fed))
         self.state.sizes[self.fed] = len(chunk)
+        self.state.chunks[self.fed] = chunk  # sent again call by call if fanmap gives up on it
         self.fed += 1
         self.items_ahead += len(chunk)

@@ -422,3 +422,14 @@ def test_timeout_option_cancels_a_call_that_runs_too_long(fanmap_bin, gate):
         assert "time" in exc.record.get("error", "").lower()
         gate.open()
         assert ex.submit(fns.square, 3).result(timeout=DEADLINE) == 9
+
+
+def test_a_chunk_fanmap_gives_up_on_fails_at_its_call(fanmap_bin):
+    # The chunk [0, 1, 2] kills its co-process on every attempt: its calls go again one
+    # by one, so 0 and 1 are yielded and the failure is raised at 2, not at 0.
+    with fanmap.Executor(1, retries=0, fanmap_bin=fanmap_bin) as ex:
+        it = ex.map(fns.exit_at, range(9), itertools.repeat(2), chunksize=3)
+        assert [next(it), next(it)] == [0, 1]
+        with pytest.raises(fanmap.TaskError) as info:
+            next(it)
+        assert info.value.record.get("exit_code") == 3

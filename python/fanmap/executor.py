@@ -247,7 +247,8 @@ class Executor(concurrent.futures.Executor):
         alone. An int fixes it, as ProcessPoolExecutor's chunksize does
         (1: every call alone). A chunk is retried and timed out as a whole;
         an exception is still raised at its own call, after the values
-        before it in its chunk."""
+        before it in its chunk, and a chunk fanmap gives up on is sent again
+        call by call."""
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if buffersize is not None and int(buffersize) < 1:

@@ -558,6 +558,11 @@ void Coordinator::Dispatch() {
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
         if (!scheduler_.NextTask(&index)) break;
         Slot* slot = window_.Find(index);
+        Scheduler::Fit fit = scheduler_.Fits(index, worker, encoder.count());
+        if (fit == Scheduler::Fit::kNotNow) {
+          scheduler_.PutBack(index);  // for a worker that holds nothing
+          break;
+        }
         if (limiter_.limited() && !limiter_.TryAcquire(now_us, EstimateTokens(slot->item))) {
           scheduler_.PutBack(index);  // first in line once the limiter allows
           int64_t wait = limiter_.WaitMicros(now_us, EstimateTokens(slot->item));
@@ -568,6 +573,7 @@ void Coordinator::Dispatch() {
         uint32_t attempt = scheduler_.Assign(index, worker, now_us, now_ms);
         encoder.Add(index, attempt, slot->item);
         batch.push_back(index);
+        if (fit == Scheduler::Fit::kTakeAlone) break;
       }
       if (encoder.count() == 0) continue;
       if (!SendTo(worker, encoder.Finish())) {

@@ -28,6 +28,7 @@ struct Slot {
   Resumed resumed = Resumed::kNo;
   bool written = false;          // --unordered: the record is already out
   bool speculated = false;       // a backup copy was sent
+  bool suspect = false;          // held by a worker that died: runs alone (Scheduler::Fits)
   uint32_t worker = 0;           // valid when kInFlight
   uint32_t backup_worker = 0;    // worker running the backup copy, 0 = none
   uint32_t attempts = 0;         // copies sent so far: the next copy's attempt number

@@ -69,6 +69,20 @@ bool Scheduler::NextTask(uint64_t* index) {
   return false;
 }
 
+Scheduler::Fit Scheduler::Fits(uint64_t index, Worker& worker, size_t queued) {
+  if (worker.isolating) {
+    const Slot* held = window_.Find(worker.isolated_index);
+    worker.isolating = held != nullptr && held->state == SlotState::kInFlight &&
+                       held->worker == worker.id &&
+                       held->primary_attempt == worker.isolated_attempt;
+    if (worker.isolating) return Fit::kNotNow;
+  }
+  const Slot* slot = window_.Find(index);
+  if (slot == nullptr || !slot->suspect) return Fit::kTake;
+  if (queued > 0 || worker.credit.outstanding() > 0) return Fit::kNotNow;
+  return Fit::kTakeAlone;
+}
+
 uint32_t Scheduler::Assign(uint64_t index, Worker& worker, int64_t now_us, int64_t now_ms) {
   Slot* slot = window_.Find(index);
   slot->state = SlotState::kInFlight;
@@ -80,6 +94,11 @@ uint32_t Scheduler::Assign(uint64_t index, Worker& worker, int64_t now_us, int64
   ++slot->charged;
   if (worker.credit.outstanding() == 0) worker.busy_since_ms = now_ms;
   worker.credit.OnSent(1);
+  if (slot->suspect) {
+    worker.isolating = true;
+    worker.isolated_index = index;
+    worker.isolated_attempt = slot->primary_attempt;
+  }
   return slot->primary_attempt;
 }
 
@@ -254,6 +273,9 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
   for (size_t k = 0; k < held.size(); ++k) {
     uint64_t index = held[k].second;
     Slot* slot = window_.Find(index);
+    // Which of them killed it is not known for sure (a result may have died
+    // in flight with the worker): each runs alone from now on.
+    slot->suspect = true;
     if (k >= running) {
       --slot->charged;
     } else if (!retry_policy_.MayRetry(slot->charged)) {

@@ -140,6 +140,15 @@ class Scheduler {
   bool NextTask(uint64_t* index);
   // Puts an item NextTask returned back at the front of the line.
   void PutBack(uint64_t index) { retry_.push_front(index); }
+  // Whether `worker` may be sent `index` now, with `queued` tasks already in
+  // the frame being built for it. An item that a dying worker held may be
+  // what killed it: from then on it runs alone, on a worker that holds
+  // nothing else and is sent nothing else until its attempt closes, so that
+  // the next loss is charged to the right item and no innocent neighbour
+  // loses its attempts to a poison item (whose result, or whose neighbour's,
+  // may die in flight with the worker).
+  enum class Fit : uint8_t { kTake, kTakeAlone, kNotNow };
+  Fit Fits(uint64_t index, Worker& worker, size_t queued);
   // Records that `index` is sent to `worker` now; returns the attempt number.
   uint32_t Assign(uint64_t index, Worker& worker, int64_t now_us, int64_t now_ms);
   // The frame carrying these assigned items never left: they wait again,

@@ -40,6 +40,11 @@ struct Worker {
   uint64_t completed = 0;    // results that closed one of its attempts
   uint64_t accepted = 0;     // ... and completed their item: the records it produced
   uint64_t task_micros = 0;  // payload time of the `completed` results, summed
+  // The suspect item this worker runs alone (Scheduler::Fits), if any: its
+  // index and attempt. Checked lazily: it ends when that attempt closes.
+  bool isolating = false;
+  uint64_t isolated_index = 0;
+  uint32_t isolated_attempt = 0;
 };
 
 // A worker that left the run, as it was when it left, and why.

@@ -245,6 +245,66 @@ TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {
   EXPECT_EQ(completed_.size(), 1u);
 }
 
+// As Coordinator::Dispatch fills one worker's frame: Fits decides.
+std::vector<std::pair<uint64_t, uint32_t>> SendFitting(Scheduler& scheduler, Worker& worker,
+                                                       int64_t now_ms) {
+  std::vector<std::pair<uint64_t, uint32_t>> sent;
+  uint64_t index;
+  while (worker.credit.available() > 0 && scheduler.NextTask(&index)) {
+    Scheduler::Fit fit = scheduler.Fits(index, worker, sent.size());
+    if (fit == Scheduler::Fit::kNotNow) {
+      scheduler.PutBack(index);
+      break;
+    }
+    sent.emplace_back(index, scheduler.Assign(index, worker, now_ms * 1000, now_ms));
+    if (fit == Scheduler::Fit::kTakeAlone) break;
+  }
+  return sent;
+}
+
+TEST_F(SchedulerTest, ItemsALostWorkerHeldRunAloneSoThatOnlyThePoisonIsCharged) {
+  // Worker a (one slot) holds items 0..3 and dies while running item 0. Was
+  // it item 0? Or had item 0's result died in flight and item 1 killed it?
+  // Nobody knows: each of them now runs alone until its fate is known.
+  AddItems(6);
+  Worker& a = Join("a", 1, true);
+  a.credit.OnResults(1, 1000);  // 1 ms tasks seen: a gets prefetch beyond its one slot
+  auto held = Send(a, 4);
+  ASSERT_EQ(held.size(), 4u);
+  scheduler_.RemoveWorker(a.id, "killed");
+  EXPECT_EQ(SlotOf(0).charged, 1u);
+  EXPECT_EQ(SlotOf(1).charged, 0u);  // never started, by what the coordinator knows
+
+  Worker& b = Join("b", 4, true);
+  Worker& c = Join("c", 4, true);
+  auto to_b = SendFitting(scheduler_, b, now_ms_);
+  ASSERT_EQ(to_b.size(), 1u);  // item 0 alone
+  EXPECT_EQ(to_b[0].first, 0u);
+  EXPECT_TRUE(SendFitting(scheduler_, b, now_ms_).empty());  // nothing beside it
+  auto to_c = SendFitting(scheduler_, c, now_ms_);
+  ASSERT_EQ(to_c.size(), 1u);
+  EXPECT_EQ(to_c[0].first, 1u);
+
+  // Item 1 is the poison: c dies running it alone, and only item 1 pays.
+  scheduler_.RemoveWorker(c.id, "killed");
+  EXPECT_EQ(SlotOf(1).charged, 1u);
+  // b finishes item 0: it may take work again, the next suspect alone.
+  Deliver(&b, Answer(0, to_b[0].second));
+  auto next = SendFitting(scheduler_, b, now_ms_);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].first, 1u);
+  Deliver(&b, Answer(1, next[0].second));
+  // Items 2 and 3 never ran where a worker died: once they are done, b gets
+  // a full frame of the items nobody suspects.
+  for (int k = 0; k < 2; ++k) {
+    auto alone = SendFitting(scheduler_, b, now_ms_);
+    ASSERT_EQ(alone.size(), 1u);
+    Deliver(&b, Answer(alone[0].first, alone[0].second));
+  }
+  auto rest = SendFitting(scheduler_, b, now_ms_);
+  EXPECT_EQ(rest.size(), 2u);  // items 4 and 5 together
+}
+
 TEST_F(SchedulerTest, HoardingPeerHoldsOnlyItsInitialCreditWhateverSlotsItClaims) {
   AddItems(2000);
   Worker& hoarder = Join("hoarder", 65536, false);

@@ -5,12 +5,15 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
 #include "common/job_keys.h"
 #include "common/version.h"
 #include "coordinator/coordinator.h"
+#include "worker/http_transport.h"
 #include "worker/job_check.h"
 
 namespace {
@@ -131,8 +134,29 @@ struct PayloadFlags {
   double temperature = -1;
   std::string api_key_env = "OPENAI_API_KEY";
   bool api_key_env_given = false;
+  std::string cacert;   // --cacert FILE
+  bool http11 = false;  // --http1.1
   std::vector<std::string> command;
 };
+
+// Puts the transport flags (--cacert, --http1.1) into the job; the CA file is
+// read here, so that workers on other machines need no copy of it.
+fanmap::Status AddTransportFlags(const PayloadFlags& f, fanmap::JobSpec* job) {
+  if (!f.cacert.empty()) {
+    std::ifstream in(f.cacert, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      return fanmap::Status::Error("--cacert '" + f.cacert + "' cannot be read");
+    }
+    if (!in.is_open()) return fanmap::Status::Error("--cacert '" + f.cacert + "' cannot be opened");
+    fanmap::Status checked = fanmap::CheckCaPem(pem);
+    if (!checked.ok())
+      return fanmap::Status::Error("--cacert '" + f.cacert + "': " + checked.message());
+    job->options[fanmap::job_key::kCaCertPem] = std::move(pem);
+  }
+  if (f.http11) job->options[fanmap::job_key::kHttpVersion] = "1.1";
+  return fanmap::Status::Ok();
+}
 
 // Parses "N/s", "N/min" (or a bare N, per second) into requests per second.
 bool ParseRate(const std::string& text, double* per_second) {
@@ -163,8 +187,10 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
   if (kinds > 1) {
     return fanmap::Status::Error("give exactly one of --builtin, --pipe, --http or a COMMAND");
   }
-  if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty())) {
-    return fanmap::Status::Error("--chat, --method and --header need --http URL");
+  if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty() ||
+                         !f.cacert.empty() || f.http11)) {
+    return fanmap::Status::Error(
+        "--chat, --method, --header, --cacert and --http1.1 need --http URL");
   }
   fanmap::JobSpec& job = config->job;
   job.default_slots = 1;
@@ -203,6 +229,8 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
     bool wanted = !f.chat.empty() || f.api_key_env_given;
     const char* key = std::getenv(f.api_key_env.c_str());
     if (wanted && key != nullptr && *key != '\0') job.options[fanmap::job_key::kApiKey] = key;
+    fanmap::Status transport = AddTransportFlags(f, &job);
+    if (!transport.ok()) return transport;
   }
   job.options[fanmap::job_key::kInputFormat] =
       config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
@@ -337,6 +365,14 @@ int main(int argc, char** argv) {
                      "--chat, or to --http URL when this option is given")
           ->capture_default_str()
           ->group(kHttp);
+  app.add_option("--cacert", payload.cacert,
+                 "PEM file of CA certificates to trust for https:// besides the system's "
+                 "(e.g. a private CA)")
+      ->group(kHttp);
+  app.add_flag("--http1.1", payload.http11,
+               "never HTTP/2 (by default HTTP/2 is used where the https:// server offers it, "
+               "multiplexing the requests over a few connections)")
+      ->group(kHttp);
   std::string rate;
   app.add_option("--rate", rate,
                  "at most N requests per second or minute over all workers: "

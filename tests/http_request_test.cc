@@ -372,3 +372,29 @@ TEST_F(HttpRequestTest, ChatErrorsUseTheGenericShape) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST_F(HttpRequestTest, CertificateFailureIsFatalAndNamesTheHost) {
+  job_.argv = {"https://api.example.test:8443/v1/chat/completions"};
+  HttpResponse response;
+  response.curl_code = CURLE_PEER_FAILED_VERIFICATION;
+  response.curl_error = "SSL certificate problem: unable to get local issuer certificate";
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_TRUE(r.fatal);
+  EXPECT_EQ(r.value,
+            "TLS: the certificate of api.example.test:8443 is not trusted: SSL certificate "
+            "problem: unable to get local issuer certificate (a private CA? give its "
+            "certificate with --cacert FILE)");
+  // A handshake cut short is worth another attempt, and says nothing of the job.
+  response.curl_code = CURLE_SSL_CONNECT_ERROR;
+  r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_FALSE(r.fatal);
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/version.h"
 
 namespace fanmap {
 namespace {
@@ -64,6 +65,7 @@ class HttpPayloadTest : public ::testing::Test {
     std::string content_type;
     std::string authorization;
     std::string body;
+    std::string user_agent;
   };
 
   void SetUp() override {
@@ -207,7 +209,8 @@ class HttpPayloadTest : public ::testing::Test {
   void Record(const httplib::Request& req) {
     std::lock_guard<std::mutex> lock(mu_);
     seen_.push_back(Seen{req.get_header_value("Content-Type"),
-                         req.get_header_value("Authorization"), req.body});
+                         req.get_header_value("Authorization"), req.body,
+                         req.get_header_value("User-Agent")});
   }
   std::vector<Seen> seen() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -264,6 +267,17 @@ TEST_F(HttpPayloadTest, UserHeaderOverridesContentType) {
   Make(Url("/text"), {{"headers", "Content-Type: application/x-custom\n"}});
   EXPECT_TRUE(Request("x").ok);
   EXPECT_EQ(seen()[0].content_type, "application/x-custom");
+}
+
+TEST_F(HttpPayloadTest, SendsFanmapsUserAgentUnlessTheUserSetsOne) {
+  Make(Url("/text"));
+  Request("a");
+  Make(Url("/text"), {{"headers", "User-Agent: mine/1"}});
+  Request("b");
+  std::vector<Seen> got = seen();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].user_agent, std::string("fanmap/") + kFanmapVersion);
+  EXPECT_EQ(got[1].user_agent, "mine/1");
 }
 
 TEST_F(HttpPayloadTest, NotFoundIsNotRetryable) {

@@ -264,6 +264,8 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   options.url = job.argv[0];
   Status status = CheckUrl(options.url, &options.https);
   if (!status.ok()) return status;
+  status = ParseTransportOptions(job, options.url, &options.transport);
+  if (!status.ok()) return status;
 
   if (const std::string* method = Find(job, job_key::kMethod)) options.method = *method;
   if (!IsToken(options.method)) {
@@ -348,6 +350,11 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
   if (response.body_too_large) {
     result = ErrorResult(
         task, "response larger than " + std::to_string(kMaxHttpBodyBytes >> 20) + " MiB");
+  } else if (IsCertificateError(response.curl_code)) {
+    result = ErrorResult(
+        task, CertificateErrorText(options.transport, response.curl_code, response.curl_error));
+    // Every request to this server fails alike until the user acts.
+    result.fatal = true;
   } else if (response.curl_code != CURLE_OK) {
     std::string text = curl_easy_strerror(response.curl_code);
     if (!response.curl_error.empty() && response.curl_error != text) {

@@ -28,6 +28,7 @@
 
 #include "common/protocol.h"
 #include "common/status.h"
+#include "worker/http_transport.h"
 
 namespace fanmap {
 
@@ -46,8 +47,9 @@ struct HttpOptions {
   // Every request's headers, ready for curl: defaults first, then the user's.
   std::vector<std::string> headers;
   bool jsonl_input = false;
-  int64_t timeout_ms = 0;  // 0 = no limit
-  std::string api_key;     // empty = no Authorization header from us
+  int64_t timeout_ms = 0;      // 0 = no limit
+  std::string api_key;         // empty = no Authorization header from us
+  TransportOptions transport;  // TLS trust, HTTP version (http_transport.h)
 
   bool chat = false;
   std::string chat_model;
@@ -99,7 +101,9 @@ struct HttpResponse {
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
 //                  attempt cannot fix (malformed URL, certificate rejected,
-//                  body over kMaxHttpBodyBytes).
+//                  body over kMaxHttpBodyBytes). A certificate the server's
+//                  TLS handshake fails is also `fatal`, with a text naming
+//                  the host and the problem (http_transport.h).
 // Every result with a status carries extra["status"]. The API key is
 // redacted from the value and every text.
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response);

@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "worker/http_request.h"
+#include "worker/http_transport.h"
 
 namespace fanmap {
 namespace {
@@ -72,6 +73,7 @@ class HttpPayload : public Payload {
   ResultSink* const sink_;
   CURLM* multi_ = nullptr;
   curl_slist* headers_ = nullptr;
+  HttpTransport transport_;                           // TLS, HTTP/2 and the connection cap
   std::vector<std::unique_ptr<Transfer>> transfers_;  // owns every easy handle
   std::vector<Transfer*> idle_;
   size_t running_ = 0;
@@ -87,9 +89,12 @@ Status HttpPayload::Init() {
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &HttpPayload::OnTimer);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-  // CURLMOPT_MAX_HOST_CONNECTIONS stays unlimited: the worker loop already
-  // keeps at most `slots` requests in flight, and a lower cap would queue
-  // requests inside curl, where the wait counts towards CURLOPT_TIMEOUT_MS.
+  // Over HTTP/1.1 connections stay unlimited: the worker loop already keeps
+  // at most `slots` requests in flight, and a lower cap would queue requests
+  // inside curl, where the wait counts towards CURLOPT_TIMEOUT_MS. Over
+  // HTTP/2 a few connections carry them all (http_transport.h).
+  Status transport = transport_.Init(multi_, options_.transport, options_.https);
+  if (!transport.ok()) return transport;
   for (const std::string& header : options_.headers) {
     curl_slist* grown = curl_slist_append(headers_, header.c_str());
     if (grown == nullptr) return Status::Error("out of memory building request headers");
@@ -145,12 +150,7 @@ Status HttpPayload::Configure(Transfer* t) {
     set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_ms)));
   }
   set(curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L));
-  // Over TLS, a burst waits for the first handshake and multiplexes over
-  // that connection when it speaks HTTP/2, instead of opening one connection
-  // per request. Cleartext is HTTP/1.1, where waiting would serialise every
-  // request behind the first response.
-  if (options_.https) set(curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L));
-  set(curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS)));
+  set(transport_.ConfigureEasy(e));
   if (options_.method == "GET") {
     set(curl_easy_setopt(e, CURLOPT_HTTPGET, 1L));
   } else if (options_.method == "HEAD") {
@@ -275,6 +275,7 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   }
   response.body = std::move(t->response);
   response.body_too_large = t->too_large;
+  transport_.OnDone(t->easy);
   Task task = t->task;
   Release(t);
   sink_->push_back(ClassifyResponse(options_, task, std::move(response)));
@@ -316,6 +317,7 @@ void HttpPayload::Shutdown() {
   multi_ = nullptr;
   curl_slist_free_all(headers_);
   headers_ = nullptr;
+  transport_.Reset();  // after every easy handle that used its share
   sockets_.clear();
   timer_us_ = -1;
 }

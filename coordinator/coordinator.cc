@@ -24,6 +24,7 @@
 #include "common/job_keys.h"
 #include "common/json_text.h"
 #include "common/printable.h"
+#include "common/record_fields.h"
 #include "coordinator/credit.h"
 #include "coordinator/halt_policy.h"
 #include "coordinator/input_reader.h"
@@ -714,8 +715,11 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // not one JSON value on one line, must not get there.
 void Coordinator::Sanitize(Result* result) {
   if (!result->extra.empty()) {
+    SanitizeJsonFields(&result->extra);
     for (const char* key : {"index", "ok", "result", "error", "fp"}) {
       auto it = result->extra.find(key);
+      if (it != result->extra.end()) result->extra.erase(it);
+      it = result->extra.find(JsonFieldKey(key));
       if (it != result->extra.end()) result->extra.erase(it);
     }
   }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/json_text.h"
+#include "common/record_fields.h"
 #include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
@@ -96,9 +97,13 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
     // A worker's own "fp" would shadow the fingerprint --resume checks.
     if (fingerprint.has_value() && key == "fp") continue;
     out->push_back(',');
-    AppendJsonString(key, out);
+    bool is_json = false;
+    AppendJsonString(RecordFieldName(key, &is_json), out);
     out->push_back(':');
-    if (const int64_t* number = std::get_if<int64_t>(&value)) {
+    if (is_json) {
+      // Checked by the coordinator (SanitizeJsonFields) before it gets here.
+      out->append(std::get<std::string>(value));
+    } else if (const int64_t* number = std::get_if<int64_t>(&value)) {
       if (*number < 0) {
         out->push_back('-');
         AppendUint(static_cast<uint64_t>(-(*number + 1)) + 1, out);

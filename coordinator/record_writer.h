@@ -5,7 +5,9 @@
 //        {"index":N,"ok":false,"error":"..."}, then, when the caller gives the
 //        item's fingerprint (records written to a file, for --resume),
 //        "fp":"<16 lowercase hex>" (coordinator/item_fingerprint.h), then the
-//        result's extra fields (exit_code, stderr, ...) in key order. The
+//        result's extra fields (exit_code, stderr, ...) in key order (a
+//        key ending in ":json" is written without it, its value as JSON:
+//        common/record_fields.h). The
 //        caller keeps extra fields named "index", "ok", "result" or "error"
 //        out of `result`; an extra "fp" is dropped when "fp" is written.
 // raw:   the result text and "\n"; a failed item writes an empty line, so

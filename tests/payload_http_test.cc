@@ -407,6 +407,21 @@ TEST_F(HttpPayloadTest, ChatModeEndToEnd) {
   EXPECT_EQ(request["messages"][0]["role"], "system");
 }
 
+TEST_F(HttpPayloadTest, ChatItemFieldsReachTheRecordButNotTheServer) {
+  Make(Url("/v1/chat/completions"), {{"chat_model", "m"}, {"input_format", "jsonl"}});
+  Start(0,
+        R"({"custom_id":"a-1","metadata":{"k":"v"},"messages":[{"role":"user","content":"x"}]})");
+  RunUntil(1);
+  ASSERT_TRUE(sink_[0].ok) << sink_[0].value;
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["custom_id"]), "a-1");
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["metadata:json"]), R"({"k":"v"})");
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["id"]), "chatcmpl-1");
+  EXPECT_GE(ExtraInt(sink_[0], "latency_ms"), 0);
+  ASSERT_EQ(seen().size(), 1u);
+  EXPECT_EQ(seen()[0].body.find("custom_id"), std::string::npos) << seen()[0].body;
+  EXPECT_EQ(seen()[0].body.find("metadata"), std::string::npos) << seen()[0].body;
+}
+
 TEST_F(HttpPayloadTest, ChatRejectsAnUnusableJsonlItemWithoutSendingIt) {
   Make(Url("/v1/chat/completions"), {{"chat_model", "m"}, {"input_format", "jsonl"}});
   Start(0, "[1, 2]");

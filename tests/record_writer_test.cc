@@ -134,6 +134,15 @@ TEST_F(RecordWriterTest, EmbedsJsonValueVerbatim) {
   EXPECT_EQ(Jsonl(2, result), "{\"index\":2,\"ok\":true,\"result\":{\"n\":[1,2]}}\n");
 }
 
+TEST_F(RecordWriterTest, EmbedsJsonFieldsUnderTheirNameWithoutTheSuffix) {
+  Result result = Ok("x");
+  result.extra["metadata:json"] = std::string(R"({"k":["v"]})");
+  result.extra["custom_id"] = std::string("c-1");
+  EXPECT_EQ(Jsonl(3, result),
+            "{\"index\":3,\"ok\":true,\"result\":\"x\",\"custom_id\":\"c-1\","
+            "\"metadata\":{\"k\":[\"v\"]}}\n");
+}
+
 TEST_F(RecordWriterTest, QuotesJsonLookingTextThatIsNotMarkedJson) {
   EXPECT_EQ(Jsonl(2, Ok("{\"n\":1}")), "{\"index\":2,\"ok\":true,\"result\":\"{\\\"n\\\":1}\"}\n");
 }

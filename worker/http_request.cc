@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/job_keys.h"
+#include "worker/chat_record.h"
 #include "worker/task_result.h"
 
 namespace fanmap {
@@ -224,7 +225,8 @@ std::string ChatBody(const HttpOptions& options, const std::string& text) {
   return request.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
 }
 
-Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body) {
+Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body,
+                        Result::Extra* fields) {
   OrderedJson request = OrderedJson::parse(item, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) return Status::Error("jsonl item is not valid JSON");
   if (request.is_string()) {
@@ -235,6 +237,7 @@ Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std
     return Status::Error(
         "a --chat jsonl item must be a JSON string or an object with a \"messages\" array");
   }
+  TakeItemFields(&request, fields);
   if (!request.contains("model")) request["model"] = options.chat_model;
   OrderedJson& messages = request["messages"];
   if (!options.system.empty()) {
@@ -332,6 +335,11 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
 }
 
 Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body) {
+  return BuildRequestBody(options, std::move(item), body, nullptr);
+}
+
+Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body,
+                        Result::Extra* record_fields) {
   if (!options.chat) {
     *body = std::move(item);
     return Status::Ok();
@@ -340,7 +348,7 @@ Status BuildRequestBody(const HttpOptions& options, std::string item, std::strin
     *body = ChatBody(options, item);
     return Status::Ok();
   }
-  return ChatBodyFromJson(options, item, body);
+  return ChatBodyFromJson(options, item, body, record_fields);
 }
 
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response) {
@@ -364,12 +372,14 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
                                                      : ErrorResult(task, std::move(text));
   } else if (response.status >= 200 && response.status <= 299) {
     if (options.chat) {
-      std::string content;
-      Status parsed = ParseChatResponse(response.body, &content, &result.extra);
+      std::string value;
+      bool value_is_json = false;
+      Result::Extra fields;
+      Status parsed = ReadChatReply(response.body, &value, &value_is_json, &fields);
       if (parsed.ok()) {
-        Result::Extra usage = std::move(result.extra);
-        result = OkResult(task, std::move(content));
-        result.extra = std::move(usage);
+        result = OkResult(task, std::move(value));
+        result.value_is_json = value_is_json;
+        result.extra = std::move(fields);
       } else {
         result = ErrorResult(
             task, parsed.message() + " in " + StatusText(response.status, response.body));
@@ -395,32 +405,9 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
     result = ErrorResult(task, "no HTTP status in the response");
   }
   if (response.status > 0) result.extra["status"] = static_cast<int64_t>(response.status);
+  if (response.status > 0 && response.latency_ms >= 0)
+    result.extra["latency_ms"] = response.latency_ms;
   return result;
-}
-
-Status ParseChatResponse(const std::string& body, std::string* content, Result::Extra* extra) {
-  nlohmann::json response = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (response.is_discarded()) return Status::Error("response is not JSON");
-  if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
-      response["choices"].empty() || !response["choices"][0].is_object()) {
-    return Status::Error("no choices[0]");
-  }
-  const nlohmann::json& choice = response["choices"][0];
-  if (!choice.contains("message") || !choice["message"].is_object() ||
-      !choice["message"].contains("content") || !choice["message"]["content"].is_string()) {
-    return Status::Error("no choices[0].message.content string");
-  }
-  *content = choice["message"]["content"].get<std::string>();
-  auto usage = response.find("usage");
-  if (usage != response.end() && usage->is_object()) {
-    for (const char* name : {"prompt_tokens", "completion_tokens", "total_tokens"}) {
-      auto field = usage->find(name);
-      if (field != usage->end() && field->is_number_integer()) {
-        (*extra)[name] = field->get<int64_t>();
-      }
-    }
-  }
-  return Status::Ok();
 }
 
 void Redact(const std::string& secret, std::string* text) {

@@ -54,6 +54,7 @@ class HttpPayload : public Payload {
     bool active = false;  // added to the multi handle
     Task task;            // index and attempt; the item moves into `request`
     std::string request;
+    Result::Extra record_fields;  // taken from the item (custom_id, metadata)
     std::string response;
     bool too_large = false;
     char error[CURL_ERROR_SIZE] = {};
@@ -189,7 +190,8 @@ void HttpPayload::Start(Task task) {
     sink_->push_back(RetryableError(task, "cannot create a curl handle"));
     return;
   }
-  Status built = BuildRequestBody(options_, std::move(task.item), &t->request);
+  t->record_fields.clear();
+  Status built = BuildRequestBody(options_, std::move(task.item), &t->request, &t->record_fields);
   task.item = std::string();
   if (!built.ok()) {
     idle_.push_back(t);
@@ -275,10 +277,17 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   }
   response.body = std::move(t->response);
   response.body_too_large = t->too_large;
+  curl_off_t total_us = 0;
+  if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK) {
+    response.latency_ms = static_cast<int64_t>(total_us / 1000);
+  }
   transport_.OnDone(t->easy);
   Task task = t->task;
+  Result::Extra fields = std::move(t->record_fields);
   Release(t);
-  sink_->push_back(ClassifyResponse(options_, task, std::move(response)));
+  Result result = ClassifyResponse(options_, task, std::move(response));
+  result.extra.merge(fields);
+  sink_->push_back(std::move(result));
 }
 
 void HttpPayload::Release(Transfer* t) {

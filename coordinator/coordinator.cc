@@ -238,7 +238,7 @@ Coordinator::~Coordinator() {
 
 Status Coordinator::OpenOutput() {
   if (!config_.output_path.empty() && config_.output_path != "-" &&
-      config_.output_format == OutputFormat::kJsonl) {
+      config_.output_format != OutputFormat::kRaw) {
     fingerprinter_ = std::make_unique<ItemFingerprinter>(config_.job);
   }
   if (!config_.resume) {
@@ -504,7 +504,7 @@ void Coordinator::AddItem(std::string line) {
     return;
   }
   std::string error;
-  bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
+  bool bad = config_.input_format != InputFormat::kLines && !IsJsonValue(line, &error);
   uint64_t index = scheduler_.AddItem(bad ? std::string() : std::move(line));
   window_.Find(index)->fingerprint = fingerprint;
   if (!bad) {

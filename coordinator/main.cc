@@ -233,7 +233,15 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
     if (!transport.ok()) return transport;
   }
   job.options[fanmap::job_key::kInputFormat] =
-      config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
+      config->input_format == fanmap::InputFormat::kJsonl         ? "jsonl"
+      : config->input_format == fanmap::InputFormat::kOpenAiBatch ? "openai-batch"
+                                                                  : "lines";
+  if (config->input_format == fanmap::InputFormat::kOpenAiBatch &&
+      (f.http.empty() || !f.chat.empty() || !f.method.empty())) {
+    return fanmap::Status::Error(
+        "--input-format openai-batch needs --http BASE_URL, and no --chat or --method: each "
+        "line is a whole request");
+  }
   if (config->task_timeout_ms > 0) {
     job.options[fanmap::job_key::kTimeoutMs] = std::to_string(config->task_timeout_ms);
   }
@@ -281,8 +289,11 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", config.output_path, "records (default: stdout)")->group(kIo);
   std::string input_format = "lines", output_format = "jsonl", progress = "auto";
   app.add_option("--input-format", input_format,
-                 "lines: each line is an item; jsonl: each line must be a JSON value")
-      ->check(CLI::IsMember({"lines", "jsonl"}))
+                 "lines: each line is an item; jsonl: each line must be a JSON value; "
+                 "openai-batch: each line an OpenAI Batch API request {custom_id, method, url, "
+                 "body}, sent to --http BASE_URL + url, and the output in the Batch API's "
+                 "output format")
+      ->check(CLI::IsMember({"lines", "jsonl", "openai-batch"}))
       ->capture_default_str()
       ->group(kIo);
   app.add_option("--output-format", output_format,
@@ -448,10 +459,16 @@ int main(int argc, char** argv) {
     return usage_error(UnknownOption(app, payload.command.front()));
   }
   payload.api_key_env_given = api_key_env->count() > 0;
-  config.input_format =
-      input_format == "jsonl" ? fanmap::InputFormat::kJsonl : fanmap::InputFormat::kLines;
+  config.input_format = input_format == "jsonl"          ? fanmap::InputFormat::kJsonl
+                        : input_format == "openai-batch" ? fanmap::InputFormat::kOpenAiBatch
+                                                         : fanmap::InputFormat::kLines;
   config.output_format =
       output_format == "raw" ? fanmap::OutputFormat::kRaw : fanmap::OutputFormat::kJsonl;
+  // Batch API lines in, Batch API lines out (raw still writes one reply a line).
+  if (config.input_format == fanmap::InputFormat::kOpenAiBatch &&
+      config.output_format == fanmap::OutputFormat::kJsonl) {
+    config.output_format = fanmap::OutputFormat::kOpenAiBatch;
+  }
   config.progress = progress == "always"  ? fanmap::ProgressMode::kAlways
                     : progress == "never" ? fanmap::ProgressMode::kNever
                                           : fanmap::ProgressMode::kAuto;

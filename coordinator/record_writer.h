@@ -12,6 +12,15 @@
 //        out of `result`; an extra "fp" is dropped when "fp" is written.
 // raw:   the result text and "\n"; a failed item writes an empty line, so
 //        that line N of the output still belongs to item N.
+// openai-batch: a line of the OpenAI Batch API's output file, led by the
+//        fields --resume reads:
+//        {"index":N,"ok":B,"fp":"...","id":"batch_req_N","custom_id":C,
+//         "response":{"status_code":S,"request_id":R,"body":...},"error":null}
+//        custom_id is the extra "custom_id" (null if none); response is the
+//        value of an ok result that is JSON, else the extra "response:json"
+//        (null if none); error is null for an ok result, else
+//        {"code":"http_<status>" (or "request_failed" without a status),
+//         "message":<the error text>}. Other extra fields are left out.
 #ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
 #define FANMAP_COORDINATOR_RECORD_WRITER_H_
 
@@ -25,7 +34,7 @@
 
 namespace fanmap {
 
-enum class OutputFormat { kJsonl, kRaw };
+enum class OutputFormat { kJsonl, kRaw, kOpenAiBatch };
 
 class RecordWriter {
  public:

@@ -276,10 +276,11 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   }
 
   if (const std::string* format = Find(job, job_key::kInputFormat)) {
-    if (*format != "lines" && *format != "jsonl") {
-      return Status::Error("input_format '" + *format + "' is neither lines nor jsonl");
+    if (*format != "lines" && *format != "jsonl" && *format != "openai-batch") {
+      return Status::Error("input_format '" + *format + "' is not lines, jsonl or openai-batch");
     }
-    options.jsonl_input = *format == "jsonl";
+    options.batch = *format == "openai-batch";
+    options.jsonl_input = *format != "lines";
   }
   if (const std::string* timeout = Find(job, job_key::kTimeoutMs)) {
     if (!ParseInt(*timeout, &options.timeout_ms) || options.timeout_ms < 0) {
@@ -311,6 +312,10 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
       }
       options.temperature = t;
     }
+  }
+
+  if (options.batch && (options.chat || options.method != "POST")) {
+    return Status::Error("openai-batch input carries whole POST requests: no chat_model or method");
   }
 
   std::vector<std::string> user;

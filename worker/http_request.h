@@ -11,7 +11,9 @@
 //   api_key       sent as "Authorization: Bearer KEY". It is a secret: no
 //                 Status message or Result produced here contains it (it is
 //                 replaced by "[REDACTED]" wherever a server echoes it).
-//   input_format  "lines" (the item is text) or "jsonl" (the item is JSON).
+//   input_format  "lines" (the item is text), "jsonl" (the item is JSON) or
+//                 "openai-batch" (a Batch API line: worker/batch_format.h;
+//                 not with chat_model).
 //   timeout_ms    per-request limit.
 //
 // Thread-safety: everything here is a pure function of its arguments.
@@ -47,6 +49,9 @@ struct HttpOptions {
   // Every request's headers, ready for curl: defaults first, then the user's.
   std::vector<std::string> headers;
   bool jsonl_input = false;
+  // input_format "openai-batch" (worker/batch_format.h): each item is a
+  // Batch API line; `url` is the base its path is appended to.
+  bool batch = false;
   int64_t timeout_ms = 0;      // 0 = no limit
   std::string api_key;         // empty = no Authorization header from us
   TransportOptions transport;  // TLS trust, HTTP version (http_transport.h)

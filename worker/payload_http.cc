@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "worker/batch_format.h"
 #include "worker/http_request.h"
 #include "worker/http_transport.h"
 
@@ -64,6 +65,8 @@ class HttpPayload : public Payload {
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user);
   static int OnTimer(CURLM* multi, long timeout_ms, void* user);
 
+  // openai-batch: the line's body, URL and custom_id (batch_format.h).
+  Status PrepareBatchLine(Transfer* t, const std::string& line);
   Transfer* Acquire();
   Status Configure(Transfer* t);
   void Release(Transfer* t);
@@ -191,11 +194,15 @@ void HttpPayload::Start(Task task) {
     return;
   }
   t->record_fields.clear();
-  Status built = BuildRequestBody(options_, std::move(task.item), &t->request, &t->record_fields);
+  Status built = options_.batch ? PrepareBatchLine(t, task.item)
+                                : BuildRequestBody(options_, std::move(task.item), &t->request,
+                                                   &t->record_fields);
   task.item = std::string();
   if (!built.ok()) {
     idle_.push_back(t);
-    sink_->push_back(ErrorResult(task, built.message()));
+    Result error = ErrorResult(task, built.message());
+    error.extra = std::move(t->record_fields);
+    sink_->push_back(std::move(error));
     return;
   }
   t->task = std::move(task);
@@ -215,6 +222,17 @@ void HttpPayload::Start(Task task) {
   }
   t->active = true;
   ++running_;
+}
+
+Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
+  BatchRequest request;
+  Status status = ParseBatchLine(BatchBaseUrl(options_.url), line, &request);
+  if (!request.custom_id.empty()) t->record_fields["custom_id"] = request.custom_id;
+  if (!status.ok()) return status;
+  t->request = std::move(request.body);
+  CURLcode rc = curl_easy_setopt(t->easy, CURLOPT_URL, request.url.c_str());
+  if (rc != CURLE_OK) return Status::Error(std::string("curl: ") + curl_easy_strerror(rc));
+  return Status::Ok();
 }
 
 void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
@@ -282,11 +300,27 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
     response.latency_ms = static_cast<int64_t>(total_us / 1000);
   }
   transport_.OnDone(t->easy);
+  // The Batch record holds the reply itself (batch_format.h).
+  std::string batch_body, request_id;
+  long batch_status = response.body_too_large ? 0 : response.status;
+  if (options_.batch) {
+    batch_body = response.body;
+    Redact(options_.api_key, &batch_body);
+    curl_header* header = nullptr;
+    if (curl_easy_header(t->easy, "x-request-id", 0, CURLH_HEADER, -1, &header) == CURLHE_OK) {
+      request_id = header->value;
+    }
+  }
   Task task = t->task;
   Result::Extra fields = std::move(t->record_fields);
   Release(t);
   Result result = ClassifyResponse(options_, task, std::move(response));
   result.extra.merge(fields);
+  if (options_.batch) {
+    auto custom_id = result.extra.find("custom_id");
+    MakeBatchResult(custom_id == result.extra.end() ? "" : std::get<std::string>(custom_id->second),
+                    batch_status, request_id, batch_body, &result);
+  }
   sink_->push_back(std::move(result));
 }
 

@@ -1,6 +1,10 @@
 #include "worker/http_transport.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <iterator>
 
 #include "common/job_keys.h"
 
@@ -92,6 +96,34 @@ TEST(HttpTransportTest, ConnectionCapIsLiftedOnlyForHttp1Servers) {
     ASSERT_TRUE(tls.Init(multi, http1, /*https=*/true).ok());
     EXPECT_FALSE(tls.capped());
   }
+  curl_multi_cleanup(multi);
+}
+
+}  // namespace
+}  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST(HttpTransportTest, CacertGoesToAPrivateFileRemovedOnReset) {
+  CURLM* multi = curl_multi_init();
+  TransportOptions options;
+  options.ca_pem = kPem;
+  HttpTransport transport;
+  ASSERT_TRUE(transport.Init(multi, options, /*https=*/true).ok());
+  std::string path = transport.ca_file();
+  ASSERT_FALSE(path.empty());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The PEM given, then the system's bundle: --cacert adds to the system store.
+  EXPECT_GT(static_cast<size_t>(st.st_size), sizeof kPem - 1);
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind(kPem, 0), 0u);
+  transport.Reset();
+  EXPECT_NE(stat(path.c_str(), &st), 0);
+  transport.Reset();  // twice is fine
   curl_multi_cleanup(multi);
 }
 

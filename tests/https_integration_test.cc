@@ -167,6 +167,25 @@ TEST_F(HttpsIntegrationTest, Http11FlagNeverSpeaksHttp2) {
   }
 }
 
+// A CA file as large as the system's bundle, and 500 HTTP/1.1 connections (a
+// handshake each): the store is parsed once per worker, not per handshake
+// (which cost ~15 ms each and kept the worker silent past its heartbeat).
+TEST_F(HttpsIntegrationTest, ManyHandshakesWithALargeCaFileNeverSilenceAWorker) {
+  constexpr int kN = 2000;
+  std::string bundle = ReadFile("/etc/ssl/certs/ca-certificates.crt");
+  ASSERT_FALSE(bundle.empty()) << "the system CA bundle (ca-certificates) is missing";
+  testing_util::WriteFile(dir_.File("bundle.pem"), bundle + ReadFile(dir_.File("tls/ca.crt")));
+  RunResult r =
+      Chat({"-j", "1", "--slots", "500", "--http1.1", "--cacert", dir_.File("bundle.pem")}, kN);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("silent"), std::string::npos) << r.err;
+  ExpectEchoes(r, kN);
+  std::vector<std::string> log = AccessLog(kN);
+  std::set<std::string> connections;
+  for (const std::string& line : log) connections.insert(line.substr(0, line.find(' ')));
+  EXPECT_GT(connections.size(), 100u) << "HTTP/1.1: a connection per request in flight";
+}
+
 // Without the CA, every handshake fails: the run stops at once with one error
 // naming the server and the problem, and no request reaches the server.
 TEST_F(HttpsIntegrationTest, UntrustedCertificateStopsTheRunWithOneErrorNamingTheHost) {

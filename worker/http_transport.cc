@@ -1,5 +1,12 @@
 #include "worker/http_transport.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 #include "common/job_keys.h"
@@ -33,6 +40,24 @@ std::string HostOf(const std::string& url) {
   curl_free(port);
   curl_url_cleanup(parsed);
   return out;
+}
+
+// The text of libcurl's default CA bundle file ("" if it has none or it
+// cannot be read).
+std::string SystemBundle() {
+  std::string path;
+  if (CURL* probe = curl_easy_init()) {
+    char* cainfo = nullptr;
+    if (curl_easy_getinfo(probe, CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo != nullptr) {
+      path = cainfo;
+    }
+    curl_easy_cleanup(probe);
+  }
+  std::string text;
+  if (path.empty()) return text;
+  std::ifstream in(path, std::ios::binary);
+  text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return text;
 }
 
 }  // namespace
@@ -106,11 +131,7 @@ Status HttpTransport::Init(CURLM* multi, const TransportOptions& options, bool h
   if (share_ == nullptr) return Status::Error("cannot create a curl share handle");
   // One thread uses the share: no lock callbacks are needed.
   curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  if (!options_.ca_pem.empty()) {
-    ca_blob_.data = options_.ca_pem.data();
-    ca_blob_.len = options_.ca_pem.size();
-    ca_blob_.flags = CURL_BLOB_NOCOPY;  // options_ outlives every handle
-  }
+  if (!options_.ca_pem.empty()) return WriteCaFile();
   return Status::Ok();
 }
 
@@ -133,11 +154,9 @@ CURLcode HttpTransport::ConfigureEasy(CURL* e) const {
   // request. (Over HTTP/1.1 waiting would serialise requests: not set.)
   if (!options_.http1_only) set(curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L));
   set(curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, kCaCacheSeconds));
-  // The blob replaces the CA bundle file; the system's hashed CA directory
-  // (CURLOPT_CAPATH, looked up lazily) still applies: --cacert adds a CA.
-  if (ca_blob_.len > 0) {
-    set(curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca_blob_));
-  }
+  // A CA directory would make curl parse the store for every connection.
+  set(curl_easy_setopt(e, CURLOPT_CAPATH, nullptr));
+  if (!ca_file_.empty()) set(curl_easy_setopt(e, CURLOPT_CAINFO, ca_file_.c_str()));
   return rc;
 }
 
@@ -151,9 +170,38 @@ void HttpTransport::OnDone(CURL* easy) {
   }
 }
 
+Status HttpTransport::WriteCaFile() {
+  const char* dir = getenv("TMPDIR");
+  std::string path =
+      std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/fanmap-cacert-XXXXXX";
+  int fd = mkstemp(path.data());  // mode 0600
+  if (fd < 0) {
+    return Status::Error("cannot write the --cacert certificates to " + path + ": " +
+                         strerror(errno));
+  }
+  ca_file_ = path;
+  std::string pem = options_.ca_pem + "\n" + SystemBundle();
+  size_t done = 0;
+  while (done < pem.size()) {
+    ssize_t n = write(fd, pem.data() + done, pem.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd);
+      return Status::Error("cannot write the --cacert certificates to " + path + ": " +
+                           strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+  return Status::Ok();
+}
+
 void HttpTransport::Reset() {
   if (share_ != nullptr) curl_share_cleanup(share_);
   share_ = nullptr;
+  if (!ca_file_.empty()) unlink(ca_file_.c_str());
+  ca_file_.clear();
 }
 
 }  // namespace fanmap

@@ -17,9 +17,16 @@
 // (the server declined HTTP/2), the cap is lifted: HTTP/1.1 needs one
 // connection per request in flight. Cleartext http:// is always HTTP/1.1.
 // TLS sessions are shared between the pool's connections (a share handle),
-// and the system CA store is parsed once per pool (CURLOPT_CA_CACHE_TIMEOUT),
-// not per connection: a burst of handshakes never stalls the worker's loop.
-//
+// and the CA store is parsed once per pool, not per connection, so that a
+// burst of handshakes never stalls the worker's loop (with the system bundle,
+// ~15 ms of CPU per handshake otherwise: 500 HTTP/1.1 connections kept a
+// worker silent past its heartbeat). curl caches the store only when it comes
+// from a CA file alone (CURLOPT_CA_CACHE_TIMEOUT; no CURLOPT_CAPATH, which
+// Debian's libcurl sets by default, and no CURLOPT_CAINFO_BLOB), so:
+//  - by default the store is curl's CA bundle file (the system's), no CAPATH;
+//  - with --cacert, the given PEM followed by that bundle is written to a
+//    private file (mode 0600, in $TMPDIR or /tmp, removed by Reset), which is
+//    the CA file: --cacert adds to the system store.
 // Not thread-safe: one HttpTransport per payload, used from the worker loop.
 #ifndef FANMAP_WORKER_HTTP_TRANSPORT_H_
 #define FANMAP_WORKER_HTTP_TRANSPORT_H_
@@ -78,19 +85,23 @@ class HttpTransport {
   // A transfer on `easy` finished: lifts the connection cap if the server
   // answered over HTTP/1.x.
   void OnDone(CURL* easy);
-  // Frees the share handle. Call after every easy handle using it is cleaned
-  // up; safe to call twice.
+  // Frees the share handle and removes the CA file. Call after every easy
+  // handle using them is cleaned up; safe to call twice.
   void Reset();
+  // The file --cacert's PEM was written to ("" if none).
+  const std::string& ca_file() const { return ca_file_; }
 
   bool capped() const { return capped_; }
 
  private:
+  Status WriteCaFile();
+
   CURLM* multi_ = nullptr;
   CURLSH* share_ = nullptr;
   TransportOptions options_;
   bool https_ = false;
   bool capped_ = false;
-  curl_blob ca_blob_{};
+  std::string ca_file_;
 };
 
 }  // namespace fanmap

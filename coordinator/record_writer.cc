@@ -94,7 +94,8 @@ void AppendBatchRecord(uint64_t index, const Result& result, std::string* out,
   auto response = result.extra.find(JsonFieldKey("response"));
   if (result.ok && result.value_is_json) {
     out->append(result.value);
-  } else if (response != result.extra.end()) {
+  } else if (response != result.extra.end() &&
+             std::holds_alternative<std::string>(response->second)) {
     out->append(std::get<std::string>(response->second));
   } else {
     out->append("null");
@@ -154,7 +155,7 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
     bool is_json = false;
     AppendJsonString(RecordFieldName(key, &is_json), out);
     out->push_back(':');
-    if (is_json) {
+    if (is_json && std::holds_alternative<std::string>(value)) {
       // Checked by the coordinator (SanitizeJsonFields) before it gets here.
       out->append(std::get<std::string>(value));
     } else if (const int64_t* number = std::get_if<int64_t>(&value)) {

@@ -15,6 +15,8 @@ object, a url that is not a path), which are never sent.
 2. Against a mock without faults: every sendable line is also sent with
    `curl --parallel`; fanmap's status_code and body agree with curl's for
    every line (the completion's id and creation time aside).
+3. --resume of a Batch output file cut after 500 lines and a torn one keeps
+   those 500 lines as they were and completes the other 500, in order.
 """
 
 import json
@@ -163,6 +165,21 @@ def main():
                                capture_output=True, text=True, timeout=300)
             if c.returncode != 0:
                 fail(f"curl exited {c.returncode}: {c.stderr}")
+            # 3. Resume a Batch output file cut short.
+            out = os.path.join(tmp, "out.jsonl")
+            with open(out, "w") as f:
+                f.write(r.stdout)
+            r = run_fanmap(bin_dir, url, path, ["-o", out])
+            full = open(out).read().splitlines(keepends=True)
+            with open(out, "w") as f:
+                f.write("".join(full[:500]) + full[500][:40])
+            r = run_fanmap(bin_dir, url, path, ["-o", out, "--resume"])
+            if r.returncode != 1 or "resuming: 500 record(s) kept" not in r.stderr:
+                fail(f"--resume: exit {r.returncode}: {r.stderr}")
+            resumed = open(out).read().splitlines(keepends=True)
+            if resumed[:500] != full[:500]:
+                fail("--resume changed the records it kept")
+            check_shape("".join(resumed), expected, want_500=False)
         finally:
             clean.terminate()
             clean.wait()
@@ -178,7 +195,7 @@ def main():
             if comparable(response["body"]) != comparable(reply):
                 fail(f"line {i}: fanmap's body {response['body']} differs from curl's {reply}")
         print(f"ok: {N} lines in order with their custom_ids ({n500} 500s with --retries 0); "
-              f"{len(sent)} replies agree with curl's")
+              f"{len(sent)} replies agree with curl's; --resume completed a cut file")
 
 
 if __name__ == "__main__":

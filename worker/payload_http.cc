@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "worker/batch_format.h"
+#include "worker/curl_socket_set.h"
 #include "worker/http_request.h"
 #include "worker/http_transport.h"
 
@@ -81,12 +82,14 @@ class HttpPayload : public Payload {
   std::vector<std::unique_ptr<Transfer>> transfers_;  // owns every easy handle
   std::vector<Transfer*> idle_;
   size_t running_ = 0;
-  // The sockets curl wants watched, with CURL_POLL_IN/OUT.
-  std::unordered_map<curl_socket_t, int> sockets_;
+  // The sockets curl wants watched, polled as one descriptor.
+  CurlSocketSet sockets_;
   int64_t timer_us_ = -1;  // when curl wants CURL_SOCKET_TIMEOUT; -1 = never
 };
 
 Status HttpPayload::Init() {
+  Status socket_set = sockets_.Init();
+  if (!socket_set.ok()) return socket_set;
   multi_ = curl_multi_init();
   if (multi_ == nullptr) return Status::Error("cannot create a curl multi handle");
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &HttpPayload::OnSocket);
@@ -119,12 +122,7 @@ size_t HttpPayload::OnWrite(char* data, size_t size, size_t count, void* user) {
 }
 
 int HttpPayload::OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user) {
-  auto* self = static_cast<HttpPayload*>(user);
-  if (what == CURL_POLL_REMOVE) {
-    self->sockets_.erase(fd);
-  } else {
-    self->sockets_[fd] = what;
-  }
+  static_cast<HttpPayload*>(user)->sockets_.Watch(fd, what);
   return 0;
 }
 
@@ -236,13 +234,7 @@ Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
 }
 
 void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
-  for (const auto& [fd, what] : sockets_) {
-    short events = 0;
-    if (what & CURL_POLL_IN) events |= ZMQ_POLLIN;
-    if (what & CURL_POLL_OUT) events |= ZMQ_POLLOUT;
-    // A socket curl is not waiting on would still report hang-ups: skip it.
-    if (events != 0) items->push_back(zmq_pollitem_t{nullptr, fd, events, 0});
-  }
+  if (sockets_.size() > 0) items->push_back(zmq_pollitem_t{nullptr, sockets_.fd(), ZMQ_POLLIN, 0});
   if (timer_us_ >= 0) {
     // Rounded up: waking before the timer is due would spin until it is.
     int64_t wait_us = std::max<int64_t>(0, timer_us_ - NowMicros());
@@ -254,16 +246,12 @@ void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
 void HttpPayload::Advance(const zmq_pollitem_t* items, size_t count) {
   if (multi_ == nullptr) return;
   int still_running = 0;
-  // Descriptors come from the polled items, not from sockets_, which the
-  // socket callback changes under us. An event for a socket curl has dropped
-  // meanwhile is ignored by curl.
-  for (size_t i = 0; i < count; ++i) {
-    if (items[i].revents == 0) continue;
-    int mask = 0;
-    if (items[i].revents & ZMQ_POLLIN) mask |= CURL_CSELECT_IN;
-    if (items[i].revents & ZMQ_POLLOUT) mask |= CURL_CSELECT_OUT;
-    if (items[i].revents & ZMQ_POLLERR) mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(multi_, items[i].fd, mask, &still_running);
+  // The socket callback changes the set under us: an event for a socket curl
+  // has dropped meanwhile is ignored by curl.
+  if (count > 0 && items[0].revents != 0) {
+    sockets_.ForEachReady([this, &still_running](curl_socket_t fd, int mask) {
+      curl_multi_socket_action(multi_, fd, mask, &still_running);
+    });
   }
   if (timer_us_ >= 0 && NowMicros() >= timer_us_) {
     timer_us_ = -1;  // the callback sets the next one
@@ -361,7 +349,7 @@ void HttpPayload::Shutdown() {
   curl_slist_free_all(headers_);
   headers_ = nullptr;
   transport_.Reset();  // after every easy handle that used its share
-  sockets_.clear();
+  sockets_.Close();
   timer_us_ = -1;
 }
 

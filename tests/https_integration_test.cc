@@ -81,12 +81,19 @@ class HttpsIntegrationTest : public testing_util::FarmFixture {
     ASSERT_TRUE(
         std::regex_match(out, match, std::regex("listening on http://127\\.0\\.0\\.1:(\\d+)\n")))
         << out << ReadFile(dir_.File("mock.err"));
-    std::string upstream = match[1];
+    upstream_ = match[1];
+    StartNginx(/*http2=*/true);
+  }
+
+  // (Re)starts nginx in front of mock-llm; `http2`: offered by ALPN.
+  void StartNginx(bool http2) {
+    nginx_.reset();
     // The port may be taken between FreePort() and nginx's bind: try again.
     for (int attempt = 0; attempt < 5 && nginx_ == nullptr; ++attempt) {
       int port = FreePort();
-      RunResult conf = testing_util::Run(
-          {kTlsFront, "conf", dir_.File("tls"), std::to_string(port), upstream}, "");
+      RunResult conf =
+          testing_util::Run({kTlsFront, "conf", dir_.File("tls"), std::to_string(port), upstream_},
+                            "", {std::string("TLS_FRONT_HTTP2=") + (http2 ? "on" : "off")});
       ASSERT_EQ(conf.exit_code, 0) << conf.err;
       auto nginx = std::make_unique<Process>(
           std::vector<std::string>{kNginx, "-p", dir_.File("tls"), "-c",
@@ -130,6 +137,7 @@ class HttpsIntegrationTest : public testing_util::FarmFixture {
   TempDir dir_;
   std::unique_ptr<Process> mock_;
   std::unique_ptr<Process> nginx_;
+  std::string upstream_;  // mock-llm's port
   std::string url_;
   std::string host_;
 };
@@ -165,6 +173,24 @@ TEST_F(HttpsIntegrationTest, Http11FlagNeverSpeaksHttp2) {
   for (const std::string& line : log) {
     ASSERT_NE(line.find(" HTTP/1.1 200"), std::string::npos) << line;
   }
+}
+
+// A TLS server that declines HTTP/2: the cap of 16 connections that HTTP/2
+// needs is lifted at the first HTTP/1.1 answer, or 16 requests would be all
+// that is ever in flight.
+TEST_F(HttpsIntegrationTest, ServerWithoutHttp2GetsAConnectionPerRequestInFlight) {
+  StartNginx(/*http2=*/false);
+  constexpr int kN = 1000;
+  RunResult r = Chat({"-j", "1", "--slots", "200", "--cacert", dir_.File("tls/ca.crt")}, kN);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectEchoes(r, kN);
+  std::vector<std::string> log = AccessLog(kN);
+  std::set<std::string> connections;
+  for (const std::string& line : log) {
+    ASSERT_NE(line.find(" HTTP/1.1 200"), std::string::npos) << line;
+    connections.insert(line.substr(0, line.find(' ')));
+  }
+  EXPECT_GT(connections.size(), 100u);
 }
 
 // A CA file as large as the system's bundle, and 500 HTTP/1.1 connections (a

@@ -536,7 +536,7 @@ void Coordinator::Dispatch() {
     progress = false;
     for (size_t k = 0; k < workers.size() && !rate_limited; ++k) {
       Worker& worker = *workers[(round_robin_ + k) % workers.size()];
-      size_t budget = std::min(worker.credit.available(), kMaxTasksPerFrame);
+      size_t budget = std::min(worker.credit.available(input_->done()), kMaxTasksPerFrame);
       uint64_t index;
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
         if (!scheduler_.NextTask(&index)) break;

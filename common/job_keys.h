@@ -22,6 +22,10 @@ constexpr char kChatModel[] = "chat_model";
 constexpr char kSystem[] = "system";
 constexpr char kMaxTokens[] = "max_tokens";
 constexpr char kTemperature[] = "temperature";
+// --http transport (worker/http_transport.h): PEM text of extra trusted CAs
+// (--cacert), and "1.1" to refuse HTTP/2 (--http1.1).
+constexpr char kCaCertPem[] = "cacert_pem";
+constexpr char kHttpVersion[] = "http_version";
 
 // exec, GNU parallel's options (each "1" when on, absent when off):
 // items are EncodeArgTable()s (common/arg_table.h) rather than one argument.

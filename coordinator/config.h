@@ -13,7 +13,9 @@
 
 namespace fanmap {
 
-enum class InputFormat { kLines, kJsonl };
+// kOpenAiBatch: each line a Batch API request (worker/batch_format.h); the
+// output is then the Batch API's output format (record_writer.h).
+enum class InputFormat { kLines, kJsonl, kOpenAiBatch };
 enum class ProgressMode { kAuto, kAlways, kNever };
 
 struct Config {

@@ -24,6 +24,7 @@
 #include "common/job_keys.h"
 #include "common/json_text.h"
 #include "common/printable.h"
+#include "common/record_fields.h"
 #include "coordinator/credit.h"
 #include "coordinator/halt_policy.h"
 #include "coordinator/input_reader.h"
@@ -243,7 +244,8 @@ Coordinator::~Coordinator() {
 
 Status Coordinator::OpenOutput() {
   if (!config_.output_path.empty() && config_.output_path != "-" &&
-      config_.output_format == OutputFormat::kJsonl) {
+      (config_.output_format == OutputFormat::kJsonl ||
+       config_.output_format == OutputFormat::kOpenAiBatch)) {
     fingerprinter_ = std::make_unique<ItemFingerprinter>(config_.job);
   }
   if (!config_.resume) {
@@ -521,7 +523,7 @@ void Coordinator::AddItem(std::string line) {
     return;
   }
   std::string error;
-  bool bad = config_.input_format == InputFormat::kJsonl && !IsJsonValue(line, &error);
+  bool bad = config_.input_format != InputFormat::kLines && !IsJsonValue(line, &error);
   uint64_t index = scheduler_.AddItem(bad ? std::string() : std::move(line));
   window_.Find(index)->fingerprint = fingerprint;
   if (!bad) {
@@ -553,7 +555,7 @@ void Coordinator::Dispatch() {
     progress = false;
     for (size_t k = 0; k < workers.size() && !rate_limited; ++k) {
       Worker& worker = *workers[(round_robin_ + k) % workers.size()];
-      size_t budget = std::min(worker.credit.available(), kMaxTasksPerFrame);
+      size_t budget = std::min(worker.credit.available(input_->done()), kMaxTasksPerFrame);
       uint64_t index;
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
         if (!scheduler_.NextTask(&index)) break;
@@ -738,8 +740,11 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // not one JSON value on one line, must not get there.
 void Coordinator::Sanitize(Result* result) {
   if (!result->extra.empty()) {
+    SanitizeJsonFields(&result->extra);
     for (const char* key : {"index", "ok", "result", "error", "fp"}) {
       auto it = result->extra.find(key);
+      if (it != result->extra.end()) result->extra.erase(it);
+      it = result->extra.find(JsonFieldKey(key));
       if (it != result->extra.end()) result->extra.erase(it);
     }
   }

@@ -9,9 +9,10 @@ namespace fanmap {
 WorkerCredit::WorkerCredit(uint32_t slots, Trust trust)
     : slots_(std::max<uint32_t>(1, slots)), trust_(trust) {}
 
-size_t WorkerCredit::target() const {
+size_t WorkerCredit::target(bool input_done) const {
   size_t target = slots_;  // nothing measured yet: one task per slot
-  if (mean_task_us_ > 0) {
+  bool tail_of_long_tasks = input_done && mean_task_us_ >= kTailPrefetchMaxMicros;
+  if (mean_task_us_ > 0 && !tail_of_long_tasks) {
     // A worker finishes slots_/mean tasks per microsecond.
     double prefetch = std::floor(slots_ * kPrefetchHorizonMicros / std::max(mean_task_us_, 0.01));
     target += static_cast<size_t>(std::clamp<double>(prefetch, 1, kMaxPrefetch));

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 #include "common/curve_keys.h"
 #include "common/exit_status.h"
@@ -12,6 +14,7 @@
 #include "common/version.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/parallel_args.h"
+#include "worker/http_transport.h"
 #include "worker/job_check.h"
 
 namespace {
@@ -132,8 +135,29 @@ struct PayloadFlags {
   double temperature = -1;
   std::string api_key_env = "OPENAI_API_KEY";
   bool api_key_env_given = false;
+  std::string cacert;   // --cacert FILE
+  bool http11 = false;  // --http1.1
   std::vector<std::string> command;
 };
+
+// Puts the transport flags (--cacert, --http1.1) into the job; the CA file is
+// read here, so that workers on other machines need no copy of it.
+fanmap::Status AddTransportFlags(const PayloadFlags& f, fanmap::JobSpec* job) {
+  if (!f.cacert.empty()) {
+    std::ifstream in(f.cacert, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      return fanmap::Status::Error("--cacert '" + f.cacert + "' cannot be read");
+    }
+    if (!in.is_open()) return fanmap::Status::Error("--cacert '" + f.cacert + "' cannot be opened");
+    fanmap::Status checked = fanmap::CheckCaPem(pem);
+    if (!checked.ok())
+      return fanmap::Status::Error("--cacert '" + f.cacert + "': " + checked.message());
+    job->options[fanmap::job_key::kCaCertPem] = std::move(pem);
+  }
+  if (f.http11) job->options[fanmap::job_key::kHttpVersion] = "1.1";
+  return fanmap::Status::Ok();
+}
 
 // Parses "N/s", "N/min" (or a bare N, per second) into requests per second.
 bool ParseRate(const std::string& text, double* per_second) {
@@ -164,8 +188,10 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
   if (kinds > 1) {
     return fanmap::Status::Error("give exactly one of --builtin, --pipe, --http or a COMMAND");
   }
-  if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty())) {
-    return fanmap::Status::Error("--chat, --method and --header need --http URL");
+  if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty() ||
+                         !f.cacert.empty() || f.http11)) {
+    return fanmap::Status::Error(
+        "--chat, --method, --header, --cacert and --http1.1 need --http URL");
   }
   fanmap::JobSpec& job = config->job;
   job.default_slots = 1;
@@ -204,9 +230,19 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
     bool wanted = !f.chat.empty() || f.api_key_env_given;
     const char* key = std::getenv(f.api_key_env.c_str());
     if (wanted && key != nullptr && *key != '\0') job.options[fanmap::job_key::kApiKey] = key;
+    fanmap::Status transport = AddTransportFlags(f, &job);
+    if (!transport.ok()) return transport;
   }
   job.options[fanmap::job_key::kInputFormat] =
-      config->input_format == fanmap::InputFormat::kJsonl ? "jsonl" : "lines";
+      config->input_format == fanmap::InputFormat::kJsonl         ? "jsonl"
+      : config->input_format == fanmap::InputFormat::kOpenAiBatch ? "openai-batch"
+                                                                  : "lines";
+  if (config->input_format == fanmap::InputFormat::kOpenAiBatch &&
+      (f.http.empty() || !f.chat.empty() || !f.method.empty())) {
+    return fanmap::Status::Error(
+        "--input-format openai-batch needs --http BASE_URL, and no --chat or --method: each "
+        "line is a whole request");
+  }
   if (config->task_timeout_ms > 0) {
     job.options[fanmap::job_key::kTimeoutMs] = std::to_string(config->task_timeout_ms);
   }
@@ -254,8 +290,11 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", config.output_path, "records (default: stdout)")->group(kIo);
   std::string input_format = "lines", output_format = "jsonl", progress = "auto";
   app.add_option("--input-format", input_format,
-                 "lines: each line is an item; jsonl: each line must be a JSON value")
-      ->check(CLI::IsMember({"lines", "jsonl"}))
+                 "lines: each line is an item; jsonl: each line must be a JSON value; "
+                 "openai-batch: each line an OpenAI Batch API request {custom_id, method, url, "
+                 "body}, sent to --http BASE_URL + url, and the output in the Batch API's "
+                 "output format")
+      ->check(CLI::IsMember({"lines", "jsonl", "openai-batch"}))
       ->capture_default_str()
       ->group(kIo);
   CLI::Option* output_format_option =
@@ -263,9 +302,9 @@ int main(int argc, char** argv) {
                      "jsonl: one JSON record per item; raw: each result's text, one per line; "
                      "stdout: each command's stdout as it is, as `parallel -k` writes it "
                      "(stderr passed on grouped)")
-      ->check(CLI::IsMember({"jsonl", "raw", "stdout"}))
-      ->capture_default_str()
-      ->group(kIo);
+          ->check(CLI::IsMember({"jsonl", "raw", "stdout"}))
+          ->capture_default_str()
+          ->group(kIo);
   app.add_flag("--unordered", config.unordered, "write records as they finish")->group(kIo);
   app.add_flag("--resume", config.resume,
                "with -o FILE: keep the records already in FILE, run only the missing items")
@@ -348,6 +387,14 @@ int main(int argc, char** argv) {
                      "--chat, or to --http URL when this option is given")
           ->capture_default_str()
           ->group(kHttp);
+  app.add_option("--cacert", payload.cacert,
+                 "PEM file of CA certificates to trust for https:// besides the system's "
+                 "(e.g. a private CA)")
+      ->group(kHttp);
+  app.add_flag("--http1.1", payload.http11,
+               "never HTTP/2 (by default HTTP/2 is used where the https:// server offers it, "
+               "multiplexing the requests over a few connections)")
+      ->group(kHttp);
   std::string rate;
   app.add_option("--rate", rate,
                  "at most N requests per second or minute over all workers: "
@@ -438,11 +485,17 @@ int main(int argc, char** argv) {
     return usage_error(UnknownOption(app, payload.command.front()));
   }
   payload.api_key_env_given = api_key_env->count() > 0;
-  config.input_format =
-      input_format == "jsonl" ? fanmap::InputFormat::kJsonl : fanmap::InputFormat::kLines;
+  config.input_format = input_format == "jsonl"          ? fanmap::InputFormat::kJsonl
+                        : input_format == "openai-batch" ? fanmap::InputFormat::kOpenAiBatch
+                                                         : fanmap::InputFormat::kLines;
   config.output_format = output_format == "raw"      ? fanmap::OutputFormat::kRaw
                          : output_format == "stdout" ? fanmap::OutputFormat::kStdout
                                                      : fanmap::OutputFormat::kJsonl;
+  // Batch API lines in, Batch API lines out (raw still writes one reply a line).
+  if (config.input_format == fanmap::InputFormat::kOpenAiBatch &&
+      config.output_format == fanmap::OutputFormat::kJsonl) {
+    config.output_format = fanmap::OutputFormat::kOpenAiBatch;
+  }
   config.progress = progress == "always"  ? fanmap::ProgressMode::kAlways
                     : progress == "never" ? fanmap::ProgressMode::kNever
                                           : fanmap::ProgressMode::kAuto;
@@ -479,7 +532,8 @@ int main(int argc, char** argv) {
   config.task_timeout_ms = static_cast<int64_t>(timeout_s * 1000);
   if (retries->count() == 0 && !payload.http.empty()) config.retries = kHttpRetries;
   fanmap::Status job = BuildJob(payload, &config);
-  if (job.ok()) job = fanmap::ApplyParallelFlags(parallel, output_format_option->count() > 0, &config);
+  if (job.ok())
+    job = fanmap::ApplyParallelFlags(parallel, output_format_option->count() > 0, &config);
   if (!job.ok()) return usage_error(job.message());
   return fanmap::RunCoordinator(config);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/json_text.h"
+#include "common/record_fields.h"
 #include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
@@ -67,8 +68,63 @@ void RecordWriter::WriteVerbatim(const std::string& line) {
   if (buffer_.size() >= kFlushBytes) Flush();
 }
 
+namespace {
+
+void AppendBatchRecord(uint64_t index, const Result& result, std::string* out,
+                       std::optional<uint64_t> fingerprint) {
+  out->append("{\"index\":");
+  AppendUint(index, out);
+  out->append(result.ok ? ",\"ok\":true" : ",\"ok\":false");
+  if (fingerprint.has_value()) {
+    out->append(",\"fp\":\"");
+    AppendFingerprintHex(*fingerprint, out);
+    out->push_back('"');
+  }
+  out->append(",\"id\":\"batch_req_");
+  AppendUint(index, out);
+  out->append("\",\"custom_id\":");
+  auto custom_id = result.extra.find("custom_id");
+  if (custom_id != result.extra.end() && std::holds_alternative<std::string>(custom_id->second)) {
+    AppendJsonString(std::get<std::string>(custom_id->second), out);
+  } else {
+    out->append("null");
+  }
+  out->append(",\"response\":");
+  // JSON fields were checked by the coordinator (SanitizeJsonFields).
+  auto response = result.extra.find(JsonFieldKey("response"));
+  if (result.ok && result.value_is_json) {
+    out->append(result.value);
+  } else if (response != result.extra.end() &&
+             std::holds_alternative<std::string>(response->second)) {
+    out->append(std::get<std::string>(response->second));
+  } else {
+    out->append("null");
+  }
+  if (result.ok) {
+    out->append(",\"error\":null}\n");
+    return;
+  }
+  auto status = result.extra.find("status");
+  out->append(",\"error\":{\"code\":\"");
+  if (status != result.extra.end() && std::holds_alternative<int64_t>(status->second)) {
+    out->append("http_");
+    out->append(std::to_string(std::get<int64_t>(status->second)));
+  } else {
+    out->append("request_failed");
+  }
+  out->append("\",\"message\":");
+  AppendJsonString(result.value, out);
+  out->append("}}\n");
+}
+
+}  // namespace
+
 void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Result& result,
                                 std::string* out, std::optional<uint64_t> fingerprint) {
+  if (format == OutputFormat::kOpenAiBatch) {
+    AppendBatchRecord(index, result, out, fingerprint);
+    return;
+  }
   if (format == OutputFormat::kRaw) {
     if (result.ok) out->append(result.value);
     out->push_back('\n');
@@ -104,9 +160,13 @@ void RecordWriter::FormatRecord(OutputFormat format, uint64_t index, const Resul
     // A worker's own "fp" would shadow the fingerprint --resume checks.
     if (fingerprint.has_value() && key == "fp") continue;
     out->push_back(',');
-    AppendJsonString(key, out);
+    bool is_json = false;
+    AppendJsonString(RecordFieldName(key, &is_json), out);
     out->push_back(':');
-    if (const int64_t* number = std::get_if<int64_t>(&value)) {
+    if (is_json && std::holds_alternative<std::string>(value)) {
+      // Checked by the coordinator (SanitizeJsonFields) before it gets here.
+      out->append(std::get<std::string>(value));
+    } else if (const int64_t* number = std::get_if<int64_t>(&value)) {
       if (*number < 0) {
         out->push_back('-');
         AppendUint(static_cast<uint64_t>(-(*number + 1)) + 1, out);

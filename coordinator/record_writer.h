@@ -5,7 +5,9 @@
 //        {"index":N,"ok":false,"error":"..."}, then, when the caller gives the
 //        item's fingerprint (records written to a file, for --resume),
 //        "fp":"<16 lowercase hex>" (coordinator/item_fingerprint.h), then the
-//        result's extra fields (exit_code, stderr, ...) in key order. The
+//        result's extra fields (exit_code, stderr, ...) in key order (a
+//        key ending in ":json" is written without it, its value as JSON:
+//        common/record_fields.h). The
 //        caller keeps extra fields named "index", "ok", "result" or "error"
 //        out of `result`; an extra "fp" is dropped when "fp" is written.
 // raw:   the result text and "\n"; a failed item writes an empty line, so
@@ -15,6 +17,15 @@
 //        nothing), a failed command's "stdout"; its "stderr" goes to
 //        descriptor 2 at once, grouped, and a failure that is not the
 //        command's exit ("cannot run ...", a timeout) is told there too.
+// openai-batch: a line of the OpenAI Batch API's output file, led by the
+//        fields --resume reads:
+//        {"index":N,"ok":B,"fp":"...","id":"batch_req_N","custom_id":C,
+//         "response":{"status_code":S,"request_id":R,"body":...},"error":null}
+//        custom_id is the extra "custom_id" (null if none); response is the
+//        value of an ok result that is JSON, else the extra "response:json"
+//        (null if none); error is null for an ok result, else
+//        {"code":"http_<status>" (or "request_failed" without a status),
+//         "message":<the error text>}. Other extra fields are left out.
 #ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
 #define FANMAP_COORDINATOR_RECORD_WRITER_H_
 
@@ -28,7 +39,7 @@
 
 namespace fanmap {
 
-enum class OutputFormat { kJsonl, kRaw, kStdout };
+enum class OutputFormat { kJsonl, kRaw, kStdout, kOpenAiBatch };
 
 class RecordWriter {
  public:

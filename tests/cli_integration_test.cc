@@ -147,6 +147,20 @@ TEST_F(CliTest, ErrorsNameWhatFailed) {
   EXPECT_NE(r.err.find("line 2 (item 1): invalid JSON"), std::string::npos) << r.err;
 }
 
+TEST_F(CliTest, HttpOnlyFlagsAndTheBatchFormatNeedTheirPayload) {
+  RunResult r = Fanmap({"--input-format", "openai-batch", "--builtin", "echo"}, "{}\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--input-format openai-batch needs --http BASE_URL"), std::string::npos)
+      << r.err;
+  r = Fanmap({"--input-format", "openai-batch", "--http", "http://127.0.0.1:9", "--chat", "m"},
+             "{}\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no --chat or --method"), std::string::npos) << r.err;
+  r = Fanmap({"--cacert", "ca.pem", "--builtin", "echo"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--cacert and --http1.1 need --http URL"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, ListeningOnLocalhostAndIpv6LoopbackWorks) {
   for (const char* endpoint : {"tcp://localhost:*", "tcp://[::1]:*"}) {
     RunResult r = Fanmap({"-j", "1", "--listen", endpoint, "--builtin", "echo"}, "a\n");

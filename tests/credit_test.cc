@@ -32,6 +32,18 @@ TEST_F(WorkerCreditTest, LongTasksGetOneTaskOfPrefetch) {
   EXPECT_EQ(credit.target(), 5u);
 }
 
+TEST_F(WorkerCreditTest, OnceTheInputIsDoneLongTasksGetNoPrefetchShortOnesKeepIt) {
+  WorkerCredit slow(500);
+  Finish(&slow, 100000, 500);  // 100 ms requests
+  EXPECT_EQ(slow.target(), 550u);
+  EXPECT_EQ(slow.target(/*input_done=*/true), 500u);
+  EXPECT_EQ(slow.available(/*input_done=*/true), 500u);
+  WorkerCredit fast(2);
+  Finish(&fast, 1000, 100);  // 1 ms tasks: the round trip matters
+  EXPECT_EQ(fast.target(/*input_done=*/true), fast.target());
+  EXPECT_GT(fast.target(/*input_done=*/true), 2u);
+}
+
 TEST_F(WorkerCreditTest, VeryShortTasksGetPrefetchCappedAtMax) {
   WorkerCredit credit(2);
   Finish(&credit, 1, 100);

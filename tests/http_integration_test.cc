@@ -227,3 +227,35 @@ TEST_F(HttpIntegrationTest, PlainHttpSendsTheApiKeyOnlyWhenAskedTo) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST_F(HttpIntegrationTest, ChatRecordsCarryTheReplysFieldsAndTheItemsIds) {
+  ASSERT_TRUE(StartMock({"--latency-ms", "20"}));
+  std::vector<std::string> items;
+  for (int i = 0; i < 50; ++i) {
+    items.push_back(
+        R"({"custom_id":"req-)" + std::to_string(i) + R"(","metadata":{"n":)" + std::to_string(i) +
+        R"(},"messages":[{"role":"user","content":"custom_id metadata"}],"max_tokens":2})");
+  }
+  RunResult r = Chat({"-j", "1", "--input-format", "jsonl"}, items);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<Json> records = testing_util::ParseRecords(r.out, items.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Json& rec = records[i];
+    EXPECT_EQ(rec["custom_id"], "req-" + std::to_string(i)) << rec.dump();
+    EXPECT_EQ(rec["metadata"], Json({{"n", i}})) << rec.dump();
+    // mock-llm cuts the answer to max_tokens * 4 characters: "echo: cu".
+    EXPECT_EQ(rec["result"], "echo: cu") << rec.dump();
+    EXPECT_EQ(rec["finish_reason"], "length") << rec.dump();
+    EXPECT_EQ(rec["model"], "mock-model") << rec.dump();
+    EXPECT_TRUE(rec["id"].is_string() && rec["id"].get<std::string>().rfind("chatcmpl-", 0) == 0)
+        << rec.dump();
+    EXPECT_GE(rec["latency_ms"].get<int64_t>(), 20) << rec.dump();
+  }
+  // (That the request itself holds neither is checked by HttpPayloadTest.)
+}
+
+}  // namespace
+}  // namespace fanmap

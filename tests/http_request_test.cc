@@ -354,6 +354,7 @@ TEST_F(HttpRequestTest, ChatResponseWithoutUsageHasNoTokenFields) {
 TEST_F(HttpRequestTest, ChatResponseWithoutContentIsAFinalErrorWithExcerpt) {
   Chat();
   for (const char* body : {R"({"choices":[]})", R"({"choices":[{"message":{"content":null}}]})",
+                           R"({"choices":[{"message":{"content":null,"tool_calls":null}}]})",
                            "not json", R"({"error":"x"})"}) {
     Result r = Classify(200, body);
     EXPECT_FALSE(r.ok) << body;
@@ -368,6 +369,90 @@ TEST_F(HttpRequestTest, ChatErrorsUseTheGenericShape) {
   EXPECT_TRUE(r.retryable);
   EXPECT_EQ(r.retry_after_ms, 3000u);
   EXPECT_EQ(r.value, R"(HTTP 429: {"error":{"message":"slow down"}})");
+}
+
+}  // namespace
+}  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST_F(HttpRequestTest, CertificateFailureIsFatalAndNamesTheHost) {
+  job_.argv = {"https://api.example.test:8443/v1/chat/completions"};
+  HttpResponse response;
+  response.curl_code = CURLE_PEER_FAILED_VERIFICATION;
+  response.curl_error = "SSL certificate problem: unable to get local issuer certificate";
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_TRUE(r.fatal);
+  EXPECT_EQ(r.value,
+            "TLS: the certificate of api.example.test:8443 is not trusted: SSL certificate "
+            "problem: unable to get local issuer certificate (a private CA? give its "
+            "certificate with --cacert FILE)");
+  // A handshake cut short is worth another attempt, and says nothing of the job.
+  response.curl_code = CURLE_SSL_CONNECT_ERROR;
+  r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_FALSE(r.fatal);
+}
+
+TEST_F(HttpRequestTest, ChatRecordSaysFinishReasonModelIdAndLatency) {
+  Chat();
+  HttpResponse response;
+  response.status = 200;
+  response.latency_ms = 123;
+  response.body = R"({"id":"chatcmpl-9","model":"m1-2024","choices":[{"index":0,
+      "message":{"role":"assistant","content":"echo: a"},"finish_reason":"length"}]})";
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  ASSERT_TRUE(r.ok) << r.value;
+  EXPECT_EQ(r.value, "echo: a");
+  EXPECT_EQ(std::get<std::string>(r.extra["finish_reason"]), "length");
+  EXPECT_EQ(std::get<std::string>(r.extra["model"]), "m1-2024");
+  EXPECT_EQ(std::get<std::string>(r.extra["id"]), "chatcmpl-9");
+  EXPECT_EQ(ExtraInt(r, "latency_ms"), 123);
+}
+
+// Tool calls and refusals come with content null: the record keeps the whole
+// message, so nothing the model said is lost.
+TEST_F(HttpRequestTest, ChatReplyWithoutTextIsTheMessageObject) {
+  Chat();
+  Result r = Classify(200, R"({"choices":[{"message":{"role":"assistant","content":null,
+      "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+      "finish_reason":"tool_calls"}]})");
+  ASSERT_TRUE(r.ok) << r.value;
+  EXPECT_TRUE(r.value_is_json);
+  nlohmann::json message = nlohmann::json::parse(r.value);
+  EXPECT_EQ(message["tool_calls"][0]["function"]["name"], "f");
+  EXPECT_TRUE(message["content"].is_null());
+  EXPECT_EQ(r.value.find('\n'), std::string::npos);
+  EXPECT_EQ(std::get<std::string>(r.extra["finish_reason"]), "tool_calls");
+
+  r = Classify(200, R"({"choices":[{"message":{"role":"assistant","refusal":"I can't."}}]})");
+  ASSERT_TRUE(r.ok) << r.value;
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(nlohmann::json::parse(r.value)["refusal"], "I can't.");
+}
+
+TEST_F(HttpRequestTest, CustomIdAndMetadataStayOutOfTheRequestAndGoToTheRecord) {
+  Chat("jsonl");
+  std::string body;
+  Result::Extra fields;
+  Status status = BuildRequestBody(
+      Parse(),
+      R"({"custom_id":"req-7","metadata":{"user":"u1","n":[1,2]},"messages":[{"role":"user","content":"hi"}]})",
+      &body, &fields);
+  ASSERT_TRUE(status.ok()) << status.message();
+  nlohmann::json request = nlohmann::json::parse(body);
+  EXPECT_FALSE(request.contains("custom_id"));
+  EXPECT_FALSE(request.contains("metadata"));
+  EXPECT_EQ(request["messages"][0]["content"], "hi");
+  EXPECT_EQ(std::get<std::string>(fields["custom_id"]), "req-7");
+  EXPECT_EQ(std::get<std::string>(fields["metadata:json"]), R"({"user":"u1","n":[1,2]})");
+  // A custom_id that is not a string is kept as the JSON it is.
+  fields.clear();
+  ASSERT_TRUE(BuildRequestBody(Parse(), R"({"custom_id":12,"messages":[]})", &body, &fields).ok());
+  EXPECT_EQ(std::get<std::string>(fields["custom_id:json"]), "12");
 }
 
 }  // namespace

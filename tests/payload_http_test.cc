@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/version.h"
 
 namespace fanmap {
 namespace {
@@ -64,6 +65,7 @@ class HttpPayloadTest : public ::testing::Test {
     std::string content_type;
     std::string authorization;
     std::string body;
+    std::string user_agent;
   };
 
   void SetUp() override {
@@ -207,7 +209,8 @@ class HttpPayloadTest : public ::testing::Test {
   void Record(const httplib::Request& req) {
     std::lock_guard<std::mutex> lock(mu_);
     seen_.push_back(Seen{req.get_header_value("Content-Type"),
-                         req.get_header_value("Authorization"), req.body});
+                         req.get_header_value("Authorization"), req.body,
+                         req.get_header_value("User-Agent")});
   }
   std::vector<Seen> seen() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -264,6 +267,17 @@ TEST_F(HttpPayloadTest, UserHeaderOverridesContentType) {
   Make(Url("/text"), {{"headers", "Content-Type: application/x-custom\n"}});
   EXPECT_TRUE(Request("x").ok);
   EXPECT_EQ(seen()[0].content_type, "application/x-custom");
+}
+
+TEST_F(HttpPayloadTest, SendsFanmapsUserAgentUnlessTheUserSetsOne) {
+  Make(Url("/text"));
+  Request("a");
+  Make(Url("/text"), {{"headers", "User-Agent: mine/1"}});
+  Request("b");
+  std::vector<Seen> got = seen();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].user_agent, std::string("fanmap/") + kFanmapVersion);
+  EXPECT_EQ(got[1].user_agent, "mine/1");
 }
 
 TEST_F(HttpPayloadTest, NotFoundIsNotRetryable) {
@@ -391,6 +405,21 @@ TEST_F(HttpPayloadTest, ChatModeEndToEnd) {
   EXPECT_EQ(request["max_tokens"], 16);
   ASSERT_EQ(request["messages"].size(), 2u);
   EXPECT_EQ(request["messages"][0]["role"], "system");
+}
+
+TEST_F(HttpPayloadTest, ChatItemFieldsReachTheRecordButNotTheServer) {
+  Make(Url("/v1/chat/completions"), {{"chat_model", "m"}, {"input_format", "jsonl"}});
+  Start(0,
+        R"({"custom_id":"a-1","metadata":{"k":"v"},"messages":[{"role":"user","content":"x"}]})");
+  RunUntil(1);
+  ASSERT_TRUE(sink_[0].ok) << sink_[0].value;
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["custom_id"]), "a-1");
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["metadata:json"]), R"({"k":"v"})");
+  EXPECT_EQ(std::get<std::string>(sink_[0].extra["id"]), "chatcmpl-1");
+  EXPECT_GE(ExtraInt(sink_[0], "latency_ms"), 0);
+  ASSERT_EQ(seen().size(), 1u);
+  EXPECT_EQ(seen()[0].body.find("custom_id"), std::string::npos) << seen()[0].body;
+  EXPECT_EQ(seen()[0].body.find("metadata"), std::string::npos) << seen()[0].body;
 }
 
 TEST_F(HttpPayloadTest, ChatRejectsAnUnusableJsonlItemWithoutSendingIt) {

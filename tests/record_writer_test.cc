@@ -134,6 +134,43 @@ TEST_F(RecordWriterTest, EmbedsJsonValueVerbatim) {
   EXPECT_EQ(Jsonl(2, result), "{\"index\":2,\"ok\":true,\"result\":{\"n\":[1,2]}}\n");
 }
 
+TEST_F(RecordWriterTest, EmbedsJsonFieldsUnderTheirNameWithoutTheSuffix) {
+  Result result = Ok("x");
+  result.extra["metadata:json"] = std::string(R"({"k":["v"]})");
+  result.extra["custom_id"] = std::string("c-1");
+  EXPECT_EQ(Jsonl(3, result),
+            "{\"index\":3,\"ok\":true,\"result\":\"x\",\"custom_id\":\"c-1\","
+            "\"metadata\":{\"k\":[\"v\"]}}\n");
+}
+
+TEST_F(RecordWriterTest, FormatsOpenAiBatchLinesLedByTheResumeFields) {
+  Result ok = Ok(R"({"status_code":200,"request_id":"r","body":{}})");
+  ok.value_is_json = true;
+  ok.extra["custom_id"] = std::string("a");
+  ok.extra["latency_ms"] = int64_t{5};
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kOpenAiBatch, 4, ok, &out, 0xabcu);
+  EXPECT_EQ(out,
+            R"({"index":4,"ok":true,"fp":"0000000000000abc","id":"batch_req_4","custom_id":"a",)"
+            R"("response":{"status_code":200,"request_id":"r","body":{}},"error":null})"
+            "\n");
+  Result failed = Failed("HTTP 400: no");
+  failed.extra["status"] = int64_t{400};
+  failed.extra["response:json"] =
+      std::string(R"({"status_code":400,"request_id":null,"body":"no"})");
+  out.clear();
+  RecordWriter::FormatRecord(OutputFormat::kOpenAiBatch, 5, failed, &out);
+  EXPECT_EQ(out, R"({"index":5,"ok":false,"id":"batch_req_5","custom_id":null,)"
+                 R"("response":{"status_code":400,"request_id":null,"body":"no"},)"
+                 R"("error":{"code":"http_400","message":"HTTP 400: no"}})"
+                 "\n");
+  out.clear();
+  RecordWriter::FormatRecord(OutputFormat::kOpenAiBatch, 6, Failed("timed out"), &out);
+  EXPECT_EQ(out, R"({"index":6,"ok":false,"id":"batch_req_6","custom_id":null,"response":null,)"
+                 R"("error":{"code":"request_failed","message":"timed out"}})"
+                 "\n");
+}
+
 TEST_F(RecordWriterTest, QuotesJsonLookingTextThatIsNotMarkedJson) {
   EXPECT_EQ(Jsonl(2, Ok("{\"n\":1}")), "{\"index\":2,\"ok\":true,\"result\":\"{\\\"n\\\":1}\"}\n");
 }

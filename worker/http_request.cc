@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/job_keys.h"
+#include "worker/chat_record.h"
 #include "worker/task_result.h"
 
 namespace fanmap {
@@ -224,7 +225,8 @@ std::string ChatBody(const HttpOptions& options, const std::string& text) {
   return request.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
 }
 
-Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body) {
+Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body,
+                        Result::Extra* fields) {
   OrderedJson request = OrderedJson::parse(item, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) return Status::Error("jsonl item is not valid JSON");
   if (request.is_string()) {
@@ -235,6 +237,7 @@ Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std
     return Status::Error(
         "a --chat jsonl item must be a JSON string or an object with a \"messages\" array");
   }
+  TakeItemFields(&request, fields);
   if (!request.contains("model")) request["model"] = options.chat_model;
   OrderedJson& messages = request["messages"];
   if (!options.system.empty()) {
@@ -264,6 +267,8 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   options.url = job.argv[0];
   Status status = CheckUrl(options.url, &options.https);
   if (!status.ok()) return status;
+  status = ParseTransportOptions(job, options.url, &options.transport);
+  if (!status.ok()) return status;
 
   if (const std::string* method = Find(job, job_key::kMethod)) options.method = *method;
   if (!IsToken(options.method)) {
@@ -271,10 +276,11 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
   }
 
   if (const std::string* format = Find(job, job_key::kInputFormat)) {
-    if (*format != "lines" && *format != "jsonl") {
-      return Status::Error("input_format '" + *format + "' is neither lines nor jsonl");
+    if (*format != "lines" && *format != "jsonl" && *format != "openai-batch") {
+      return Status::Error("input_format '" + *format + "' is not lines, jsonl or openai-batch");
     }
-    options.jsonl_input = *format == "jsonl";
+    options.batch = *format == "openai-batch";
+    options.jsonl_input = *format != "lines";
   }
   if (const std::string* timeout = Find(job, job_key::kTimeoutMs)) {
     if (!ParseInt(*timeout, &options.timeout_ms) || options.timeout_ms < 0) {
@@ -308,6 +314,10 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
     }
   }
 
+  if (options.batch && (options.chat || options.method != "POST")) {
+    return Status::Error("openai-batch input carries whole POST requests: no chat_model or method");
+  }
+
   std::vector<std::string> user;
   if (const std::string* headers = Find(job, job_key::kHeaders)) {
     status = ParseUserHeaders(*headers, &user);
@@ -330,6 +340,11 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out) {
 }
 
 Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body) {
+  return BuildRequestBody(options, std::move(item), body, nullptr);
+}
+
+Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body,
+                        Result::Extra* record_fields) {
   if (!options.chat) {
     *body = std::move(item);
     return Status::Ok();
@@ -338,7 +353,7 @@ Status BuildRequestBody(const HttpOptions& options, std::string item, std::strin
     *body = ChatBody(options, item);
     return Status::Ok();
   }
-  return ChatBodyFromJson(options, item, body);
+  return ChatBodyFromJson(options, item, body, record_fields);
 }
 
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response) {
@@ -348,6 +363,11 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
   if (response.body_too_large) {
     result = ErrorResult(
         task, "response larger than " + std::to_string(kMaxHttpBodyBytes >> 20) + " MiB");
+  } else if (IsCertificateError(response.curl_code)) {
+    result = ErrorResult(
+        task, CertificateErrorText(options.transport, response.curl_code, response.curl_error));
+    // Every request to this server fails alike until the user acts.
+    result.fatal = true;
   } else if (response.curl_code != CURLE_OK) {
     std::string text = curl_easy_strerror(response.curl_code);
     if (!response.curl_error.empty() && response.curl_error != text) {
@@ -357,12 +377,14 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
                                                      : ErrorResult(task, std::move(text));
   } else if (response.status >= 200 && response.status <= 299) {
     if (options.chat) {
-      std::string content;
-      Status parsed = ParseChatResponse(response.body, &content, &result.extra);
+      std::string value;
+      bool value_is_json = false;
+      Result::Extra fields;
+      Status parsed = ReadChatReply(response.body, &value, &value_is_json, &fields);
       if (parsed.ok()) {
-        Result::Extra usage = std::move(result.extra);
-        result = OkResult(task, std::move(content));
-        result.extra = std::move(usage);
+        result = OkResult(task, std::move(value));
+        result.value_is_json = value_is_json;
+        result.extra = std::move(fields);
       } else {
         result = ErrorResult(
             task, parsed.message() + " in " + StatusText(response.status, response.body));
@@ -388,32 +410,9 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
     result = ErrorResult(task, "no HTTP status in the response");
   }
   if (response.status > 0) result.extra["status"] = static_cast<int64_t>(response.status);
+  if (response.status > 0 && response.latency_ms >= 0)
+    result.extra["latency_ms"] = response.latency_ms;
   return result;
-}
-
-Status ParseChatResponse(const std::string& body, std::string* content, Result::Extra* extra) {
-  nlohmann::json response = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (response.is_discarded()) return Status::Error("response is not JSON");
-  if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
-      response["choices"].empty() || !response["choices"][0].is_object()) {
-    return Status::Error("no choices[0]");
-  }
-  const nlohmann::json& choice = response["choices"][0];
-  if (!choice.contains("message") || !choice["message"].is_object() ||
-      !choice["message"].contains("content") || !choice["message"]["content"].is_string()) {
-    return Status::Error("no choices[0].message.content string");
-  }
-  *content = choice["message"]["content"].get<std::string>();
-  auto usage = response.find("usage");
-  if (usage != response.end() && usage->is_object()) {
-    for (const char* name : {"prompt_tokens", "completion_tokens", "total_tokens"}) {
-      auto field = usage->find(name);
-      if (field != usage->end() && field->is_number_integer()) {
-        (*extra)[name] = field->get<int64_t>();
-      }
-    }
-  }
-  return Status::Ok();
 }
 
 void Redact(const std::string& secret, std::string* text) {

@@ -11,7 +11,9 @@
 //   api_key       sent as "Authorization: Bearer KEY". It is a secret: no
 //                 Status message or Result produced here contains it (it is
 //                 replaced by "[REDACTED]" wherever a server echoes it).
-//   input_format  "lines" (the item is text) or "jsonl" (the item is JSON).
+//   input_format  "lines" (the item is text), "jsonl" (the item is JSON) or
+//                 "openai-batch" (a Batch API line: worker/batch_format.h;
+//                 not with chat_model).
 //   timeout_ms    per-request limit.
 //
 // Thread-safety: everything here is a pure function of its arguments.
@@ -28,6 +30,7 @@
 
 #include "common/protocol.h"
 #include "common/status.h"
+#include "worker/http_transport.h"
 
 namespace fanmap {
 
@@ -46,8 +49,12 @@ struct HttpOptions {
   // Every request's headers, ready for curl: defaults first, then the user's.
   std::vector<std::string> headers;
   bool jsonl_input = false;
-  int64_t timeout_ms = 0;  // 0 = no limit
-  std::string api_key;     // empty = no Authorization header from us
+  // input_format "openai-batch" (worker/batch_format.h): each item is a
+  // Batch API line; `url` is the base its path is appended to.
+  bool batch = false;
+  int64_t timeout_ms = 0;      // 0 = no limit
+  std::string api_key;         // empty = no Authorization header from us
+  TransportOptions transport;  // TLS trust, HTTP version (http_transport.h)
 
   bool chat = false;
   std::string chat_model;
@@ -74,8 +81,11 @@ Status ParseHttpOptions(const JobSpec& job, HttpOptions* out);
 // becomes {"model", "messages": [{system}?, {user: item}], "max_tokens"?,
 // "temperature"?}. A jsonl object with "messages" (an array) is sent as it is,
 // with "model", a system message, "max_tokens" and "temperature" added only
-// where absent. Any other item is a non-ok Status naming the problem: sending
-// it again cannot help.
+// where absent; its "custom_id" and "metadata" are taken out of the request
+// into `*record_fields` (worker/chat_record.h; may be null). Any other item
+// is a non-ok Status naming the problem: sending it again cannot help.
+Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body,
+                        Result::Extra* record_fields);
 Status BuildRequestBody(const HttpOptions& options, std::string item, std::string* body);
 
 // What one attempt produced, as libcurl reports it.
@@ -86,27 +96,29 @@ struct HttpResponse {
   std::string body;
   int64_t retry_after_s = 0;  // CURLINFO_RETRY_AFTER; negative for a past date
   bool body_too_large = false;
+  int64_t latency_ms = -1;  // CURLINFO_TOTAL_TIME_T; -1 = unknown
 };
 
 // Turns one attempt into the task's Result:
 //   2xx            ok. Generic: value = body, embedded as JSON when it is a
 //                  JSON value (compacted onto one line), else a string. Chat:
-//                  value = choices[0].message.content plus token counts;
-//                  a body without that content is a non-retryable error.
+//                  value = choices[0].message.content (or the message as
+//                  JSON), finish_reason, model, id and token counts
+//                  (worker/chat_record.h); a body without a usable message
+//                  is a non-retryable error.
 //   408, 429, 5xx  retryable "HTTP <code>: <body excerpt>", retry_after_ms
 //                  from Retry-After.
 //   other status   non-retryable, same text.
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
 //                  attempt cannot fix (malformed URL, certificate rejected,
-//                  body over kMaxHttpBodyBytes).
-// Every result with a status carries extra["status"]. The API key is
+//                  body over kMaxHttpBodyBytes). A certificate the server's
+//                  TLS handshake fails is also `fatal`, with a text naming
+//                  the host and the problem (http_transport.h).
+// Every result with a status carries extra["status"] and "latency_ms" (the
+// attempt's time from start to the whole response, as curl measured it). The API key is
 // redacted from the value and every text.
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response);
-
-// Reads an OpenAI chat completion: `*content` = choices[0].message.content;
-// usage.{prompt,completion,total}_tokens go into `*extra` when present.
-Status ParseChatResponse(const std::string& body, std::string* content, Result::Extra* extra);
 
 // Replaces every occurrence of `secret` in `*text` (nothing if it is empty).
 void Redact(const std::string& secret, std::string* text);

@@ -9,7 +9,10 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "worker/batch_format.h"
+#include "worker/curl_socket_set.h"
 #include "worker/http_request.h"
+#include "worker/http_transport.h"
 
 namespace fanmap {
 namespace {
@@ -53,6 +56,7 @@ class HttpPayload : public Payload {
     bool active = false;  // added to the multi handle
     Task task;            // index and attempt; the item moves into `request`
     std::string request;
+    Result::Extra record_fields;  // taken from the item (custom_id, metadata)
     std::string response;
     bool too_large = false;
     char error[CURL_ERROR_SIZE] = {};
@@ -62,6 +66,8 @@ class HttpPayload : public Payload {
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user);
   static int OnTimer(CURLM* multi, long timeout_ms, void* user);
 
+  // openai-batch: the line's body, URL and custom_id (batch_format.h).
+  Status PrepareBatchLine(Transfer* t, const std::string& line);
   Transfer* Acquire();
   Status Configure(Transfer* t);
   void Release(Transfer* t);
@@ -72,24 +78,30 @@ class HttpPayload : public Payload {
   ResultSink* const sink_;
   CURLM* multi_ = nullptr;
   curl_slist* headers_ = nullptr;
+  HttpTransport transport_;                           // TLS, HTTP/2 and the connection cap
   std::vector<std::unique_ptr<Transfer>> transfers_;  // owns every easy handle
   std::vector<Transfer*> idle_;
   size_t running_ = 0;
-  // The sockets curl wants watched, with CURL_POLL_IN/OUT.
-  std::unordered_map<curl_socket_t, int> sockets_;
+  // The sockets curl wants watched, polled as one descriptor.
+  CurlSocketSet sockets_;
   int64_t timer_us_ = -1;  // when curl wants CURL_SOCKET_TIMEOUT; -1 = never
 };
 
 Status HttpPayload::Init() {
+  Status socket_set = sockets_.Init();
+  if (!socket_set.ok()) return socket_set;
   multi_ = curl_multi_init();
   if (multi_ == nullptr) return Status::Error("cannot create a curl multi handle");
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &HttpPayload::OnSocket);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &HttpPayload::OnTimer);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-  // CURLMOPT_MAX_HOST_CONNECTIONS stays unlimited: the worker loop already
-  // keeps at most `slots` requests in flight, and a lower cap would queue
-  // requests inside curl, where the wait counts towards CURLOPT_TIMEOUT_MS.
+  // Over HTTP/1.1 connections stay unlimited: the worker loop already keeps
+  // at most `slots` requests in flight, and a lower cap would queue requests
+  // inside curl, where the wait counts towards CURLOPT_TIMEOUT_MS. Over
+  // HTTP/2 a few connections carry them all (http_transport.h).
+  Status transport = transport_.Init(multi_, options_.transport, options_.https);
+  if (!transport.ok()) return transport;
   for (const std::string& header : options_.headers) {
     curl_slist* grown = curl_slist_append(headers_, header.c_str());
     if (grown == nullptr) return Status::Error("out of memory building request headers");
@@ -110,12 +122,7 @@ size_t HttpPayload::OnWrite(char* data, size_t size, size_t count, void* user) {
 }
 
 int HttpPayload::OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user) {
-  auto* self = static_cast<HttpPayload*>(user);
-  if (what == CURL_POLL_REMOVE) {
-    self->sockets_.erase(fd);
-  } else {
-    self->sockets_[fd] = what;
-  }
+  static_cast<HttpPayload*>(user)->sockets_.Watch(fd, what);
   return 0;
 }
 
@@ -145,12 +152,7 @@ Status HttpPayload::Configure(Transfer* t) {
     set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_ms)));
   }
   set(curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L));
-  // Over TLS, a burst waits for the first handshake and multiplexes over
-  // that connection when it speaks HTTP/2, instead of opening one connection
-  // per request. Cleartext is HTTP/1.1, where waiting would serialise every
-  // request behind the first response.
-  if (options_.https) set(curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L));
-  set(curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS)));
+  set(transport_.ConfigureEasy(e));
   if (options_.method == "GET") {
     set(curl_easy_setopt(e, CURLOPT_HTTPGET, 1L));
   } else if (options_.method == "HEAD") {
@@ -189,11 +191,16 @@ void HttpPayload::Start(Task task) {
     sink_->push_back(RetryableError(task, "cannot create a curl handle"));
     return;
   }
-  Status built = BuildRequestBody(options_, std::move(task.item), &t->request);
+  t->record_fields.clear();
+  Status built = options_.batch ? PrepareBatchLine(t, task.item)
+                                : BuildRequestBody(options_, std::move(task.item), &t->request,
+                                                   &t->record_fields);
   task.item = std::string();
   if (!built.ok()) {
     idle_.push_back(t);
-    sink_->push_back(ErrorResult(task, built.message()));
+    Result error = ErrorResult(task, built.message());
+    error.extra = std::move(t->record_fields);
+    sink_->push_back(std::move(error));
     return;
   }
   t->task = std::move(task);
@@ -215,14 +222,19 @@ void HttpPayload::Start(Task task) {
   ++running_;
 }
 
+Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
+  BatchRequest request;
+  Status status = ParseBatchLine(BatchBaseUrl(options_.url), line, &request);
+  if (!request.custom_id.empty()) t->record_fields["custom_id"] = request.custom_id;
+  if (!status.ok()) return status;
+  t->request = std::move(request.body);
+  CURLcode rc = curl_easy_setopt(t->easy, CURLOPT_URL, request.url.c_str());
+  if (rc != CURLE_OK) return Status::Error(std::string("curl: ") + curl_easy_strerror(rc));
+  return Status::Ok();
+}
+
 void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
-  for (const auto& [fd, what] : sockets_) {
-    short events = 0;
-    if (what & CURL_POLL_IN) events |= ZMQ_POLLIN;
-    if (what & CURL_POLL_OUT) events |= ZMQ_POLLOUT;
-    // A socket curl is not waiting on would still report hang-ups: skip it.
-    if (events != 0) items->push_back(zmq_pollitem_t{nullptr, fd, events, 0});
-  }
+  if (sockets_.size() > 0) items->push_back(zmq_pollitem_t{nullptr, sockets_.fd(), ZMQ_POLLIN, 0});
   if (timer_us_ >= 0) {
     // Rounded up: waking before the timer is due would spin until it is.
     int64_t wait_us = std::max<int64_t>(0, timer_us_ - NowMicros());
@@ -234,16 +246,12 @@ void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
 void HttpPayload::Advance(const zmq_pollitem_t* items, size_t count) {
   if (multi_ == nullptr) return;
   int still_running = 0;
-  // Descriptors come from the polled items, not from sockets_, which the
-  // socket callback changes under us. An event for a socket curl has dropped
-  // meanwhile is ignored by curl.
-  for (size_t i = 0; i < count; ++i) {
-    if (items[i].revents == 0) continue;
-    int mask = 0;
-    if (items[i].revents & ZMQ_POLLIN) mask |= CURL_CSELECT_IN;
-    if (items[i].revents & ZMQ_POLLOUT) mask |= CURL_CSELECT_OUT;
-    if (items[i].revents & ZMQ_POLLERR) mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(multi_, items[i].fd, mask, &still_running);
+  // The socket callback changes the set under us: an event for a socket curl
+  // has dropped meanwhile is ignored by curl.
+  if (count > 0 && items[0].revents != 0) {
+    sockets_.ForEachReady([this, &still_running](curl_socket_t fd, int mask) {
+      curl_multi_socket_action(multi_, fd, mask, &still_running);
+    });
   }
   if (timer_us_ >= 0 && NowMicros() >= timer_us_) {
     timer_us_ = -1;  // the callback sets the next one
@@ -275,9 +283,33 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   }
   response.body = std::move(t->response);
   response.body_too_large = t->too_large;
+  curl_off_t total_us = 0;
+  if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK) {
+    response.latency_ms = static_cast<int64_t>(total_us / 1000);
+  }
+  transport_.OnDone(t->easy);
+  // The Batch record holds the reply itself (batch_format.h).
+  std::string batch_body, request_id;
+  long batch_status = response.body_too_large ? 0 : response.status;
+  if (options_.batch) {
+    batch_body = response.body;
+    Redact(options_.api_key, &batch_body);
+    curl_header* header = nullptr;
+    if (curl_easy_header(t->easy, "x-request-id", 0, CURLH_HEADER, -1, &header) == CURLHE_OK) {
+      request_id = header->value;
+    }
+  }
   Task task = t->task;
+  Result::Extra fields = std::move(t->record_fields);
   Release(t);
-  sink_->push_back(ClassifyResponse(options_, task, std::move(response)));
+  Result result = ClassifyResponse(options_, task, std::move(response));
+  result.extra.merge(fields);
+  if (options_.batch) {
+    auto custom_id = result.extra.find("custom_id");
+    MakeBatchResult(custom_id == result.extra.end() ? "" : std::get<std::string>(custom_id->second),
+                    batch_status, request_id, batch_body, &result);
+  }
+  sink_->push_back(std::move(result));
 }
 
 void HttpPayload::Release(Transfer* t) {
@@ -316,7 +348,8 @@ void HttpPayload::Shutdown() {
   multi_ = nullptr;
   curl_slist_free_all(headers_);
   headers_ = nullptr;
-  sockets_.clear();
+  transport_.Reset();  // after every easy handle that used its share
+  sockets_.Close();
   timer_us_ = -1;
 }
 

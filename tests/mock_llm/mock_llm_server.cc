@@ -6,6 +6,7 @@
 //   GET  /v1/models            one model, "mock-model"
 //   POST /echo                 the request body, with the request's Content-Type
 //   GET  /stats                JSON counters (see Stats::ToJson); not counted itself
+// Every answer carries an x-request-id header ("req_N"), as OpenAI's do.
 //
 // One io_context, run by --threads threads; every connection is a Session whose
 // handlers run on its own strand, so a session never needs a lock. The state that
@@ -341,6 +342,7 @@ struct SharedState {
   FaultDice dice;
   RetryAfterTracker retry_after;
   std::atomic<int64_t> next_completion_id{1};
+  std::atomic<int64_t> next_request_id{1};  // x-request-id, as OpenAI sends it
 };
 
 // ---------------------------------------------------------------------------
@@ -405,6 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.version(request.version());
     response_.keep_alive(request.keep_alive());
     response_.set(http::field::server, "mock-llm");
+    response_.set("x-request-id", "req_" + std::to_string(state_.next_request_id++));
 
     if (path == "/stats" && request.method() == http::verb::get) {
       SetJson(http::status::ok, state_.stats.ToJson());

@@ -1,0 +1,104 @@
+#include "worker/batch_format.h"
+
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "common/record_fields.h"
+
+namespace fanmap {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+bool IsCleanPath(std::string_view path) {
+  for (char c : path) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '#' || c == '\\') return false;
+  }
+  return true;
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::string BatchBaseUrl(const std::string& base) {
+  std::string out = base;
+  while (!out.empty() && out.back() == '/') out.pop_back();
+  return out;
+}
+
+Status ParseBatchLine(const std::string& base_url, const std::string& line, BatchRequest* out) {
+  Json json = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Status::Error("Batch line is not valid JSON");
+  if (!json.is_object()) {
+    return Status::Error(
+        "Batch line is not an object {\"custom_id\", \"method\", \"url\", \"body\"}");
+  }
+  auto custom_id = json.find("custom_id");
+  if (custom_id == json.end()) return Status::Error("Batch line has no \"custom_id\"");
+  if (!custom_id->is_string() || custom_id->get_ref<const std::string&>().empty()) {
+    return Status::Error("Batch line's \"custom_id\" is not a non-empty string");
+  }
+  out->custom_id = custom_id->get<std::string>();
+  auto method = json.find("method");
+  if (method == json.end() || !method->is_string()) {
+    return Status::Error("Batch line has no \"method\" string");
+  }
+  if (method->get_ref<const std::string&>() != "POST") {
+    return Status::Error("Batch line's \"method\" is " + Dump(*method) +
+                         ": the Batch format takes POST only");
+  }
+  auto url = json.find("url");
+  if (url == json.end() || !url->is_string()) {
+    return Status::Error("Batch line has no \"url\" string");
+  }
+  std::string_view path = url->get_ref<const std::string&>();
+  if (path.empty() || path[0] != '/' || !IsCleanPath(path)) {
+    return Status::Error("Batch line's \"url\" " + Dump(*url) +
+                         " is not a path such as \"/v1/chat/completions\"");
+  }
+  auto body = json.find("body");
+  if (body == json.end() || !body->is_object()) {
+    return Status::Error("Batch line's \"body\" is not a JSON object");
+  }
+  // "https://host/v1" + "/v1/chat/completions": one "/v1".
+  if (EndsWith(base_url, "/v1") && (path == "/v1" || path.substr(0, 4) == "/v1/")) {
+    path.remove_prefix(3);
+  }
+  out->url = base_url + std::string(path);
+  out->body = Dump(*body);
+  return Status::Ok();
+}
+
+std::string BatchResponseJson(long status, const std::string& request_id, const std::string& body) {
+  // Ordered: the Batch API's field order, and the server's inside the body.
+  using Ordered = nlohmann::ordered_json;
+  Ordered response = Ordered::object();
+  response["status_code"] = status;
+  response["request_id"] = request_id.empty() ? Ordered(nullptr) : Ordered(request_id);
+  Ordered parsed = Ordered::parse(body, nullptr, /*allow_exceptions=*/false);
+  response["body"] = parsed.is_discarded() ? Ordered(body) : std::move(parsed);
+  return response.dump(-1, ' ', false, Ordered::error_handler_t::replace);
+}
+
+void MakeBatchResult(const std::string& custom_id, long status, const std::string& request_id,
+                     const std::string& body, Result* result) {
+  if (!custom_id.empty()) result->extra["custom_id"] = custom_id;
+  if (status <= 0) return;
+  std::string response = BatchResponseJson(status, request_id, body);
+  if (result->ok) {
+    result->value = std::move(response);
+    result->value_is_json = true;
+  } else {
+    result->extra[JsonFieldKey("response")] = std::move(response);
+  }
+}
+
+}  // namespace fanmap

@@ -1,0 +1,81 @@
+#include "worker/chat_record.h"
+
+#include "common/record_fields.h"
+
+namespace fanmap {
+namespace {
+
+std::string Dump(const nlohmann::json& json) {
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+bool Present(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && !it->is_null();
+}
+
+void CopyString(const nlohmann::json& object, const char* key, Result::Extra* extra) {
+  auto it = object.find(key);
+  if (it != object.end() && it->is_string()) (*extra)[key] = it->get<std::string>();
+}
+
+}  // namespace
+
+Status ReadChatReply(const std::string& body, std::string* value, bool* value_is_json,
+                     Result::Extra* extra) {
+  nlohmann::json response = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (response.is_discarded()) return Status::Error("response is not JSON");
+  if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
+      response["choices"].empty() || !response["choices"][0].is_object()) {
+    return Status::Error("no choices[0]");
+  }
+  const nlohmann::json& choice = response["choices"][0];
+  if (!choice.contains("message") || !choice["message"].is_object()) {
+    return Status::Error("no choices[0].message object");
+  }
+  const nlohmann::json& message = choice["message"];
+  auto content = message.find("content");
+  if (content != message.end() && content->is_string()) {
+    *value = content->get<std::string>();
+    *value_is_json = false;
+  } else if ((content == message.end() || content->is_null()) &&
+             (Present(message, "tool_calls") || Present(message, "function_call") ||
+              Present(message, "refusal"))) {
+    *value = Dump(message);
+    *value_is_json = true;
+  } else {
+    return Status::Error(
+        "choices[0].message has no content string, tool_calls, function_call or refusal");
+  }
+  CopyString(choice, "finish_reason", extra);
+  CopyString(response, "model", extra);
+  CopyString(response, "id", extra);
+  auto usage = response.find("usage");
+  if (usage != response.end() && usage->is_object()) {
+    for (const char* name : {"prompt_tokens", "completion_tokens", "total_tokens"}) {
+      auto field = usage->find(name);
+      if (field != usage->end() && field->is_number_integer()) {
+        (*extra)[name] = field->get<int64_t>();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+void TakeItemFields(nlohmann::ordered_json* request, Result::Extra* fields) {
+  for (const char* name : {"custom_id", "metadata"}) {
+    auto it = request->find(name);
+    if (it == request->end()) continue;
+    if (fields != nullptr) {
+      if (it->is_string() && std::string_view(name) == "custom_id") {
+        (*fields)[name] = it->get<std::string>();
+      } else {
+        (*fields)[JsonFieldKey(name)] =
+            it->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+      }
+    }
+    request->erase(it);
+  }
+}
+
+}  // namespace fanmap

@@ -506,8 +506,11 @@ int main(int argc, char** argv) {
     return usage_error("--resume needs -o FILE");
   }
   if (config.resume_failed) config.resume = true;
-  if (config.resume && config.output_format != fanmap::OutputFormat::kJsonl) {
-    return usage_error("--resume needs jsonl records (raw lines do not say which item they are)");
+  if (config.resume && config.output_format != fanmap::OutputFormat::kJsonl &&
+      config.output_format != fanmap::OutputFormat::kOpenAiBatch) {
+    return usage_error(
+        "--resume needs jsonl or openai-batch records (raw lines and command output do not say "
+        "which item they are)");
   }
   if (fanmap::Status parsed = fanmap::ParseHalt(halt, &config.halt); !parsed.ok()) {
     return usage_error(parsed.message());

@@ -73,6 +73,16 @@ docs=$root/usr/share/doc/fanmap/examples
 check "examples installed" test -f "$docs/README.md" -a -f "$docs/slurm/fanmap.sbatch" \
   -a -f "$docs/kubernetes/fanmap-workers.yaml"
 check "example scripts keep their mode" test -x "$docs/upper.py"
+if command -v python3 >/dev/null 2>&1; then
+  # The package's own copy of `import fanmap`, driving the package's own binaries.
+  check "import fanmap from the package runs a map" bash -c \
+    'cd / && PYTHONPATH="$1" FANMAP_BIN="$2" python3 -c "
+import fanmap, operator
+assert fanmap.__file__.startswith(\"$1\"), fanmap.__file__
+with fanmap.Executor(2) as ex:
+    assert list(ex.map(operator.neg, range(50))) == [-i for i in range(50)]
+"' _ "$root/usr/lib/python3/dist-packages" "$root/usr/bin/fanmap"
+fi
 
 check "installed fanmap --version" bash -c '"$1" --version | grep -q "0\.3\.0"' _ \
   "$root/usr/bin/fanmap"

@@ -87,7 +87,10 @@ class Executor(concurrent.futures.Executor):
         self._serializer = serializer
         self._allow_pickle = serializer == "pickle"
         self._python = python or sys.executable
-        command = [self._python, "-m", "fanmap.serve", "--items", "call"]
+        # Answers this process decodes itself (fanmap passes them on as text),
+        # whatever a FANMAP_PIPE_ANSWERS around it says.
+        command = [self._python, "-m", "fanmap.serve", "--items", "call", "--pipe-answers",
+                   "lines"]
         if self._allow_pickle:
             command.append("--pickle")
         options = {"progress": "never"}

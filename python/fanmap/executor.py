@@ -2,7 +2,7 @@
 
 One fanmap run per Executor, started at the first submit() or map():
     fanmap --unordered -j WORKERS --slots SLOTS ... \
-           --pipe 'exec PYTHON -m fanmap.serve --items call'
+           --pipe 'exec PYTHON -m fanmap.serve --items call --pipe-answers lines'
 Each call is one item line naming its function (see fanmap.codec), so one run
 serves every function, as a process pool does. Results come back in
 finishing order and are matched to their futures (or map positions) by the

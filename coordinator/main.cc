@@ -371,14 +371,14 @@ int main(int argc, char** argv) {
                  "their input to make them flush")
       ->group(kPayload);
   app.add_option("--pipe-answers", payload.pipe_answers,
-                 "with --pipe: lines (default): each answer line is the item's result; json: "
+                 "lines (default): each answer line is the item's result; json: "
                  "each is {\"ok\":true,\"result\":VALUE} or {\"ok\":false,\"error\":\"...\"} "
                  "(optionally \"retryable\":true, \"traceback\":\"...\"), so that the command "
                  "can fail an item; a line that is neither fails its item. The co-process finds "
                  "the format in $FANMAP_PIPE_ANSWERS (python3 -m fanmap.serve follows it)")
       ->check(CLI::IsMember({"lines", "json"}))
       ->type_name("FORMAT")
-      ->group(kPayload);
+      ->group("Pipe (with --pipe)");
   app.add_option("--http", payload.http, "send each item as the body of a request to URL")
       ->group(kPayload);
 

@@ -26,6 +26,10 @@ constexpr char kTemperature[] = "temperature";
 // (--cacert), and "1.1" to refuse HTTP/2 (--http1.1).
 constexpr char kCaCertPem[] = "cacert_pem";
 constexpr char kHttpVersion[] = "http_version";
+// --pipe-answers: "json" when each answer line is a JSON object saying
+// whether the item succeeded (worker/pipe_answer.h); absent or "lines": each
+// line is a successful result's text.
+constexpr char kPipeAnswers[] = "pipe_answers";
 
 // exec, GNU parallel's options (each "1" when on, absent when off):
 // items are EncodeArgTable()s (common/arg_table.h) rather than one argument.

@@ -26,6 +26,9 @@ constexpr const char* kResultOptions[] = {
     job_key::kContextReplace,
     job_key::kTag,
     job_key::kDryRun,
+    // --pipe-answers json reads the same lines into other records (set only
+    // then, so --pipe files of the default format keep their fingerprints)
+    job_key::kPipeAnswers,
 };
 
 void AppendSized(std::string_view value, std::string* out) {

@@ -4,9 +4,11 @@
 //
 // The job's part is JobIdentity(): a canonical text of the JobSpec fields
 // that decide a result (kind, argv, and the options method, headers,
-// chat_model, system, max_tokens, temperature, input_format). Options that
-// do not change a result (api_key, timeout_ms, liveness_ms) and the run id
-// are left out, so a resumed run with a new key or timeout still matches.
+// chat_model, system, max_tokens, temperature, input_format, GNU parallel's
+// arg_table, replace_str, context_replace, tag and dry_run, and
+// pipe_answers). Options that do not change a result (api_key, timeout_ms,
+// liveness_ms) and the run id are left out, so a resumed run with a new key
+// or timeout still matches.
 //
 // The fingerprint is FNV-1a 64 (offset basis 0xcbf29ce484222325, prime
 // 0x100000001b3) over the bytes JobIdentity(job), one 0x00 byte, and the

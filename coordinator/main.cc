@@ -126,6 +126,7 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 struct PayloadFlags {
   std::string builtin;
   std::string pipe;
+  std::string pipe_answers;  // --pipe-answers: "" (not given), "lines" or "json"
   std::string http;
   std::string method;
   std::vector<std::string> headers;
@@ -188,6 +189,9 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
   if (kinds > 1) {
     return fanmap::Status::Error("give exactly one of --builtin, --pipe, --http or a COMMAND");
   }
+  if (f.pipe.empty() && !f.pipe_answers.empty()) {
+    return fanmap::Status::Error("--pipe-answers needs --pipe CMD");
+  }
   if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty() ||
                          !f.cacert.empty() || f.http11)) {
     return fanmap::Status::Error(
@@ -201,6 +205,9 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
   } else if (!f.pipe.empty()) {
     job.kind = "pipe";
     job.argv = {f.pipe};
+    // Only json goes into the job: the default adds nothing to it (nor to
+    // its fingerprint), so that older workers and files are unaffected.
+    if (f.pipe_answers == "json") job.options[fanmap::job_key::kPipeAnswers] = f.pipe_answers;
   } else if (!f.command.empty()) {
     job.kind = "exec";
     job.argv = f.command;
@@ -363,6 +370,15 @@ int main(int argc, char** argv) {
                  "order; block-buffered filters (sed, awk, tr, python3) work: fanmap closes "
                  "their input to make them flush")
       ->group(kPayload);
+  app.add_option("--pipe-answers", payload.pipe_answers,
+                 "lines (default): each answer line is the item's result; json: "
+                 "each is {\"ok\":true,\"result\":VALUE} or {\"ok\":false,\"error\":\"...\"} "
+                 "(optionally \"retryable\":true, \"traceback\":\"...\"), so that the command "
+                 "can fail an item; a line that is neither fails its item. The co-process finds "
+                 "the format in $FANMAP_PIPE_ANSWERS (python3 -m fanmap.serve follows it)")
+      ->check(CLI::IsMember({"lines", "json"}))
+      ->type_name("FORMAT")
+      ->group("Pipe (with --pipe)");
   app.add_option("--http", payload.http, "send each item as the body of a request to URL")
       ->group(kPayload);
 

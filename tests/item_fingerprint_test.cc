@@ -127,6 +127,21 @@ TEST(ItemFingerprintTest, DiffersForEachParallelOptionThatDecidesResults) {
   EXPECT_EQ(Fingerprint(logged, "item"), base);
 }
 
+TEST(ItemFingerprintTest, JsonPipeAnswersChangeTheFingerprint) {
+  JobSpec job;
+  job.kind = "pipe";
+  job.argv = {"python3 -m fanmap.serve mod:f"};
+  job.options[job_key::kInputFormat] = "lines";
+  // The default format is no option at all: files written before
+  // --pipe-answers existed keep their fingerprints.
+  EXPECT_EQ(JobIdentity(job),
+            "fanmap job 1\nkind 4:pipe\nargv 1\n29:python3 -m fanmap.serve mod:f\n"
+            "input_format 5:lines\n");
+  JobSpec json = job;
+  json.options[job_key::kPipeAnswers] = "json";
+  EXPECT_NE(Fingerprint(json, "item"), Fingerprint(job, "item"));
+}
+
 TEST(ItemFingerprintTest, SameForOptionsThatDoNotDecideResults) {
   JobSpec job = ChatJob();
   uint64_t base = Fingerprint(job, "prompt");

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <string>
@@ -658,6 +659,152 @@ TEST_F(PipeFlushPolicyTest, AnsweringLineByLineEndsTheBatch) {
   EXPECT_EQ(policy_.batch(), 0u);
   FlushPromptly(4);
   EXPECT_EQ(policy_.batch(), 16u);
+}
+
+PipePayload::Options JsonAnswers() {
+  PipePayload::Options options;
+  options.answers = PipeAnswerFormat::kJson;
+  return options;
+}
+
+// Sets an environment variable for the life of a test.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
+TEST_F(PipePayloadTest, JsonAnswersSayWhetherEachItemSucceeded) {
+  // cat answers each item with the item itself: the items are the answers.
+  Use("cat", JsonAnswers());
+  const std::vector<std::string> answers = {
+      R"({"ok":true,"result":"plain"})",
+      R"({"ok":false,"error":"ValueError: bad","traceback":"Traceback:\n  f()\n"})",
+      R"({"ok":true,"result":{"n":[1,2]}})",
+      "not json at all",
+      R"([{"ok":true,"result":1}])",
+      R"({"ok":true,"result":"two\nlines"})",
+      R"({"ok":false,"error":"try later","retryable":true})",
+      R"({"ok":true,"value":1})",
+      R"({"ok":true,"result":"last"})",
+  };
+  for (const std::string& answer : answers) Queue(answer);
+  ASSERT_TRUE(RunUntilResults(answers.size()));
+  ASSERT_EQ(sink_.size(), answers.size());
+  for (size_t i = 0; i < sink_.size(); ++i) EXPECT_EQ(sink_[i].index, i);
+  EXPECT_TRUE(sink_[0].ok);
+  EXPECT_EQ(sink_[0].value, "plain");
+  EXPECT_FALSE(sink_[1].ok);
+  EXPECT_FALSE(sink_[1].retryable);
+  EXPECT_EQ(sink_[1].value, "ValueError: bad");
+  EXPECT_EQ(StringExtra(sink_[1], "traceback"), "Traceback:\n  f()\n");
+  EXPECT_TRUE(sink_[2].ok);
+  EXPECT_TRUE(sink_[2].value_is_json);
+  EXPECT_EQ(sink_[2].value, R"({"n":[1,2]})");
+  EXPECT_FALSE(sink_[3].ok);
+  EXPECT_NE(sink_[3].value.find("not JSON"), std::string::npos) << sink_[3].value;
+  EXPECT_FALSE(sink_[4].ok);
+  EXPECT_NE(sink_[4].value.find("an array, not an object"), std::string::npos);
+  EXPECT_TRUE(sink_[5].ok);
+  EXPECT_EQ(sink_[5].value, "two\nlines");
+  EXPECT_FALSE(sink_[6].ok);
+  EXPECT_TRUE(sink_[6].retryable);
+  EXPECT_EQ(sink_[6].value, "try later");
+  EXPECT_FALSE(sink_[7].ok);
+  EXPECT_NE(sink_[7].value.find("unknown key \"value\""), std::string::npos);
+  EXPECT_FALSE(sink_[7].retryable);
+  // Bad answers cost only their own items: the co-process lives on.
+  EXPECT_TRUE(sink_[8].ok);
+  EXPECT_EQ(sink_[8].value, "last");
+  EXPECT_EQ(payload_->co_processes(), 1u);
+  for (const Result& r : sink_) EXPECT_GT(r.elapsed_us, 0u);
+}
+
+TEST_F(PipePayloadTest, LineAnswersStayResultTextWhateverTheyLookLike) {
+  Use("cat");
+  Queue(R"({"ok":false,"error":"e"})");
+  Queue("not json");
+  ASSERT_TRUE(RunUntilResults(2));
+  EXPECT_TRUE(sink_[0].ok);
+  EXPECT_FALSE(sink_[0].value_is_json);
+  EXPECT_EQ(sink_[0].value, R"({"ok":false,"error":"e"})");
+  EXPECT_TRUE(sink_[1].ok);
+  EXPECT_EQ(sink_[1].value, "not json");
+}
+
+TEST_F(PipePayloadTest, CoProcessesFindTheAnswerFormatInTheirEnvironment) {
+  // Whatever the worker inherited, the co-process is told the format in use.
+  ScopedEnv inherited(kPipeAnswersEnv, "inherited");
+  Use("while IFS= read -r x; do printf '{\"ok\":true,\"result\":\"%s\"}\\n' "
+      "\"$FANMAP_PIPE_ANSWERS\"; done",
+      JsonAnswers());
+  Queue("a");
+  ASSERT_TRUE(RunUntilResults(1));
+  EXPECT_TRUE(sink_[0].ok) << sink_[0].value;
+  EXPECT_EQ(sink_[0].value, "json");
+  Use("while IFS= read -r x; do echo \"$FANMAP_PIPE_ANSWERS\"; done");
+  sink_.clear();
+  Queue("b");
+  ASSERT_TRUE(RunUntilResults(1));
+  EXPECT_EQ(sink_[0].value, "lines");
+}
+
+TEST_F(PipePayloadTest, HugeJsonAnswersAreRead) {
+  Use("cat", JsonAnswers());
+  std::string text(8 << 20, 'x');
+  Queue("{\"ok\":true,\"result\":\"" + text + "\"}");
+  Queue("{\"ok\":false,\"error\":\"" + text + "\"}");
+  ASSERT_TRUE(RunUntilResults(2));
+  EXPECT_TRUE(sink_[0].ok);
+  EXPECT_EQ(sink_[0].value, text);
+  EXPECT_FALSE(sink_[1].ok);
+  EXPECT_EQ(sink_[1].value, text);
+}
+
+TEST_F(PipePayloadTest, OversizedJsonAnswerIsAnError) {
+  PipePayload::Options options = JsonAnswers();
+  options.min_window = options.max_window = 4;
+  Use("read x; printf '{\"ok\":true,\"result\":\"'; head -c 70000000 /dev/zero | tr '\\0' a; "
+      "sleep 30",
+      options);
+  Queue("a");
+  Queue("b");
+  ASSERT_TRUE(RunUntilResults(2));
+  EXPECT_FALSE(Find(0)->ok);
+  EXPECT_EQ(Find(0)->value, "co-process answer larger than 64 MiB");
+  EXPECT_FALSE(Find(1)->ok);
+  EXPECT_TRUE(Find(1)->retryable);
+  EXPECT_EQ(payload_->co_processes(), 0u);
+}
+
+TEST(MakePayloadPipeTest, ChecksTheAnswerFormat) {
+  JobSpec job;
+  job.kind = "pipe";
+  job.argv = {"cat"};
+  job.options["pipe_answers"] = "json";
+  EXPECT_TRUE(ValidateJob(job).ok());
+  job.options["pipe_answers"] = "lines";
+  EXPECT_TRUE(ValidateJob(job).ok());
+  job.options["pipe_answers"] = "xml";
+  Status s = ValidateJob(job);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'xml'"), std::string::npos) << s.message();
+}
+
+TEST_F(PipePayloadTest, AJobWithJsonAnswersReadsJson) {
+  JobSpec job;
+  job.kind = "pipe";
+  job.argv = {"cat"};
+  job.options["pipe_answers"] = "json";
+  std::unique_ptr<Payload> made = MakePipePayload(job, &sink_);
+  payload_.reset(static_cast<PipePayload*>(made.release()));
+  Queue(R"({"ok":false,"error":"no"})");
+  ASSERT_TRUE(RunUntilResults(1));
+  EXPECT_FALSE(sink_[0].ok);
+  EXPECT_EQ(sink_[0].value, "no");
 }
 
 TEST(MakePayloadPipeTest, BuildsWithoutStartingAnything) {

@@ -125,6 +125,93 @@ TEST_F(PipeFarmTest, UnknownCommandStopsTheRunWithoutRetrying) {
   ExpectNoProcessLeft();
 }
 
+TEST_F(PipeFarmTest, JsonAnswersBecomeRecordsInOrder) {
+  // Items ending in 3 fail; the others answer a JSON object.
+  std::string command =
+      "while IFS= read -r x; do case $x in "
+      "*3) printf '{\"ok\":false,\"error\":\"no %s\",\"traceback\":\"T\\\\n%s\"}\\n' \"$x\" "
+      "\"$x\";; "
+      "*) printf '{\"ok\":true,\"result\":{\"n\":%s}}\\n' \"$x\";; esac; done";
+  RunResult r = Fanmap({"-j", "2", "--pipe-answers", "json", "--pipe", command}, Seq(0, 999));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("100 of 1000 item(s) failed"), std::string::npos) << r.err;
+  auto records = ParseRecords(r.out, 1000);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const nlohmann::json& record = records[i];
+    std::string n = std::to_string(i);
+    if (i % 10 == 3) {
+      ASSERT_EQ(record["ok"], false) << record.dump();
+      ASSERT_EQ(record["error"], "no " + n);
+      ASSERT_EQ(record["traceback"], "T\n" + n);
+      // An answered failure is the function's verdict: not tried again.
+      ASSERT_FALSE(record.contains("attempts")) << record.dump();
+    } else {
+      ASSERT_EQ(record["ok"], true) << record.dump();
+      ASSERT_EQ(record["result"], nlohmann::json({{"n", i}})) << record.dump();
+    }
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, RetryableJsonAnswerIsTriedAgain) {
+  TempDir dir;
+  // Item 5 asks to be tried again, the first time only.
+  std::string command =
+      "while IFS= read -r x; do "
+      "if [ \"$x\" = 5 ] && mkdir '" +
+      dir.File("once") +
+      "' 2>/dev/null; then echo '{\"ok\":false,\"error\":\"busy\",\"retryable\":true}'; "
+      "else printf '{\"ok\":true,\"result\":\"%s\"}\\n' \"$x\"; fi; done";
+  RunResult r = Fanmap({"-j", "1", "--pipe-answers", "json", "--pipe", command}, Seq(0, 9));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = ParseRecords(r.out, 10);
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
+    ASSERT_EQ(records[i]["result"], std::to_string(i));
+  }
+  EXPECT_EQ(records[5]["attempts"], 2) << records[5].dump();
+}
+
+TEST_F(PipeFarmTest, MalformedJsonAnswersFailOnlyTheirItems) {
+  // Even items get answers that are not answer objects (by their last
+  // digit); the odd ones must still get their own answers, in order.
+  std::string command =
+      "while IFS= read -r x; do case $x in "
+      "*0|*4|*8) echo \"plain $x\";; *2|*6) echo '[1]';; "
+      "*) printf '{\"ok\":true,\"result\":\"%s\"}\\n' \"$x\";; esac; done";
+  RunResult r = Fanmap({"-j", "1", "--pipe-answers", "json", "--pipe", command}, Seq(0, 99));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = ParseRecords(r.out, 100);
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i % 2 == 1) {
+      ASSERT_EQ(records[i]["ok"], true) << records[i].dump();
+      ASSERT_EQ(records[i]["result"], std::to_string(i));
+      continue;
+    }
+    ASSERT_EQ(records[i]["ok"], false) << records[i].dump();
+    std::string error = records[i]["error"];
+    ASSERT_EQ(error.rfind("co-process answer is not a --pipe-answers json object: ", 0), 0u)
+        << error;
+    bool plain = i % 10 == 0 || i % 10 == 4 || i % 10 == 8;
+    ASSERT_NE(error.find(plain ? "not JSON" : "an array, not an object"), std::string::npos)
+        << error;
+  }
+  ExpectNoProcessLeft();
+}
+
+TEST_F(PipeFarmTest, PipeAnswersIsCheckedBeforeAnythingRuns) {
+  RunResult r = Fanmap({"--pipe-answers", "xml", "--pipe", "cat"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--pipe-answers"), std::string::npos) << r.err;
+  r = Fanmap({"--pipe-answers", "json", "--builtin", "echo"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--pipe-answers needs --pipe CMD"), std::string::npos) << r.err;
+  // The default, given explicitly, changes nothing.
+  r = Fanmap({"--pipe-answers", "lines", "--pipe", "cat"}, "{\"ok\":false}\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseRecords(r.out, 1)[0]["result"], "{\"ok\":false}");
+}
+
 // Filters whose stdout is block-buffered on a pipe: they answer only when
 // their buffer fills or their input ends, and the coordinator never says that
 // no more items will come. fanmap must end their input to make them flush,

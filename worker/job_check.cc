@@ -1,6 +1,8 @@
 #include "worker/job_check.h"
 
+#include "common/job_keys.h"
 #include "worker/http_request.h"
+#include "worker/pipe_answer.h"
 
 namespace fanmap {
 namespace {
@@ -50,8 +52,16 @@ Status ValidateJob(const JobSpec& job) {
     return job.argv.empty() ? Status::Error("exec job needs a command") : Status::Ok();
   }
   if (job.kind == "pipe") {
-    return job.argv.size() != 1 || job.argv[0].empty() ? Status::Error("pipe job needs a command")
-                                                       : Status::Ok();
+    if (job.argv.size() != 1 || job.argv[0].empty()) {
+      return Status::Error("pipe job needs a command");
+    }
+    auto answers = job.options.find(job_key::kPipeAnswers);
+    PipeAnswerFormat format;
+    if (answers != job.options.end() && !ParsePipeAnswerFormat(answers->second, &format)) {
+      return Status::Error("unknown pipe answer format '" + answers->second +
+                           "' (expected lines or json)");
+    }
+    return Status::Ok();
   }
   if (job.kind == "http") {
     HttpOptions options;

@@ -16,7 +16,7 @@ Status MakePayload(const JobSpec& job, ResultSink* sink, std::unique_ptr<Payload
     return Status::Ok();
   }
   if (job.kind == "pipe") {
-    *out = MakePipePayload(job.argv[0], sink);
+    *out = MakePipePayload(job, sink);
     return Status::Ok();
   }
   return MakeHttpPayload(job, sink, out);

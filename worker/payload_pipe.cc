@@ -11,9 +11,11 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "common/clock.h"
+#include "common/job_keys.h"
 #include "worker/child_process.h"
 
 namespace fanmap {
@@ -181,6 +183,10 @@ Status PipePayload::Spawn(CoProcess** out) {
   auto co = std::make_unique<CoProcess>();
   ChildProcess::Options options;
   options.pipe_stdin = true;
+  // Always set, so that a value inherited from an enclosing run never
+  // decides the format.
+  options.env.push_back(std::string(kPipeAnswersEnv) + "=" +
+                        PipeAnswerFormatName(options_.answers));
   Status s = ChildProcess::Spawn({"/bin/sh", "-c", command_}, options, &co->child);
   if (!s.ok()) return s;
   *out = co.get();
@@ -378,8 +384,12 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
       Result r;
       r.index = held.index;
       r.attempt = held.attempt;
-      r.ok = true;
-      r.value.assign(out, start, size);
+      if (options_.answers == PipeAnswerFormat::kJson) {
+        ReadJsonAnswer(std::string_view(out).substr(start, size), &r);
+      } else {
+        r.ok = true;
+        r.value.assign(out, start, size);
+      }
       sink_->push_back(std::move(r));
       ++answered;
     }
@@ -567,8 +577,11 @@ void PipePayload::Shutdown() {
   outstanding_ = 0;
 }
 
-std::unique_ptr<Payload> MakePipePayload(std::string command, ResultSink* sink) {
-  return std::make_unique<PipePayload>(std::move(command), sink, PipePayload::Options());
+std::unique_ptr<Payload> MakePipePayload(const JobSpec& job, ResultSink* sink) {
+  PipePayload::Options options;
+  auto answers = job.options.find(job_key::kPipeAnswers);
+  if (answers != job.options.end()) ParsePipeAnswerFormat(answers->second, &options.answers);
+  return std::make_unique<PipePayload>(job.argv.at(0), sink, options);
 }
 
 }  // namespace fanmap

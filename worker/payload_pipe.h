@@ -5,7 +5,9 @@
 // started when an item first needs it. An item is written to its stdin as one
 // line (the item and "\n"; JSON-lines items are single-line JSON text); each
 // line the co-process writes to stdout is the answer to its OLDEST unanswered
-// item, without the "\n" (and without one trailing "\r"). Its stderr is read
+// item, without the "\n" (and without one trailing "\r"): by default the
+// item's result text, a success; with Options::answers kJson, one JSON object
+// that says whether the item succeeded (worker/pipe_answer.h). Its stderr is read
 // continuously, so a chatty co-process never blocks on it; the last 2000
 // bytes go into error results as "stderr".
 //
@@ -95,6 +97,7 @@
 #include <vector>
 
 #include "worker/payload.h"
+#include "worker/pipe_answer.h"
 
 namespace fanmap {
 
@@ -181,6 +184,9 @@ class PipePayload : public Payload {
     std::chrono::microseconds queue_budget{2000};
     // The first and least quiet period (PipeFlushPolicy).
     std::chrono::microseconds quiet_period{PipeFlushPolicy::kQuietPeriod};
+    // How answer lines are read (worker/pipe_answer.h); each co-process
+    // finds its name in its environment (kPipeAnswersEnv).
+    PipeAnswerFormat answers = PipeAnswerFormat::kLines;
   };
 
   // `command` is run by /bin/sh -c; nothing starts before the first Start().
@@ -257,8 +263,9 @@ class PipePayload : public Payload {
   std::string broken_;  // set once the protocol was broken: fails every item
 };
 
-// The payload for a "pipe" job, with default options.
-std::unique_ptr<Payload> MakePipePayload(std::string command, ResultSink* sink);
+// The payload for a "pipe" job (already validated, see ValidateJob): its
+// command, and the answer format its options name; other options default.
+std::unique_ptr<Payload> MakePipePayload(const JobSpec& job, ResultSink* sink);
 
 }  // namespace fanmap
 

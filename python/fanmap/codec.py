@@ -19,11 +19,18 @@ raised, and that call's error answer:
     when a call raised.
 json.dumps escapes every control character, so a line never holds a raw
 "\n" or "\r": a value with line breaks cannot break the framing.
+
+Under `fanmap --pipe-answers json` (serve answers for fanmap itself, not for
+a Python caller), an answer is fanmap's own answer object instead, which
+fanmap turns into the item's record:
+    {"ok":true,"result":V}
+    {"ok":false,"error":"ValueError: bad input","traceback":"Traceback ..."}
 """
 import base64
 import builtins
 import json
 import pickle
+import traceback
 
 from .errors import RemoteError, RemoteTraceback
 
@@ -158,6 +165,24 @@ def encode_error(exc, tb_text, serializer):
         except Exception:  # an exception that does not pickle: its text still travels
             out.pop("pickle", None)
     return _encode(out)
+
+
+def encode_result(value):
+    """A `--pipe-answers json` success: V becomes the record's "result".
+    Raises ValueError for NaN or infinity (not JSON: fanmap would refuse the
+    line) and TypeError for what JSON cannot carry."""
+    return '{"ok":true,"result":' + json.dumps(value, separators=(",", ":"), allow_nan=False) + "}"
+
+
+def encode_failure(exc, tb_text):
+    """A `--pipe-answers json` failure: the record's "error" is the last line
+    Python prints for the exception ("ValueError: bad input"), and its
+    "traceback" the whole traceback."""
+    try:
+        summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except Exception:
+        summary = f"{type(exc).__name__}: <str() failed>"
+    return _encode({"ok": False, "error": summary, "traceback": tb_text})
 
 
 def encode_chunk_answer(values, error, serializer, micros=0):

@@ -2,7 +2,7 @@
 
 One fanmap run per Executor, started at the first submit() or map():
     fanmap --unordered -j WORKERS --slots SLOTS ... \
-           --pipe 'exec PYTHON -m fanmap.serve --items call'
+           --pipe 'exec PYTHON -m fanmap.serve --items call --pipe-answers lines'
 Each call is one item line naming its function (see fanmap.codec), so one run
 serves every function, as a process pool does. Results come back in
 finishing order and are matched to their futures (or map positions) by the
@@ -87,7 +87,10 @@ class Executor(concurrent.futures.Executor):
         self._serializer = serializer
         self._allow_pickle = serializer == "pickle"
         self._python = python or sys.executable
-        command = [self._python, "-m", "fanmap.serve", "--items", "call"]
+        # Answers this process decodes itself (fanmap passes them on as text),
+        # whatever a FANMAP_PIPE_ANSWERS around it says.
+        command = [self._python, "-m", "fanmap.serve", "--items", "call", "--pipe-answers",
+                   "lines"]
         if self._allow_pickle:
             command.append("--pickle")
         options = {"progress": "never"}

@@ -18,6 +18,15 @@ answers use a private copy of the original stdout.
         {"f":"module:qualname","a":[...],"k":{...}} ("f" optional with a function)
 --pickle: call lines may carry pickled arguments, and answers are pickled.
 Only for a coordinator this co-process trusts: unpickling runs code.
+
+--pipe-answers says what an answer is:
+  lines: the JSON answer above, which fanmap takes as the item's result text
+        (what fanmap.Executor decodes)
+  json: fanmap's own answer object (`fanmap --pipe-answers json`), so that an
+        exception fails its item: {"ok":true,"result":VALUE}, or
+        {"ok":false,"error":"ValueError: ...","traceback":"Traceback ..."}
+  By default, the format fanmap names in $FANMAP_PIPE_ANSWERS (its workers set
+  it for every co-process), else lines.
 """
 import argparse
 import json
@@ -29,6 +38,9 @@ import traceback
 from . import codec, funcref
 
 MODES = ("text", "json", "call")
+# What an answer line is; fanmap's workers name the format they read here.
+ANSWERS = ("lines", "json")
+ANSWERS_ENV = "FANMAP_PIPE_ANSWERS"
 
 
 def _parse(argv):
@@ -39,7 +51,19 @@ def _parse(argv):
     p.add_argument("--items", choices=MODES, help="what an item line is (see above)")
     p.add_argument("--pickle", action="store_true",
                    help="accept pickled arguments and pickle answers (trusted coordinators only)")
+    p.add_argument("--pipe-answers", choices=ANSWERS,
+                   help="lines: a JSON answer as the result text; json: fanmap's answer "
+                        "object, so that an exception fails its item (default: "
+                        f"${ANSWERS_ENV}, which fanmap sets, else lines)")
     args = p.parse_args(argv)
+    if args.pipe_answers is None:
+        named = os.environ.get(ANSWERS_ENV) or "lines"
+        if named not in ANSWERS:
+            p.error(f"${ANSWERS_ENV} is {named!r}: this fanmap.serve answers only "
+                    f"{' or '.join(ANSWERS)} (a newer fanmap?)")
+        args.pipe_answers = named
+    if args.pickle and args.pipe_answers == "json":
+        p.error("--pickle needs --pipe-answers lines: fanmap's answer objects carry JSON")
     if args.items is None:
         args.items = "text" if args.function else "call"
     if args.items != "call" and not args.function:
@@ -50,12 +74,15 @@ def _parse(argv):
 class Server:
     """Turns item lines into answer lines; one call at a time."""
 
-    def __init__(self, mode, fixed=None, allow_pickle=False):
+    def __init__(self, mode, fixed=None, allow_pickle=False, answers="lines"):
         self.mode = mode
         self.fixed = fixed
         self.allow_pickle = allow_pickle
         self.serializer = "pickle" if allow_pickle else "json"
         self.functions = {}
+        # fanmap's answer objects (--pipe-answers json), or this package's
+        # own answers (lines: fanmap passes them on as result text).
+        self.records = answers == "json"
 
     def _function(self, ref):
         fn = self.functions.get(ref)
@@ -76,6 +103,8 @@ class Server:
                     raise ValueError("the call names no function (\"f\") and serve was "
                                      "started without one")
                 fn = self.fixed if ref is None else self._function(ref)
+                if chunked and self.records:  # one item: all the values, or the first error
+                    return codec.encode_result([fn(*a, **k) for a, k in calls])
                 if chunked:
                     return self._answer_chunk(fn, calls)
                 args, kwargs = calls[0]
@@ -83,8 +112,12 @@ class Server:
                 args, fn = (json.loads(text),), self.fixed
             else:
                 args, fn = (text,), self.fixed
+            if self.records:
+                return codec.encode_result(fn(*args, **kwargs))
             return codec.encode_value(fn(*args, **kwargs), self.serializer)
         except (Exception, SystemExit) as e:
+            if self.records:
+                return codec.encode_failure(e, _traceback(e))
             return codec.encode_error(e, _traceback(e), self.serializer)
 
     def _answer_chunk(self, fn, calls):
@@ -165,7 +198,7 @@ def main(argv=None):
         if not callable(fixed):
             print(f"fanmap.serve: {args.function} is not callable", file=sys.stderr)
             return 2
-    server = Server(args.items, fixed, args.pickle)
+    server = Server(args.items, fixed, args.pickle, args.pipe_answers)
     try:
         run(server, 0, out_fd)
     except BrokenPipeError:  # fanmap went away: nobody wants the answers

@@ -129,3 +129,81 @@ def test_a_function_that_cannot_load_is_named(fanmap_bin):
                          timeout=DEADLINE)
     assert out.returncode == 2
     assert "cannot load no_such_module:f" in out.stderr
+
+
+def test_json_answers_are_fanmaps_answer_objects(monkeypatch):
+    # --pipe-answers json: an exception fails its item (error and traceback),
+    # a value is the record's result; one answer per line whatever happens.
+    import fanmap_testfns as fns
+    out = _answers(serve.Server("json", fns.inverse, answers="json"),
+                   b"4\n0\nnot json\n1e400\n")
+    assert out[-1] == ""
+    a, b, c, d = (json.loads(line) for line in out[:-1])
+    assert a == {"ok": True, "result": 0.25}
+    assert set(b) == {"ok", "error", "traceback"} and b["ok"] is False
+    assert b["error"] == "ZeroDivisionError: division by zero"
+    assert b["traceback"].startswith("Traceback (most recent call last):")
+    assert "in inverse" in b["traceback"]
+    assert c["ok"] is False and c["error"].startswith("json.decoder.JSONDecodeError")
+    # 1 / inf is 0.0; the value itself must be JSON fanmap accepts
+    assert d == {"ok": True, "result": 0.0}
+    # NaN is not JSON: it fails its item in serve rather than in fanmap; a
+    # line break in a result travels escaped, in the one answer line.
+    fn = lambda s: float("nan") if s == "nan" else s.replace("|", "\n")  # noqa: E731
+    out = _answers(serve.Server("text", fn, answers="json"), b"nan\nline|break\n")
+    assert len(out) == 3
+    nan, text = (json.loads(line) for line in out[:-1])
+    assert nan["ok"] is False and nan["error"].startswith("ValueError: Out of range float")
+    assert text == {"ok": True, "result": "line\nbreak"}
+
+
+def test_answer_format_comes_from_fanmaps_environment(monkeypatch):
+    monkeypatch.setenv("FANMAP_PIPE_ANSWERS", "json")
+    assert serve._parse(["m:f"]).pipe_answers == "json"
+    assert serve._parse(["m:f", "--pipe-answers", "lines"]).pipe_answers == "lines"
+    monkeypatch.setenv("FANMAP_PIPE_ANSWERS", "lines")
+    assert serve._parse(["m:f"]).pipe_answers == "lines"
+    monkeypatch.delenv("FANMAP_PIPE_ANSWERS")
+    assert serve._parse(["m:f"]).pipe_answers == "lines"
+    monkeypatch.setenv("FANMAP_PIPE_ANSWERS", "xml")
+    with pytest.raises(SystemExit):
+        serve._parse(["m:f"])
+    with pytest.raises(SystemExit):  # pickles cannot travel in fanmap's records
+        serve._parse(["--pickle", "--pipe-answers", "json"])
+
+
+def test_exceptions_are_error_records_with_json_answers_under_fanmap(fanmap_bin):
+    # Shell usage: fanmap --pipe-answers json --pipe 'python3 -m fanmap.serve m:f'.
+    # serve learns the format from fanmap (nothing to add to its command);
+    # every item whose call raises is an error record with the traceback.
+    items = [0 if i % 7 == 3 else i for i in range(1, 301)]
+    cmd = [fanmap_bin, "-j", "2", "--pipe-answers", "json", "--pipe",
+           f"{sys.executable} -m fanmap.serve --items json fanmap_testfns:inverse"]
+    out = subprocess.run(cmd, input="".join(f"{x}\n" for x in items), capture_output=True,
+                         text=True, env=_serve_env(), timeout=DEADLINE)
+    assert out.returncode == 1, out.stderr  # some items failed
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["index"] for r in records] == list(range(len(items)))
+    for x, r in zip(items, records):
+        if x == 0:
+            assert r["ok"] is False, r
+            assert r["error"] == "ZeroDivisionError: division by zero"
+            assert r["traceback"].startswith("Traceback (most recent call last):")
+            assert "in inverse" in r["traceback"] and "return 1 / x" in r["traceback"]
+            assert "attempts" not in r  # the function's verdict: not tried again
+        else:
+            assert r == {"index": r["index"], "ok": True, "result": 1 / x}
+    assert f"{items.count(0)} of {len(items)} item(s) failed" in out.stderr
+
+
+def test_executor_ignores_a_json_answer_format_around_it(monkeypatch, fanmap_bin):
+    # The Executor decodes serve's own answers: a FANMAP_PIPE_ANSWERS set
+    # around it (say, inside a function served with json answers) must not
+    # change what its co-processes write.
+    import fanmap
+    import fanmap_testfns as fns
+    monkeypatch.setenv("FANMAP_PIPE_ANSWERS", "json")
+    with fanmap.Executor(workers=1, fanmap_bin=fanmap_bin) as ex:
+        assert list(ex.map(fns.square, range(5))) == [0, 1, 4, 9, 16]
+        with pytest.raises(ZeroDivisionError):
+            ex.submit(fns.inverse, 0).result(timeout=DEADLINE)

@@ -86,6 +86,11 @@ struct HttpResponse {
   std::string body;
   int64_t retry_after_s = 0;  // CURLINFO_RETRY_AFTER; negative for a past date
   bool body_too_large = false;
+  // From the headers (rate_limit_headers.h): the server's rate limits, and
+  // the delay it asks for (retry-after-ms or Retry-After; wins over
+  // retry_after_s when set).
+  ServerLimits limits;
+  std::optional<uint64_t> retry_after_ms;
 };
 
 // Turns one attempt into the task's Result:
@@ -94,13 +99,14 @@ struct HttpResponse {
 //                  value = choices[0].message.content plus token counts;
 //                  a body without that content is a non-retryable error.
 //   408, 429, 5xx  retryable "HTTP <code>: <body excerpt>", retry_after_ms
-//                  from Retry-After.
+//                  from retry-after-ms or Retry-After.
 //   other status   non-retryable, same text.
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
 //                  attempt cannot fix (malformed URL, certificate rejected,
 //                  body over kMaxHttpBodyBytes).
-// Every result with a status carries extra["status"]. The API key is
+// Every result with a status carries extra["status"] and the server's
+// `limits`; a failure says its `cause` (FailureCause). The API key is
 // redacted from the value and every text.
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response);
 

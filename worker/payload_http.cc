@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "worker/http_request.h"
+#include "worker/rate_limit_headers.h"
 
 namespace fanmap {
 namespace {
@@ -27,6 +28,22 @@ Status GlobalInit() {
     return Status::Error(std::string("cannot initialise libcurl: ") + curl_easy_strerror(code));
   }
   return Status::Ok();
+}
+
+// The rate-limit headers of the last response of `easy` (curl's header
+// API: the final response's headers only, names case-insensitive).
+void ReadRateLimitHeaders(CURL* easy, HttpResponse* response) {
+  HeaderLookup lookup = [easy](const char* name) -> std::optional<std::string> {
+    curl_header* header = nullptr;
+    if (curl_easy_header(easy, name, 0, CURLH_HEADER, -1, &header) != CURLHE_OK ||
+        header == nullptr || header->value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(header->value);
+  };
+  response->limits = ReadServerLimits(lookup);
+  response->retry_after_ms =
+      ReadRetryAfterMs(lookup, response->retry_after_s, kMaxRetryAfterS * 1000);
 }
 
 class HttpPayload : public Payload {
@@ -275,6 +292,7 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   }
   response.body = std::move(t->response);
   response.body_too_large = t->too_large;
+  ReadRateLimitHeaders(t->easy, &response);
   Task task = t->task;
   Release(t);
   sink_->push_back(ClassifyResponse(options_, task, std::move(response)));

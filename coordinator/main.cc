@@ -11,6 +11,7 @@
 #include "common/job_keys.h"
 #include "common/version.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/retry_policy.h"
 #include "worker/job_check.h"
 
 namespace {
@@ -361,6 +362,19 @@ int main(int argc, char** argv) {
                      "its worker (default 2; --http: 8, since servers shed load with 429s)")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
+  std::string retry_for = "10m";
+  app.add_option("--retry-for", retry_for,
+                 "no retry once this long after an item's first attempt: 90s, 10m, 1h, or 0 "
+                 "for no bound. Throttles (429) and failures during an outage (the whole run "
+                 "pauses and probes) do not use up --retries: this bounds them")
+      ->capture_default_str()
+      ->group(kReliability);
+  app.add_option("--summary", config.summary_path,
+                 "write the end-of-run summary to FILE as JSON (items, retries by cause, "
+                 "requests/s, latency percentiles, tokens)")
+      ->group(kIo);
+  app.add_flag("-q,--quiet", config.quiet, "no summary on stderr at the end of the run")
+      ->group(kIo);
   app.add_flag("--speculate", config.speculate,
                "send a backup copy of a straggling task to an idle worker; the first result "
                "wins (a task may then run twice: off by default, since commands and paid API "
@@ -421,6 +435,10 @@ int main(int argc, char** argv) {
                                           : fanmap::ProgressMode::kAuto;
   if (!rate.empty() && !ParseRate(rate, &config.rate_per_s)) {
     return usage_error("--rate '" + rate + "' is not N/s or N/min");
+  }
+  if (!fanmap::ParseRetryFor(retry_for, &config.retry_for_ms)) {
+    return usage_error("--retry-for '" + retry_for +
+                       "' is not a duration (90s, 10m, 1h, or a number of minutes; 0: no bound)");
   }
   if ((config.resume || config.resume_failed) && config.output_path.empty()) {
     return usage_error("--resume needs -o FILE");

@@ -1,0 +1,155 @@
+#include "coordinator/adaptive_rate.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fanmap {
+namespace {
+
+constexpr int64_t kSecondUs = 1000000;
+// Slow start ends when dispatch sends less than this share of its rate.
+constexpr double kNotBinding = 0.25;
+// Without --rate, a limit that has held nothing back for a second is lifted.
+constexpr double kLiftBelow = 0.5;
+// Cuts this long apart belong to different episodes (OnOutageOver).
+constexpr int64_t kCutEpisodeUs = 5 * kSecondUs;
+
+}  // namespace
+
+AdaptiveRate::AdaptiveRate(double configured_rate)
+    : max_rate_(configured_rate),
+      rate_(configured_rate > 0 ? configured_rate : kStartRate),
+      slow_start_(configured_rate <= 0) {}
+
+AdaptiveRate::Bin& AdaptiveRate::BinAt(int64_t us) {
+  int64_t id = us / kBinUs;
+  Bin& bin = bins_[static_cast<size_t>(id % static_cast<int64_t>(kBins))];
+  if (bin.id != id) bin = Bin{id, 0, 0};
+  return bin;
+}
+
+void AdaptiveRate::Count(int64_t from_us, int64_t to_us, double* sent, double* refused) const {
+  *sent = *refused = 0;
+  int64_t from = from_us / kBinUs, to = to_us / kBinUs;
+  for (const Bin& bin : bins_) {
+    if (bin.id >= from && bin.id <= to) {
+      *sent += bin.sent;
+      *refused += bin.refused;
+    }
+  }
+}
+
+void AdaptiveRate::Grow(int64_t now_us) {
+  if (last_us_ < 0) {
+    start_us_ = last_us_ = now_us;
+    return;
+  }
+  double dt = std::max<int64_t>(0, now_us - last_us_) / 1e6;
+  last_us_ = now_us;
+  if (rate_before_cuts_ >= 0 && now_us - last_cut_us_ > kCutEpisodeUs) rate_before_cuts_ = -1;
+  if (slow_start_) {
+    rate_ *= std::exp2(dt * 1e6 / kDoublingUs);
+    double sent, refused;
+    Count(now_us - 2 * kDoublingUs, now_us, &sent, &refused);
+    double sending = sent * kSecondUs / (2.0 * kDoublingUs + kBinUs);
+    if ((now_us - start_us_ >= 4 * kDoublingUs && sending < kNotBinding * rate_) || rate_ > 1e7) {
+      slow_start_ = false;
+      rate_ = max_rate_;  // none
+    }
+    return;
+  }
+  if (rate_ <= 0 || (max_rate_ > 0 && rate_ >= max_rate_)) return;
+  if (ceiling_ > 0 && rate_ >= kNearCeiling * ceiling_) {
+    rate_ += kProbe * ceiling_ * dt;
+  } else {
+    rate_ *= 1 + kRegrowth * dt;
+  }
+  if (max_rate_ > 0) {
+    rate_ = std::min(rate_, max_rate_);
+    return;
+  }
+  double sent, refused;
+  Count(now_us - kSecondUs, now_us, &sent, &refused);
+  if (now_us - last_cut_us_ > 2 * kSecondUs && sent < kLiftBelow * rate_) rate_ = 0;
+}
+
+void AdaptiveRate::OnSent(int64_t now_us) { BinAt(now_us).sent += 1; }
+
+void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
+  Grow(now_us);
+  if (!refused) return;
+  Bin& bin = bins_[static_cast<size_t>((sent_us / kBinUs) % static_cast<int64_t>(kBins))];
+  if (bin.id == sent_us / kBinUs) bin.refused += 1;
+  // Requests sent before the last cut were sent too fast for the old rate,
+  // not the new one.
+  if (sent_us <= last_cut_us_) return;
+  // What the server accepted of the requests sent in the kEstimateUs up to
+  // this one: their refusals, sent no later, are back by now (if refusals
+  // take as long as each other), and the rest were accepted.
+  double sent, refused_then;
+  Count(sent_us - kEstimateUs, sent_us, &sent, &refused_then);
+  double span_s = (sent_us % kBinUs + kEstimateUs + 1) / 1e6;
+  double accepted = std::max(0.0, sent - refused_then) / span_s;
+  double current = rate_;
+  if (current <= 0) {
+    double sent_last_second, ignored;
+    Count(now_us - kSecondUs, now_us, &sent_last_second, &ignored);
+    current = std::max(kMinRate, sent_last_second);
+  }
+  ceiling_ = std::min(current, std::max(accepted, current * kMaxCut));
+  if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
+  rate_ = std::max({std::min(current * kCut, accepted), current * kMaxCut, kMinRate});
+  slow_start_ = false;
+  last_cut_us_ = now_us;
+}
+
+void AdaptiveRate::OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,
+                                  double tokens_in_flight) {
+  // What the server's bucket allows from now: its refill rate plus what is
+  // left of it beyond what is on its way, spread over a second.
+  auto pace = [](const std::optional<uint64_t>& limit, const std::optional<uint64_t>& remaining,
+                 const std::optional<uint64_t>& reset_ms, double on_the_way) {
+    if (!limit || !remaining || *limit == 0) return 0.0;
+    double l = static_cast<double>(*limit), r = static_cast<double>(*remaining);
+    double refill = reset_ms && *reset_ms > 0 && r < l ? (l - r) / (*reset_ms / 1e3) : 0;
+    double budget = r - on_the_way;
+    if (refill <= 0) return budget > 0 ? 0.0 : kMinRate;  // a full bucket: no limit yet
+    return std::max(kMinRate, refill * (1 - kHeaderMargin) + budget);
+  };
+  header_rate_ =
+      pace(limits.limit_requests, limits.remaining_requests, limits.reset_requests_ms, in_flight);
+  header_token_rate_ =
+      pace(limits.limit_tokens, limits.remaining_tokens, limits.reset_tokens_ms, tokens_in_flight);
+  header_until_us_ = now_us + kHeaderFreshUs;
+  // The server says what it allows: no need to feel for it.
+  if (slow_start_) {
+    slow_start_ = false;
+    rate_ = max_rate_;
+  }
+}
+
+void AdaptiveRate::OnOutageOver(int64_t now_us) {
+  Grow(now_us);
+  if (rate_before_cuts_ >= 0) {
+    rate_ = rate_before_cuts_ > 0 ? rate_before_cuts_ : max_rate_;
+    rate_before_cuts_ = -1;
+  }
+  // Refusals of requests sent during the outage must not cut again.
+  last_cut_us_ = now_us;
+}
+
+double AdaptiveRate::RequestRate(int64_t now_us) {
+  Grow(now_us);
+  double rate = rate_;
+  if (now_us < header_until_us_ && header_rate_ > 0) {
+    rate = rate > 0 ? std::min(rate, header_rate_) : header_rate_;
+  }
+  if (max_rate_ > 0) rate = rate > 0 ? std::min(rate, max_rate_) : max_rate_;
+  return rate;
+}
+
+double AdaptiveRate::TokenRate(int64_t now_us) const {
+  return now_us < header_until_us_ ? header_token_rate_ : 0;
+}
+
+}  // namespace fanmap

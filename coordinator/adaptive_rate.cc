@@ -24,7 +24,7 @@ AdaptiveRate::AdaptiveRate(double configured_rate)
 AdaptiveRate::Bin& AdaptiveRate::BinAt(int64_t us) {
   int64_t id = us / kBinUs;
   Bin& bin = bins_[static_cast<size_t>(id % static_cast<int64_t>(kBins))];
-  if (bin.id != id) bin = Bin{id, 0, 0};
+  if (bin.id != id) bin = Bin{id, 0, 0, 0};
   return bin;
 }
 
@@ -59,11 +59,13 @@ void AdaptiveRate::Grow(int64_t now_us) {
     return;
   }
   if (rate_ <= 0 || (max_rate_ > 0 && rate_ >= max_rate_)) return;
-  if (ceiling_ > 0 && rate_ >= kNearCeiling * ceiling_) {
-    rate_ += kProbe * ceiling_ * dt;
-  } else {
-    rate_ *= 1 + kRegrowth * dt;
-  }
+  // Probing: slowly just after a cut, where the limit was found, and faster
+  // and faster the longer nothing is refused.
+  double since_s = last_cut_us_ < 0 ? 1e3 : (now_us - last_cut_us_) / 1e6;
+  double speedup = 1 + (since_s / kSpeedupS) * (since_s / kSpeedupS);
+  // Well below what the server was seen to accept: back there fast.
+  double growth = rate_ < kNearCeiling * ceiling_ ? kMaxGrowth : kProbe * speedup;
+  rate_ *= 1 + std::min(kMaxGrowth, growth) * dt;
   if (max_rate_ > 0) {
     rate_ = std::min(rate_, max_rate_);
     return;
@@ -77,30 +79,53 @@ void AdaptiveRate::OnSent(int64_t now_us) { BinAt(now_us).sent += 1; }
 
 void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   Grow(now_us);
-  if (!refused) return;
+  if (!refused) {
+    BinAt(now_us).answered_ok += 1;
+    return;
+  }
   Bin& bin = bins_[static_cast<size_t>((sent_us / kBinUs) % static_cast<int64_t>(kBins))];
   if (bin.id == sent_us / kBinUs) bin.refused += 1;
-  // Requests sent before the last cut were sent too fast for the old rate,
-  // not the new one.
-  if (sent_us <= last_cut_us_) return;
   // What the server accepted of the requests sent in the kEstimateUs up to
   // this one: their refusals, sent no later, are back by now (if refusals
-  // take as long as each other), and the rest were accepted.
+  // take equally long), and the rest were accepted.
   double sent, refused_then;
   Count(sent_us - kEstimateUs, sent_us, &sent, &refused_then);
   double span_s = (sent_us % kBinUs + kEstimateUs + 1) / 1e6;
   double accepted = std::max(0.0, sent - refused_then) / span_s;
+  if (sent_us <= last_cut_us_) {
+    // Requests sent before the last cut were sent too fast for the old rate,
+    // not the new one: they cut no more. But refusals come back in batches,
+    // and the rest of the batch refines the estimate of the first.
+    if (now_us < refine_until_us_) {
+      rate_ = std::clamp(accepted, std::max(kMaxCut * rate_before_cut_, kMinRate),
+                         std::max(cut_ * rate_before_cut_, kMinRate));
+    }
+    return;
+  }
   double current = rate_;
   if (current <= 0) {
     double sent_last_second, ignored;
     Count(now_us - kSecondUs, now_us, &sent_last_second, &ignored);
     current = std::max(kMinRate, sent_last_second);
   }
-  ceiling_ = std::min(current, std::max(accepted, current * kMaxCut));
   if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
-  rate_ = std::max({std::min(current * kCut, accepted), current * kMaxCut, kMinRate});
+  rate_before_cut_ = current;
+  // Refusals that keep coming after a cut, or that end slow start (which
+  // overshoots by up to the rate times the time refusals take to come
+  // back), call for a deeper cut.
+  cut_ = slow_start_ ? kDeepCut : kCut;
+  rate_ = std::max({std::min(current * cut_, accepted), current * kMaxCut, kMinRate});
+  // What the server answered over the last second, by answer time: it is
+  // what it allows when it has just refused (its bucket is empty).
+  double ok_last_second = 0;
+  int64_t from = (now_us - kSecondUs) / kBinUs;
+  for (const Bin& b : bins_) {
+    if (b.id >= from && b.id <= now_us / kBinUs) ok_last_second += b.answered_ok;
+  }
+  ceiling_ = std::min(current, ok_last_second);
   slow_start_ = false;
   last_cut_us_ = now_us;
+  refine_until_us_ = now_us + kEstimateUs;
 }
 
 void AdaptiveRate::OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,
@@ -134,8 +159,10 @@ void AdaptiveRate::OnOutageOver(int64_t now_us) {
     rate_ = rate_before_cuts_ > 0 ? rate_before_cuts_ : max_rate_;
     rate_before_cuts_ = -1;
   }
-  // Refusals of requests sent during the outage must not cut again.
+  // Refusals of requests sent during the outage must not cut again, nor
+  // refine its cuts.
   last_cut_us_ = now_us;
+  refine_until_us_ = 0;
 }
 
 double AdaptiveRate::RequestRate(int64_t now_us) {

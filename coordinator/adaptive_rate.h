@@ -9,14 +9,17 @@
 // - AIMD on refusals (HTTP 429, or 503) without rate-limit headers: one cut
 //   per window (only a refusal of a request sent after the last cut cuts
 //   again, so a burst of refusals of requests already in flight counts once)
-//   to the smaller of kCut times the rate and what the server accepted of
+//   to the smaller of kCut times the rate (kDeepCut when it ends slow start
+//   ) and what the server accepted of
 //   the requests sent in the kEstimateUs before the refused one (sent minus
 //   refused: their refusals are back when refusals take equally long), but
-//   never below kMaxCut of it. The rate then
-//   grows back fast (kRegrowth per second) while below kNearCeiling of the
-//   rate the last refusals happened at, and slowly (kProbe of that ceiling
-//   per second) above it, probing for more: a run under a fixed server limit
-//   converges to it.
+//   never below kMaxCut of it; the rest of a batch of refusals refines that
+//   estimate for kEstimateUs. The rate then grows back by kMaxGrowth per
+//   second up to kNearCeiling of what the server answered in the second
+//   before the cut (its ceiling), then by kProbe per second, faster the
+//   longer nothing is refused (by (1 + (t / kSpeedupS)^2), at most
+//   kMaxGrowth), so that a run under a fixed server limit converges to it
+//   and a cut too deep recovers.
 // - Rate-limit headers (x-ratelimit-*): the server's budget is a bucket that
 //   refills at (limit - remaining) / reset; the rate is paced to that refill
 //   (less kHeaderMargin) plus what remains beyond the requests already in
@@ -27,6 +30,7 @@
 #ifndef FANMAP_COORDINATOR_ADAPTIVE_RATE_H_
 #define FANMAP_COORDINATOR_ADAPTIVE_RATE_H_
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -37,13 +41,15 @@ namespace fanmap {
 class AdaptiveRate {
  public:
   static constexpr double kStartRate = 100;       // requests/s at the start of slow start
-  static constexpr int64_t kDoublingUs = 50000;   // slow start doubles this often
+  static constexpr int64_t kDoublingUs = 100000;  // slow start doubles this often
   static constexpr double kMinRate = 0.5;         // requests/s: never stop entirely
   static constexpr double kCut = 0.9;             // at most this share is kept after a cut
+  static constexpr double kDeepCut = 0.5;         // after slow start, or a second after a cut
   static constexpr double kMaxCut = 0.1;          // never cut below this share
-  static constexpr double kRegrowth = 0.5;        // relative growth per second, far below
-  static constexpr double kNearCeiling = 0.9;     // ... up to this share of the ceiling
-  static constexpr double kProbe = 0.02;          // then: this share of the ceiling per second
+  static constexpr double kProbe = 0.03;          // growth per second just after a cut
+  static constexpr double kSpeedupS = 3;          // ... doubled after this long without refusals
+  static constexpr double kNearCeiling = 0.9;     // below this share of the ceiling: kMaxGrowth
+  static constexpr double kMaxGrowth = 0.5;       // ... but never more than this per second
   static constexpr int64_t kEstimateUs = 100000;  // sends looked at to estimate the server's rate
   static constexpr int64_t kHeaderFreshUs = 2000000;  // header-derived rates last this long
   static constexpr double kHeaderMargin = 0.02;  // share of the refill never planned to be used
@@ -76,9 +82,10 @@ class AdaptiveRate {
   static constexpr size_t kBins = 128;  // 1.28 s of sends, by send time
 
   struct Bin {
-    int64_t id = -1;  // which kBinUs interval it counts
-    double sent = 0;
-    double refused = 0;
+    int64_t id = -1;         // which kBinUs interval it counts
+    double sent = 0;         // requests sent in it
+    double refused = 0;      // ... that were refused
+    double answered_ok = 0;  // answers in it that were not refusals
   };
   Bin& BinAt(int64_t us);
   // Sent and refused in [from_us, to_us), by send time.
@@ -88,11 +95,14 @@ class AdaptiveRate {
   const double max_rate_;
   double rate_;  // AIMD or slow-start rate; 0 = none
   bool slow_start_;
-  double ceiling_ = 0;  // rate at the last refusals; 0 = none seen
   int64_t start_us_ = -1;
   int64_t last_us_ = -1;
   int64_t last_cut_us_ = -1;
   double rate_before_cuts_ = -1;  // -1: no cuts lately
+  double rate_before_cut_ = 0;    // the rate the last cut cut
+  int64_t refine_until_us_ = 0;   // refusals refine the last cut until then
+  double cut_ = kCut;             // the factor of the last cut
+  double ceiling_ = 0;            // what the server accepted when it last refused
   std::array<Bin, kBins> bins_{};
   double header_rate_ = 0;
   double header_token_rate_ = 0;

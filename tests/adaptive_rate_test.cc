@@ -183,37 +183,45 @@ TEST(AdaptiveRateTest, OneCutPerWindowOfRequests) {
   EXPECT_LT(adaptive.RequestRate(now + 2 * kMs), after_first);
 }
 
-TEST(AdaptiveRateTest, GrowsBackAfterACutAndProbesSlowlyNearTheCeiling) {
-  AdaptiveRate adaptive(0);
+TEST(AdaptiveRateTest, ProbesSlowlyAfterACutThenFasterAndFaster) {
+  AdaptiveRate adaptive(1e6);
   int64_t now = kStartUs;
-  // Steady sends at 200/s, then one refusal among them.
-  for (int i = 0; i < 400; ++i, now += 5 * kMs) {
-    adaptive.OnSent(now);
-    adaptive.RequestRate(now);
-  }
-  adaptive.OnAnswer(now, now - kMs, true);
+  for (int i = 0; i < 100; ++i) adaptive.OnSent(now);
+  now += 50 * kMs;
+  adaptive.OnAnswer(now, now - 10 * kMs, true);
   double cut = adaptive.RequestRate(now);
-  ASSERT_GT(cut, 0);
-  double ceiling = adaptive.ceiling();
-  ASSERT_GT(ceiling, cut);
-  // Keep sending at the paced rate: it grows back to near the ceiling fast,
-  // then by kProbe of it per second.
-  double previous = cut;
-  int64_t near_at = -1;
-  double due = 0;
-  for (int i = 0; i < 1000; ++i, now += 10 * kMs) {
-    double rate = adaptive.RequestRate(now);
-    for (due += rate / 100; due >= 1; due -= 1) adaptive.OnSent(now);
-    ASSERT_GE(rate, previous);
-    if (near_at < 0 && rate >= AdaptiveRate::kNearCeiling * ceiling) near_at = now;
-    previous = rate;
+  ASSERT_LT(cut, 1e6);
+  // The first second after the cut: about kProbe.
+  double after_1s = adaptive.RequestRate(now + kSecond);
+  EXPECT_GT(after_1s, cut);
+  EXPECT_LE(after_1s, cut * (1 + 2 * AdaptiveRate::kProbe));
+  // Ten seconds without a refusal: growing several times faster.
+  double at_10s = adaptive.RequestRate(now + 10 * kSecond);
+  double at_11s = adaptive.RequestRate(now + 11 * kSecond);
+  EXPECT_GT(at_11s / at_10s - 1, 4 * AdaptiveRate::kProbe);
+  // Back to the configured rate within a minute.
+  EXPECT_EQ(adaptive.RequestRate(now + 60 * kSecond), 1e6);
+}
+
+TEST(AdaptiveRateTest, ABatchOfRefusalsRefinesTheCut) {
+  AdaptiveRate adaptive(2000);
+  int64_t now = kStartUs;
+  // 2000/s for 100 ms; the server took 500/s of them (one in four).
+  for (int ms = 0; ms < 100; ++ms) {
+    adaptive.OnSent(now + ms * kMs);
+    adaptive.OnSent(now + ms * kMs);
   }
-  ASSERT_GT(near_at, 0);
-  EXPECT_LE(near_at - (now - 1000 * 10 * kMs), 2 * kSecond);
-  double probed = previous - std::max(cut, AdaptiveRate::kNearCeiling * ceiling);
-  // Ten seconds of probing at most, and one step of regrowth past the mark.
-  EXPECT_LE(probed, ceiling * (AdaptiveRate::kProbe * 10 + AdaptiveRate::kRegrowth * 0.01));
-  EXPECT_GE(probed, 0);
+  now += 100 * kMs;
+  int refusals = 0;
+  for (int ms = 0; ms < 100; ++ms) {
+    for (int k = 0; k < 2; ++k) {
+      if ((ms * 2 + k) % 4 == 0) continue;
+      adaptive.OnAnswer(now, kStartUs + ms * kMs, true);
+      ++refusals;
+    }
+  }
+  ASSERT_EQ(refusals, 150);
+  EXPECT_NEAR(adaptive.RequestRate(now), 500, 60);
 }
 
 TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {

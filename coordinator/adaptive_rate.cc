@@ -128,6 +128,25 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   refine_until_us_ = now_us + kEstimateUs;
 }
 
+void AdaptiveRate::OnOverloaded(int64_t now_us, int64_t sent_us) {
+  Grow(now_us);
+  if (sent_us <= last_cut_us_) return;
+  double current = rate_;
+  if (current <= 0) {
+    double sent_last_second, ignored;
+    Count(now_us - kSecondUs, now_us, &sent_last_second, &ignored);
+    current = std::max(kMinRate, sent_last_second);
+  }
+  if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
+  rate_before_cut_ = current;
+  cut_ = kCut;
+  rate_ = std::max(current * kCut, kMinRate);
+  ceiling_ = current;
+  slow_start_ = false;
+  last_cut_us_ = now_us;
+  refine_until_us_ = 0;
+}
+
 void AdaptiveRate::OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,
                                   double tokens_in_flight) {
   // What the server's bucket allows from now: its refill rate plus what is

@@ -6,7 +6,7 @@
 //   what holds dispatch back (then it is lifted: no limit). So a run against
 //   a limited server does not open with a burst of refusals, and a run
 //   against an unlimited one is paced for a few hundred milliseconds only.
-// - AIMD on refusals (HTTP 429, or 503) without rate-limit headers: one cut
+// - AIMD on refusals (HTTP 429) without rate-limit headers: one cut
 //   per window (only a refusal of a request sent after the last cut cuts
 //   again, so a burst of refusals of requests already in flight counts once)
 //   to the smaller of kCut times the rate (kDeepCut when it ends slow start
@@ -60,8 +60,12 @@ class AdaptiveRate {
   // A request was sent at `now_us`.
   void OnSent(int64_t now_us);
   // The answer to a request sent at `sent_us` came at `now_us`; `refused`:
-  // 429 or 503, the server asks us to slow down.
+  // 429, the server asks us to slow down.
   void OnAnswer(int64_t now_us, int64_t sent_us, bool refused);
+  // A request sent at `sent_us` was answered 503 at `now_us`: the server is
+  // overloaded, or down. A gentle cut (kCut, one per window) that leaves
+  // telling an outage (every request fails) to the CircuitBreaker.
+  void OnOverloaded(int64_t now_us, int64_t sent_us);
   // An answer carried rate-limit headers. `in_flight`: requests sent and not
   // answered; `tokens_in_flight`: their estimated tokens.
   void OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,

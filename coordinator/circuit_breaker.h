@@ -43,7 +43,7 @@ class CircuitBreaker {
  public:
   static constexpr int kTripAfter = 20;
   static constexpr int64_t kFirstPauseMs = 1000;
-  static constexpr int64_t kMaxPauseMs = 10000;
+  static constexpr int64_t kMaxPauseMs = 5000;
   static constexpr int kProbes = 3;
 
   // An answer to a request sent at `sent_ms` came at `now_ms`. Returns true

@@ -742,8 +742,11 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
   }
   if (result.extra.empty() && result.limits.empty()) return;  // nothing to learn
   int64_t status = ExtraInt(result, "status", 0);
-  if (adaptive_on_ && status != 0) {
-    adaptive_.OnAnswer(now_us, slot.sent_us, status == 429 || status == 503);
+  if (adaptive_on_ && status == 503) {
+    // An outage is the breaker's: its 503s must not drag the rate down.
+    if (!breaker_.tripped()) adaptive_.OnOverloaded(now_us, slot.sent_us);
+  } else if (adaptive_on_ && status != 0) {
+    adaptive_.OnAnswer(now_us, slot.sent_us, status == 429);
   }
   int64_t tokens = ExtraInt(result, "total_tokens", -1);
   if (tokens >= 0) {

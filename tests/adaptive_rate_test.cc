@@ -269,6 +269,17 @@ TEST(AdaptiveRateTest, TokenHeadersGiveATokenRate) {
   EXPECT_EQ(adaptive.TokenRate(kStartUs + AdaptiveRate::kHeaderFreshUs), 0);
 }
 
+TEST(AdaptiveRateTest, OverloadCutsGentlyOncePerWindow) {
+  AdaptiveRate adaptive(100);
+  int64_t now = kStartUs;
+  adaptive.OnSent(now);
+  adaptive.OnOverloaded(now + kMs, now);
+  EXPECT_DOUBLE_EQ(adaptive.RequestRate(now + kMs), 100 * AdaptiveRate::kCut);
+  // More 503s of requests sent before the cut: no more cuts.
+  for (int i = 0; i < 50; ++i) adaptive.OnOverloaded(now + 2 * kMs, now);
+  EXPECT_NEAR(adaptive.RequestRate(now + 2 * kMs), 100 * AdaptiveRate::kCut, 0.01);
+}
+
 TEST(AdaptiveRateTest, OutageOverRestoresTheRateBeforeItsCuts) {
   AdaptiveRate adaptive(100);
   int64_t now = kStartUs;

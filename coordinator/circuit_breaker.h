@@ -7,7 +7,8 @@
 // full speed; if every probe fails like the rest, it opens again for a
 // longer pause. While it is open or probing, failures of this kind are the
 // outage's, not the items': the caller does not charge them to the items'
-// --retries (only --retry-for bounds them).
+// --retries (only --retry-for bounds them), nor those that come after
+// kSuspectAfter in a row already.
 //
 // Throttles (429) are neither: the server is up and asks us to slow down
 // (AdaptiveRate's business). An answer of any other kind (a success, a 4xx)
@@ -45,6 +46,9 @@ class CircuitBreaker {
   static constexpr int64_t kFirstPauseMs = 1000;
   static constexpr int64_t kMaxPauseMs = 5000;
   static constexpr int kProbes = 3;
+  // This many outage-like answers in a row already look like an outage: the
+  // caller stops charging them before the breaker trips.
+  static constexpr int kSuspectAfter = 5;
 
   // An answer to a request sent at `sent_ms` came at `now_ms`. Returns true
   // if this answer closed a tripped breaker (the outage is over).
@@ -58,6 +62,9 @@ class CircuitBreaker {
 
   // Open or probing: the failures now are the outage's.
   bool tripped() const { return state_ != BreakerState::kClosed; }
+  // Tripped, or kSuspectAfter outage-like answers in a row: a failure now is
+  // more likely the server's than the item's.
+  bool suspect() const { return tripped() || down_in_a_row_ >= kSuspectAfter; }
   BreakerState state() const { return state_; }
   // Times the breaker opened (a trip, or failed probes), for the summary.
   uint64_t openings() const { return openings_; }

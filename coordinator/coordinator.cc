@@ -764,7 +764,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // outage's: neither uses up the item's --retries (--retry-for bounds them).
 bool Coordinator::Charged(const Result& result) const {
   if (result.cause == FailureCause::kThrottled) return false;
-  return !(breaker_.tripped() && HealthOf(result) == ServerHealth::kDown);
+  return !(breaker_.suspect() && HealthOf(result) == ServerHealth::kDown);
 }
 
 void Coordinator::ReportSummary() {

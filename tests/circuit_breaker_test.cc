@@ -33,6 +33,16 @@ TEST_F(CircuitBreakerTest, LetsEverythingThroughWhileClosed) {
   EXPECT_EQ(breaker_.NextDispatchMs(now_), now_);
 }
 
+TEST_F(CircuitBreakerTest, AStreakOfFailuresIsSuspectBeforeItTrips) {
+  Down(CircuitBreaker::kSuspectAfter - 1);
+  EXPECT_FALSE(breaker_.suspect());
+  Down(1);
+  EXPECT_TRUE(breaker_.suspect());
+  EXPECT_FALSE(breaker_.tripped());
+  Up();
+  EXPECT_FALSE(breaker_.suspect());
+}
+
 TEST_F(CircuitBreakerTest, ASuccessResetsTheCount) {
   Down(CircuitBreaker::kTripAfter - 1);
   EXPECT_FALSE(Up());

@@ -771,7 +771,8 @@ void Coordinator::ReportSummary() {
   summary_.SetItems(written_ - failed_, failed_);
   summary_.SetOutagePauses(breaker_.openings());
   SummaryFigures figures = summary_.Figures((NowMicros() - started_us_) / 1e6);
-  if (!config_.quiet) {
+  // A closed output (| head) ends the run quietly.
+  if (!config_.quiet && !output_closed_) {
     std::string text = FormatSummary(figures, summary_.chat());
     size_t newline = text.find('\n');
     Log(text.substr(0, newline));

@@ -357,9 +357,10 @@ int main(int argc, char** argv) {
           ->check(SecondsRange(0.001, 1e7))
           ->group(kReliability);
   CLI::Option* retries =
-      app.add_option("--retries", config.retries,
-                     "extra attempts for a task that timed out, hit a retryable error or lost "
-                     "its worker (default 2; --http: 8, since servers shed load with 429s)")
+      app.add_option(
+             "--retries", config.retries,
+             "extra attempts for a task that timed out, hit a retryable error or lost "
+             "its worker (default 2; --http: 8; a 429 or a failure during an outage uses up none)")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
   std::string retry_for = "10m";
@@ -367,11 +368,12 @@ int main(int argc, char** argv) {
                  "no retry once this long after an item's first attempt: 90s, 10m, 1h, or 0 "
                  "for no bound. Throttles (429) and failures during an outage (the whole run "
                  "pauses and probes) do not use up --retries: this bounds them")
-      ->capture_default_str()
+      ->option_text("DURATION (default: 10m)")
       ->group(kReliability);
   app.add_option("--summary", config.summary_path,
                  "write the end-of-run summary to FILE as JSON (items, retries by cause, "
                  "requests/s, latency percentiles, tokens)")
+      ->option_text("FILE")
       ->group(kIo);
   app.add_flag("-q,--quiet", config.quiet, "no summary on stderr at the end of the run")
       ->group(kIo);

@@ -75,6 +75,14 @@ void AdaptiveRate::Grow(int64_t now_us) {
   if (now_us - last_cut_us_ > 2 * kSecondUs && sent < kLiftBelow * rate_) rate_ = 0;
 }
 
+double AdaptiveRate::CurrentRate(int64_t now_us) const {
+  if (rate_ > 0) return rate_;
+  // No limit: what was sent over the last second.
+  double sent, ignored;
+  Count(now_us - kSecondUs, now_us, &sent, &ignored);
+  return std::max(kMinRate, sent);
+}
+
 void AdaptiveRate::OnSent(int64_t now_us) { BinAt(now_us).sent += 1; }
 
 void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
@@ -102,12 +110,7 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
     }
     return;
   }
-  double current = rate_;
-  if (current <= 0) {
-    double sent_last_second, ignored;
-    Count(now_us - kSecondUs, now_us, &sent_last_second, &ignored);
-    current = std::max(kMinRate, sent_last_second);
-  }
+  double current = CurrentRate(now_us);
   if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
   rate_before_cut_ = current;
   // Refusals that keep coming after a cut, or that end slow start (which
@@ -131,12 +134,7 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
 void AdaptiveRate::OnOverloaded(int64_t now_us, int64_t sent_us) {
   Grow(now_us);
   if (sent_us <= last_cut_us_) return;
-  double current = rate_;
-  if (current <= 0) {
-    double sent_last_second, ignored;
-    Count(now_us - kSecondUs, now_us, &sent_last_second, &ignored);
-    current = std::max(kMinRate, sent_last_second);
-  }
+  double current = CurrentRate(now_us);
   if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
   rate_before_cut_ = current;
   cut_ = kCut;

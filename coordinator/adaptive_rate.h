@@ -95,6 +95,8 @@ class AdaptiveRate {
   // Sent and refused in [from_us, to_us), by send time.
   void Count(int64_t from_us, int64_t to_us, double* sent, double* refused) const;
   void Grow(int64_t now_us);
+  // The rate in force, or without one, the rate requests were sent at.
+  double CurrentRate(int64_t now_us) const;
 
   const double max_rate_;
   double rate_;  // AIMD or slow-start rate; 0 = none

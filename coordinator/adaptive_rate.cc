@@ -75,6 +75,14 @@ void AdaptiveRate::Grow(int64_t now_us) {
   if (now_us - last_cut_us_ > 2 * kSecondUs && sent < kLiftBelow * rate_) rate_ = 0;
 }
 
+double AdaptiveRate::CutFactor(double sent, double refused) const {
+  if (deep_) return kDeepCut;
+  // A stray refusal among many accepted requests (a server that refuses
+  // bursts, not a rate) costs a small cut, in proportion.
+  double share = sent > 0 ? refused / sent : 1;
+  return share < kStrayShare ? std::max(kCut, 1 - 2 * share) : kCut;
+}
+
 double AdaptiveRate::CurrentRate(int64_t now_us) const {
   if (rate_ > 0) return rate_;
   // No limit: what was sent over the last second.
@@ -106,7 +114,7 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
     // and the rest of the batch refines the estimate of the first.
     if (now_us < refine_until_us_) {
       rate_ = std::clamp(accepted, std::max(kMaxCut * rate_before_cut_, kMinRate),
-                         std::max(cut_ * rate_before_cut_, kMinRate));
+                         std::max(CutFactor(sent, refused_then) * rate_before_cut_, kMinRate));
     }
     return;
   }
@@ -116,8 +124,9 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   // Refusals that keep coming after a cut, or that end slow start (which
   // overshoots by up to the rate times the time refusals take to come
   // back), call for a deeper cut.
-  cut_ = slow_start_ ? kDeepCut : kCut;
-  rate_ = std::max({std::min(current * cut_, accepted), current * kMaxCut, kMinRate});
+  deep_ = slow_start_;
+  rate_ = std::max(
+      {std::min(current * CutFactor(sent, refused_then), accepted), current * kMaxCut, kMinRate});
   // What the server answered over the last second, by answer time: it is
   // what it allows when it has just refused (its bucket is empty).
   double ok_last_second = 0;
@@ -137,7 +146,7 @@ void AdaptiveRate::OnOverloaded(int64_t now_us, int64_t sent_us) {
   double current = CurrentRate(now_us);
   if (rate_before_cuts_ < 0) rate_before_cuts_ = slow_start_ ? 0 : rate_;
   rate_before_cut_ = current;
-  cut_ = kCut;
+  deep_ = false;
   rate_ = std::max(current * kCut, kMinRate);
   ceiling_ = current;
   slow_start_ = false;

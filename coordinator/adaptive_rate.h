@@ -9,8 +9,10 @@
 // - AIMD on refusals (HTTP 429) without rate-limit headers: one cut
 //   per window (only a refusal of a request sent after the last cut cuts
 //   again, so a burst of refusals of requests already in flight counts once)
-//   to the smaller of kCut times the rate (kDeepCut when it ends slow start
-//   ) and what the server accepted of
+//   to the smaller of kCut times the rate (kDeepCut when it ends slow start;
+//   1 - 2 x the refused share when under kStrayShare of the requests were
+//   refused: a server that refuses bursts, not a rate) and what the server
+//   accepted of
 //   the requests sent in the kEstimateUs before the refused one (sent minus
 //   refused: their refusals are back when refusals take equally long), but
 //   never below kMaxCut of it; the rest of a batch of refusals refines that
@@ -45,6 +47,7 @@ class AdaptiveRate {
   static constexpr double kMinRate = 0.5;         // requests/s: never stop entirely
   static constexpr double kCut = 0.9;             // at most this share is kept after a cut
   static constexpr double kDeepCut = 0.5;         // after slow start, or a second after a cut
+  static constexpr double kStrayShare = 0.05;     // fewer refused than this: a small cut
   static constexpr double kMaxCut = 0.1;          // never cut below this share
   static constexpr double kProbe = 0.03;          // growth per second just after a cut
   static constexpr double kSpeedupS = 3;          // ... doubled after this long without refusals
@@ -95,6 +98,8 @@ class AdaptiveRate {
   // Sent and refused in [from_us, to_us), by send time.
   void Count(int64_t from_us, int64_t to_us, double* sent, double* refused) const;
   void Grow(int64_t now_us);
+  // The share of the rate a cut keeps, given `refused` of `sent` requests.
+  double CutFactor(double sent, double refused) const;
   // The rate in force, or without one, the rate requests were sent at.
   double CurrentRate(int64_t now_us) const;
 
@@ -107,7 +112,7 @@ class AdaptiveRate {
   double rate_before_cuts_ = -1;  // -1: no cuts lately
   double rate_before_cut_ = 0;    // the rate the last cut cut
   int64_t refine_until_us_ = 0;   // refusals refine the last cut until then
-  double cut_ = kCut;             // the factor of the last cut
+  bool deep_ = false;             // the last cut ended slow start
   double ceiling_ = 0;            // what the server accepted when it last refused
   std::array<Bin, kBins> bins_{};
   double header_rate_ = 0;

@@ -170,17 +170,39 @@ TEST(AdaptiveRateTest, OneCutPerWindowOfRequests) {
   int64_t now = kStartUs;
   for (int i = 0; i < 1000; ++i) adaptive.OnSent(now);
   now += 200 * kMs;
-  // A burst of refusals of requests all sent before the first cut: one cut.
+  // A burst of refusals of requests all sent before the first cut: one cut
+  // (the first refusal of a thousand requests: a small one).
   adaptive.OnAnswer(now, kStartUs, true);
   double after_first = adaptive.RequestRate(now);
-  EXPECT_LE(after_first, 1000 * AdaptiveRate::kCut);
-  EXPECT_GE(after_first, 1000 * AdaptiveRate::kMaxCut);
+  EXPECT_LT(after_first, 1000);
+  EXPECT_GE(after_first, 1000 * AdaptiveRate::kCut);
+  // The rest of the batch: half of the requests refused, still one cut.
   for (int i = 0; i < 500; ++i) adaptive.OnAnswer(now, kStartUs, true);
-  EXPECT_DOUBLE_EQ(adaptive.RequestRate(now), after_first);
+  double after_batch = adaptive.RequestRate(now);
+  EXPECT_DOUBLE_EQ(after_batch, 1000 * AdaptiveRate::kCut);
   // A refusal of a request sent after the cut cuts again.
   adaptive.OnSent(now + kMs);
   adaptive.OnAnswer(now + 2 * kMs, now + kMs, true);
-  EXPECT_LT(adaptive.RequestRate(now + 2 * kMs), after_first);
+  EXPECT_LT(adaptive.RequestRate(now + 2 * kMs), after_batch);
+}
+
+TEST(AdaptiveRateTest, AStrayRefusalCutsLittleAndAShareOfThemMore) {
+  AdaptiveRate stray(1000);
+  AdaptiveRate many(1000);
+  int64_t now = kStartUs;
+  for (int ms = 0; ms < 100; ++ms) {
+    for (int k = 0; k < 10; ++k) {
+      stray.OnSent(now + ms * kMs);
+      many.OnSent(now + ms * kMs);
+    }
+  }
+  now += 100 * kMs;
+  // One refused of the last 1000, against 20% of them.
+  stray.OnAnswer(now, now - kMs, true);
+  for (int i = 0; i < 200; ++i) many.OnAnswer(now - kMs, now - 2 * kMs - i * 400, true);
+  many.OnAnswer(now, now - kMs, true);
+  EXPECT_GE(stray.RequestRate(now), 990);
+  EXPECT_LE(many.RequestRate(now), 1000 * AdaptiveRate::kCut);
 }
 
 TEST(AdaptiveRateTest, ProbesSlowlyAfterACutThenFasterAndFaster) {

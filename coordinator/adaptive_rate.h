@@ -42,7 +42,7 @@ namespace fanmap {
 
 class AdaptiveRate {
  public:
-  static constexpr double kStartRate = 100;       // requests/s at the start of slow start
+  static constexpr double kStartRate = 1000;      // requests/s at the start of slow start
   static constexpr int64_t kDoublingUs = 100000;  // slow start doubles this often
   static constexpr double kMinRate = 0.5;         // requests/s: never stop entirely
   static constexpr double kCut = 0.9;             // at most this share is kept after a cut

@@ -11,7 +11,7 @@ namespace {
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
 // The deepest message nests four containers (root, results list, result,
-// extra map). The headroom lets a later version nest deeper and still be
+// its extra map or its limits array). The headroom lets a later version nest deeper and still be
 // read far enough to be refused by its version rather than as malformed.
 constexpr uint32_t kMaxNesting = 6;
 // The longest array and the largest map of any message.
@@ -154,13 +154,57 @@ class FrameScan : public msgpack::null_visitor {
   std::string error_;
 };
 
+std::optional<uint64_t>* LimitField(ServerLimits* limits, uint32_t i) {
+  std::optional<uint64_t>* fields[kServerLimitFields] = {
+      &limits->limit_requests, &limits->remaining_requests, &limits->reset_requests_ms,
+      &limits->limit_tokens,   &limits->remaining_tokens,   &limits->reset_tokens_ms};
+  return fields[i];
+}
+
+// nil, or an array of kServerLimitFields elements, each nil or a uint.
+bool ReadLimits(const msgpack::object& o, ServerLimits* limits) {
+  if (o.type == msgpack::type::NIL) return true;
+  auto* a = AsArray(o, kServerLimitFields, kServerLimitFields);
+  if (a == nullptr) return false;
+  for (uint32_t i = 0; i < kServerLimitFields; ++i) {
+    if (a->ptr[i].type == msgpack::type::NIL) continue;
+    uint64_t v;
+    if (!ReadUint(a->ptr[i], &v)) return false;
+    *LimitField(limits, i) = v;
+  }
+  return limits->Valid();
+}
+
+void PackLimits(Packer& packer, const ServerLimits& limits) {
+  if (limits.empty()) {
+    packer.pack_nil();
+    return;
+  }
+  packer.pack_array(kServerLimitFields);
+  ServerLimits copy = limits;
+  for (uint32_t i = 0; i < kServerLimitFields; ++i) {
+    const std::optional<uint64_t>& field = *LimitField(&copy, i);
+    if (field) {
+      packer.pack_uint64(*field);
+    } else {
+      packer.pack_nil();
+    }
+  }
+}
+
 bool ReadResult(const msgpack::object& o, Result* result) {
-  auto* a = AsArray(o, 10, 10);
-  if (a == nullptr || !ReadUint(a->ptr[0], &result->index) ||
-      !ReadUint32(a->ptr[1], &result->attempt) || !ReadBool(a->ptr[2], &result->ok) ||
-      !ReadString(a->ptr[3], &result->value) || !ReadBool(a->ptr[4], &result->value_is_json) ||
-      !ReadUint(a->ptr[5], &result->elapsed_us) || !ReadBool(a->ptr[6], &result->retryable) ||
-      !ReadUint32(a->ptr[7], &result->retry_after_ms) || !ReadBool(a->ptr[9], &result->fatal)) {
+  auto* a = AsArray(o, 12, 12);
+  uint64_t cause;
+  if (a == nullptr || !ReadUint(a->ptr[10], &cause) || cause > kMaxFailureCause ||
+      !ReadLimits(a->ptr[11], &result->limits)) {
+    return false;
+  }
+  result->cause = static_cast<FailureCause>(cause);
+  if (!ReadUint(a->ptr[0], &result->index) || !ReadUint32(a->ptr[1], &result->attempt) ||
+      !ReadBool(a->ptr[2], &result->ok) || !ReadString(a->ptr[3], &result->value) ||
+      !ReadBool(a->ptr[4], &result->value_is_json) || !ReadUint(a->ptr[5], &result->elapsed_us) ||
+      !ReadBool(a->ptr[6], &result->retryable) || !ReadUint32(a->ptr[7], &result->retry_after_ms) ||
+      !ReadBool(a->ptr[9], &result->fatal)) {
     return false;
   }
   const msgpack::object& extra = a->ptr[8];
@@ -254,6 +298,17 @@ bool ReferenceEverything(msgpack::type::object_type, std::size_t, void*) { retur
 
 }  // namespace
 
+bool ServerLimits::Valid() const {
+  auto count_ok = [](const std::optional<uint64_t>& v) { return !v || *v <= kMaxLimitCount; };
+  auto reset_ok = [](const std::optional<uint64_t>& v) { return !v || *v <= kMaxLimitResetMs; };
+  auto within = [](const std::optional<uint64_t>& remaining, const std::optional<uint64_t>& limit) {
+    return !remaining || !limit || *remaining <= *limit;
+  };
+  return count_ok(limit_requests) && count_ok(remaining_requests) && count_ok(limit_tokens) &&
+         count_ok(remaining_tokens) && reset_ok(reset_requests_ms) && reset_ok(reset_tokens_ms) &&
+         within(remaining_requests, limit_requests) && within(remaining_tokens, limit_tokens);
+}
+
 std::string EncodeHello(const Hello& hello) {
   msgpack::sbuffer buffer;
   Packer packer(buffer);
@@ -272,7 +327,7 @@ std::string EncodeResults(const std::string& run_id, const std::vector<Result>& 
   PackString(packer, run_id);
   packer.pack_array(static_cast<uint32_t>(results.size()));
   for (const Result& r : results) {
-    packer.pack_array(10);
+    packer.pack_array(12);
     packer.pack_uint64(r.index);
     packer.pack_uint32(r.attempt);
     packer.pack(r.ok);
@@ -291,6 +346,8 @@ std::string EncodeResults(const std::string& run_id, const std::vector<Result>& 
       }
     }
     packer.pack(r.fatal);
+    packer.pack_uint8(static_cast<uint8_t>(r.cause));
+    PackLimits(packer, r.limits);
   }
   return ToString(buffer);
 }

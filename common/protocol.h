@@ -11,35 +11,42 @@
 //
 //   [version:uint, type:uint, ...body]
 //
-// Types and bodies (version 2):
+// Types and bodies (version 3):
 //   worker → coordinator
-//     1 HELLO      [2, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
-//     2 RESULTS    [2, 2, run_id:str, [result, ...]]
+//     1 HELLO      [3, 1, slots:uint (0 = the job's default), name:str, host:str, pid:uint]
+//     2 RESULTS    [3, 2, run_id:str, [result, ...]]
 //                  run_id: the run id of the JOB the worker runs; results of
 //                  another run are dropped and the worker is told to RESET.
 //                  result = [index:uint, attempt:uint, ok:bool, value:str,
 //                            value_is_json:bool, elapsed_us:uint, retryable:bool,
-//                            retry_after_ms:uint, extra:{str: int|str}, fatal:bool]
+//                            retry_after_ms:uint, extra:{str: int|str}, fatal:bool,
+//                            cause:uint, limits:nil|[6 × (nil|uint)]]
 //                  `value` is the result text when ok, the error text otherwise;
 //                  `retryable` failures (timeouts, HTTP 429/5xx, a crashed
 //                  co-process) may be sent again, not before retry_after_ms;
 //                  `extra` holds fields added to the record (exit_code, stderr...);
 //                  `fatal`: no item of this job is likely to succeed either (the
 //                  command cannot be started, the server refused our credentials).
-//     3 HEARTBEAT  [2, 3]
-//     8 BYE        [2, 8, reason:str]          the worker leaves; its tasks go back
+//                  `cause` (FailureCause) says why a failure happened: 0 for
+//                  a success; the summary counts retries by it.
+//                  `limits`: what the server said of its rate limits in this
+//                  answer (ServerLimits: requests limit, remaining, reset in
+//                  ms, then the same for tokens; nil where it said nothing),
+//                  or nil when it said nothing at all.
+//     3 HEARTBEAT  [3, 3]
+//     8 BYE        [3, 8, reason:str]          the worker leaves; its tasks go back
 //   coordinator → worker
-//     4 JOB        [2, 4, run_id:str, kind:str, argv:[str...], options:{str: str},
+//     4 JOB        [3, 4, run_id:str, kind:str, argv:[str...], options:{str: str},
 //                   default_slots:uint]
 //                  run_id: 32 hex digits (128 random bits), new for every run;
 //                  option keys are named in common/job_keys.h.
-//     5 TASKS      [2, 5, [[index:uint, attempt:uint, item:str], ...]]
+//     5 TASKS      [3, 5, [[index:uint, attempt:uint, item:str], ...]]
 //                  (index, attempt) names one attempt; its result counts only
 //                  from the worker it was sent to, while the attempt is open.
-//     3 HEARTBEAT  [2, 3]
-//     6 STOP       [2, 6, reason:str]          the worker exits
-//     7 REFUSE     [2, 7, reason:str]          e.g. protocol version mismatch
-//     9 RESET      [2, 9, reason:str]          the coordinator forgot this worker (it
+//     3 HEARTBEAT  [3, 3]
+//     6 STOP       [3, 6, reason:str]          the worker exits
+//     7 REFUSE     [3, 7, reason:str]          e.g. protocol version mismatch
+//     9 RESET      [3, 9, reason:str]          the coordinator forgot this worker (it
 //                                              was silent too long): drop every task
 //                                              and say HELLO again
 //
@@ -52,6 +59,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -60,7 +68,8 @@
 
 namespace fanmap {
 
-constexpr uint32_t kProtocolVersion = 2;
+// 3: results carry `cause` and `limits`.
+constexpr uint32_t kProtocolVersion = 3;
 
 // Largest frame either side accepts (ZMQ_MAXMSGSIZE): 256 MiB. The largest
 // legitimate frames are batches closed at 1 MiB (TASKS by the coordinator,
@@ -90,12 +99,17 @@ constexpr uint32_t kMaxJobOptions = 256;
 // at any depth. It bounds the decoder's memory whatever the frame's shape
 // (msgpack allocates a 24-byte object per element: at most 13.6 MB) and
 // is sized for the largest legitimate frame, a RESULTS frame of
-// kMaxFrameResults results each with a full extra map:
-// 4 + 4096 * (1 + 10 + 2 * 64) = 569,348 elements. A JOB with kMaxJobArgv
+// kMaxFrameResults results each with a full extra map and all limits:
+// 4 + 4096 * (1 + 12 + 6 + 2 * 64) = 602,116 elements. A JOB with kMaxJobArgv
 // arguments and kMaxJobOptions options (66,055) or a TASKS frame of
 // kMaxFrameTasks tasks (16,387) fits too. A frame also never holds more
 // elements than bytes, as every element takes at least one byte.
-constexpr uint32_t kMaxFrameElements = 4 + kMaxFrameResults * (1 + 10 + 2 * kMaxResultExtra);
+constexpr uint32_t kServerLimitFields = 6;
+constexpr uint32_t kMaxFrameElements =
+    4 + kMaxFrameResults * (1 + 12 + kServerLimitFields + 2 * kMaxResultExtra);
+// Largest reset time a result may report (a day); counts are at most 2^53.
+constexpr uint64_t kMaxLimitResetMs = 86400000;
+constexpr uint64_t kMaxLimitCount = uint64_t{1} << 53;
 // Frames up to this size are decoded without the first pass (see
 // DecodeMessage); the binaries batch tasks and results under it.
 constexpr size_t kUnscannedFrameBytes = 16 << 10;
@@ -125,6 +139,38 @@ struct Task {
   std::string item;
 };
 
+// Why an attempt failed, as far as the payload can tell. Closed: a decoder
+// rejects any other value.
+enum class FailureCause : uint8_t {
+  kNone = 0,         // it succeeded (or the payload cannot tell)
+  kThrottled = 1,    // HTTP 429
+  kServerError = 2,  // HTTP 5xx or 408
+  kTimeout = 3,      // no answer in time
+  kConnection = 4,   // cannot connect, reset, empty reply
+  kOther = 5,        // anything else
+};
+constexpr uint8_t kMaxFailureCause = 5;
+
+// What a server said of its rate limits in one answer (OpenAI's
+// x-ratelimit-{limit,remaining,reset}-{requests,tokens} headers). Each field
+// is absent when the answer did not carry it. Decoded values are checked:
+// counts at most kMaxLimitCount, resets at most kMaxLimitResetMs, and
+// remaining never above its limit.
+struct ServerLimits {
+  std::optional<uint64_t> limit_requests;
+  std::optional<uint64_t> remaining_requests;
+  std::optional<uint64_t> reset_requests_ms;  // until the request budget is full again
+  std::optional<uint64_t> limit_tokens;
+  std::optional<uint64_t> remaining_tokens;
+  std::optional<uint64_t> reset_tokens_ms;
+  bool empty() const {
+    return !limit_requests && !remaining_requests && !reset_requests_ms && !limit_tokens &&
+           !remaining_tokens && !reset_tokens_ms;
+  }
+  // True if every present value is within the bounds above.
+  bool Valid() const;
+};
+
 struct Result {
   // std::less<>: looked up by string literals without a std::string.
   using Extra = std::map<std::string, std::variant<int64_t, std::string>, std::less<>>;
@@ -139,6 +185,8 @@ struct Result {
   uint32_t retry_after_ms = 0;  // e.g. from an HTTP Retry-After header
   bool fatal = false;           // the whole job is likely to fail like this (see above)
   Extra extra;
+  FailureCause cause = FailureCause::kNone;
+  ServerLimits limits;
 };
 
 struct JobSpec {

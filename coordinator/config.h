@@ -31,6 +31,9 @@ struct Config {
   size_t window = 0;                 // read-ahead in items; 0 = automatic
   int heartbeat_ms = 5000;           // a worker silent this long is dead
   int retries = 2;                   // extra attempts after a retryable failure or a lost worker
+  int64_t retry_for_ms = 0;          // no retry this long after an item's first attempt; 0 = none
+  std::string summary_path;          // --summary FILE: the run's summary as JSON
+  bool quiet = false;                // no summary on stderr
   int64_t task_timeout_ms = 0;       // per attempt; 0 = none
   HaltSpec halt;                     // --halt (fail-fast applies whatever it says)
   bool speculate = false;            // back up stragglers on idle workers (--speculate)

@@ -25,6 +25,8 @@
 #include "common/json_text.h"
 #include "common/printable.h"
 #include "common/record_fields.h"
+#include "coordinator/adaptive_rate.h"
+#include "coordinator/circuit_breaker.h"
 #include "coordinator/credit.h"
 #include "coordinator/halt_policy.h"
 #include "coordinator/input_reader.h"
@@ -39,6 +41,7 @@
 #include "coordinator/reorder_buffer.h"
 #include "coordinator/resume_log.h"
 #include "coordinator/retry_policy.h"
+#include "coordinator/run_summary.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/status_server.h"
 #include "coordinator/zap_handler.h"
@@ -117,8 +120,10 @@ class Coordinator {
         router_(context_, zmq::socket_type::router),
         host_(HostName()),
         scheduler_(SchedulerOptions{NewRunId(), config.heartbeat_ms, config.speculate,
-                                    config.retries, static_cast<uint64_t>(NowMicros()) ^ getpid()}),
-        limiter_(config.rate_per_s, static_cast<double>(config.tokens_per_min)) {}
+                                    config.retries, static_cast<uint64_t>(NowMicros()) ^ getpid(),
+                                    config.retry_for_ms}),
+        limiter_(config.rate_per_s, static_cast<double>(config.tokens_per_min)),
+        adaptive_(config.rate_per_s) {}
   ~Coordinator();
 
   int Run();
@@ -147,6 +152,8 @@ class Coordinator {
   void HandleHello(const std::string& routing_id, const Hello& hello, const zmq::message_t& frame);
   void HandleResults(const std::string& routing_id, Worker* worker, Message* message);
   void OnResponse(const Result& result, const Slot& slot);
+  bool Charged(const Result& result) const;
+  void ReportSummary();
   static void Sanitize(Result* result);
   pid_t SpawnedPid(const zmq::message_t& frame, const Hello& hello) const;
   // `exited`: the local process is already reaped (nothing to kill).
@@ -199,6 +206,14 @@ class Coordinator {
   Scheduler scheduler_;
   ReorderBuffer& window_ = scheduler_.window();
   RateLimiter limiter_;
+  // Server feedback (HTTP jobs): the rate to keep, run-wide outages, and
+  // the end-of-run summary (every job).
+  AdaptiveRate adaptive_;
+  bool adaptive_on_ = false;
+  CircuitBreaker breaker_;
+  RunSummary summary_;
+  double tokens_per_request_ = 0;  // reported usage, a moving average
+  int64_t started_us_ = NowMicros();
   size_t round_robin_ = 0;
   bool input_readable_ = false;
   int64_t rate_wait_until_us_ = 0;  // the rate limiter said "not before"
@@ -208,9 +223,8 @@ class Coordinator {
   uint64_t bad_frames_ = 0;
   HaltPolicy halt_;
   bool halting_ = false;  // --halt soon: no new tasks; the running ones finish
-  std::set<WorkerId> held_back_reported_;
-  std::set<std::string> released_;  // routing ids of released workers until they acknowledge  //
-                                    // workers whose held-back tasks were logged
+  std::set<WorkerId> held_back_reported_;  // workers whose held-back tasks were logged
+  std::set<std::string> released_;  // routing ids of released workers until they acknowledge
   LogLimiter peer_log_;
   LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
@@ -227,7 +241,6 @@ class Coordinator {
   int local_target_ = 0;         // local workers wanted (-j), started as items arrive
   uint64_t runnable_items_ = 0;  // items read that a worker must run
   std::unique_ptr<StatusServer> status_;  // --status
-  int64_t started_us_ = NowMicros();
 };
 
 void Coordinator::LogPeerTrouble(const std::string& line) {
@@ -319,6 +332,8 @@ Status Coordinator::SetUp() {
       [this](const Result& result, const Slot& slot) { OnResponse(result, slot); });
   halt_ = HaltPolicy(config_.halt);
   scheduler_.set_on_complete([this](uint64_t index) { OnComplete(index); });
+  scheduler_.set_charges([this](const Result& result) { return Charged(result); });
+  adaptive_on_ = job_.kind == "http";
   job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
   status = SetUpSecurity();
   if (!status.ok()) return status;
@@ -547,6 +562,11 @@ void Coordinator::Dispatch() {
   scheduler_.ReleaseDueRetries(now_ms);
   int64_t now_us = NowMicros();
   if (now_us < rate_wait_until_us_) return;
+  // An outage: nothing goes out but the breaker's probes.
+  if (breaker_.NextDispatchMs(now_ms) > now_ms) return;
+  if (adaptive_on_) {
+    limiter_.SetDynamicLimits(now_us, adaptive_.RequestRate(now_us), adaptive_.TokenRate(now_us));
+  }
   TasksEncoder encoder;
   std::vector<uint64_t> batch;  // indexes in the frame being built
   bool progress = true;
@@ -572,6 +592,12 @@ void Coordinator::Dispatch() {
           rate_limited = true;
           break;
         }
+        if (!breaker_.TryDispatch(now_ms)) {
+          scheduler_.PutBack(index);  // the probes are out
+          rate_limited = true;
+          break;
+        }
+        if (adaptive_on_) adaptive_.OnSent(now_us);
         uint32_t attempt = scheduler_.Assign(index, worker, now_us, now_ms);
         encoder.Add(index, attempt, slot->item);
         batch.push_back(index);
@@ -724,15 +750,66 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello,
 }
 
 void Coordinator::OnResponse(const Result& result, const Slot& slot) {
-  if (result.extra.empty()) return;  // no status, no usage: nothing to learn
+  summary_.OnAnswer(result);
+  int64_t now_us = NowMicros();
+  bool was_tripped = breaker_.tripped();
+  if (breaker_.OnAnswer(now_us / 1000, slot.sent_us / 1000, HealthOf(result))) {
+    adaptive_.OnOutageOver(now_us);
+    Log("the server answers again: resuming at full speed");
+  } else if (!was_tripped && breaker_.tripped()) {
+    Log("the last " + std::to_string(CircuitBreaker::kTripAfter) +
+        " requests all failed (last: " + Printable(result.value.substr(0, 200)) +
+        "): the run pauses and probes with " + std::to_string(CircuitBreaker::kProbes) +
+        " requests, at longer and longer intervals (up to " +
+        std::to_string(CircuitBreaker::kMaxPauseMs / 1000) +
+        " s), until the server answers; the items' --retries are not spent meanwhile");
+  }
+  if (result.extra.empty() && result.limits.empty()) return;  // nothing to learn
   int64_t status = ExtraInt(result, "status", 0);
-  if (status == 429) {
-    limiter_.OnThrottled(NowMicros());
-  } else if (status != 0) {
-    limiter_.OnAccepted(NowMicros());
+  if (adaptive_on_ && status == 503) {
+    // An outage is the breaker's: its 503s must not drag the rate down.
+    if (!breaker_.tripped()) adaptive_.OnOverloaded(now_us, slot.sent_us);
+  } else if (adaptive_on_ && status != 0) {
+    adaptive_.OnAnswer(now_us, slot.sent_us, status == 429);
   }
   int64_t tokens = ExtraInt(result, "total_tokens", -1);
-  if (tokens >= 0) limiter_.OnUsage(EstimateTokens(slot.item), static_cast<double>(tokens));
+  if (tokens >= 0) {
+    limiter_.OnUsage(EstimateTokens(slot.item), static_cast<double>(tokens));
+    tokens_per_request_ = tokens_per_request_ <= 0 ? static_cast<double>(tokens)
+                                                   : 0.9 * tokens_per_request_ + 0.1 * tokens;
+  }
+  if (adaptive_on_ && !result.limits.empty()) {
+    double in_flight = static_cast<double>(scheduler_.InFlight());
+    adaptive_.OnServerLimits(now_us, result.limits, in_flight, in_flight * tokens_per_request_);
+  }
+}
+
+// Throttles are the server's pacing, and failures during an outage are the
+// outage's: neither uses up the item's --retries (--retry-for bounds them).
+bool Coordinator::Charged(const Result& result) const {
+  if (result.cause == FailureCause::kThrottled) return false;
+  return !(breaker_.suspect() && HealthOf(result) == ServerHealth::kDown);
+}
+
+void Coordinator::ReportSummary() {
+  summary_.SetItems(written_ - failed_, failed_);
+  summary_.SetOutagePauses(breaker_.openings());
+  SummaryFigures figures = summary_.Figures((NowMicros() - started_us_) / 1e6);
+  // A closed output (| head) ends the run quietly.
+  if (!config_.quiet && !output_closed_) {
+    std::string text = FormatSummary(figures, summary_.chat());
+    size_t newline = text.find('\n');
+    Log(text.substr(0, newline));
+    if (newline != std::string::npos) Log(text.substr(newline + 1));
+  }
+  if (config_.summary_path.empty()) return;
+  FILE* file = std::fopen(config_.summary_path.c_str(), "w");
+  std::string json = SummaryJson(figures) + "\n";
+  bool written = file != nullptr && std::fwrite(json.data(), 1, json.size(), file) == json.size();
+  if (file != nullptr && std::fclose(file) != 0) written = false;
+  if (!written) {
+    Log("cannot write the summary to '" + config_.summary_path + "': " + std::strerror(errno));
+  }
 }
 
 // A worker's result goes into the output file as it is, and --resume trusts
@@ -1049,6 +1126,9 @@ ProgressCounts Coordinator::Counts() const {
   c.total = total_;
   c.failed = failed_;
   c.workers = scheduler_.workers().size();
+  c.tokens = summary_.tokens();
+  c.throttled = summary_.throttled();
+  c.chat = summary_.chat();
   std::set<std::string> hosts;
   for (const Worker* w : scheduler_.workers().all()) {
     hosts.insert(w->hello.host);
@@ -1188,6 +1268,7 @@ int Coordinator::Run() {
   if (joblog_ != nullptr && flushed.ok()) flushed = joblog_->Flush();
   progress_->Finish(Counts());
   Shutdown();
+  ReportSummary();
 
   bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_ && !halting_;
   if (!rewrite_path_.empty()) {

@@ -14,6 +14,7 @@
 #include "common/version.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/parallel_args.h"
+#include "coordinator/retry_policy.h"
 #include "worker/http_transport.h"
 #include "worker/job_check.h"
 
@@ -46,6 +47,9 @@ constexpr int kHttpRetries = 8;
 // A request to a server that never answers must not hang the run: the
 // default per-attempt limit of --http (the OpenAI SDKs use 600 s too).
 constexpr double kHttpTimeoutSeconds = 600;
+// --http: no retry 10 minutes after an item's first attempt (throttles and
+// outages do not use up --retries).
+constexpr char kHttpRetryFor[] = "10m";
 // More local workers than this is a typo (each is a process).
 constexpr int kMaxLocalWorkers = 1024;
 constexpr int kMaxSlots = 65536;
@@ -430,11 +434,27 @@ int main(int argc, char** argv) {
           ->check(SecondsRange(0.001, 1e7))
           ->group(kReliability);
   CLI::Option* retries =
-      app.add_option("--retries", config.retries,
-                     "extra attempts for a task that timed out, hit a retryable error or lost "
-                     "its worker (default 2; --http: 8, since servers shed load with 429s)")
+      app.add_option(
+             "--retries", config.retries,
+             "extra attempts for a task that timed out, hit a retryable error or lost "
+             "its worker (default 2; --http: 8; a 429 or a failure during an outage uses up none)")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
+  std::string retry_for = "0";
+  CLI::Option* retry_for_option =
+      app.add_option("--retry-for", retry_for,
+                     "no retry once this long after an item's first attempt: 90s, 10m, 1h, or 0 "
+                     "for no bound. Throttles (429) and failures during an outage (the whole run "
+                     "pauses and probes) do not use up --retries: this bounds them")
+          ->option_text("DURATION (default: none; --http: 10m)")
+          ->group(kReliability);
+  app.add_option("--summary", config.summary_path,
+                 "write the end-of-run summary to FILE as JSON (items, retries by cause, "
+                 "requests/s, latency percentiles, tokens)")
+      ->option_text("FILE")
+      ->group(kIo);
+  app.add_flag("-q,--quiet", config.quiet, "no summary on stderr at the end of the run")
+      ->group(kIo);
   app.add_flag("--speculate", config.speculate,
                "send a backup copy of a straggling task to an idle worker; the first result "
                "wins (a task may then run twice: off by default, since commands and paid API "
@@ -517,6 +537,13 @@ int main(int argc, char** argv) {
                                           : fanmap::ProgressMode::kAuto;
   if (!rate.empty() && !ParseRate(rate, &config.rate_per_s)) {
     return usage_error("--rate '" + rate + "' is not N/s or N/min");
+  }
+  // A server that is down for longer is not coming back soon; a command's
+  // retries are bounded by --retries alone.
+  if (retry_for_option->count() == 0 && !payload.http.empty()) retry_for = kHttpRetryFor;
+  if (!fanmap::ParseRetryFor(retry_for, &config.retry_for_ms)) {
+    return usage_error("--retry-for '" + retry_for +
+                       "' is not a duration (90s, 10m, 1h, or a number of minutes; 0: no bound)");
   }
   if ((config.resume || config.resume_failed) && config.output_path.empty()) {
     return usage_error("--resume needs -o FILE");

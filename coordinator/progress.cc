@@ -51,6 +51,8 @@ struct Field {
 
 // Priorities; the count (done/total) is never dropped, only shortened.
 constexpr int kSlotsPriority = 10;
+constexpr int kThrottledPriority = 20;
+constexpr int kTokensPriority = 60;
 constexpr int kBarPriority = 30;
 constexpr int kNoFailuresPriority = 40;
 constexpr int kWorkersPriority = 50;
@@ -126,6 +128,12 @@ std::string FormatProgressLine(const ProgressCounts& c, double elapsed_s, size_t
     fields.push_back({"ETA " + Duration((c.total - c.done) / rate), kTimePriority});
   } else {
     fields.push_back({"in " + Duration(elapsed_s), kTimePriority});
+  }
+  if (c.chat) {
+    double tokens_rate = elapsed_s > 0 ? c.tokens / elapsed_s : 0;
+    std::snprintf(buf, sizeof buf, tokens_rate < 1e15 ? "%.0f tok/s" : "%.2e tok/s", tokens_rate);
+    fields.push_back({buf, kTokensPriority});
+    fields.push_back({"429s " + Uint(c.throttled), kThrottledPriority});
   }
   fields.push_back(
       {"failed " + Uint(c.failed), c.failed > 0 ? kFailuresPriority : kNoFailuresPriority});

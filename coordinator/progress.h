@@ -23,14 +23,19 @@ struct ProgressCounts {
   size_t workers = 0;
   size_t hosts = 0;
   size_t slots = 0;
+  // Chat runs: LLM tokens so far and answers refused with 429.
+  bool chat = false;
+  uint64_t tokens = 0;
+  uint64_t throttled = 0;
 };
 
 // The progress line for `counts` after `elapsed_s` seconds, for a terminal
 // `columns` wide: printable ASCII (so bytes = columns), at most columns - 1
 // characters so that it never wraps, empty if columns < 2. What does not fit
-// goes, least important first: slots and hosts; the bar shrinks, then goes;
-// "failed 0"; workers; ETA (or elapsed); a non-zero failure count; percent;
-// rate; the total. done is cut last.
+// goes, least important first: slots and hosts; a chat run's 429 count; the
+// bar shrinks, then goes; "failed 0"; workers; a chat run's tokens/s; ETA (or
+// elapsed); a non-zero failure count; percent; rate; the total. done is cut
+// last.
 std::string FormatProgressLine(const ProgressCounts& counts, double elapsed_s, size_t columns);
 
 // The width of the terminal on `fd` (TIOCGWINSZ); if `fd` is no terminal,

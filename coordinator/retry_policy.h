@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 
 namespace fanmap {
 
@@ -34,6 +35,12 @@ class RetryPolicy {
   int retries_;
   std::mt19937_64 rng_;
 };
+
+// Parses --retry-for: a non-negative number with a unit, s, m or h ("90s",
+// "10m", "1.5h"), or a bare number of minutes ("10"); 0 means no bound.
+// Sets `*ms` and returns true, or returns false for anything else (and for
+// more than a year).
+bool ParseRetryFor(const std::string& text, int64_t* ms);
 
 }  // namespace fanmap
 

@@ -89,6 +89,7 @@ uint32_t Scheduler::Assign(uint64_t index, Worker& worker, int64_t now_us, int64
   slot->worker = worker.id;
   slot->backup_worker = 0;
   slot->sent_us = now_us;
+  if (slot->first_sent_ms < 0) slot->first_sent_ms = now_ms;
   slot->sent_seq = ++send_seq_;
   slot->primary_attempt = slot->attempts++;
   ++slot->charged;
@@ -220,9 +221,14 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
       slot->backup_worker = 0;
       return Verdict::kCopyClosed;
     }
-    if (retry_policy_.MayRetry(slot->charged)) {
-      Requeue(index, slot, retry_policy_.DelayMillis(slot->charged, result->retry_after_ms),
-              now_ms);
+    if (charges_ && !charges_(*result)) --slot->charged;
+    bool in_time =
+        options_.retry_for_ms <= 0 || now_ms - slot->first_sent_ms < options_.retry_for_ms;
+    if (in_time && retry_policy_.MayRetry(slot->charged)) {
+      // An uncharged failure backs off as after one attempt: the rate
+      // limiter or the outage's pause holds the rest back.
+      uint32_t backoff = std::max<uint32_t>(1, slot->charged);
+      Requeue(index, slot, retry_policy_.DelayMillis(backoff, result->retry_after_ms), now_ms);
       return Verdict::kRequeued;
     }
   }

@@ -7,7 +7,9 @@
 //   - which item a worker is sent next (Assign),
 //   - whether a result counts: only from the worker that was sent that very
 //     attempt, while the attempt is open, in this run (OnResults),
-//   - what a failure leads to (RetryPolicy: again, later, or final),
+//   - what a failure leads to (RetryPolicy: again, later, or final; a
+//     failure the caller does not charge (ChargeFn) costs no attempt, and
+//     no failure is retried past retry_for_ms after the item's first try),
 //   - what happens to a lost worker's tasks (RemoveWorker),
 //   - which workers are silent (SilentWorkers) and which tasks get a copy on
 //     another worker (PlanBackups): stragglers (--speculate) and the tasks a
@@ -46,6 +48,7 @@ struct SchedulerOptions {
   bool speculate = true;       // back up stragglers on workers with free credit
   int retries = 2;             // RetryPolicy's
   uint64_t seed = 0;           // RetryPolicy's jitter
+  int64_t retry_for_ms = 0;  // no retry once this long after an item's first attempt; 0 = no bound
 };
 
 // What one result amounts to.
@@ -95,6 +98,10 @@ class Scheduler {
   // Called for every result that closes an open attempt, before it is
   // judged: feedback for the rate limiter (status codes, token usage).
   using ResponseFn = std::function<void(const Result& result, const Slot& slot)>;
+  // Whether a retryable failure counts against --retries: false for one
+  // that is not the item's doing (a throttle, a failure during an outage).
+  // Uncounted failures are bounded by retry_for_ms only.
+  using ChargeFn = std::function<bool(const Result& result)>;
 
   static constexpr double kStragglerFactor = 4;
   static constexpr int64_t kMinStragglerMs = 500;
@@ -107,6 +114,7 @@ class Scheduler {
   explicit Scheduler(SchedulerOptions options);
   void set_on_complete(CompleteFn fn) { on_complete_ = std::move(fn); }
   void set_on_response(ResponseFn fn) { on_response_ = std::move(fn); }
+  void set_charges(ChargeFn fn) { charges_ = std::move(fn); }
 
   const std::string& run_id() const { return options_.run_id; }
   ReorderBuffer& window() { return window_; }
@@ -205,6 +213,7 @@ class Scheduler {
   RetryPolicy retry_policy_;
   CompleteFn on_complete_;
   ResponseFn on_response_;
+  ChargeFn charges_;
   ReorderBuffer window_;
   WorkerRegistry workers_;
   std::deque<uint64_t> retry_;  // requeued indexes, sent before new ones

@@ -68,7 +68,7 @@ TEST_F(CliTest, VersionNamesProtocolAndLibrariesWithoutReadingStdin) {
   RunResult r = Fanmap({"--version"}, "");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("fanmap "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("protocol 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("protocol 3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("libzmq"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("libcurl"), std::string::npos) << r.out;
   RunResult w = testing_util::Run({testing_util::WorkerPath(), "--version"}, "", Env());

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tests/farm_test_util.h"
+#include "worker/rate_limit_headers.h"
 
 namespace fanmap {
 namespace {
@@ -298,6 +300,93 @@ TEST_F(MockLlmTest, P429OneAlwaysRateLimitsWithRetryAfter) {
     EXPECT_EQ(reply.BodyJson()["error"]["code"], "rate_limit_exceeded");
   }
   EXPECT_EQ(CountOf(Stats(), "429"), 20);
+}
+
+// A limit of 3 requests a minute refills one request every 20 s: the requests
+// after the third are refused unless the test stalls that long.
+TEST_F(MockLlmTest, RequestLimitRefusesAtOnceWithOpenAiHeaders) {
+  ASSERT_TRUE(Start({"--latency-ms", "0", "--limit-rpm", "3"}));
+  for (int i = 0; i < 3; ++i) {
+    Reply reply = Chat("p" + std::to_string(i));
+    ASSERT_EQ(reply.status, 200);
+    EXPECT_EQ(reply.headers["x-ratelimit-limit-requests"], "3");
+    EXPECT_EQ(reply.headers["x-ratelimit-remaining-requests"], std::to_string(2 - i));
+    // What the worker's parser reads: a reset no longer than a minute.
+    std::optional<uint64_t> reset =
+        ParseRateLimitDuration(reply.headers["x-ratelimit-reset-requests"]);
+    ASSERT_TRUE(reset.has_value()) << reply.headers["x-ratelimit-reset-requests"];
+    EXPECT_GT(*reset, 0u);
+    EXPECT_LE(*reset, 60000u);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Reply reply = Chat("q" + std::to_string(i));
+    EXPECT_EQ(reply.status, 429);
+    EXPECT_EQ(reply.headers["x-ratelimit-remaining-requests"], "0");
+    EXPECT_EQ(reply.BodyJson()["error"]["code"], "rate_limit_exceeded");
+    ASSERT_EQ(reply.headers.count("retry-after-ms"), 1u);
+    EXPECT_GT(std::stoll(reply.headers["retry-after-ms"]), 0);
+  }
+  Json stats = Stats();
+  EXPECT_EQ(stats["rate_limited"], 3);
+  EXPECT_EQ(CountOf(stats, "429"), 3);
+  EXPECT_EQ(CountOf(stats, "200"), 3);
+}
+
+TEST_F(MockLlmTest, TokenLimitSendsTokenHeaders) {
+  // "echo: p" is a few tokens; 30 a minute allow a handful of requests.
+  ASSERT_TRUE(Start({"--latency-ms", "0", "--limit-tpm", "30"}));
+  int ok = 0, refused = 0;
+  for (int i = 0; i < 20; ++i) {
+    Reply reply = Chat("p");
+    EXPECT_EQ(reply.headers["x-ratelimit-limit-tokens"], "30");
+    EXPECT_TRUE(ParseRateLimitDuration(reply.headers["x-ratelimit-reset-tokens"]).has_value());
+    EXPECT_EQ(reply.headers.count("x-ratelimit-limit-requests"), 0u);
+    (reply.status == 200 ? ok : refused) += 1;
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_LE(ok, 15);
+  EXPECT_EQ(ok + refused, 20);
+}
+
+TEST_F(MockLlmTest, LimitWithoutHeadersSendsNone) {
+  ASSERT_TRUE(Start({"--latency-ms", "0", "--limit-rpm", "1", "--no-limit-headers"}));
+  EXPECT_EQ(Chat("a").status, 200);
+  Reply refused = Chat("b");
+  EXPECT_EQ(refused.status, 429);
+  for (const auto& [name, value] : refused.headers) {
+    EXPECT_EQ(name.rfind("x-ratelimit-", 0), std::string::npos) << name;
+    EXPECT_NE(name, "retry-after-ms");
+    EXPECT_NE(name, "retry-after");
+  }
+}
+
+TEST_F(MockLlmTest, OutageSwitchedByHandAnswers503WithoutRetryAfter) {
+  ASSERT_TRUE(Start({"--latency-ms", "0"}));
+  EXPECT_EQ(Chat("before").status, 200);
+  Client admin;
+  EXPECT_EQ(admin.Call("POST", Url("/admin/outage?on=1")).BodyJson()["outage"], true);
+  for (int i = 0; i < 5; ++i) {
+    Reply reply = Chat("during");
+    EXPECT_EQ(reply.status, 503);
+    EXPECT_EQ(reply.headers.count("retry-after"), 0u);
+  }
+  EXPECT_EQ(admin.Call("POST", Url("/admin/outage?on=0")).BodyJson()["outage"], false);
+  EXPECT_EQ(Chat("after").status, 200);
+  EXPECT_EQ(admin.Call("POST", Url("/admin/outage?on=maybe")).status, 400);
+  Json stats = Stats();
+  EXPECT_EQ(stats["outage_refused"], 5);
+  EXPECT_EQ(CountOf(stats, "503"), 5);
+}
+
+TEST_F(MockLlmTest, ScheduledOutageCoversItsWindowOnly) {
+  // From 0 s for an hour: every request of the test falls in it.
+  ASSERT_TRUE(Start({"--latency-ms", "0", "--outage-at", "0", "--outage-for", "3600"}));
+  EXPECT_EQ(Chat("x").status, 503);
+  Client admin;
+  admin.Call("POST", Url("/admin/outage?on=0"));
+  EXPECT_EQ(Chat("y").status, 200);
+  admin.Call("POST", Url("/admin/outage?on=auto"));
+  EXPECT_EQ(Chat("z").status, 503);
 }
 
 TEST_F(MockLlmTest, P500OneAlwaysFails) {

@@ -474,3 +474,48 @@ TEST_F(HttpPayloadTest, RejectsNonHttpUrls) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST_F(HttpPayloadTest, RateLimitHeadersReachTheResult) {
+  Make(Url("/do"));
+  Result r = Request(
+      "200\nx-ratelimit-limit-requests: 500\nx-ratelimit-remaining-requests: 499\n"
+      "x-ratelimit-reset-requests: 120ms\nx-ratelimit-limit-tokens: 150000\n"
+      "x-ratelimit-remaining-tokens: 149000\nx-ratelimit-reset-tokens: 6m0s");
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_EQ(r.cause, FailureCause::kNone);
+  EXPECT_EQ(r.limits.limit_requests, 500u);
+  EXPECT_EQ(r.limits.remaining_requests, 499u);
+  EXPECT_EQ(r.limits.reset_requests_ms, 120u);
+  EXPECT_EQ(r.limits.limit_tokens, 150000u);
+  EXPECT_EQ(r.limits.remaining_tokens, 149000u);
+  EXPECT_EQ(r.limits.reset_tokens_ms, 360000u);
+  // The reused handle forgets them.
+  r = Request("200");
+  EXPECT_TRUE(r.limits.empty());
+}
+
+TEST_F(HttpPayloadTest, RetryAfterMsWinsOverRetryAfter) {
+  Make(Url("/do"));
+  Result r = Request("429\nretry-after-ms: 250\nRetry-After: 3");
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.retry_after_ms, 250u);
+  EXPECT_EQ(r.cause, FailureCause::kThrottled);
+  r = Request("429\nretry-after-ms: soon\nRetry-After: 3");
+  EXPECT_EQ(r.retry_after_ms, 3000u);
+}
+
+TEST_F(HttpPayloadTest, FailuresSayTheirCause) {
+  Make(Url("/do"), {{"timeout_ms", "200"}});
+  EXPECT_EQ(Request("503").cause, FailureCause::kServerError);
+  EXPECT_EQ(Request("408").cause, FailureCause::kServerError);
+  EXPECT_EQ(Request("404").cause, FailureCause::kOther);
+  EXPECT_EQ(Request("slow").cause, FailureCause::kTimeout);
+  Make("http://127.0.0.1:" + std::to_string(ClosedPort()) + "/x");
+  EXPECT_EQ(Request("x").cause, FailureCause::kConnection);
+}
+
+}  // namespace
+}  // namespace fanmap

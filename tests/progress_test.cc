@@ -446,3 +446,41 @@ TEST(ProgressTerminalTest, FollowsTheTerminalWidth) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST(ProgressLineTest, ChatRunShowsTokensPerSecondAnd429s) {
+  ProgressCounts c;
+  c.done = 50;
+  c.total = 100;
+  c.workers = 2;
+  c.chat = true;
+  c.tokens = 2000;
+  c.throttled = 7;
+  std::string line = FormatProgressLine(c, 2.0, 200);
+  EXPECT_NE(line.find("1000 tok/s"), std::string::npos) << line;
+  EXPECT_NE(line.find("429s 7"), std::string::npos) << line;
+  c.chat = false;
+  line = FormatProgressLine(c, 2.0, 200);
+  EXPECT_EQ(line.find("tok/s"), std::string::npos) << line;
+  EXPECT_EQ(line.find("429s"), std::string::npos) << line;
+}
+
+TEST(ProgressLineTest, The429CountGoesBeforeTokensOnANarrowTerminal) {
+  ProgressCounts c;
+  c.done = 50;
+  c.total = 100;
+  c.workers = 2;
+  c.chat = true;
+  c.tokens = 2000;
+  c.throttled = 7;
+  std::string wide = FormatProgressLine(c, 2.0, 200);
+  // Just too narrow for everything: the 429 count goes first.
+  std::string line = FormatProgressLine(c, 2.0, wide.size());
+  EXPECT_EQ(line.find("429s"), std::string::npos) << line;
+  EXPECT_NE(line.find("tok/s"), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -93,6 +93,75 @@ TEST_F(ProtocolTest, ResultsRoundTripWithExtraFields) {
   EXPECT_FALSE(got.fatal);
 }
 
+TEST_F(ProtocolTest, CauseAndServerLimitsRoundTrip) {
+  Result r = OkResultForTest();
+  r.ok = false;
+  r.retryable = true;
+  r.cause = FailureCause::kThrottled;
+  r.limits.limit_requests = 500;
+  r.limits.remaining_requests = 0;
+  r.limits.reset_requests_ms = 20;
+  r.limits.remaining_tokens = 1234;
+  Result plain = OkResultForTest();
+  Message m = Decode(EncodeResults("run", {r, plain}));
+  ASSERT_EQ(m.results.size(), 2u);
+  const Result& got = m.results[0];
+  EXPECT_EQ(got.cause, FailureCause::kThrottled);
+  EXPECT_EQ(got.limits.limit_requests, std::optional<uint64_t>(500));
+  EXPECT_EQ(got.limits.remaining_requests, std::optional<uint64_t>(0));
+  EXPECT_EQ(got.limits.reset_requests_ms, std::optional<uint64_t>(20));
+  EXPECT_FALSE(got.limits.limit_tokens.has_value());
+  EXPECT_EQ(got.limits.remaining_tokens, std::optional<uint64_t>(1234));
+  EXPECT_FALSE(got.limits.reset_tokens_ms.has_value());
+  EXPECT_EQ(m.results[1].cause, FailureCause::kNone);
+  EXPECT_TRUE(m.results[1].limits.empty());
+}
+
+// A result whose cause byte is patched to `cause` (it is the byte before the
+// final nil of a result without limits).
+std::string ResultsFrameWithCause(uint8_t cause) {
+  std::string frame = EncodeResults("run", {OkResultForTest()});
+  EXPECT_EQ(static_cast<uint8_t>(frame.back()), 0xc0);
+  frame[frame.size() - 2] = static_cast<char>(cause);
+  return frame;
+}
+
+TEST_F(ProtocolTest, RejectsUnknownFailureCause) {
+  Decode(ResultsFrameWithCause(kMaxFailureCause));
+  Reject(ResultsFrameWithCause(kMaxFailureCause + 1));
+  Reject(ResultsFrameWithCause(0x7f));
+}
+
+TEST_F(ProtocolTest, RejectsServerLimitsOutOfBounds) {
+  Result r = OkResultForTest();
+  r.limits.limit_requests = 10;
+  r.limits.remaining_requests = 11;  // more left than the limit
+  Reject(EncodeResults("run", {r}));
+  r.limits.remaining_requests = 10;
+  Decode(EncodeResults("run", {r}));
+  r.limits.reset_tokens_ms = kMaxLimitResetMs + 1;
+  Reject(EncodeResults("run", {r}));
+  r.limits.reset_tokens_ms = kMaxLimitResetMs;
+  Decode(EncodeResults("run", {r}));
+  r.limits.limit_tokens = kMaxLimitCount + 1;
+  Reject(EncodeResults("run", {r}));
+}
+
+TEST_F(ProtocolTest, RejectsServerLimitsOfTheWrongShape) {
+  Result r = OkResultForTest();
+  r.limits.limit_requests = 10;
+  std::string frame = EncodeResults("run", {r});
+  // The limits array [10, nil x 5] ends the frame: 0x96 0x0a 0xc0...
+  size_t at = frame.size() - 7;
+  ASSERT_EQ(static_cast<uint8_t>(frame[at]), 0x96);
+  std::string five = frame.substr(0, at) + "\x95\x0a" + std::string(4, '\xc0');
+  Reject(five);
+  std::string text = frame.substr(0, at) + "\x96\xa1x" + std::string(5, '\xc0');
+  Reject(text);
+  std::string negative = frame.substr(0, at) + "\x96\xff" + std::string(5, '\xc0');
+  Reject(negative);
+}
+
 TEST_F(ProtocolTest, FatalFlagRoundTrips) {
   Result r = OkResultForTest();
   r.ok = false;
@@ -143,12 +212,12 @@ TEST_F(ProtocolTest, RejectsTrailingBytes) {
 TEST_F(ProtocolTest, RejectsWrongShapes) {
   // Heartbeat with an extra element; hello with a string where slots go;
   // an unknown type; a non-array root.
-  Reject(std::string("\x93\x02\x03\x00", 4));
-  Reject(std::string("\x96\x02\x01\xa1x\xa1n\xa1h\x01", 10));
-  Reject(std::string("\x92\x02\x63", 3));
+  Reject(std::string("\x93\x03\x03\x00", 4));
+  Reject(std::string("\x96\x03\x01\xa1x\xa1n\xa1h\x01", 10));
+  Reject(std::string("\x92\x03\x63", 3));
   Reject(std::string("\x01", 1));
   // A task with a negative index.
-  Reject(std::string("\x93\x02\x05\x91\x93\xff\x00\xa0", 8));
+  Reject(std::string("\x93\x03\x05\x91\x93\xff\x00\xa0", 8));
 }
 
 TEST_F(ProtocolTest, EveryTruncationOfAValidFrameIsRejected) {
@@ -173,7 +242,7 @@ TEST_F(ProtocolTest, OtherVersionIsReportedWithBothVersions) {
   EXPECT_EQ(m.version, 9u);
   EXPECT_EQ(m.type, MessageType::kHello);
   EXPECT_NE(status.message().find("version 9"), std::string::npos) << status.message();
-  EXPECT_NE(status.message().find("version 2"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("version 3"), std::string::npos) << status.message();
 }
 
 TEST_F(ProtocolTest, RefuseOfAnotherVersionKeepsItsReason) {
@@ -333,7 +402,7 @@ TEST_F(ProtocolBoundsTest, RejectsSixteenMebibyteArrayOfEmptyArraysWithoutAlloca
 }
 
 TEST_F(ProtocolBoundsTest, RejectsResultsListOfSixteenMillionNilsBeforeSizingTheList) {
-  std::string frame = std::string("\x94\x02\x02\xa3run", 7) + ArrayOf(16u << 20, '\xc0');
+  std::string frame = std::string("\x94\x03\x02\xa3run", 7) + ArrayOf(16u << 20, '\xc0');
   RejectWithin(frame, kFirstPassBytes);
 }
 
@@ -348,10 +417,11 @@ TEST_F(ProtocolBoundsTest, RejectsSixtyFourMebibyteFrameWithoutAllocatingForIt) 
 }
 
 TEST_F(ProtocolBoundsTest, RejectsFrameOverTheElementCapThoughEveryArrayIsWithinItsOwn) {
-  // Nine arrays of 65,536 nils: 589,833 elements, each array within the
+  // Ten arrays of 65,536 nils: 655,371 elements, each array within the
   // longest a message has (a JOB's argv).
-  std::string frame = "\x99";
-  for (int i = 0; i < 9; ++i) frame += ArrayOf(kMaxJobArgv, '\xc0');
+  static_assert(10 * (kMaxJobArgv + 1) + 1 > kMaxFrameElements);
+  std::string frame = "\x9a";
+  for (int i = 0; i < 10; ++i) frame += ArrayOf(kMaxJobArgv, '\xc0');
   EXPECT_NE(RejectWithin(frame, kFirstPassBytes).find("elements"), std::string::npos);
 }
 

@@ -22,7 +22,6 @@ class RateLimiterTest : public ::testing::Test {
   void Advance(int64_t us) { now_us_ += us; }
   bool Acquire(double tokens = 0) { return limiter_.TryAcquire(now_us_, tokens); }
   int64_t Wait(double tokens = 0) { return limiter_.WaitMicros(now_us_, tokens); }
-  void Throttle() { limiter_.OnThrottled(now_us_); }
 
   // Acquires at the current instant until refused; returns how many went.
   int Drain(double tokens = 0) {
@@ -189,145 +188,50 @@ TEST_F(RateLimiterTest, IgnoresUsageWithoutTokenLimit) {
   EXPECT_TRUE(Acquire());
 }
 
-TEST_F(RateLimiterTest, HalvesConfiguredRateWhenThrottled) {
-  Configure(10, 0);
-  Drain();
-  Throttle();
-  EXPECT_DOUBLE_EQ(limiter_.request_rate(), 5);
+TEST_F(RateLimiterTest, DynamicLimitPacesWithoutConfiguredRate) {
+  limiter_.SetDynamicLimits(now_us_, 100, 0);
   EXPECT_TRUE(limiter_.limited());
-  // The next request waits one interval at the halved rate.
-  EXPECT_NEAR(Wait(), kSecond / 5, 1);
-}
-
-TEST_F(RateLimiterTest, DoesNotSpendFullBucketAfterThrottle) {
-  Configure(10, 0);
-  Throttle();
-  // At the halved rate the bucket holds at most 5 requests.
-  int burst = Drain();
-  EXPECT_GE(burst, 1);
-  EXPECT_LE(burst, 5);
-}
-
-TEST_F(RateLimiterTest, HalvesRateAtMostOncePerSecond) {
-  Configure(10, 0);
-  Throttle();
-  Advance(10 * kMillisecond);
-  Throttle();
-  EXPECT_NEAR(Rate(), 5, 0.1);
-  Advance(980 * kMillisecond);
-  Throttle();
-  EXPECT_GT(Rate(), 5);
-  Advance(11 * kMillisecond);
-  double before = Rate();
-  Throttle();
-  EXPECT_NEAR(limiter_.request_rate(), before / 2, 1e-9);
-}
-
-TEST_F(RateLimiterTest, RecoversUpToConfiguredRate) {
-  Configure(10, 0);
-  Throttle();
-  ASSERT_DOUBLE_EQ(limiter_.request_rate(), 5);
-  double previous = 5;
-  for (int i = 1; i <= 100; ++i) {
-    Advance(100 * kMillisecond);
-    double rate = Rate();
-    ASSERT_GE(rate, previous) << "after " << i * 100 << " ms";
-    ASSERT_LE(rate, 10) << "after " << i * 100 << " ms";
-    // Grows back by about half its value per second.
-    if (i == 10) {
-      EXPECT_GE(rate, 7.4);
-      EXPECT_LE(rate, 8.3);
-    }
-    previous = rate;
-  }
-  EXPECT_DOUBLE_EQ(previous, 10);
-  EXPECT_TRUE(limiter_.limited());
-}
-
-TEST_F(RateLimiterTest, RecoveredRateIsPacedAgainAtConfiguredRate) {
-  Configure(10, 0);
-  Throttle();
-  Advance(30 * kSecond);
-  Drain();
-  Advance(kMillisecond);
-  int sent = AcquireEvery(kMillisecond, 10 * kSecond);
-  EXPECT_GE(sent, 98);
-  EXPECT_LE(sent, 102);
-}
-
-TEST_F(RateLimiterTest, LimitsToHalfOfSentRateWhenThrottledWithoutConfiguredRate) {
-  ASSERT_EQ(AcquireEvery(10 * kMillisecond, 3 * kSecond), 300);  // 100/s, all sent
-  Throttle();
-  EXPECT_TRUE(limiter_.limited());
-  EXPECT_NEAR(limiter_.request_rate(), 50, 5);
-  // Now paced: a steady stream no longer all goes through.
-  Advance(kMillisecond);
-  int sent = AcquireEvery(kMillisecond, 100 * kMillisecond);
-  EXPECT_GE(sent, 4);
-  EXPECT_LE(sent, 8);
-}
-
-TEST_F(RateLimiterTest, LiftsLimitAfterRecoveryWithoutConfiguredRate) {
-  AcquireEvery(10 * kMillisecond, 3 * kSecond);
-  Throttle();
-  ASSERT_TRUE(limiter_.limited());
-  double previous = limiter_.request_rate();
-  int i = 0;
-  for (; i < 600 && limiter_.limited(); ++i) {
-    Advance(100 * kMillisecond);
-    double rate = Rate();
-    if (rate > 0) {
-      EXPECT_GE(rate, previous);
-      previous = rate;
-    }
-  }
-  EXPECT_FALSE(limiter_.limited()) << "still limited to " << limiter_.request_rate() << "/s";
-  EXPECT_EQ(limiter_.request_rate(), 0);
+  EXPECT_EQ(limiter_.request_rate(), 100);
+  int sent = AcquireEvery(kMillisecond, kSecond);
+  EXPECT_GE(sent, 99);
+  EXPECT_LE(sent, 101);
+  limiter_.SetDynamicLimits(now_us_, 0, 0);
+  EXPECT_FALSE(limiter_.limited());
   EXPECT_EQ(Wait(), -1);
-  for (int n = 0; n < 1000; ++n) ASSERT_TRUE(Acquire());
 }
 
-TEST_F(RateLimiterTest, OneThrottleAmongManyAnswersBarelySlows) {
-  Configure(100, 0);
-  for (int i = 0; i < 99; ++i) limiter_.OnAccepted(now_us_);
-  limiter_.OnThrottled(now_us_);
-  // 1 of 100 answers was throttled: 99% of the rate remains, not half.
-  EXPECT_NEAR(limiter_.request_rate(), 99, 1e-6);
+TEST_F(RateLimiterTest, TighterOfConfiguredAndDynamicLimitApplies) {
+  Configure(10, 0);
+  limiter_.SetDynamicLimits(now_us_, 5, 0);
+  EXPECT_EQ(limiter_.request_rate(), 5);
+  limiter_.SetDynamicLimits(now_us_, 50, 0);
+  EXPECT_EQ(limiter_.request_rate(), 10);
+  limiter_.SetDynamicLimits(now_us_, 0, 0);
+  EXPECT_EQ(limiter_.request_rate(), 10);
 }
 
-TEST_F(RateLimiterTest, MostlyThrottledAnswersHalveTheRate) {
-  Configure(100, 0);
-  for (int i = 0; i < 10; ++i) limiter_.OnAccepted(now_us_);
-  for (int i = 0; i < 90; ++i) limiter_.OnThrottled(now_us_);
-  // The first throttle of the next second decides from the last one: 90%
-  // refused, so the rate is cut by the most allowed, half.
-  Advance(kSecond + kMillisecond);
-  double before = Rate();
-  limiter_.OnThrottled(now_us_);
-  EXPECT_NEAR(limiter_.request_rate(), before / 2, 1e-6);
+TEST_F(RateLimiterTest, BurstIsAFractionOfASecond) {
+  limiter_.SetDynamicLimits(now_us_, 1000, 0);
+  Advance(10 * kSecond);
+  int burst = Drain();
+  EXPECT_LE(burst, 1000 * RateLimiter::kBurstSeconds + 1);
+  EXPECT_GE(burst, 1);
 }
 
-TEST_F(RateLimiterTest, SteadyShareOfThrottlesDoesNotCollapseTheRate) {
-  Configure(100, 0);
-  // Every second: 80 accepted, 20 throttled, as from a server that turns a
-  // random fifth of requests away whatever the rate.
-  for (int second = 0; second < 30; ++second) {
-    for (int i = 0; i < 100; ++i) {
-      Advance(10 * kMillisecond);
-      if (i % 5 == 0) {
-        limiter_.OnThrottled(now_us_);
-      } else {
-        limiter_.OnAccepted(now_us_);
-      }
-    }
-  }
-  EXPECT_GT(Rate(), 50) << "the rate collapsed";
+TEST_F(RateLimiterTest, ShrinkingLimitKeepsNoLargerBurst) {
+  limiter_.SetDynamicLimits(now_us_, 1000, 0);
+  Advance(kSecond);
+  limiter_.SetDynamicLimits(now_us_, 20, 0);
+  EXPECT_LE(Drain(), 1);
+  EXPECT_NEAR(Wait(), kSecond / 20, 1);
 }
 
-TEST_F(RateLimiterTest, LimitsWhenThrottledBeforeAnythingWasSent) {
-  Throttle();
-  EXPECT_TRUE(limiter_.limited());
-  EXPECT_GT(limiter_.request_rate(), 0);
+TEST_F(RateLimiterTest, DynamicTokenLimitPacesByTokens) {
+  limiter_.SetDynamicLimits(now_us_, 0, 100);  // 100 tokens/s
+  int sent = AcquireEvery(kMillisecond, 10 * kSecond, 10);
+  // 10 requests a second, and the small starting bucket.
+  EXPECT_GE(sent, 99);
+  EXPECT_LE(sent, 101);
 }
 
 }  // namespace

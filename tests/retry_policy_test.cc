@@ -140,3 +140,34 @@ TEST_F(RetryPolicyTest, SameSeedGivesSameDelays) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+TEST(ParseRetryForTest, ReadsDurationsWithUnitsAndBareMinutes) {
+  int64_t ms = -1;
+  ASSERT_TRUE(ParseRetryFor("10m", &ms));
+  EXPECT_EQ(ms, 600000);
+  ASSERT_TRUE(ParseRetryFor("90s", &ms));
+  EXPECT_EQ(ms, 90000);
+  ASSERT_TRUE(ParseRetryFor("1.5h", &ms));
+  EXPECT_EQ(ms, 5400000);
+  ASSERT_TRUE(ParseRetryFor("10", &ms));
+  EXPECT_EQ(ms, 600000);
+  ASSERT_TRUE(ParseRetryFor("0", &ms));
+  EXPECT_EQ(ms, 0);
+  ASSERT_TRUE(ParseRetryFor("0.5s", &ms));
+  EXPECT_EQ(ms, 500);
+}
+
+TEST(ParseRetryForTest, RejectsAnythingElse) {
+  int64_t ms = 7;
+  for (const char* bad :
+       {"", "m", "-1m", "+1m", "1x", "1 m", "1mm", "nan", "inf", "1e400", "9999999h", " 1m"}) {
+    EXPECT_FALSE(ParseRetryFor(bad, &ms)) << bad;
+  }
+  EXPECT_EQ(ms, 7);
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -229,6 +229,63 @@ TEST_F(SchedulerTest, RetryableFailuresRetryUntilTheRetriesAreUsedUp) {
   EXPECT_EQ(scheduler_.retried(), 2u);
 }
 
+TEST_F(SchedulerTest, UnchargedFailuresDoNotUseUpTheRetries) {
+  AddItems(1);
+  Worker& w = Join("w", 1, true);
+  // Every failure is a throttle the caller does not charge: 20 failures,
+  // far more than --retries 2, and the item is still retried.
+  scheduler_.set_charges([](const Result&) { return false; });
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    now_ms_ += 1000;  // past any backoff
+    scheduler_.ReleaseDueRetries(now_ms_);
+    auto sent = Send(w);
+    ASSERT_EQ(sent.size(), 1u) << "attempt " << attempt;
+    Deliver(&w, Answer(0, sent[0].second, false, true));
+  }
+  EXPECT_TRUE(completed_.empty());
+  // Charged failures count again.
+  scheduler_.set_charges([](const Result&) { return true; });
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    now_ms_ += 60000;
+    scheduler_.ReleaseDueRetries(now_ms_);
+    auto sent = Send(w);
+    ASSERT_EQ(sent.size(), 1u);
+    Deliver(&w, Answer(0, sent[0].second, false, true));
+  }
+  ASSERT_EQ(completed_.size(), 1u);
+  EXPECT_FALSE(SlotOf(0).result.ok);
+}
+
+TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
+  SchedulerOptions options = Options();
+  options.retries = 1000;
+  options.retry_for_ms = 5000;
+  Scheduler scheduler(options);
+  std::vector<uint64_t> completed;
+  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  scheduler.AddItem("x");
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
+  int64_t first = now_ms_;
+  int attempts = 0;
+  while (completed.empty() && attempts < 1000) {
+    scheduler.ReleaseDueRetries(now_ms_);
+    uint64_t index;
+    if (scheduler.NextTask(&index)) {
+      uint32_t attempt = scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+      ++attempts;
+      std::vector<Result> results{Answer(index, attempt, false, true)};
+      scheduler.OnResults(&w, kRun, &results, now_ms_);
+    }
+    now_ms_ += 100;
+  }
+  ASSERT_EQ(completed.size(), 1u);
+  // Given up at the first failure past 5 s, long before 1000 retries.
+  EXPECT_GE(now_ms_ - first, 5000);
+  EXPECT_LE(now_ms_ - first, 5000 + RetryPolicy::kCapMillis + 200);
+  EXPECT_LT(attempts, 1000);
+}
+
 TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {
   AddItems(1);
   Worker& a = Join("a", 1, true);

@@ -171,6 +171,31 @@ std::string CompactJson(std::string_view text) {
   return out;
 }
 
+// Why a failed attempt failed, for the coordinator's summary and breaker.
+FailureCause FailureCauseOf(long status, CURLcode code) {
+  if (code == CURLE_OK) {
+    if (status == 429) return FailureCause::kThrottled;
+    if (status == 408 || status >= 500) return FailureCause::kServerError;
+    return FailureCause::kOther;
+  }
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return FailureCause::kTimeout;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return FailureCause::kConnection;
+    default:
+      return FailureCause::kOther;
+  }
+}
+
 bool IsRetryableStatus(long status) { return status == 408 || status == 429 || status >= 500; }
 
 // Failures that the same request cannot overcome on another attempt.
@@ -400,8 +425,11 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
     }
   } else if (response.status > 0 && IsRetryableStatus(response.status)) {
     int64_t seconds = std::clamp<int64_t>(response.retry_after_s, 0, kMaxRetryAfterS);
+    uint64_t delay_ms = response.retry_after_ms
+                            ? std::min<uint64_t>(*response.retry_after_ms, kMaxRetryAfterS * 1000)
+                            : static_cast<uint64_t>(seconds) * 1000;
     result = RetryableError(task, StatusText(response.status, response.body),
-                            static_cast<uint32_t>(seconds * 1000));
+                            static_cast<uint32_t>(delay_ms));
   } else if (response.status > 0) {
     result = ErrorResult(task, StatusText(response.status, response.body));
     // The server refused our credentials: every request will be refused.
@@ -412,6 +440,8 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
   if (response.status > 0) result.extra["status"] = static_cast<int64_t>(response.status);
   if (response.status > 0 && response.latency_ms >= 0)
     result.extra["latency_ms"] = response.latency_ms;
+  if (!result.ok) result.cause = FailureCauseOf(response.status, response.curl_code);
+  result.limits = response.limits;
   return result;
 }
 

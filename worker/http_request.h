@@ -97,6 +97,11 @@ struct HttpResponse {
   int64_t retry_after_s = 0;  // CURLINFO_RETRY_AFTER; negative for a past date
   bool body_too_large = false;
   int64_t latency_ms = -1;  // CURLINFO_TOTAL_TIME_T; -1 = unknown
+  // From the headers (rate_limit_headers.h): the server's rate limits, and
+  // the delay it asks for (retry-after-ms or Retry-After; wins over
+  // retry_after_s when set).
+  ServerLimits limits;
+  std::optional<uint64_t> retry_after_ms;
 };
 
 // Turns one attempt into the task's Result:
@@ -107,7 +112,7 @@ struct HttpResponse {
 //                  (worker/chat_record.h); a body without a usable message
 //                  is a non-retryable error.
 //   408, 429, 5xx  retryable "HTTP <code>: <body excerpt>", retry_after_ms
-//                  from Retry-After.
+//                  from retry-after-ms or Retry-After.
 //   other status   non-retryable, same text.
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
@@ -115,8 +120,9 @@ struct HttpResponse {
 //                  body over kMaxHttpBodyBytes). A certificate the server's
 //                  TLS handshake fails is also `fatal`, with a text naming
 //                  the host and the problem (http_transport.h).
-// Every result with a status carries extra["status"] and "latency_ms" (the
-// attempt's time from start to the whole response, as curl measured it). The API key is
+// Every result with a status carries extra["status"], "latency_ms" (the
+// attempt's time from start to the whole response, as curl measured it) and
+// the server's `limits`; a failure says its `cause` (FailureCause). The API key is
 // redacted from the value and every text.
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response);
 

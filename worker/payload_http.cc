@@ -13,6 +13,7 @@
 #include "worker/curl_socket_set.h"
 #include "worker/http_request.h"
 #include "worker/http_transport.h"
+#include "worker/rate_limit_headers.h"
 
 namespace fanmap {
 namespace {
@@ -30,6 +31,22 @@ Status GlobalInit() {
     return Status::Error(std::string("cannot initialise libcurl: ") + curl_easy_strerror(code));
   }
   return Status::Ok();
+}
+
+// The rate-limit headers of the last response of `easy` (curl's header
+// API: the final response's headers only, names case-insensitive).
+void ReadRateLimitHeaders(CURL* easy, HttpResponse* response) {
+  HeaderLookup lookup = [easy](const char* name) -> std::optional<std::string> {
+    curl_header* header = nullptr;
+    if (curl_easy_header(easy, name, 0, CURLH_HEADER, -1, &header) != CURLHE_OK ||
+        header == nullptr || header->value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(header->value);
+  };
+  response->limits = ReadServerLimits(lookup);
+  response->retry_after_ms =
+      ReadRetryAfterMs(lookup, response->retry_after_s, kMaxRetryAfterS * 1000);
 }
 
 class HttpPayload : public Payload {
@@ -299,6 +316,7 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
       request_id = header->value;
     }
   }
+  ReadRateLimitHeaders(t->easy, &response);
   Task task = t->task;
   Result::Extra fields = std::move(t->record_fields);
   Release(t);

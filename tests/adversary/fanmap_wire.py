@@ -1,4 +1,4 @@
-"""fanmap's wire protocol (version 2), written independently of the C++ code.
+"""fanmap's wire protocol (version 3), written independently of the C++ code.
 
 common/protocol.h is the reference: every message is ONE ZeroMQ frame holding
 ONE msgpack array [version, type, ...body]. This module lets the adversary
@@ -10,7 +10,7 @@ import os
 
 import msgpack
 
-VERSION = 2
+VERSION = 3
 
 HELLO = 1
 RESULTS = 2
@@ -44,18 +44,17 @@ def bye(reason):
     return pack([VERSION, BYE, reason])
 
 
-# A result entry has had two shapes under protocol version 2: nine fields,
-# then ten (a trailing `fatal` flag). The decoder rejects the other shape as
-# malformed, so a forgery in the wrong one would test the frame checks, not
-# whether results are bound to attempts: forge.py sends every forged result
-# in both shapes.
-RESULT_SHAPES = (10, 9)
+# A result entry has one shape under protocol version 3: twelve fields. The
+# tuple keeps forge.py's loop over shapes; an older shape would be rejected as
+# malformed and test the frame checks, not whether results are bound to
+# attempts.
+RESULT_SHAPES = (12,)
 
 
 def result(index, attempt, value, ok=True, extra=None):
     """One entry of a RESULTS frame: [index, attempt, ok, value, value_is_json,
-    elapsed_us, retryable, retry_after_ms, extra, fatal]."""
-    return [index, attempt, ok, value, False, 1000, False, 0, extra or {}, False]
+    elapsed_us, retryable, retry_after_ms, extra, fatal, cause, limits]."""
+    return [index, attempt, ok, value, False, 1000, False, 0, extra or {}, False, 0, None]
 
 
 def results(run_id, entries, fields=RESULT_SHAPES[0]):

@@ -13,8 +13,8 @@ the project's worker code, from several DEALER sockets:
      that believes forged results is caught every time.
   a  RESULTS with the value "FORGED-a" for every index 0..N-1, attempts 0..2,
      from sockets that never said HELLO, each frame with a random run id;
-     every forged result (a, b, c) goes out in both shapes a result has had
-     under protocol 2 (fanmap_wire.RESULT_SHAPES), so that it is well formed
+     every forged result (a, b, c) goes out in every shape a result has
+     under protocol 3 (fanmap_wire.RESULT_SHAPES), so that it is well formed
      to the coordinator whichever it speaks;
   b  HELLO, read the JOB (the run id), then forged RESULTS with the right run
      id for every index this peer was never sent (attempts 0..2);

@@ -77,6 +77,12 @@ std::vector<std::string> Seeds() {
   r.retry_after_ms = 1000;
   r.extra["exit_code"] = int64_t{3};
   r.extra["stderr"] = std::string("boom");
+  fanmap::Result limited = r;
+  limited.cause = fanmap::FailureCause::kThrottled;
+  limited.limits.limit_requests = 500;
+  limited.limits.remaining_requests = 3;
+  limited.limits.reset_requests_ms = 120;
+  limited.limits.reset_tokens_ms = 6000;
   fanmap::JobSpec job;
   job.kind = "exec";
   job.argv = {"sh", "-c", "echo {}"};
@@ -86,6 +92,7 @@ std::vector<std::string> Seeds() {
   tasks.Add(2, 1, std::string("\0\xff", 2));
   return {fanmap::EncodeHello({4, "w", "host", 42}),
           fanmap::EncodeResults("run", {r, r}),
+          fanmap::EncodeResults("run", {limited, r}),
           fanmap::EncodeJob(job),
           tasks.Finish(),
           fanmap::EncodeHeartbeat(),

@@ -7,6 +7,13 @@
 //   POST /echo                 the request body, with the request's Content-Type
 //   GET  /stats                JSON counters (see Stats::ToJson); not counted itself
 // Every answer carries an x-request-id header ("req_N"), as OpenAI's do.
+//   POST /admin/outage?on=1|0|auto  starts or ends an outage (503 for every chat
+//                              request), or hands it back to --outage-at/--outage-for
+//
+// Chat completions may be rate limited (--limit-rps/--limit-rpm/--limit-tps/
+// --limit-tpm: 429 at once, with OpenAI's x-ratelimit-* headers unless
+// --no-limit-headers) and see an outage (503 at once, no Retry-After); see
+// mock_limits.h.
 //
 // One io_context, run by --threads threads; every connection is a Session whose
 // handlers run on its own strand, so a session never needs a lock. The state that
@@ -41,6 +48,7 @@
 #include <vector>
 
 #include "common/exit_status.h"
+#include "tests/mock_llm/mock_limits.h"
 
 namespace fanmap {
 namespace {
@@ -74,6 +82,9 @@ struct MockLlmConfig {
   double pslow = 0;
   int retry_after_s = 1;
   int slow_ms = 2000;
+  MockLimitConfig limits;
+  double outage_at_s = 0;
+  double outage_for_s = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -234,6 +245,8 @@ class Stats {
   void Dropped() { ++dropped_; }
   void Slow() { ++slow_; }
   void EarlyRetry() { ++early_retries_; }
+  void RateLimited() { ++rate_limited_; }
+  void OutageRefused() { ++outage_refused_; }
 
   Json ToJson() const {
     Json by_status = Json::object();
@@ -246,6 +259,8 @@ class Stats {
             {"dropped", dropped_.load()},
             {"slow", slow_.load()},
             {"early_retries", early_retries_.load()},
+            {"rate_limited", rate_limited_.load()},
+            {"outage_refused", outage_refused_.load()},
             {"connections_current", connections_current_.load()},
             {"connections_peak", connections_peak_.load()},
             {"connections_total", connections_total_.load()},
@@ -266,6 +281,8 @@ class Stats {
   std::atomic<int64_t> dropped_{0};
   std::atomic<int64_t> slow_{0};
   std::atomic<int64_t> early_retries_{0};
+  std::atomic<int64_t> rate_limited_{0};
+  std::atomic<int64_t> outage_refused_{0};
   std::atomic<int64_t> connections_current_{0};
   std::atomic<int64_t> connections_peak_{0};
   std::atomic<int64_t> connections_total_{0};
@@ -336,10 +353,16 @@ class RetryAfterTracker {
 };
 
 struct SharedState {
-  explicit SharedState(const MockLlmConfig& c) : config(c), dice(config) {}
+  explicit SharedState(const MockLlmConfig& c)
+      : config(c),
+        dice(config),
+        rate_limit(config.limits),
+        outage(Clock::now(), config.outage_at_s, config.outage_for_s) {}
   const MockLlmConfig config;
   Stats stats;
   FaultDice dice;
+  MockRateLimit rate_limit;
+  MockOutage outage;
   RetryAfterTracker retry_after;
   std::atomic<int64_t> next_completion_id{1};
   std::atomic<int64_t> next_request_id{1};  // x-request-id, as OpenAI sends it
@@ -404,6 +427,7 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::string_view target = request.target();
     std::string path(target.substr(0, target.find('?')));
     response_ = {};
+    limit_headers_.clear();
     response_.version(request.version());
     response_.keep_alive(request.keep_alive());
     response_.set(http::field::server, "mock-llm");
@@ -416,6 +440,9 @@ class Session : public std::enable_shared_from_this<Session> {
     request_open_ = true;
     state_.stats.RequestStarted();
 
+    if (path == "/admin/outage" && request.method() == http::verb::post) {
+      return HandleOutageSwitch(std::string(target.substr(path.size())));
+    }
     if (path.rfind("/v1/", 0) == 0 && !Authorized(request)) return Write();
     if (path == "/v1/chat/completions" && request.method() == http::verb::post) {
       return HandleChat(request);
@@ -446,6 +473,51 @@ class Session : public std::enable_shared_from_this<Session> {
     Write();
   }
 
+  // POST /admin/outage?on=1 (503 for every chat request), ?on=0 (none), or
+  // ?on=auto (the --outage-at/--outage-for schedule).
+  void HandleOutageSwitch(const std::string& query) {
+    if (query == "?on=1") {
+      state_.outage.Set(true);
+    } else if (query == "?on=0") {
+      state_.outage.Set(false);
+    } else if (query == "?on=auto") {
+      state_.outage.Clear();
+    } else {
+      SetJson(http::status::bad_request,
+              ErrorBody("expected ?on=1, ?on=0 or ?on=auto", "invalid_request_error"));
+      return Write();
+    }
+    SetJson(http::status::ok, {{"outage", state_.outage.Down(Clock::now())}});
+    Write();
+  }
+
+  // An outage or a rate limit answers at once, as a load balancer or a
+  // gateway would, without the model's latency. True if it answered.
+  bool RefusedBeforeTheModel(const ChatRequest& chat) {
+    if (state_.outage.Down(Clock::now())) {
+      state_.stats.OutageRefused();
+      SetJson(http::status::service_unavailable,
+              ErrorBody("The server is overloaded or not ready yet (outage injected by mock-llm).",
+                        "server_error"));
+      Write();
+      return true;
+    }
+    if (!state_.rate_limit.enabled()) return false;
+    Json completion = ChatCompletion(chat, 0, 0);
+    double tokens = completion["usage"]["total_tokens"].get<double>();
+    MockRateLimit::Headers headers;
+    double retry_ms = 0;
+    bool admitted = state_.rate_limit.Admit(Clock::now(), tokens, &headers, &retry_ms);
+    limit_headers_ = std::move(headers);
+    if (admitted) return false;
+    state_.stats.RateLimited();
+    SetJson(http::status::too_many_requests,
+            ErrorBody("Rate limit reached for requests (mock-llm's limit).", "requests",
+                      "rate_limit_exceeded"));
+    Write();
+    return true;
+  }
+
   // Sets a 401 response and returns false unless the configured key was sent.
   bool Authorized(const http::request<http::string_body>& request) {
     const std::string& key = state_.config.api_key;
@@ -469,6 +541,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (state_.retry_after.IsEarly(chat.last_user_message, Clock::now())) {
       state_.stats.EarlyRetry();
     }
+    if (RefusedBeforeTheModel(chat)) return;
     Action action = Action::kRespond;
     switch (state_.dice.Roll()) {
       case Fault::kRateLimit:
@@ -519,6 +592,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void SetJson(http::status status, const Json& body) {
     response_.result(status);
     response_.set(http::field::content_type, "application/json");
+    for (const auto& [name, value] : limit_headers_) response_.set(name, value);
     response_.body() = Dump(body);
     response_.prepare_payload();
   }
@@ -606,6 +680,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::response_serializer<http::string_body>> serializer_;
   std::optional<std::string> rate_limited_prompt_;  // set while a 429 waits to be sent
   bool request_open_ = false;                       // counted in Stats' in-flight requests
+  MockRateLimit::Headers limit_headers_;            // x-ratelimit-* of the current request
 };
 
 // ---------------------------------------------------------------------------
@@ -788,16 +863,46 @@ int main(int argc, char** argv) {
   app.add_option("--seed", config.seed, "seed of the PRNG deciding faults and jitter")
       ->capture_default_str()
       ->group(kFaults);
+  const char* kLimits = "Limits and outages (chat completions only; answered at once)";
+  app.add_option("--limit-rps", config.limits.requests_per_s,
+                 "requests per second (a bucket of one second's worth); 429 beyond")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
+  app.add_option("--limit-rpm", config.limits.requests_per_min, "requests per minute; 429 beyond")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
+  app.add_option("--limit-tps", config.limits.tokens_per_s,
+                 "tokens (prompt + completion) per second; 429 beyond")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
+  app.add_option("--limit-tpm", config.limits.tokens_per_min, "tokens per minute; 429 beyond")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
+  bool no_limit_headers = false;
+  app.add_flag("--no-limit-headers", no_limit_headers,
+               "send no x-ratelimit-* or retry-after-ms headers (as nginx's limit_req)")
+      ->group(kLimits);
+  app.add_option("--outage-at", config.outage_at_s,
+                 "seconds after the start when every chat request starts failing with 503")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
+  app.add_option("--outage-for", config.outage_for_s, "seconds the outage lasts (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kLimits);
   app.footer(
+      "POST /admin/outage?on=1|0|auto starts or ends an outage by hand, or returns to the "
+      "schedule.\n"
       "GET /stats: requests_total, chat_requests, by_status, dropped, slow, early_retries\n"
       "(requests for a prompt, i.e. a last user message, that came back before the Retry-After\n"
-      "of its 429 had passed), connections_{current,peak,total}, in_flight_{current,peak}.");
+      "of its 429 had passed), rate_limited (429s of the limits), outage_refused (503s of an\n"
+      "outage), connections_{current,peak,total}, in_flight_{current,peak}.");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? fanmap::kExitOk : fanmap::kExitUsage;
   }
+  config.limits.headers = !no_limit_headers;
   if (config.p429 + config.p500 + config.pdrop + config.pslow > 1.0 + 1e-9) {
     std::fprintf(stderr,
                  "mock-llm: --p429 + --p500 + --pdrop + --pslow must be at most 1\n"

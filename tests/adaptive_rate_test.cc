@@ -1,0 +1,321 @@
+#include "coordinator/adaptive_rate.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <vector>
+
+#include "coordinator/rate_limiter.h"
+
+namespace fanmap {
+namespace {
+
+constexpr int64_t kMs = 1000;
+constexpr int64_t kSecond = 1000000;
+constexpr int64_t kStartUs = 1000000000000;
+
+// A simulated run: `concurrency` requests at most in flight, paced by a
+// RateLimiter that AdaptiveRate drives, against a server that refuses at
+// once (429) what its token bucket (`limit` per second, holding a second's
+// worth) cannot take, and answers the rest after `latency_us`.
+struct Simulation {
+  double limit = 500;
+  bool headers = false;
+  bool slow_refusals = false;  // refusals take the latency too
+  int64_t latency_us = 100 * kMs;
+  int concurrency = 1000;
+  int items = 5000;
+  bool trace = false;
+
+  // Outcome.
+  int refused = 0;
+  int64_t wall_us = 0;
+
+  void Run(double configured_rate = 0) {
+    AdaptiveRate adaptive(configured_rate);
+    RateLimiter limiter(configured_rate, 0);
+    struct Answer {
+      int64_t at_us, sent_us;
+      bool refused;
+      ServerLimits limits;
+    };
+    std::deque<Answer> answers;  // in arrival order
+    std::vector<Answer> late;    // ordered by at_us once sorted
+    double bucket = limit;
+    int64_t bucket_us = kStartUs;
+    int done = 0, queued = items, in_flight = 0;
+    int64_t now = kStartUs;
+    while (done < items && now < kStartUs + 600 * kSecond) {
+      // Answers due now.
+      std::sort(late.begin(), late.end(),
+                [](const Answer& a, const Answer& b) { return a.at_us > b.at_us; });
+      while (!late.empty() && late.back().at_us <= now) {
+        Answer a = late.back();
+        late.pop_back();
+        --in_flight;
+        adaptive.OnAnswer(now, a.sent_us, a.refused);
+        if (!a.limits.empty()) adaptive.OnServerLimits(now, a.limits, in_flight, 0);
+        if (a.refused) {
+          ++queued;
+        } else {
+          ++done;
+        }
+      }
+      limiter.SetDynamicLimits(now, adaptive.RequestRate(now), adaptive.TokenRate(now));
+      while (queued > 0 && in_flight < concurrency &&
+             (!limiter.limited() || limiter.TryAcquire(now, 0))) {
+        --queued;
+        ++in_flight;
+        adaptive.OnSent(now);
+        bucket = std::min(limit, bucket + limit * (now - bucket_us) / 1e6);
+        bucket_us = now;
+        Answer a{now, now, bucket < 1, {}};
+        if (!a.refused) bucket -= 1;
+        if (headers) {
+          a.limits.limit_requests = static_cast<uint64_t>(limit);
+          a.limits.remaining_requests = static_cast<uint64_t>(std::max(0.0, bucket));
+          a.limits.reset_requests_ms = static_cast<uint64_t>((limit - bucket) / limit * 1000);
+        }
+        a.at_us = now + (a.refused && !slow_refusals ? 1 * kMs : latency_us);
+        refused += a.refused;
+        if (trace && a.refused)
+          std::printf("t=%.3f rate %.1f\n", (now - kStartUs) / 1e6, adaptive.RequestRate(now));
+        late.push_back(a);
+      }
+      now += kMs;
+    }
+    wall_us = now - kStartUs;
+  }
+  double refused_share() const { return static_cast<double>(refused) / (items + refused); }
+  void Print() const {
+    std::printf("%d items, %d refused (%.1f%%), %.2f s\n", items, refused, 100 * refused_share(),
+                wall_us / 1e6);
+  }
+};
+
+TEST(AdaptiveRateTest, ConvergesToAServerLimitWithFewRefusals) {
+  Simulation sim;
+  sim.Run();
+  sim.Print();
+  // Ideal: 5000 at 500/s with a first second's bucket of 500: 9 s.
+  EXPECT_LE(sim.wall_us, 11.5 * kSecond) << sim.wall_us;
+  EXPECT_LE(sim.refused_share(), 0.05) << sim.refused;
+}
+
+TEST(AdaptiveRateTest, WithHeadersRefusesAlmostNothing) {
+  Simulation sim;
+  sim.headers = true;
+  sim.Run();
+  sim.Print();
+  EXPECT_LE(sim.wall_us, 11.5 * kSecond) << sim.wall_us;
+  EXPECT_LE(sim.refused_share(), 0.01) << sim.refused;
+}
+
+TEST(AdaptiveRateTest, ConvergesWhenRefusalsComeBackSlowly) {
+  Simulation sim;
+  sim.slow_refusals = true;
+
+  sim.items = 10000;
+  sim.Run();
+  sim.Print();
+  EXPECT_LE(sim.wall_us, 30 * kSecond) << sim.wall_us;
+  EXPECT_LE(sim.refused_share(), 0.2) << sim.refused;
+}
+
+TEST(AdaptiveRateTest, ConfiguredRateIsNeverExceeded) {
+  AdaptiveRate adaptive(50);
+  EXPECT_FALSE(adaptive.slow_start());
+  int64_t now = kStartUs;
+  for (int i = 0; i < 1000; ++i, now += 10 * kMs) {
+    adaptive.OnSent(now);
+    adaptive.OnAnswer(now, now, false);
+    ASSERT_LE(adaptive.RequestRate(now), 50);
+  }
+  EXPECT_EQ(adaptive.RequestRate(now), 50);
+}
+
+TEST(AdaptiveRateTest, SlowStartIsLiftedWhenTheRateHoldsNothingBack) {
+  AdaptiveRate adaptive(0);
+  int64_t now = kStartUs;
+  EXPECT_EQ(adaptive.RequestRate(now), AdaptiveRate::kStartRate);
+  // Dispatch sends 50/s whatever the limit: it is not the limit that binds.
+  for (int i = 0; i < 50; ++i, now += 20 * kMs) {
+    adaptive.OnSent(now);
+    adaptive.RequestRate(now);
+  }
+  EXPECT_FALSE(adaptive.slow_start());
+  EXPECT_EQ(adaptive.RequestRate(now), 0);
+}
+
+TEST(AdaptiveRateTest, SlowStartDoublesWhileItBinds) {
+  AdaptiveRate adaptive(0);
+  int64_t now = kStartUs;
+  double rate = adaptive.RequestRate(now);
+  for (int step = 0; step < 4; ++step) {
+    // Send as fast as the rate allows for one doubling period.
+    for (int64_t t = 0; t < AdaptiveRate::kDoublingUs; t += kMs, now += kMs) {
+      for (int k = 0; k < static_cast<int>(rate / 1000) + 1; ++k) adaptive.OnSent(now);
+      rate = adaptive.RequestRate(now);
+    }
+  }
+  EXPECT_TRUE(adaptive.slow_start());
+  EXPECT_NEAR(rate, AdaptiveRate::kStartRate * 16, AdaptiveRate::kStartRate);
+}
+
+TEST(AdaptiveRateTest, OneCutPerWindowOfRequests) {
+  AdaptiveRate adaptive(1000);
+  int64_t now = kStartUs;
+  for (int i = 0; i < 1000; ++i) adaptive.OnSent(now);
+  now += 200 * kMs;
+  // A burst of refusals of requests all sent before the first cut: one cut
+  // (the first refusal of a thousand requests: a small one).
+  adaptive.OnAnswer(now, kStartUs, true);
+  double after_first = adaptive.RequestRate(now);
+  EXPECT_LT(after_first, 1000);
+  EXPECT_GE(after_first, 1000 * AdaptiveRate::kCut);
+  // The rest of the batch: half of the requests refused, still one cut.
+  for (int i = 0; i < 500; ++i) adaptive.OnAnswer(now, kStartUs, true);
+  double after_batch = adaptive.RequestRate(now);
+  EXPECT_DOUBLE_EQ(after_batch, 1000 * AdaptiveRate::kCut);
+  // A refusal of a request sent after the cut cuts again.
+  adaptive.OnSent(now + kMs);
+  adaptive.OnAnswer(now + 2 * kMs, now + kMs, true);
+  EXPECT_LT(adaptive.RequestRate(now + 2 * kMs), after_batch);
+}
+
+TEST(AdaptiveRateTest, AStrayRefusalCutsLittleAndAShareOfThemMore) {
+  AdaptiveRate stray(1000);
+  AdaptiveRate many(1000);
+  int64_t now = kStartUs;
+  for (int ms = 0; ms < 100; ++ms) {
+    for (int k = 0; k < 10; ++k) {
+      stray.OnSent(now + ms * kMs);
+      many.OnSent(now + ms * kMs);
+    }
+  }
+  now += 100 * kMs;
+  // One refused of the last 1000, against 20% of them.
+  stray.OnAnswer(now, now - kMs, true);
+  for (int i = 0; i < 200; ++i) many.OnAnswer(now - kMs, now - 2 * kMs - i * 400, true);
+  many.OnAnswer(now, now - kMs, true);
+  EXPECT_GE(stray.RequestRate(now), 990);
+  EXPECT_LE(many.RequestRate(now), 1000 * AdaptiveRate::kCut);
+}
+
+TEST(AdaptiveRateTest, ProbesSlowlyAfterACutThenFasterAndFaster) {
+  AdaptiveRate adaptive(1e6);
+  int64_t now = kStartUs;
+  for (int i = 0; i < 100; ++i) adaptive.OnSent(now);
+  now += 50 * kMs;
+  adaptive.OnAnswer(now, now - 10 * kMs, true);
+  double cut = adaptive.RequestRate(now);
+  ASSERT_LT(cut, 1e6);
+  // The first second after the cut: about kProbe.
+  double after_1s = adaptive.RequestRate(now + kSecond);
+  EXPECT_GT(after_1s, cut);
+  EXPECT_LE(after_1s, cut * (1 + 2 * AdaptiveRate::kProbe));
+  // Ten seconds without a refusal: growing several times faster.
+  double at_10s = adaptive.RequestRate(now + 10 * kSecond);
+  double at_11s = adaptive.RequestRate(now + 11 * kSecond);
+  EXPECT_GT(at_11s / at_10s - 1, 4 * AdaptiveRate::kProbe);
+  // Back to the configured rate within a minute.
+  EXPECT_EQ(adaptive.RequestRate(now + 60 * kSecond), 1e6);
+}
+
+TEST(AdaptiveRateTest, ABatchOfRefusalsRefinesTheCut) {
+  AdaptiveRate adaptive(2000);
+  int64_t now = kStartUs;
+  // 2000/s for 100 ms; the server took 500/s of them (one in four).
+  for (int ms = 0; ms < 100; ++ms) {
+    adaptive.OnSent(now + ms * kMs);
+    adaptive.OnSent(now + ms * kMs);
+  }
+  now += 100 * kMs;
+  int refusals = 0;
+  for (int ms = 0; ms < 100; ++ms) {
+    for (int k = 0; k < 2; ++k) {
+      if ((ms * 2 + k) % 4 == 0) continue;
+      adaptive.OnAnswer(now, kStartUs + ms * kMs, true);
+      ++refusals;
+    }
+  }
+  ASSERT_EQ(refusals, 150);
+  EXPECT_NEAR(adaptive.RequestRate(now), 500, 60);
+}
+
+TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {
+  AdaptiveRate adaptive(0);
+  int64_t now = kStartUs;
+  ServerLimits limits;
+  limits.limit_requests = 500;
+  limits.remaining_requests = 10;
+  limits.reset_requests_ms = 980;  // refills at 500/s
+  adaptive.OnServerLimits(now, limits, /*in_flight=*/10, 0);
+  EXPECT_FALSE(adaptive.slow_start()) << "headers end slow start";
+  EXPECT_NEAR(adaptive.RequestRate(now), 500 * (1 - AdaptiveRate::kHeaderMargin), 1);
+  // Plenty left: faster than the refill, to use it.
+  limits.remaining_requests = 400;
+  limits.reset_requests_ms = 200;
+  adaptive.OnServerLimits(now, limits, 10, 0);
+  EXPECT_GT(adaptive.RequestRate(now), 500);
+  // More on the way than is left: slower than the refill.
+  limits.remaining_requests = 10;
+  limits.reset_requests_ms = 980;
+  adaptive.OnServerLimits(now, limits, 200, 0);
+  EXPECT_LT(adaptive.RequestRate(now), 400);
+  EXPECT_GE(adaptive.RequestRate(now), AdaptiveRate::kMinRate);
+  // A full bucket does not limit.
+  limits.remaining_requests = 500;
+  limits.reset_requests_ms = 0;
+  adaptive.OnServerLimits(now, limits, 10, 0);
+  EXPECT_EQ(adaptive.RequestRate(now), 0);
+  // Headers grow stale.
+  limits.remaining_requests = 0;
+  limits.reset_requests_ms = 1000;
+  adaptive.OnServerLimits(now, limits, 0, 0);
+  EXPECT_LT(adaptive.RequestRate(now), 500);
+  EXPECT_EQ(adaptive.RequestRate(now + AdaptiveRate::kHeaderFreshUs), 0);
+}
+
+TEST(AdaptiveRateTest, TokenHeadersGiveATokenRate) {
+  AdaptiveRate adaptive(0);
+  ServerLimits limits;
+  limits.limit_tokens = 60000;
+  limits.remaining_tokens = 0;
+  limits.reset_tokens_ms = 60000;  // 1000 tokens/s
+  adaptive.OnServerLimits(kStartUs, limits, 0, 0);
+  EXPECT_NEAR(adaptive.TokenRate(kStartUs), 1000 * (1 - AdaptiveRate::kHeaderMargin), 1);
+  EXPECT_EQ(adaptive.TokenRate(kStartUs + AdaptiveRate::kHeaderFreshUs), 0);
+}
+
+TEST(AdaptiveRateTest, OverloadCutsGentlyOncePerWindow) {
+  AdaptiveRate adaptive(100);
+  int64_t now = kStartUs;
+  adaptive.OnSent(now);
+  adaptive.OnOverloaded(now + kMs, now);
+  EXPECT_DOUBLE_EQ(adaptive.RequestRate(now + kMs), 100 * AdaptiveRate::kCut);
+  // More 503s of requests sent before the cut: no more cuts.
+  for (int i = 0; i < 50; ++i) adaptive.OnOverloaded(now + 2 * kMs, now);
+  EXPECT_NEAR(adaptive.RequestRate(now + 2 * kMs), 100 * AdaptiveRate::kCut, 0.01);
+}
+
+TEST(AdaptiveRateTest, OutageOverRestoresTheRateBeforeItsCuts) {
+  AdaptiveRate adaptive(100);
+  int64_t now = kStartUs;
+  for (int i = 0; i < 20; ++i, now += 10 * kMs) {
+    adaptive.OnSent(now);
+    adaptive.OnAnswer(now + kMs, now, true);
+  }
+  ASSERT_LT(adaptive.RequestRate(now), 10);
+  adaptive.OnOutageOver(now);
+  EXPECT_EQ(adaptive.RequestRate(now), 100);
+  // Refusals of requests sent during the outage do not cut again.
+  adaptive.OnAnswer(now + kMs, now - 5 * kMs, true);
+  EXPECT_EQ(adaptive.RequestRate(now + kMs), 100);
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -222,9 +222,9 @@ class Coordinator {
   uint64_t failed_ = 0;
   uint64_t bad_frames_ = 0;
   HaltPolicy halt_;
-  bool halting_ = false;  // --halt soon: no new tasks; the running ones finish
+  bool halting_ = false;                   // --halt soon: no new tasks; the running ones finish
   std::set<WorkerId> held_back_reported_;  // workers whose held-back tasks were logged
-  std::set<std::string> released_;  // routing ids of released workers until they acknowledge
+  std::set<std::string> released_;         // routing ids of released workers until they acknowledge
   LogLimiter peer_log_;
   LogLimiter join_log_{20};
   int local_failures_in_a_row_ = 0;
@@ -568,7 +568,8 @@ void Coordinator::Dispatch() {
     limiter_.SetDynamicLimits(now_us, adaptive_.RequestRate(now_us), adaptive_.TokenRate(now_us));
   }
   TasksEncoder encoder;
-  std::vector<uint64_t> batch;  // indexes in the frame being built
+  std::vector<uint64_t> batch;   // indexes in the frame being built
+  std::vector<uint64_t> passed;  // suspects this worker cannot take (Scheduler::Fits)
   bool progress = true;
   bool rate_limited = false;
   while (progress && !rate_limited) {
@@ -581,9 +582,13 @@ void Coordinator::Dispatch() {
         if (!scheduler_.NextTask(&index)) break;
         Slot* slot = window_.Find(index);
         Scheduler::Fit fit = scheduler_.Fits(index, worker, encoder.count());
-        if (fit == Scheduler::Fit::kNotNow) {
-          scheduler_.PutBack(index);  // for a worker that holds nothing
+        if (fit == Scheduler::Fit::kWorkerBusy) {
+          scheduler_.PutBack(index);
           break;
+        }
+        if (fit == Scheduler::Fit::kNotHere) {
+          passed.push_back(index);  // for a worker that holds nothing; the rest go past it
+          continue;
         }
         if (limiter_.limited() && !limiter_.TryAcquire(now_us, EstimateTokens(slot->item))) {
           scheduler_.PutBack(index);  // first in line once the limiter allows
@@ -603,6 +608,9 @@ void Coordinator::Dispatch() {
         batch.push_back(index);
         if (fit == Scheduler::Fit::kTakeAlone) break;
       }
+      // First in line again, in their order, for the next worker.
+      for (auto it = passed.rbegin(); it != passed.rend(); ++it) scheduler_.PutBack(*it);
+      passed.clear();
       if (encoder.count() == 0) continue;
       if (!SendTo(worker, encoder.Finish())) {
         // The batch never left: it must not count as lost with the worker.

@@ -75,11 +75,11 @@ Scheduler::Fit Scheduler::Fits(uint64_t index, Worker& worker, size_t queued) {
     worker.isolating = held != nullptr && held->state == SlotState::kInFlight &&
                        held->worker == worker.id &&
                        held->primary_attempt == worker.isolated_attempt;
-    if (worker.isolating) return Fit::kNotNow;
+    if (worker.isolating) return Fit::kWorkerBusy;
   }
   const Slot* slot = window_.Find(index);
   if (slot == nullptr || !slot->suspect) return Fit::kTake;
-  if (queued > 0 || worker.credit.outstanding() > 0) return Fit::kNotNow;
+  if (queued > 0 || worker.credit.outstanding() > 0) return Fit::kNotHere;
   return Fit::kTakeAlone;
 }
 
@@ -280,8 +280,9 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
     uint64_t index = held[k].second;
     Slot* slot = window_.Find(index);
     // Which of them killed it is not known for sure (a result may have died
-    // in flight with the worker): each runs alone from now on.
-    slot->suspect = true;
+    // in flight with the worker): one that keeps being there runs alone.
+    if (slot->losses < UINT8_MAX) ++slot->losses;
+    if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
       --slot->charged;
     } else if (!retry_policy_.MayRetry(slot->charged)) {

@@ -149,13 +149,22 @@ class Scheduler {
   // Puts an item NextTask returned back at the front of the line.
   void PutBack(uint64_t index) { retry_.push_front(index); }
   // Whether `worker` may be sent `index` now, with `queued` tasks already in
-  // the frame being built for it. An item that a dying worker held may be
-  // what killed it: from then on it runs alone, on a worker that holds
-  // nothing else and is sent nothing else until its attempt closes, so that
-  // the next loss is charged to the right item and no innocent neighbour
-  // loses its attempts to a poison item (whose result, or whose neighbour's,
-  // may die in flight with the worker).
-  enum class Fit : uint8_t { kTake, kTakeAlone, kNotNow };
+  // the frame being built for it. An item that was held by
+  // kSuspectAfterLosses workers when they died may be what killed them (or
+  // its neighbour may be: a result can die in flight with its worker, so
+  // the oldest task is not always the one that ran). From then on it runs
+  // alone, on a worker that holds nothing else and is sent nothing else
+  // until its attempt closes, so that the next loss is charged to the right
+  // item and no innocent neighbour loses its attempts to a poison item. One
+  // loss is not enough: a worker killed from outside (OOM, a node gone)
+  // would otherwise make every task it held run one at a time.
+  static constexpr uint8_t kSuspectAfterLosses = 2;
+  enum class Fit : uint8_t {
+    kTake,        // add it to the frame
+    kTakeAlone,   // add it, and nothing more to this worker
+    kWorkerBusy,  // this worker runs a suspect alone: send it nothing
+    kNotHere,     // a suspect, and this worker holds something: another may take it
+  };
   Fit Fits(uint64_t index, Worker& worker, size_t queued);
   // Records that `index` is sent to `worker` now; returns the attempt number.
   uint32_t Assign(uint64_t index, Worker& worker, int64_t now_us, int64_t now_ms);

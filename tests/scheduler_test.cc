@@ -302,64 +302,108 @@ TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {
   EXPECT_EQ(completed_.size(), 1u);
 }
 
-// As Coordinator::Dispatch fills one worker's frame: Fits decides.
+// As Coordinator::Dispatch fills one worker's frame: Fits decides, and
+// suspects that do not fit here are passed over for the next worker.
 std::vector<std::pair<uint64_t, uint32_t>> SendFitting(Scheduler& scheduler, Worker& worker,
                                                        int64_t now_ms) {
   std::vector<std::pair<uint64_t, uint32_t>> sent;
+  std::vector<uint64_t> passed;
   uint64_t index;
   while (worker.credit.available() > 0 && scheduler.NextTask(&index)) {
     Scheduler::Fit fit = scheduler.Fits(index, worker, sent.size());
-    if (fit == Scheduler::Fit::kNotNow) {
+    if (fit == Scheduler::Fit::kWorkerBusy) {
       scheduler.PutBack(index);
       break;
+    }
+    if (fit == Scheduler::Fit::kNotHere) {
+      passed.push_back(index);
+      continue;
     }
     sent.emplace_back(index, scheduler.Assign(index, worker, now_ms * 1000, now_ms));
     if (fit == Scheduler::Fit::kTakeAlone) break;
   }
+  for (auto it = passed.rbegin(); it != passed.rend(); ++it) scheduler.PutBack(*it);
   return sent;
 }
 
-TEST_F(SchedulerTest, ItemsALostWorkerHeldRunAloneSoThatOnlyThePoisonIsCharged) {
-  // Worker a (one slot) holds items 0..3 and dies while running item 0. Was
+TEST_F(SchedulerTest, ItemsTwoLostWorkersHeldRunAloneSoThatOnlyThePoisonIsCharged) {
+  // Workers with one slot hold items 0..3 and die while running item 0. Was
   // it item 0? Or had item 0's result died in flight and item 1 killed it?
-  // Nobody knows: each of them now runs alone until its fate is known.
-  AddItems(6);
-  Worker& a = Join("a", 1, true);
-  a.credit.OnResults(1, 1000);  // 1 ms tasks seen: a gets prefetch beyond its one slot
-  auto held = Send(a, 4);
-  ASSERT_EQ(held.size(), 4u);
-  scheduler_.RemoveWorker(a.id, "killed");
-  EXPECT_EQ(SlotOf(0).charged, 1u);
-  EXPECT_EQ(SlotOf(1).charged, 0u);  // never started, by what the coordinator knows
-
-  Worker& b = Join("b", 4, true);
-  Worker& c = Join("c", 4, true);
-  auto to_b = SendFitting(scheduler_, b, now_ms_);
-  ASSERT_EQ(to_b.size(), 1u);  // item 0 alone
-  EXPECT_EQ(to_b[0].first, 0u);
-  EXPECT_TRUE(SendFitting(scheduler_, b, now_ms_).empty());  // nothing beside it
-  auto to_c = SendFitting(scheduler_, c, now_ms_);
-  ASSERT_EQ(to_c.size(), 1u);
-  EXPECT_EQ(to_c[0].first, 1u);
-
-  // Item 1 is the poison: c dies running it alone, and only item 1 pays.
-  scheduler_.RemoveWorker(c.id, "killed");
-  EXPECT_EQ(SlotOf(1).charged, 1u);
-  // b finishes item 0: it may take work again, the next suspect alone.
-  Deliver(&b, Answer(0, to_b[0].second));
-  auto next = SendFitting(scheduler_, b, now_ms_);
-  ASSERT_EQ(next.size(), 1u);
-  EXPECT_EQ(next[0].first, 1u);
-  Deliver(&b, Answer(1, next[0].second));
-  // Items 2 and 3 never ran where a worker died: once they are done, b gets
-  // a full frame of the items nobody suspects.
-  for (int k = 0; k < 2; ++k) {
-    auto alone = SendFitting(scheduler_, b, now_ms_);
-    ASSERT_EQ(alone.size(), 1u);
-    Deliver(&b, Answer(alone[0].first, alone[0].second));
+  AddItems(8);
+  for (const char* name : {"a", "b"}) {
+    Worker& w = Join(name, 1, true);
+    w.credit.OnResults(1, 1000);  // 1 ms tasks seen: prefetch beyond its one slot
+    auto held = SendFitting(scheduler_, w, now_ms_);
+    ASSERT_GE(held.size(), 4u);
+    // One loss alone isolates nothing: a worker killed from outside must not
+    // make its tasks run one at a time.
+    for (const auto& [index, attempt] : held) {
+      EXPECT_FALSE(SlotOf(index).suspect) << name << " " << index;
+    }
+    // Only items 0..3 were in flight with both: give the rest back.
+    std::vector<uint64_t> extra;
+    for (const auto& [index, attempt] : held) {
+      if (index >= 4) extra.push_back(index);
+    }
+    scheduler_.Unassign(extra, w);
+    scheduler_.RemoveWorker(w.id, "killed");
   }
-  auto rest = SendFitting(scheduler_, b, now_ms_);
-  EXPECT_EQ(rest.size(), 2u);  // items 4 and 5 together
+  EXPECT_EQ(SlotOf(0).charged, 2u);  // the oldest: charged each time
+  EXPECT_EQ(SlotOf(1).charged, 0u);  // never started, by what the coordinator knows
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_TRUE(SlotOf(i).suspect) << i;
+
+  Worker& c = Join("c", 4, true);
+  Worker& d = Join("d", 4, true);
+  Worker& e = Join("e", 4, true);
+  auto to_c = SendFitting(scheduler_, c, now_ms_);
+  ASSERT_EQ(to_c.size(), 1u);  // item 0 alone
+  EXPECT_EQ(to_c[0].first, 0u);
+  EXPECT_TRUE(SendFitting(scheduler_, c, now_ms_).empty());  // nothing beside it
+  auto to_d = SendFitting(scheduler_, d, now_ms_);
+  ASSERT_EQ(to_d.size(), 1u);
+  EXPECT_EQ(to_d[0].first, 1u);
+  // Item 1 is the poison: d dies running it alone, and only item 1 pays.
+  scheduler_.RemoveWorker(d.id, "killed");
+  EXPECT_EQ(SlotOf(1).charged, 1u);
+
+  // e takes a suspect alone; a busy worker lets suspects go past to take
+  // the items nobody suspects.
+  auto to_e = SendFitting(scheduler_, e, now_ms_);
+  ASSERT_EQ(to_e.size(), 1u);
+  EXPECT_EQ(to_e[0].first, 1u);
+  Worker& f = Join("f", 4, true);
+  Worker& g = Join("g", 4, true);
+  auto to_f = SendFitting(scheduler_, f, now_ms_);
+  ASSERT_EQ(to_f.size(), 1u);  // suspect 2, alone
+  EXPECT_EQ(to_f[0].first, 2u);
+  auto to_g = SendFitting(scheduler_, g, now_ms_);
+  ASSERT_EQ(to_g.size(), 1u);  // suspect 3, alone
+  EXPECT_EQ(to_g[0].first, 3u);
+  Deliver(&c, Answer(0, to_c[0].second));
+  auto rest = SendFitting(scheduler_, c, now_ms_);
+  EXPECT_EQ(rest.size(), 4u);  // items 4..7 together
+  for (const auto& [index, attempt] : rest) EXPECT_GE(index, 4u);
+}
+
+TEST_F(SchedulerTest, ABusyWorkerTakesTheItemsBehindASuspect) {
+  AddItems(6);
+  for (const char* name : {"a", "b"}) {
+    Worker& w = Join(name, 1, true);
+    auto held = SendFitting(scheduler_, w, now_ms_);
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held[0].first, 0u);
+    scheduler_.RemoveWorker(w.id, "killed");
+  }
+  ASSERT_TRUE(SlotOf(0).suspect);
+  Worker& busy = Join("busy", 2, true);
+  auto first = SendFitting(scheduler_, busy, now_ms_);
+  ASSERT_EQ(first.size(), 1u);  // the suspect, alone: busy held nothing
+  EXPECT_EQ(first[0].first, 0u);
+  Worker& other = Join("other", 2, true);
+  auto second = SendFitting(scheduler_, other, now_ms_);
+  ASSERT_EQ(second.size(), 2u);  // items 1 and 2: nothing stalls behind a suspect
+  EXPECT_EQ(second[0].first, 1u);
+  EXPECT_EQ(second[1].first, 2u);
 }
 
 TEST_F(SchedulerTest, HoardingPeerHoldsOnlyItsInitialCreditWhateverSlotsItClaims) {

@@ -241,7 +241,9 @@ class Executor(concurrent.futures.Executor):
         there `timeout` seconds after this call. Unlike it, the iterables are
         read lazily: at most `buffersize` calls are sent ahead of the result
         being yielded (default 8192; 65536 once calls travel in chunks), so
-        an endless generator works and memory stays bounded.
+        an endless generator works and memory stays bounded. So an exception
+        of the iterables is raised from the iterator, not from this call:
+        after the result of every call read before it (chunked or not).
 
         chunksize: calls per fanmap item (one line, one answer). None (the
         default) chooses: calls go one per chunk until their cost is

@@ -64,6 +64,58 @@ TEST_F(BatchFormatTest, RefusesEachBrokenFieldByName) {
   Refused(R"({"custom_id":"c","method":"POST","url":"/v1/x","body":"text"})", "body");
 }
 
+// The API key goes to --http's base path: a url that curl or the server
+// would resolve above it is refused, and never sent.
+TEST_F(BatchFormatTest, RefusesAUrlThatCouldLeaveTheBasePath) {
+  const std::string base = "http://127.0.0.1:1/openai/v1";
+  // JSON string contents: "\\\\" here is one backslash in the url.
+  for (const char* url : {
+           "/v1/../../admin/secret",
+           "/..",
+           "/v1/..",
+           "/v1/../",
+           "/v1/./chat/completions",
+           "/./v1/chat/completions",
+           "/v1/%2e%2e/%2e%2e/admin",
+           "/v1/%2E%2E/%2E%2E/admin",
+           "/v1/.%2e/admin",
+           "/v1/%2E./admin",
+           "/v1/%2e/chat/completions",
+           "/v1/..;/admin",
+           "/v1/..\\\\admin",
+           "/v1\\\\..\\\\..\\\\admin",
+           "/v1/chat\\\\completions",
+           "/v1/..%2f..%2fadmin",
+           "/v1/..%2F..%2Fadmin",
+           "/v1/..%5c..%5cadmin",
+           "/v1/..%5C..%5Cadmin",
+           "/v1/../admin?x=1",
+       }) {
+    std::string line =
+        std::string(R"({"custom_id":"c","method":"POST","url":")") + url + R"(","body":{}})";
+    BatchRequest request;
+    Status status = ParseBatchLine(base, line, &request);
+    EXPECT_FALSE(status.ok()) << url << " was accepted as " << request.url;
+    EXPECT_NE(status.message().find("\"url\""), std::string::npos) << status.message();
+    EXPECT_NE(status.message().find("base path"), std::string::npos) << status.message();
+    EXPECT_EQ(request.custom_id, "c") << url;
+  }
+}
+
+TEST_F(BatchFormatTest, DotsThatAreNotSegmentsAndDotsInTheQueryAreKept) {
+  const std::string base = "http://127.0.0.1:1/openai/v1";
+  for (const char* url :
+       {"/v1/files/a..b", "/v1/.well-known/x", "/v1/.../x", "/v1/%2e%2e%2e", "/v1/x..",
+        "/v1/chat/completions?next=../up", "/v1/chat/completions?api-version=2024-01-01"}) {
+    std::string line =
+        std::string(R"({"custom_id":"c","method":"POST","url":")") + url + R"(","body":{}})";
+    BatchRequest request;
+    Status status = ParseBatchLine(base, line, &request);
+    ASSERT_TRUE(status.ok()) << url << ": " << status.message();
+    EXPECT_EQ(request.url, "http://127.0.0.1:1/openai" + std::string(url));
+  }
+}
+
 TEST_F(BatchFormatTest, ResponseObjectEmbedsJsonBodiesAndQuotesOthers) {
   EXPECT_EQ(BatchResponseJson(200, "req_1", R"({"b":1, "a":2})"),
             R"({"status_code":200,"request_id":"req_1","body":{"b":1,"a":2}})");

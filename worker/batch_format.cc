@@ -17,7 +17,57 @@ std::string Dump(const Json& json) {
 bool IsCleanPath(std::string_view path) {
   for (char c : path) {
     unsigned char u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7f || c == '#' || c == '\\') return false;
+    if (u <= 0x20 || u >= 0x7f || c == '#') return false;
+  }
+  return true;
+}
+
+// "%2e"/"%2E" at `s`'s start: an encoded ".", which servers decode.
+bool StartsWithEncodedDot(std::string_view s) {
+  return s.size() >= 3 && s[0] == '%' && s[1] == '2' && (s[2] == 'e' || s[2] == 'E');
+}
+
+// "." or ".." with any of its dots percent-encoded; what follows a ";" is
+// left out, as servers that take path parameters ("/..;/") read it.
+bool IsDotSegment(std::string_view segment) {
+  segment = segment.substr(0, segment.find(';'));
+  int dots = 0;
+  while (!segment.empty()) {
+    if (segment[0] == '.') {
+      segment.remove_prefix(1);
+    } else if (StartsWithEncodedDot(segment)) {
+      segment.remove_prefix(3);
+    } else {
+      return false;
+    }
+    ++dots;
+  }
+  return dots == 1 || dots == 2;
+}
+
+bool HasEncodedSlash(std::string_view s) {
+  for (size_t i = 0; i + 2 < s.size(); ++i) {
+    if (s[i] != '%') continue;
+    char hi = s[i + 1], lo = static_cast<char>(s[i + 2] | 0x20);  // lower case
+    if ((hi == '2' && lo == 'f') || (hi == '5' && lo == 'c')) return true;
+  }
+  return false;
+}
+
+// The path cannot climb out of the --http base path, where the API key
+// goes: no "." or ".." segment (curl and servers resolve them, so
+// "/v1/../../admin" would reach "/admin" with the key), none percent-encoded,
+// no backslash (some servers read it as "/") and no encoded "/" or backslash
+// before the query (some decode them before resolving dots). The query is not a path.
+bool StaysUnderBase(std::string_view path) {
+  if (path.find('\\') != std::string_view::npos) return false;
+  path = path.substr(0, path.find('?'));
+  if (HasEncodedSlash(path)) return false;
+  while (!path.empty()) {
+    path.remove_prefix(1);  // the "/"
+    std::string_view segment = path.substr(0, path.find('/'));
+    if (IsDotSegment(segment)) return false;
+    path.remove_prefix(segment.size());
   }
   return true;
 }
@@ -63,6 +113,11 @@ Status ParseBatchLine(const std::string& base_url, const std::string& line, Batc
   if (path.empty() || path[0] != '/' || !IsCleanPath(path)) {
     return Status::Error("Batch line's \"url\" " + Dump(*url) +
                          " is not a path such as \"/v1/chat/completions\"");
+  }
+  if (!StaysUnderBase(path)) {
+    return Status::Error("Batch line's \"url\" " + Dump(*url) +
+                         " could leave the --http base path: it has a \".\" or \"..\" segment"
+                         " (plain or %2e-encoded), a backslash, or an encoded \"/\" or backslash");
   }
   auto body = json.find("body");
   if (body == json.end() || !body->is_object()) {

@@ -7,7 +7,11 @@
 //   method     "POST" (the only method the Batch API takes)
 //   url        a path starting with "/" (printable ASCII, no spaces, no "#"),
 //              appended to --http's base URL; a base URL ending in "/v1"
-//              takes "/v1/..." paths without doubling "/v1"
+//              takes "/v1/..." paths without doubling "/v1". It cannot leave
+//              the base path, which the API key is sent to: no "." or ".."
+//              segment, plain or percent-encoded ("%2e", "%2E"), no
+//              backslash, no encoded "/" or backslash ("%2f", "%5c") before
+//              the query
 //   body       a JSON object: the request, sent as it is
 // A line that breaks any of these is an error result naming the field (its
 // custom_id in the record when it has one), and is never sent.

@@ -241,7 +241,9 @@ class Executor(concurrent.futures.Executor):
         there `timeout` seconds after this call. Unlike it, the iterables are
         read lazily: at most `buffersize` calls are sent ahead of the result
         being yielded (default 8192; 65536 once calls travel in chunks), so
-        an endless generator works and memory stays bounded.
+        an endless generator works and memory stays bounded. So an exception
+        of the iterables is raised from the iterator, not from this call:
+        after the result of every call read before it (chunked or not).
 
         chunksize: calls per fanmap item (one line, one answer). None (the
         default) chooses: calls go one per chunk until their cost is
@@ -407,10 +409,10 @@ class _Feeder:
                     self._add_one(args)
                     continue
                 size = min(self.chunksize, ahead - self.items_ahead)
-                chunk = list(itertools.islice(self.calls, size))
+                chunk = self._pull(size)
                 if chunk:
                     self._add_chunk(chunk)
-                if len(chunk) < size:
+                if len(chunk) < size:  # the iterables ended or raised
                     self.done = True
                     break
         except Exception as e:  # the iterable itself failed
@@ -422,6 +424,20 @@ class _Feeder:
             ex = self.executor
             with ex._lock:
                 ex._ensure_run().send(lines, sinks)
+
+    def _pull(self, size):
+        """Up to `size` calls from the iterables, fewer if they end. If they
+        raise, the calls pulled before it are returned (they are sent, and
+        their results yielded) and the exception is kept for after them: a
+        list(islice(...)) would lose them with the exception."""
+        chunk = []
+        append = chunk.append
+        try:
+            for args in itertools.islice(self.calls, size):
+                append(args)
+        except Exception as e:  # the iterable itself failed
+            self.error = e
+        return chunk
 
     def _add_one(self, args):
         try:

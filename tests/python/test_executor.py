@@ -96,6 +96,22 @@ def test_map_raises_an_iterables_exception_after_the_items_before_it(ex):
         next(it)
 
 
+@pytest.mark.parametrize("chunksize,n", [(1, 25), (10, 25), (None, 25), (None, 100_123)])
+def test_map_yields_every_item_pulled_before_the_iterables_exception(ex, chunksize, n):
+    # The exception comes partway through a chunk: the calls already pulled
+    # into that chunk are still sent and their results yielded, then it is raised.
+    def broken():
+        yield from range(n)
+        raise ValueError("the input broke")
+
+    got = []
+    with pytest.raises(ValueError, match="the input broke"):
+        for value in ex.map(fns.square, broken(), chunksize=chunksize):
+            got.append(value)
+    assert len(got) == n
+    assert got == [x * x for x in range(n)]
+
+
 def test_map_timeout(ex, gate):
     it = ex.map(fns.wait_gate, [gate.path], [1], timeout=0.2)
     with pytest.raises(concurrent.futures.TimeoutError):

@@ -13,11 +13,12 @@
 // Here a connection gets kMaxHeadBytes of head in kHeadDeadlineMs; past the
 // size it is answered 431, past the deadline 408, and closed. A head that
 // ends in time is handed to httplib (routing, handlers, responses), which
-// reads it from memory and nothing from the socket: there is no body to
-// read (only GETs are served; a declared body is refused by
-// set_payload_max_length(0)). The answer is written within kWriteDeadlineMs
-// in all. Each connection is thus served in bounded time, with a fixed
-// buffer; how many are served at once is bounded by the task queue.
+// reads it from memory and never from the socket: a body is only what came
+// with the head (a longer one declared is refused with
+// set_payload_max_length(0), or ignored by a GET). The answer is written
+// within kWriteDeadlineMs in all. Each connection is thus served in bounded
+// time, with a fixed buffer; how many are served at once is bounded by the
+// task queue.
 //
 // One request per connection: the connection is closed after it.
 #ifndef FANMAP_COORDINATOR_GUARDED_HTTP_SERVER_H_

@@ -18,8 +18,6 @@
 namespace fanmap {
 namespace {
 
-// A status page needs few threads; the coordinator's CPUs are for the run.
-constexpr size_t kServerThreads = 2;
 // Connections accepted and waiting for a thread; more wait in the kernel.
 // Each is served in bounded time with a bounded buffer (GuardedHttpServer),
 // so a slow or hostile client holds a thread a few seconds at most.
@@ -117,7 +115,7 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  http.new_task_queue = [] { return new BoundedTaskQueue(kServerThreads, kMaxQueuedConnections); };
+  http.new_task_queue = [] { return new BoundedTaskQueue(kThreads, kMaxQueuedConnections); };
   // One request per connection, its head read with a size cap and a
   // deadline (GuardedHttpServer); httplib's own read and write timeouts
   // are not used.

@@ -271,7 +271,8 @@ TEST_F(StatusServerTest, AHugeHeaderIsRefusedWithTheServersMemoryBounded) {
 // timeout) get a deadline for the whole request, so they cannot hold the
 // server's threads: a plain request gets its answer behind them.
 TEST_F(StatusServerTest, SlowClientsDoNotStarveTheView) {
-  constexpr int kSlowClients = 6;            // three times the server's threads
+  // More than the server's threads, fewer than it queues.
+  constexpr int kSlowClients = StatusServer::kThreads + 4;
   constexpr int64_t kAnswerBoundMs = 25000;  // generous: a few deadlines of ~2 s
   std::vector<int> slow;
   for (int i = 0; i < kSlowClients; ++i) {

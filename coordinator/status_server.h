@@ -47,8 +47,8 @@ class StatusServer {
   static constexpr int64_t kPublishEveryUs = 250000;
   // Connections served at once. A request takes little CPU (rendering a
   // snapshot); a thread mostly waits for its client, for at most a few
-  // seconds (GuardedHttpServer), so that a few slow clients delay the view
-  // by one such wait at most, and cannot hold it.
+  // seconds (GuardedHttpServer): slow clients, up to this many, do not
+  // delay the view, and more delay it by seconds, not for the run.
   static constexpr size_t kThreads = 8;
 
   // Binds `address` (ParseStatusAddress) now, so that a bad address or a

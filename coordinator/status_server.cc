@@ -12,19 +12,16 @@
 #include <mutex>
 
 #include "coordinator/bounded_task_queue.h"
+#include "coordinator/guarded_http_server.h"
 #include "coordinator/status_page.h"
 
 namespace fanmap {
 namespace {
 
-// A status page needs few threads; the coordinator's CPUs are for the run.
-constexpr size_t kServerThreads = 2;
 // Connections accepted and waiting for a thread; more wait in the kernel.
+// Each is served in bounded time with a bounded buffer (GuardedHttpServer),
+// so a slow or hostile client holds a thread a few seconds at most.
 constexpr size_t kMaxQueuedConnections = 16;
-// One request per connection, and little patience for a client that sends
-// nothing: an idle browser connection must not hold one of the few threads.
-constexpr time_t kReadTimeoutS = 2;
-constexpr time_t kWriteTimeoutS = 5;
 
 void Answer(httplib::Response& response, std::string body, const char* type) {
   response.set_header("Cache-Control", "no-store");
@@ -71,7 +68,7 @@ struct StatusServer::Shared {
 };
 
 StatusServer::StatusServer()
-    : http_(std::make_unique<httplib::Server>()), shared_(std::make_shared<Shared>()) {
+    : http_(std::make_unique<GuardedHttpServer>()), shared_(std::make_shared<Shared>()) {
   shared_->latest = std::make_shared<const FarmSnapshot>();
 }
 
@@ -118,10 +115,10 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  http.new_task_queue = [] { return new BoundedTaskQueue(kServerThreads, kMaxQueuedConnections); };
-  http.set_keep_alive_max_count(1);
-  http.set_read_timeout(kReadTimeoutS);
-  http.set_write_timeout(kWriteTimeoutS);
+  http.new_task_queue = [] { return new BoundedTaskQueue(kThreads, kMaxQueuedConnections); };
+  // One request per connection, its head read with a size cap and a
+  // deadline (GuardedHttpServer); httplib's own read and write timeouts
+  // are not used.
   http.set_payload_max_length(0);  // nothing to upload
 
   std::shared_ptr<Shared> shared = server->shared_;

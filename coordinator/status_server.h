@@ -8,7 +8,10 @@
 // The coordinator's loop never waits for it: it publishes an immutable
 // snapshot (Publish) into a slot guarded by a mutex held only to swap or copy
 // a shared_ptr; the server's threads render the latest one for each request.
-// Rendering, sockets and slow clients are all on the server's side.
+// Rendering, sockets and slow clients are all on the server's side, and
+// bounded there: a request's head is read with a size cap and a deadline
+// (GuardedHttpServer), kThreads connections are served at once and a
+// bounded number wait (BoundedTaskQueue).
 //
 // Read-only and unauthenticated: anyone who can reach ADDR can read the
 // counts, worker names and hosts (never items, results, job options or keys).
@@ -18,6 +21,7 @@
 #ifndef FANMAP_COORDINATOR_STATUS_SERVER_H_
 #define FANMAP_COORDINATOR_STATUS_SERVER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,6 +45,11 @@ class StatusServer {
  public:
   // How often the coordinator publishes a new snapshot.
   static constexpr int64_t kPublishEveryUs = 250000;
+  // Connections served at once. A request takes little CPU (rendering a
+  // snapshot); a thread mostly waits for its client, for at most a few
+  // seconds (GuardedHttpServer): slow clients, up to this many, do not
+  // delay the view, and more delay it by seconds, not for the run.
+  static constexpr size_t kThreads = 8;
 
   // Binds `address` (ParseStatusAddress) now, so that a bad address or a
   // port in use is an error before the run starts, then serves from a

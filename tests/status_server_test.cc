@@ -2,11 +2,14 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 
@@ -189,6 +193,114 @@ TEST_F(StatusServerTest, AClientThatTricklesARequestDoesNotHoldTheEnd) {
   stop = true;
   trickler.join();
   close(fd);
+}
+
+// A connected socket to the server, with `timeout_s` as a failure bound on
+// every send and recv.
+int ConnectTo(int port, int timeout_s) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval timeout{timeout_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The process's peak resident memory (VmHWM), in KiB.
+int64_t PeakRssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// A header line that never ends must not grow the server's memory with it:
+// the server refuses the request and closes the connection after a few KiB,
+// instead of reading (and keeping) all of it.
+TEST_F(StatusServerTest, AHugeHeaderIsRefusedWithTheServersMemoryBounded) {
+  constexpr size_t kHugeBytes = size_t{64} << 20;   // what the client tries to send
+  constexpr int64_t kBoundKib = int64_t{16} << 10;  // generous: the server keeps ~8 KiB
+  std::ofstream("/proc/self/clear_refs") << "5";    // resets VmHWM (ignored if refused)
+  int64_t peak_before = PeakRssKib();
+  ASSERT_GT(peak_before, 0);
+
+  int fd = ConnectTo(port_, 30);
+  ASSERT_GE(fd, 0);
+  const std::string start = "GET /status HTTP/1.1\r\nHost: x\r\nX-A: ";
+  ASSERT_EQ(send(fd, start.data(), start.size(), MSG_NOSIGNAL), static_cast<ssize_t>(start.size()));
+  const std::string chunk(64 << 10, 'a');  // reused: the client's memory stays flat
+  size_t sent = 0;
+  int send_error = 0;
+  while (sent < kHugeBytes) {
+    ssize_t n = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) {
+      send_error = errno;
+      break;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  EXPECT_LT(sent, kHugeBytes) << "the server read a 64 MiB header line";
+  EXPECT_TRUE(send_error == EPIPE || send_error == ECONNRESET)
+      << "the server neither read on nor closed: " << strerror(send_error);
+  // Whatever it answered (431, or a reset), the server has closed its end.
+  char buffer[512];
+  ssize_t got;
+  while ((got = recv(fd, buffer, sizeof buffer, 0)) > 0) {
+  }
+  EXPECT_TRUE(got == 0 || errno == ECONNRESET) << "still open: " << strerror(errno);
+  close(fd);
+
+  int64_t growth = PeakRssKib() - peak_before;
+  EXPECT_LT(growth, kBoundKib) << "the peak RSS grew by " << growth << " KiB";
+  auto after = Get("/status");  // and the view still answers
+  ASSERT_TRUE(after) << httplib::to_string(after.error());
+  EXPECT_EQ(after->status, 200);
+}
+
+// Clients that trickle their requests (a byte well within every read
+// timeout) get a deadline for the whole request, so they cannot hold the
+// server's threads: a plain request gets its answer behind them.
+TEST_F(StatusServerTest, SlowClientsDoNotStarveTheView) {
+  // More than the server's threads, fewer than it queues.
+  constexpr int kSlowClients = StatusServer::kThreads + 4;
+  constexpr int64_t kAnswerBoundMs = 25000;  // generous: a few deadlines of ~2 s
+  std::vector<int> slow;
+  for (int i = 0; i < kSlowClients; ++i) {
+    int fd = ConnectTo(port_, 30);
+    ASSERT_GE(fd, 0);
+    const std::string start = "GET /status HTTP/1.1\r\n";
+    ASSERT_GT(send(fd, start.data(), start.size(), MSG_NOSIGNAL), 0);
+    slow.push_back(fd);
+  }
+  std::atomic<bool> stop{false};
+  std::thread trickler([&] {
+    int64_t give_up = NowMillis() + kTrickleMs;
+    while (!stop && NowMillis() < give_up) {
+      for (int fd : slow) (void)send(fd, "X", 1, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the pace, not a wait
+    }
+  });
+  int64_t start_ms = NowMillis();
+  httplib::Client client("127.0.0.1", port_);
+  client.set_read_timeout(kTrickleMs / 1000);
+  auto answer = client.Get("/status");
+  int64_t took_ms = NowMillis() - start_ms;
+  stop = true;
+  trickler.join();
+  for (int fd : slow) close(fd);
+  ASSERT_TRUE(answer) << httplib::to_string(answer.error()) << " after " << took_ms << " ms";
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_LT(took_ms, kAnswerBoundMs);
 }
 
 TEST(StatusServerStartTest, AnAddressNoInterfaceHasIsAnError) {

@@ -11,33 +11,39 @@ Status ArgAssembler::Create(const ArgAssemblerOptions& options,
                             std::unique_ptr<ArgAssembler>* out) {
   std::unique_ptr<ArgAssembler> a(new ArgAssembler(options));
   if (!options.colsep.empty()) {
-    try {
-      a->colsep_ = std::regex(options.colsep, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return Status::Error("--colsep '" + options.colsep +
-                           "' is not a regular expression: " + e.what());
-    }
+    Status s = ColumnSplitter::Create(options.colsep, &a->colsep_);
+    if (!s.ok()) return s;
   }
-  for (const std::vector<std::string>& source : others) {
-    std::vector<ArgRow> rows;
-    rows.reserve(source.size());
-    for (const std::string& record : source) rows.push_back(a->Split(record));
+  for (size_t k = 0; k < others.size(); ++k) {
+    std::vector<ArgRow> rows(others[k].size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      Status s = a->Split(others[k][r], r + 1, &rows[r]);
+      if (!s.ok())
+        return Status::Error("input source " + std::to_string(k + 2) + ": " + s.message());
+    }
     a->others_.push_back(std::move(rows));
   }
   *out = std::move(a);
   return Status::Ok();
 }
 
-ArgRow ArgAssembler::Split(const std::string& record) const {
-  if (options_.colsep.empty()) return {record};
-  ArgRow row;
-  std::sregex_token_iterator it(record.begin(), record.end(), colsep_, -1), end;
-  for (; it != end; ++it) row.push_back(it->str());
-  if (row.empty()) row.emplace_back();
-  return row;
+Status ArgAssembler::Split(const std::string& record, uint64_t number, ArgRow* row) const {
+  if (colsep_ == nullptr) {
+    *row = {record};
+    return Status::Ok();
+  }
+  Status s = colsep_->Split(record, row);
+  if (!s.ok()) return Status::Error("record " + std::to_string(number) + ": " + s.message());
+  return Status::Ok();
 }
 
-void ArgAssembler::Add(std::string record) { first_.push_back(Split(record)); }
+void ArgAssembler::Add(std::string record) {
+  ++added_;
+  if (!error_.ok()) return;
+  ArgRow row;
+  error_ = Split(record, added_, &row);
+  if (error_.ok()) first_.push_back(std::move(row));
+}
 
 void ArgAssembler::Finish() {
   finished_ = true;
@@ -101,10 +107,15 @@ void ArgAssembler::Flush() {
 
 bool ArgAssembler::Next(std::string* item) {
   while (ready_.empty()) {
+    if (!error_.ok()) return false;
     ArgRow row;
     if (NextRow(&row)) {
       size_t chars = 0;
-      for (const std::string& field : row) chars += field.size() + 1;
+      if (options_.fill && options_.row_cost) {
+        chars = options_.row_cost(row);
+      } else {
+        for (const std::string& field : row) chars += field.size() + 1;
+      }
       // -X: a row that would overflow the table starts the next one.
       if (options_.fill && !table_.empty() && table_chars_ + chars > options_.max_chars) Flush();
       table_chars_ += chars;

@@ -20,22 +20,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "common/arg_table.h"
 #include "common/status.h"
+#include "coordinator/column_splitter.h"
 
 namespace fanmap {
 
 struct ArgAssemblerOptions {
-  std::string colsep;    // ECMAScript regex; "" = one field per record
+  std::string colsep;    // Perl regex (ColumnSplitter); "" = one field per record
   bool link = false;     // --link
   size_t max_args = 0;   // -n; 0 = one row per table unless fill
   bool fill = false;     // -X: as many rows as fit max_chars
-  size_t max_chars = 0;  // -X's limit on a table's argument bytes
+  size_t max_chars = 0;  // -X's limit on the sum of the table's row costs
+  // -X: what a row adds to the command (CommandTemplate::RowCost); unset:
+  // its fields' bytes plus one each.
+  std::function<size_t(const ArgRow&)> row_cost;
 };
 
 class ArgAssembler {
@@ -46,8 +50,10 @@ class ArgAssembler {
                        const std::vector<std::vector<std::string>>& others,
                        std::unique_ptr<ArgAssembler>* out);
 
-  // One record of the first source.
+  // One record of the first source. A record --colsep cannot split (the
+  // match limit) sets error(); no item is made after it.
   void Add(std::string record);
+  const Status& error() const { return error_; }
   // The first source has ended.
   void Finish();
   bool finished() const { return finished_; }
@@ -59,13 +65,16 @@ class ArgAssembler {
 
  private:
   explicit ArgAssembler(const ArgAssemblerOptions& options) : options_(options) {}
-  ArgRow Split(const std::string& record) const;
+  // `number`: the record's 1-based number in its source, for errors.
+  Status Split(const std::string& record, uint64_t number, ArgRow* row) const;
   bool NextRow(ArgRow* row);
   bool TableFull() const;
   void Flush();
 
   ArgAssemblerOptions options_;
-  std::regex colsep_;
+  std::unique_ptr<ColumnSplitter> colsep_;
+  Status error_ = Status::Ok();
+  uint64_t added_ = 0;  // records of the first source
   std::vector<std::vector<ArgRow>> others_;
   std::deque<ArgRow> first_;  // pending (or, with link, all) rows of the first source
   bool finished_ = false;

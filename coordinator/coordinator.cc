@@ -502,6 +502,10 @@ void Coordinator::ReadInput() {
       AddItem(std::move(line));
       continue;
     }
+    if (Status bad = input_->item_error(); !bad.ok()) {
+      Stop(kExitUsage, bad.message());
+      break;
+    }
     if (input_->eof()) break;
     if (!input_->is_regular_file() && !input_readable_) break;
     input_readable_ = false;
@@ -513,6 +517,7 @@ void Coordinator::ReadInput() {
     if (!input_->is_regular_file()) {
       // One read per wake-up for pipes and terminals: the next one could block.
       while (WantInput() && input_->NextLine(&line)) AddItem(std::move(line));
+      if (Status bad = input_->item_error(); !bad.ok()) Stop(kExitUsage, bad.message());
       break;
     }
   }

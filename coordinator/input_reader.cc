@@ -47,6 +47,10 @@ void InputReader::set_assembler(std::unique_ptr<ArgAssembler> assembler) {
   assembler_ = std::move(assembler);
 }
 
+Status InputReader::item_error() const {
+  return assembler_ != nullptr ? assembler_->error() : Status::Ok();
+}
+
 bool InputReader::done() const {
   return eof_ && start_ == buffer_.size() && (assembler_ == nullptr || assembler_->drained());
 }

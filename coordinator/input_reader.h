@@ -41,6 +41,10 @@ class InputReader {
   // Returns false if no complete line is buffered (call Fill(), or done()).
   bool NextLine(std::string* line);
 
+  // Why NextLine() stops making items before the end: a record the
+  // assembler could not split (a usage error); ok otherwise.
+  Status item_error() const;
+
   // Reads once from the descriptor. Returns a non-ok status on a read error.
   Status Fill();
 

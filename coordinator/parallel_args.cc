@@ -7,15 +7,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <thread>
 
 #include "common/job_keys.h"
+#include "worker/replacement.h"
 
 namespace fanmap {
 namespace {
 
-// -X: the argument bytes of one command, below Linux's 128 KiB for one
-// argument string and room for the command's own words.
+// -X: what one command may cost (CommandTemplate::FixedCost + RowCosts):
+// below Linux's 128 KiB for one argument string (the `sh -c` line), and far
+// below the whole command line's limit (ARG_MAX, 2 MiB and more) for argv.
 constexpr size_t kFillMaxChars = 128 * 1024 - 4096;
 
 Status ParseDelimiter(const std::string& text, char* out) {
@@ -151,7 +154,7 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
       ->type_name("CHAR")
       ->group(kGroup);
   app->add_option("--colsep", flags->colsep,
-                  "split each item into columns at this regex: {1} {2}...")
+                  "split each item into columns at this Perl regex (PCRE2): {1} {2}...")
       ->type_name("REGEX")
       ->group(kGroup);
   app->add_flag("--link,--xapply", flags->link,
@@ -267,6 +270,20 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
         "::: sources, --colsep, -n, -X, -I, --tag, --dry-run and --joblog need a COMMAND");
   }
   if (!flags.replace_str.empty()) job.options[job_key::kReplaceStr] = flags.replace_str;
+  if (flags.fill) {
+    // Measure each row as the worker will expand it: quoting, repeated
+    // context words, one argument's limit in the shell.
+    CommandTemplate::Options options;
+    if (!flags.replace_str.empty()) options.replace_str = flags.replace_str;
+    options.context_replace = true;
+    auto command = std::make_shared<const CommandTemplate>(job.argv, options);
+    size_t fixed = command->FixedCost();
+    if (fixed >= kFillMaxChars) {
+      return Status::Error("-X: the command alone is longer than a command line may be");
+    }
+    input.options.max_chars = kFillMaxChars - fixed;
+    input.options.row_cost = [command](const ArgRow& row) { return command->RowCost(row); };
+  }
   if (input.assemble) job.options[job_key::kArgTable] = "1";
   if (flags.fill) job.options[job_key::kContextReplace] = "1";
   if (flags.tag) job.options[job_key::kTag] = "1";

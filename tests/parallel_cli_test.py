@@ -138,7 +138,61 @@ def test_bar():
     check("--bar leaves stdout alone", r.stdout == b"", repr(r.stdout))
 
 
+def test_colsep_long_records(tmp):
+    # std::regex recursed once per character: a long run crashed the coordinator.
+    path = os.path.join(tmp, "long")
+    with open(path, "w") as f:
+        f.write("a" + " " * (1 << 20) + "b\n" + "x" * (1 << 20) + "\n")
+    # --dry-run: a 1 MB argument could not be executed (E2BIG).
+    r = run([FANMAP, "-j1", "--dry-run", "--colsep", " +", "-a", path, "echo", "{2}{1}"])
+    check("--colsep ' +' on a 1 MB run of spaces", r.returncode == 0 and
+          r.stdout == b"echo ba\necho " + b"x" * (1 << 20) + b"\n",
+          "%d %r" % (r.returncode, r.stderr))
+    r = run([FANMAP, "-j1", "--dry-run", "--colsep", ".*,", "-a", path, "echo", "{1}"])
+    check("--colsep '.*,' on 1 MB records without a comma", r.returncode == 0 and
+          r.stdout.endswith(b"b'\necho " + b"x" * (1 << 20) + b"\n"),
+          "%d %r" % (r.returncode, r.stderr))
+    # Perl's split, as parallel: captured groups are fields, no empty first field.
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "--colsep", "(,)", "echo", "{1}+{2}",
+             ":::", "a,b"])
+    check("--colsep keeps captured groups", r.stdout == b"a+,\n", repr(r.stdout))
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "--colsep", "x*", "echo",
+             "{1}+{2}+{3}", ":::", "abc"])
+    check("--colsep: no empty first field from an empty match", r.stdout == b"a+b+c\n",
+          repr(r.stdout))
+    # A pattern that backtracks without end: a usage error naming it, no crash.
+    r = run([FANMAP, "-j1", "--colsep", "(a|aa)*[bc]", "echo", ":::", "a" * 60])
+    err = r.stderr.decode()
+    check("--colsep beyond the match limit is a usage error", r.returncode == 2 and
+          "record 1" in err and "limit" in err, "%d %s" % (r.returncode, err))
+
+
+def test_fill_measures_the_expanded_command(tmp):
+    # -X counted raw item bytes: the quoting in the one `sh -c` argument
+    # (128 KiB at most) and a context word repeated per item made E2BIG.
+    spaced = os.path.join(tmp, "spaced")
+    with open(spaced, "w") as f:
+        f.write("".join("%d x\n" % i for i in range(1, 40001)))
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "-X", "-a", spaced,
+             "echo {} | wc -w"])
+    counts = [int(n) for n in r.stdout.split()]
+    check("-X in the shell: quoted items fit one argument", r.returncode == 0 and
+          sum(counts) == 80000 and len(counts) > 1, "%d %r %r" % (r.returncode, counts, r.stderr))
+    many = os.path.join(tmp, "many")
+    with open(many, "w") as f:
+        f.write("a\n" * 100000)
+    word = "x" * 30
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "-X", "-a", many, "echo",
+             word + "{}"])
+    words = r.stdout.split()
+    check("-X: a context word repeated per item counts each time", r.returncode == 0 and
+          len(words) == 100000 and set(words) == {(word + "a").encode()},
+          "%d %d %r" % (r.returncode, len(words), r.stderr[:300]))
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_fill_measures_the_expanded_command(tmp)
+    test_colsep_long_records(tmp)
     test_record_formats()
     test_bar()
     test_joblog(tmp)

@@ -15,9 +15,12 @@ Status ArgAssembler::Create(const ArgAssemblerOptions& options,
     if (!s.ok()) return s;
   }
   for (size_t k = 0; k < others.size(); ++k) {
-    std::vector<ArgRow> rows(others[k].size());
+    // parallel: an empty source among several counts as one empty value.
+    static const std::vector<std::string> kOneEmpty = {""};
+    const std::vector<std::string>& records = others[k].empty() ? kOneEmpty : others[k];
+    std::vector<ArgRow> rows(records.size());
     for (size_t r = 0; r < rows.size(); ++r) {
-      Status s = a->Split(others[k][r], r + 1, &rows[r]);
+      Status s = a->Split(records[r], r + 1, &rows[r]);
       if (!s.ok())
         return Status::Error("input source " + std::to_string(k + 2) + ": " + s.message());
     }
@@ -47,16 +50,13 @@ void ArgAssembler::Add(std::string record) {
 
 void ArgAssembler::Finish() {
   finished_ = true;
+  // An empty first source among several is one empty value too (alone, it
+  // gives no command, as in parallel).
+  if (added_ == 0 && !others_.empty()) Add(std::string());
   if (!options_.link) return;
   link_rows_ = first_.size();
-  for (const auto& source : others_) {
-    // An empty source gives nothing to pair with.
-    if (source.empty() || first_.empty()) {
-      link_rows_ = 0;
-      break;
-    }
-    link_rows_ = std::max(link_rows_, source.size());
-  }
+  for (const auto& source : others_) link_rows_ = std::max(link_rows_, source.size());
+  if (first_.empty()) link_rows_ = 0;  // a source alone, empty
 }
 
 bool ArgAssembler::NextRow(ArgRow* row) {
@@ -148,13 +148,13 @@ uint64_t ArgInput::Rows(uint64_t first_records) const {
   if (first_records == 0) return 0;
   uint64_t rows = first_records;
   for (const auto& source : others) {
-    if (source.empty()) return 0;
+    uint64_t size = std::max<uint64_t>(source.size(), 1);  // empty: one empty value
     if (options.link) {
-      rows = std::max<uint64_t>(rows, source.size());
-    } else if (rows > UINT64_MAX / source.size()) {
+      rows = std::max(rows, size);
+    } else if (rows > UINT64_MAX / size) {
       return 0;
     } else {
-      rows *= source.size();
+      rows *= size;
     }
   }
   return rows;

@@ -10,6 +10,9 @@
 // - With link, the i-th records of all sources make row i, the shorter
 //   sources wrapping around, as many rows as the longest source has; the
 //   first source is then kept whole until Finish().
+// - An empty source among several counts as one empty value, as in parallel
+//   (`::: a b :::: /dev/null` → "a ", "b "); with --link too (parallel fails
+//   there with an internal error). A first source alone and empty: no rows.
 // Rows are grouped into tables: one row each, or up to max_args (-n), or as
 // many as fit max_chars bytes of arguments (-X), the last table smaller.
 // Memory: the other sources, the pending rows of one table, and (link) the

@@ -190,7 +190,22 @@ def test_fill_measures_the_expanded_command(tmp):
           "%d %d %r" % (r.returncode, len(words), r.stderr[:300]))
 
 
+def test_empty_sources():
+    # parallel: an empty source among several is one empty value; alone, no job.
+    for opts, args, want in (([], [":::", "a", "b", "::::", "/dev/null"], b"a \nb \n"),
+                             ([], ["::::", "/dev/null", ":::", "a", "b"], b" a\n b\n"),
+                             (["--link"], [":::", "a", "b", "::::", "/dev/null"], b"a \nb \n"),
+                             ([], ["::::", "/dev/null"], b""),
+                             (["-a", "/dev/null"], [], b"")):
+        r = run([FANMAP, "-j1", "--output-format", "stdout"] + opts + ["echo"] + args,
+                stdin=subprocess.DEVNULL)
+        check("empty source: %s" % " ".join(opts + ["echo"] + args),
+              r.returncode == 0 and r.stdout == want,
+              "%d %r %r" % (r.returncode, r.stdout, r.stderr))
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_empty_sources()
     test_fill_measures_the_expanded_command(tmp)
     test_colsep_long_records(tmp)
     test_record_formats()

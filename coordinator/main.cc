@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
                  "lines: each line is an item; jsonl: each line must be a JSON value; "
                  "openai-batch: each line an OpenAI Batch API request {custom_id, method, url, "
                  "body}, sent to --http BASE_URL + url, and the output in the Batch API's "
-                 "output format")
+                 "output format (jsonl and openai-batch: not with :::, --colsep, -n, -X)")
       ->check(CLI::IsMember({"lines", "jsonl", "openai-batch"}))
       ->capture_default_str()
       ->group(kIo);

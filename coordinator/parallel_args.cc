@@ -223,6 +223,13 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
   bool single_file = sources.size() == 1 && sources[0].file;
   input.assemble = !flags.colsep.empty() || flags.max_args > 0 || flags.fill ||
                    (!sources.empty() && !single_file);
+  // An assembled item is an argument table, not the line that was read:
+  // a JSON check on it would fail every item.
+  if (input.assemble && config->input_format != InputFormat::kLines) {
+    return Status::Error(
+        "--input-format jsonl/openai-batch check each input line as JSON: they cannot be "
+        "combined with ::: values, several sources, --colsep, -n or -X");
+  }
   input.options.colsep = flags.colsep;
   input.options.link = flags.link;
   input.options.max_args = flags.max_args;

@@ -111,6 +111,12 @@ def test_usage_errors(tmp):
             (["echo", ":::"], "not followed"),
             (["--tag", "--builtin", "echo", ":::", "a"], "need a COMMAND"),
             (["--colsep", "(", "echo", ":::", "a"], "--colsep"),
+            # A JSON check of an argument table failed every item.
+            (["--input-format", "jsonl", "echo", ":::", "1"], "--input-format"),
+            (["--input-format", "jsonl", "-n", "2", "-a", items, "echo"], "--input-format"),
+            (["--input-format", "jsonl", "-X", "-a", items, "echo"], "--input-format"),
+            (["--input-format", "jsonl", "--colsep", ",", "-a", items, "echo"],
+             "--input-format"),
             (["--output-format", "stdout", "--builtin", "echo"], "needs a COMMAND")):
         r = run([FANMAP, "-j1"] + args)
         err = r.stderr.decode()

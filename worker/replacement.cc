@@ -1,5 +1,8 @@
 #include "worker/replacement.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstring>
 
@@ -14,6 +17,11 @@ bool HasShellSyntax(const std::string& word) {
     }
   }
   return false;
+}
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
 }
 
 // parallel's {.}: s:\.[^/.]*$::
@@ -158,7 +166,9 @@ CommandTemplate::Word CommandTemplate::Parse(const std::string& word,
 
 CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const Options& options)
     : context_replace_(options.context_replace) {
-  shell_ = words.size() == 1 && HasShellSyntax(words[0]);
+  // One word that names an executable file ("/opt/my tools/run") is that
+  // program, even if it holds spaces: only other single words are sh lines.
+  shell_ = words.size() == 1 && HasShellSyntax(words[0]) && !IsExecutableFile(words[0]);
   std::vector<std::string> split;
   if (shell_) {
     // The line is split at spaces only to find -X's contexts; it is joined

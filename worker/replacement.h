@@ -18,7 +18,9 @@
 //   given, without a shell, as `parallel -q` runs them. A replacement that
 //   gives several values splits its word there, as parallel's quoted values
 //   would split in the shell: "pre{}post" with a, b gives "prea" "bpost".
-// - shell (one word with spaces or shell syntax, e.g. 'gzip < {} > {}.gz'):
+// - shell (one word with spaces or shell syntax, e.g. 'gzip < {} > {}.gz',
+//   unless the word is the path of an executable file, such as
+//   "/opt/my tools/run", which runs as a program):
 //   the word runs as `sh -c LINE` with every value quoted as parallel quotes
 //   it (ShellQuote), so an item "a; rm -rf ~" stays one argument.
 // With -X (context replace), a word holding a per-item replacement string is

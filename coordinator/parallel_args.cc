@@ -258,8 +258,12 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
 
   // -X spreads a known number of items evenly over the job slots, as
   // parallel does ("1 2 3 4" on two slots: "1 2" and "3 4"), so that all of
-  // them get work; the command line's limit still applies.
-  if (flags.fill && flags.max_args == 0 && config->workers != 0) {
+  // them get work; the command line's limit still applies. Not into an
+  // output file (-o): the tables would then depend on -j, --slots and the
+  // CPU count, and --resume on another machine or with another -j would
+  // find other items than the file holds.
+  if (flags.fill && flags.max_args == 0 && config->workers != 0 && config->output_path.empty() &&
+      !config->resume) {
     uint64_t first = input.first_values.empty() ? CountRecords(config->input_path, input.delimiter)
                                                 : input.first_values.size();
     uint64_t rows = input.Rows(first);

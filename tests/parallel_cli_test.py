@@ -101,6 +101,25 @@ def test_resume(tmp):
           [r["result"] for r in records] == ["a1", "a2", "b1", "b2", "c1", "c2"], repr(records))
 
 
+def test_fill_resume_with_other_slots(tmp):
+    # -X spread the items over the job slots: a resume with another -j found
+    # other tables than the file held and was refused.
+    out = os.path.join(tmp, "fill.jsonl")
+    command = ["-X", "echo", ":::"] + [str(i) for i in range(1, 9)]
+    first = run([FANMAP, "-j4", "-o", out] + command)
+    check("-X into a file succeeds", first.returncode == 0, first.stderr.decode())
+    with open(out) as f:
+        lines = f.readlines()
+    with open(out, "w") as f:
+        f.write("".join(lines[:-1]))
+    second = run([FANMAP, "-j1", "--slots", "3", "-o", out, "--resume"] + command)
+    with open(out) as f:
+        resumed = f.readlines()
+    check("-X: --resume with another -j continues the file",
+          second.returncode == 0 and resumed == lines,
+          "%d %s %r %r" % (second.returncode, second.stderr.decode(), resumed, lines))
+
+
 def test_usage_errors(tmp):
     items = os.path.join(tmp, "items")
     with open(items, "w") as f:
@@ -218,6 +237,7 @@ with tempfile.TemporaryDirectory() as tmp:
     test_bar()
     test_joblog(tmp)
     test_resume(tmp)
+    test_fill_resume_with_other_slots(tmp)
     test_usage_errors(tmp)
 print("%d failure(s)" % len(failures))
 sys.exit(1 if failures else 0)

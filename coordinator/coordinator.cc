@@ -309,7 +309,9 @@ Status Coordinator::SetUp() {
               (config_.progress == ProgressMode::kAuto && isatty(2));
   bool want_total = show || !config_.status_address.empty();
   if (want_total && config_.arg_input.assemble) total_ = config_.arg_input.KnownItems();
-  if (want_total && !config_.arg_input.assemble) CountLines(config_.input_path, &total_);
+  if (want_total && !config_.arg_input.assemble) {
+    CountLines(config_.input_path, &total_, config_.arg_input.delimiter);
+  }
   progress_ = std::make_unique<Progress>(show, 2);
   // Records may reach the progress line's terminal (stdout, or -o /dev/tty).
   progress_->set_shares_terminal_with(writer_->fd());

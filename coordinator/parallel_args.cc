@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/job_keys.h"
+#include "coordinator/input_reader.h"
 #include "worker/replacement.h"
 
 namespace fanmap {
@@ -77,23 +78,8 @@ std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
 
 // How many records a regular file holds; 0 if it is not one (a pipe, stdin).
 uint64_t CountRecords(const std::string& path, char delimiter) {
-  if (path == "-") return 0;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat st;
   uint64_t count = 0;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    char buf[65536];
-    char last = delimiter;
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) {
-      for (ssize_t i = 0; i < n; ++i) count += buf[i] == delimiter;
-      last = buf[n - 1];
-    }
-    if (last != delimiter) ++count;
-  }
-  close(fd);
-  return count;
+  return CountLines(path, &count, delimiter) ? count : 0;
 }
 
 // The records of a whole file ("-": stdin), as InputReader splits them.

@@ -161,6 +161,14 @@ def test_bar():
     check("--bar shows the progress display with its total", r.returncode == 0 and "6/6" in err,
           "%d %r" % (r.returncode, err))
     check("--bar leaves stdout alone", r.stdout == b"", repr(r.stdout))
+    # The total counted newlines under -0: "4/1 100.0%".
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(b"a\0b\0c\0d\0")
+        f.flush()
+        r = run([FANMAP, "-j1", "--bar", "-0", "-a", f.name, "true"])
+    err = r.stderr.decode()
+    check("--bar with -0 counts NUL-ended items", r.returncode == 0 and "4/4" in err and
+          "4/1 " not in err, "%d %r" % (r.returncode, err))
 
 
 def test_colsep_long_records(tmp):

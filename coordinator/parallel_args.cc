@@ -156,6 +156,12 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
       ->group(kGroup);
   app->add_option("-I", flags->replace_str, "use STR instead of {} for the item")
       ->type_name("STR")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return text.empty() ? std::string("-I needs a string to replace, not ''")
+                                : std::string();
+          },
+          "", "non-empty"))
       ->group(kGroup);
   app->add_flag("--tag", flags->tag, "start each output line with the item and a tab")
       ->group(kGroup);
@@ -180,6 +186,11 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
   if (!flags.delimiter.empty()) {
     Status s = ParseDelimiter(flags.delimiter, &input.delimiter);
     if (!s.ok()) return s;
+  }
+  if (flags.bar && config->progress == ProgressMode::kNever) {
+    return Status::Error(
+        "--bar/--eta show the progress display that --progress never hides: "
+        "give one of them");
   }
   if (flags.bar) config->progress = ProgressMode::kAlways;
   config->joblog_path = flags.joblog;

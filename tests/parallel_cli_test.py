@@ -130,6 +130,8 @@ def test_usage_errors(tmp):
             (["echo", ":::"], "not followed"),
             (["--tag", "--builtin", "echo", ":::", "a"], "need a COMMAND"),
             (["--colsep", "(", "echo", ":::", "a"], "--colsep"),
+            (["-I", "", "echo", ":::", "a"], "-I"),
+            (["--bar", "--progress", "never", "true", ":::", "a"], "--progress never"),
             # A JSON check of an argument table failed every item.
             (["--input-format", "jsonl", "echo", ":::", "1"], "--input-format"),
             (["--input-format", "jsonl", "-n", "2", "-a", items, "echo"], "--input-format"),

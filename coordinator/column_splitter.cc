@@ -15,6 +15,9 @@ constexpr uint32_t kHeapLimitKiB = 64 * 1024;
 constexpr size_t kJitStackStart = 32 * 1024;
 constexpr size_t kJitStackMax = 8 * 1024 * 1024;
 
+// Perl's \s.
+constexpr char kPerlSpace[] = " \t\n\r\f\v";
+
 std::string ErrorText(int code) {
   PCRE2_UCHAR buffer[256];
   if (pcre2_get_error_message(code, buffer, sizeof buffer) < 0)
@@ -99,6 +102,17 @@ Status ColumnSplitter::Split(const std::string& record, ArgRow* row) const {
     matched = true;
   }
   if (field < record.size() || matched) row->push_back(record.substr(field));
+  // parallel trims every value when --colsep is given (--trim lr): Perl's
+  // \s at both ends.
+  for (std::string& value : *row) {
+    size_t first = value.find_first_not_of(kPerlSpace);
+    if (first == std::string::npos) {
+      value.clear();
+      continue;
+    }
+    value.erase(value.find_last_not_of(kPerlSpace) + 1);
+    value.erase(0, first);
+  }
   return Status::Ok();
 }
 

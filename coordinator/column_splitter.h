@@ -7,7 +7,9 @@
 // - an empty match never ends a field where it starts: "x*" on "abc" gives
 //   a, b, c, "" (no empty first field);
 // - empty fields, trailing ones included, are kept (limit -1);
-// - an empty record is one empty field.
+// - an empty record is one empty field;
+// - then, as parallel trims values under --colsep, whitespace (Perl's \s)
+//   at both ends of every field is removed.
 // Matching runs without recursion on the C stack, with a match limit and a
 // heap limit: a pattern that backtracks without end on a record makes
 // Split() fail for that record with a message saying so, never a crash.

@@ -39,6 +39,12 @@ TEST(ColumnSplitterTest, SplitsAsPerl) {
   EXPECT_EQ(SplitOk("(?=b)", "abab"), (ArgRow{"a", "ba", "b"}));
 }
 
+TEST(ColumnSplitterTest, TrimsEveryFieldAsParallelDoes) {
+  // parallel --colsep , echo '[{1}]' '[{2}]' on " a , b " prints "[a] [b]".
+  EXPECT_EQ(SplitOk(",", " a , b \t"), (ArgRow{"a", "b"}));
+  EXPECT_EQ(SplitOk(",", "  ,x y"), (ArgRow{"", "x y"}));
+}
+
 TEST(ColumnSplitterTest, LongRunsOfAOneMegabyteRecordDoNotCrash) {
   // std::regex recursed once per character here and overflowed the stack.
   std::string record = "a" + std::string(1 << 20, ' ') + "b";

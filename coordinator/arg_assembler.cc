@@ -11,46 +11,52 @@ Status ArgAssembler::Create(const ArgAssemblerOptions& options,
                             std::unique_ptr<ArgAssembler>* out) {
   std::unique_ptr<ArgAssembler> a(new ArgAssembler(options));
   if (!options.colsep.empty()) {
-    try {
-      a->colsep_ = std::regex(options.colsep, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return Status::Error("--colsep '" + options.colsep +
-                           "' is not a regular expression: " + e.what());
-    }
+    Status s = ColumnSplitter::Create(options.colsep, &a->colsep_);
+    if (!s.ok()) return s;
   }
-  for (const std::vector<std::string>& source : others) {
-    std::vector<ArgRow> rows;
-    rows.reserve(source.size());
-    for (const std::string& record : source) rows.push_back(a->Split(record));
+  for (size_t k = 0; k < others.size(); ++k) {
+    // parallel: an empty source among several counts as one empty value.
+    static const std::vector<std::string> kOneEmpty = {""};
+    const std::vector<std::string>& records = others[k].empty() ? kOneEmpty : others[k];
+    std::vector<ArgRow> rows(records.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      Status s = a->Split(records[r], r + 1, &rows[r]);
+      if (!s.ok())
+        return Status::Error("input source " + std::to_string(k + 2) + ": " + s.message());
+    }
     a->others_.push_back(std::move(rows));
   }
   *out = std::move(a);
   return Status::Ok();
 }
 
-ArgRow ArgAssembler::Split(const std::string& record) const {
-  if (options_.colsep.empty()) return {record};
-  ArgRow row;
-  std::sregex_token_iterator it(record.begin(), record.end(), colsep_, -1), end;
-  for (; it != end; ++it) row.push_back(it->str());
-  if (row.empty()) row.emplace_back();
-  return row;
+Status ArgAssembler::Split(const std::string& record, uint64_t number, ArgRow* row) const {
+  if (colsep_ == nullptr) {
+    *row = {record};
+    return Status::Ok();
+  }
+  Status s = colsep_->Split(record, row);
+  if (!s.ok()) return Status::Error("record " + std::to_string(number) + ": " + s.message());
+  return Status::Ok();
 }
 
-void ArgAssembler::Add(std::string record) { first_.push_back(Split(record)); }
+void ArgAssembler::Add(std::string record) {
+  ++added_;
+  if (!error_.ok()) return;
+  ArgRow row;
+  error_ = Split(record, added_, &row);
+  if (error_.ok()) first_.push_back(std::move(row));
+}
 
 void ArgAssembler::Finish() {
   finished_ = true;
+  // An empty first source among several is one empty value too (alone, it
+  // gives no command, as in parallel).
+  if (added_ == 0 && !others_.empty()) Add(std::string());
   if (!options_.link) return;
   link_rows_ = first_.size();
-  for (const auto& source : others_) {
-    // An empty source gives nothing to pair with.
-    if (source.empty() || first_.empty()) {
-      link_rows_ = 0;
-      break;
-    }
-    link_rows_ = std::max(link_rows_, source.size());
-  }
+  for (const auto& source : others_) link_rows_ = std::max(link_rows_, source.size());
+  if (first_.empty()) link_rows_ = 0;  // a source alone, empty
 }
 
 bool ArgAssembler::NextRow(ArgRow* row) {
@@ -101,10 +107,15 @@ void ArgAssembler::Flush() {
 
 bool ArgAssembler::Next(std::string* item) {
   while (ready_.empty()) {
+    if (!error_.ok()) return false;
     ArgRow row;
     if (NextRow(&row)) {
       size_t chars = 0;
-      for (const std::string& field : row) chars += field.size() + 1;
+      if (options_.fill && options_.row_cost) {
+        chars = options_.row_cost(row);
+      } else {
+        for (const std::string& field : row) chars += field.size() + 1;
+      }
       // -X: a row that would overflow the table starts the next one.
       if (options_.fill && !table_.empty() && table_chars_ + chars > options_.max_chars) Flush();
       table_chars_ += chars;
@@ -137,13 +148,13 @@ uint64_t ArgInput::Rows(uint64_t first_records) const {
   if (first_records == 0) return 0;
   uint64_t rows = first_records;
   for (const auto& source : others) {
-    if (source.empty()) return 0;
+    uint64_t size = std::max<uint64_t>(source.size(), 1);  // empty: one empty value
     if (options.link) {
-      rows = std::max<uint64_t>(rows, source.size());
-    } else if (rows > UINT64_MAX / source.size()) {
+      rows = std::max(rows, size);
+    } else if (rows > UINT64_MAX / size) {
       return 0;
     } else {
-      rows *= source.size();
+      rows *= size;
     }
   }
   return rows;

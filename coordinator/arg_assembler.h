@@ -10,6 +10,9 @@
 // - With link, the i-th records of all sources make row i, the shorter
 //   sources wrapping around, as many rows as the longest source has; the
 //   first source is then kept whole until Finish().
+// - An empty source among several counts as one empty value, as in parallel
+//   (`::: a b :::: /dev/null` → "a ", "b "); with --link too (parallel fails
+//   there with an internal error). A first source alone and empty: no rows.
 // Rows are grouped into tables: one row each, or up to max_args (-n), or as
 // many as fit max_chars bytes of arguments (-X), the last table smaller.
 // Memory: the other sources, the pending rows of one table, and (link) the
@@ -20,22 +23,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "common/arg_table.h"
 #include "common/status.h"
+#include "coordinator/column_splitter.h"
 
 namespace fanmap {
 
 struct ArgAssemblerOptions {
-  std::string colsep;    // ECMAScript regex; "" = one field per record
+  std::string colsep;    // Perl regex (ColumnSplitter); "" = one field per record
   bool link = false;     // --link
   size_t max_args = 0;   // -n; 0 = one row per table unless fill
   bool fill = false;     // -X: as many rows as fit max_chars
-  size_t max_chars = 0;  // -X's limit on a table's argument bytes
+  size_t max_chars = 0;  // -X's limit on the sum of the table's row costs
+  // -X: what a row adds to the command (CommandTemplate::RowCost); unset:
+  // its fields' bytes plus one each.
+  std::function<size_t(const ArgRow&)> row_cost;
 };
 
 class ArgAssembler {
@@ -46,8 +53,10 @@ class ArgAssembler {
                        const std::vector<std::vector<std::string>>& others,
                        std::unique_ptr<ArgAssembler>* out);
 
-  // One record of the first source.
+  // One record of the first source. A record --colsep cannot split (the
+  // match limit) sets error(); no item is made after it.
   void Add(std::string record);
+  const Status& error() const { return error_; }
   // The first source has ended.
   void Finish();
   bool finished() const { return finished_; }
@@ -59,13 +68,16 @@ class ArgAssembler {
 
  private:
   explicit ArgAssembler(const ArgAssemblerOptions& options) : options_(options) {}
-  ArgRow Split(const std::string& record) const;
+  // `number`: the record's 1-based number in its source, for errors.
+  Status Split(const std::string& record, uint64_t number, ArgRow* row) const;
   bool NextRow(ArgRow* row);
   bool TableFull() const;
   void Flush();
 
   ArgAssemblerOptions options_;
-  std::regex colsep_;
+  std::unique_ptr<ColumnSplitter> colsep_;
+  Status error_ = Status::Ok();
+  uint64_t added_ = 0;  // records of the first source
   std::vector<std::vector<ArgRow>> others_;
   std::deque<ArgRow> first_;  // pending (or, with link, all) rows of the first source
   bool finished_ = false;

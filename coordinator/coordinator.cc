@@ -309,7 +309,9 @@ Status Coordinator::SetUp() {
               (config_.progress == ProgressMode::kAuto && isatty(2));
   bool want_total = show || !config_.status_address.empty();
   if (want_total && config_.arg_input.assemble) total_ = config_.arg_input.KnownItems();
-  if (want_total && !config_.arg_input.assemble) CountLines(config_.input_path, &total_);
+  if (want_total && !config_.arg_input.assemble) {
+    CountLines(config_.input_path, &total_, config_.arg_input.delimiter);
+  }
   progress_ = std::make_unique<Progress>(show, 2);
   // Records may reach the progress line's terminal (stdout, or -o /dev/tty).
   progress_->set_shares_terminal_with(writer_->fd());
@@ -502,6 +504,10 @@ void Coordinator::ReadInput() {
       AddItem(std::move(line));
       continue;
     }
+    if (Status bad = input_->item_error(); !bad.ok()) {
+      Stop(kExitUsage, bad.message());
+      break;
+    }
     if (input_->eof()) break;
     if (!input_->is_regular_file() && !input_readable_) break;
     input_readable_ = false;
@@ -513,6 +519,7 @@ void Coordinator::ReadInput() {
     if (!input_->is_regular_file()) {
       // One read per wake-up for pipes and terminals: the next one could block.
       while (WantInput() && input_->NextLine(&line)) AddItem(std::move(line));
+      if (Status bad = input_->item_error(); !bad.ok()) Stop(kExitUsage, bad.message());
       break;
     }
   }

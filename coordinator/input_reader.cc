@@ -47,6 +47,10 @@ void InputReader::set_assembler(std::unique_ptr<ArgAssembler> assembler) {
   assembler_ = std::move(assembler);
 }
 
+Status InputReader::item_error() const {
+  return assembler_ != nullptr ? assembler_->error() : Status::Ok();
+}
+
 bool InputReader::done() const {
   return eof_ && start_ == buffer_.size() && (assembler_ == nullptr || assembler_->drained());
 }
@@ -118,7 +122,7 @@ Status InputReader::Fill() {
   return Status::Ok();
 }
 
-bool CountLines(const std::string& path, uint64_t* lines) {
+bool CountLines(const std::string& path, uint64_t* lines, char delimiter) {
   if (path.empty() || path == "-") return false;
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -129,19 +133,19 @@ bool CountLines(const std::string& path, uint64_t* lines) {
   }
   std::string buf(1 << 20, '\0');
   uint64_t count = 0;
-  char last = '\n';
+  char last = delimiter;
   ssize_t n;
   while ((n = read(fd, &buf[0], buf.size())) > 0) {
     const char* p = buf.data();
     const char* end = p + n;
-    while ((p = static_cast<const char*>(std::memchr(p, '\n', end - p))) != nullptr) {
+    while ((p = static_cast<const char*>(std::memchr(p, delimiter, end - p))) != nullptr) {
       ++count;
       ++p;
     }
     last = buf[n - 1];
   }
   close(fd);
-  if (last != '\n') ++count;
+  if (last != delimiter) ++count;
   *lines = count;
   return true;
 }

@@ -41,6 +41,10 @@ class InputReader {
   // Returns false if no complete line is buffered (call Fill(), or done()).
   bool NextLine(std::string* line);
 
+  // Why NextLine() stops making items before the end: a record the
+  // assembler could not split (a usage error); ok otherwise.
+  Status item_error() const;
+
   // Reads once from the descriptor. Returns a non-ok status on a read error.
   Status Fill();
 
@@ -68,9 +72,10 @@ class InputReader {
   bool NextRecord(std::string* line);
 };
 
-// Counts the lines of a regular file (a last line without "\n" counts), for
-// the progress bar's total. Returns false if `path` is not a regular file.
-bool CountLines(const std::string& path, uint64_t* lines);
+// Counts the records of a regular file, each ending at `delimiter` (a last
+// one without it counts), for the progress bar's total. Returns false if
+// `path` is not a regular file.
+bool CountLines(const std::string& path, uint64_t* lines, char delimiter = '\n');
 
 }  // namespace fanmap
 

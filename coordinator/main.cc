@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
                  "lines: each line is an item; jsonl: each line must be a JSON value; "
                  "openai-batch: each line an OpenAI Batch API request {custom_id, method, url, "
                  "body}, sent to --http BASE_URL + url, and the output in the Batch API's "
-                 "output format")
+                 "output format (jsonl and openai-batch: not with :::, --colsep, -n, -X)")
       ->check(CLI::IsMember({"lines", "jsonl", "openai-batch"}))
       ->capture_default_str()
       ->group(kIo);
@@ -487,7 +487,9 @@ int main(int argc, char** argv) {
 
   app.footer(
       "COMMAND [ARG...] runs once per item, without a shell (one quoted word with shell\n"
-      "syntax runs as sh -c, items quoted). GNU parallel's replacement strings: {} item,\n"
+      "syntax runs as sh -c, items quoted, unless it names an executable file). Words\n"
+      "after COMMAND are its arguments, even those that look like options (as in\n"
+      "parallel): fanmap's options go before it. GNU parallel's replacement strings: {} item,\n"
       "{.} without extension, {/} basename, {//} dirname, {/.} basename without extension,\n"
       "{#} job number, {%} job slot, {1} {2}... a source's or column's value ({1.} ...);\n"
       "without any, the item is appended. The result is the command's stdout; FANMAP_SEQ\n"

@@ -7,15 +7,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <thread>
 
 #include "common/job_keys.h"
+#include "coordinator/input_reader.h"
+#include "worker/replacement.h"
 
 namespace fanmap {
 namespace {
 
-// -X: the argument bytes of one command, below Linux's 128 KiB for one
-// argument string and room for the command's own words.
+// -X: what one command may cost (CommandTemplate::FixedCost + RowCosts):
+// below Linux's 128 KiB for one argument string (the `sh -c` line), and far
+// below the whole command line's limit (ARG_MAX, 2 MiB and more) for argv.
 constexpr size_t kFillMaxChars = 128 * 1024 - 4096;
 
 Status ParseDelimiter(const std::string& text, char* out) {
@@ -74,23 +78,8 @@ std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
 
 // How many records a regular file holds; 0 if it is not one (a pipe, stdin).
 uint64_t CountRecords(const std::string& path, char delimiter) {
-  if (path == "-") return 0;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat st;
   uint64_t count = 0;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    char buf[65536];
-    char last = delimiter;
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) {
-      for (ssize_t i = 0; i < n; ++i) count += buf[i] == delimiter;
-      last = buf[n - 1];
-    }
-    if (last != delimiter) ++count;
-  }
-  close(fd);
-  return count;
+  return CountLines(path, &count, delimiter) ? count : 0;
 }
 
 // The records of a whole file ("-": stdin), as InputReader splits them.
@@ -151,7 +140,7 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
       ->type_name("CHAR")
       ->group(kGroup);
   app->add_option("--colsep", flags->colsep,
-                  "split each item into columns at this regex: {1} {2}...")
+                  "split each item into columns at this Perl regex (PCRE2): {1} {2}...")
       ->type_name("REGEX")
       ->group(kGroup);
   app->add_flag("--link,--xapply", flags->link,
@@ -167,6 +156,12 @@ void AddParallelOptions(CLI::App* app, ParallelFlags* flags) {
       ->group(kGroup);
   app->add_option("-I", flags->replace_str, "use STR instead of {} for the item")
       ->type_name("STR")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return text.empty() ? std::string("-I needs a string to replace, not ''")
+                                : std::string();
+          },
+          "", "non-empty"))
       ->group(kGroup);
   app->add_flag("--tag", flags->tag, "start each output line with the item and a tab")
       ->group(kGroup);
@@ -191,6 +186,11 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
   if (!flags.delimiter.empty()) {
     Status s = ParseDelimiter(flags.delimiter, &input.delimiter);
     if (!s.ok()) return s;
+  }
+  if (flags.bar && config->progress == ProgressMode::kNever) {
+    return Status::Error(
+        "--bar/--eta show the progress display that --progress never hides: "
+        "give one of them");
   }
   if (flags.bar) config->progress = ProgressMode::kAlways;
   config->joblog_path = flags.joblog;
@@ -220,6 +220,13 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
   bool single_file = sources.size() == 1 && sources[0].file;
   input.assemble = !flags.colsep.empty() || flags.max_args > 0 || flags.fill ||
                    (!sources.empty() && !single_file);
+  // An assembled item is an argument table, not the line that was read:
+  // a JSON check on it would fail every item.
+  if (input.assemble && config->input_format != InputFormat::kLines) {
+    return Status::Error(
+        "--input-format jsonl/openai-batch check each input line as JSON: they cannot be "
+        "combined with ::: values, several sources, --colsep, -n or -X");
+  }
   input.options.colsep = flags.colsep;
   input.options.link = flags.link;
   input.options.max_args = flags.max_args;
@@ -248,8 +255,12 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
 
   // -X spreads a known number of items evenly over the job slots, as
   // parallel does ("1 2 3 4" on two slots: "1 2" and "3 4"), so that all of
-  // them get work; the command line's limit still applies.
-  if (flags.fill && flags.max_args == 0 && config->workers != 0) {
+  // them get work; the command line's limit still applies. Not into an
+  // output file (-o): the tables would then depend on -j, --slots and the
+  // CPU count, and --resume on another machine or with another -j would
+  // find other items than the file holds.
+  if (flags.fill && flags.max_args == 0 && config->workers != 0 && config->output_path.empty() &&
+      !config->resume) {
     uint64_t first = input.first_values.empty() ? CountRecords(config->input_path, input.delimiter)
                                                 : input.first_values.size();
     uint64_t rows = input.Rows(first);
@@ -267,6 +278,20 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
         "::: sources, --colsep, -n, -X, -I, --tag, --dry-run and --joblog need a COMMAND");
   }
   if (!flags.replace_str.empty()) job.options[job_key::kReplaceStr] = flags.replace_str;
+  if (flags.fill) {
+    // Measure each row as the worker will expand it: quoting, repeated
+    // context words, one argument's limit in the shell.
+    CommandTemplate::Options options;
+    if (!flags.replace_str.empty()) options.replace_str = flags.replace_str;
+    options.context_replace = true;
+    auto command = std::make_shared<const CommandTemplate>(job.argv, options);
+    size_t fixed = command->FixedCost();
+    if (fixed >= kFillMaxChars) {
+      return Status::Error("-X: the command alone is longer than a command line may be");
+    }
+    input.options.max_chars = kFillMaxChars - fixed;
+    input.options.row_cost = [command](const ArgRow& row) { return command->RowCost(row); };
+  }
   if (input.assemble) job.options[job_key::kArgTable] = "1";
   if (flags.fill) job.options[job_key::kContextReplace] = "1";
   if (flags.tag) job.options[job_key::kTag] = "1";

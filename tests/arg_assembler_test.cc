@@ -64,7 +64,10 @@ TEST_F(ArgAssemblerTest, CombinesSourcesFirstOutermost) {
   EXPECT_EQ(Run({"a"}, {{"1", "2"}, {"x", "y"}}),
             (std::vector<ArgTable>{
                 {{"a", "1", "x"}}, {{"a", "1", "y"}}, {{"a", "2", "x"}}, {{"a", "2", "y"}}}));
-  EXPECT_TRUE(Run({"a", "b"}, {{}}).empty());
+  // An empty source among several is one empty value, as in parallel.
+  EXPECT_EQ(Run({"a", "b"}, {{}}), (std::vector<ArgTable>{{{"a", ""}}, {{"b", ""}}}));
+  EXPECT_EQ(Run({}, {{"1", "2"}}), (std::vector<ArgTable>{{{"", "1"}}, {{"", "2"}}}));
+  EXPECT_TRUE(Run({}).empty());
 }
 
 TEST_F(ArgAssemblerTest, LinkPairsAndWrapsTheShorterSources) {
@@ -72,6 +75,7 @@ TEST_F(ArgAssemblerTest, LinkPairsAndWrapsTheShorterSources) {
   EXPECT_EQ(Run({"a", "b", "c"}, {{"1", "2"}}),
             (std::vector<ArgTable>{{{"a", "1"}}, {{"b", "2"}}, {{"c", "1"}}}));
   EXPECT_EQ(Run({"a"}, {{"1", "2"}}), (std::vector<ArgTable>{{{"a", "1"}}, {{"a", "2"}}}));
+  EXPECT_EQ(Run({"a", "b"}, {{}}), (std::vector<ArgTable>{{{"a", ""}}, {{"b", ""}}}));
 }
 
 TEST_F(ArgAssemblerTest, ColsepSplitsEveryRecordOfEverySource) {

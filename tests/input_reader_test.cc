@@ -283,6 +283,17 @@ TEST_F(CountLinesTest, CountsEmptyLines) { EXPECT_EQ(Count("\n\n\n"), 3); }
 
 TEST_F(CountLinesTest, EmptyFileHasZeroLines) { EXPECT_EQ(Count(""), 0); }
 
+// -0 and -d: the total counts records by their delimiter, not newlines
+// ("4/1 100.0%" for four NUL-ended items).
+TEST_F(CountLinesTest, CountsByTheGivenDelimiter) {
+  TempFile file(std::string("a\0b\nc\0d\0e", 9));
+  uint64_t records = 0;
+  ASSERT_TRUE(CountLines(file.path(), &records, '\0'));
+  EXPECT_EQ(records, 4u);
+  ASSERT_TRUE(CountLines(file.path(), &records, ','));
+  EXPECT_EQ(records, 1u);
+}
+
 TEST_F(CountLinesTest, CountsLinesBeyondOneRead) {
   std::string data(3 << 20, 'x');
   for (size_t i = 99; i < data.size(); i += 100) data[i] = '\n';

@@ -101,6 +101,25 @@ def test_resume(tmp):
           [r["result"] for r in records] == ["a1", "a2", "b1", "b2", "c1", "c2"], repr(records))
 
 
+def test_fill_resume_with_other_slots(tmp):
+    # -X spread the items over the job slots: a resume with another -j found
+    # other tables than the file held and was refused.
+    out = os.path.join(tmp, "fill.jsonl")
+    command = ["-X", "echo", ":::"] + [str(i) for i in range(1, 9)]
+    first = run([FANMAP, "-j4", "-o", out] + command)
+    check("-X into a file succeeds", first.returncode == 0, first.stderr.decode())
+    with open(out) as f:
+        lines = f.readlines()
+    with open(out, "w") as f:
+        f.write("".join(lines[:-1]))
+    second = run([FANMAP, "-j1", "--slots", "3", "-o", out, "--resume"] + command)
+    with open(out) as f:
+        resumed = f.readlines()
+    check("-X: --resume with another -j continues the file",
+          second.returncode == 0 and resumed == lines,
+          "%d %s %r %r" % (second.returncode, second.stderr.decode(), resumed, lines))
+
+
 def test_usage_errors(tmp):
     items = os.path.join(tmp, "items")
     with open(items, "w") as f:
@@ -111,6 +130,14 @@ def test_usage_errors(tmp):
             (["echo", ":::"], "not followed"),
             (["--tag", "--builtin", "echo", ":::", "a"], "need a COMMAND"),
             (["--colsep", "(", "echo", ":::", "a"], "--colsep"),
+            (["-I", "", "echo", ":::", "a"], "-I"),
+            (["--bar", "--progress", "never", "true", ":::", "a"], "--progress never"),
+            # A JSON check of an argument table failed every item.
+            (["--input-format", "jsonl", "echo", ":::", "1"], "--input-format"),
+            (["--input-format", "jsonl", "-n", "2", "-a", items, "echo"], "--input-format"),
+            (["--input-format", "jsonl", "-X", "-a", items, "echo"], "--input-format"),
+            (["--input-format", "jsonl", "--colsep", ",", "-a", items, "echo"],
+             "--input-format"),
             (["--output-format", "stdout", "--builtin", "echo"], "needs a COMMAND")):
         r = run([FANMAP, "-j1"] + args)
         err = r.stderr.decode()
@@ -136,13 +163,91 @@ def test_bar():
     check("--bar shows the progress display with its total", r.returncode == 0 and "6/6" in err,
           "%d %r" % (r.returncode, err))
     check("--bar leaves stdout alone", r.stdout == b"", repr(r.stdout))
+    # The total counted newlines under -0: "4/1 100.0%".
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(b"a\0b\0c\0d\0")
+        f.flush()
+        r = run([FANMAP, "-j1", "--bar", "-0", "-a", f.name, "true"])
+    err = r.stderr.decode()
+    check("--bar with -0 counts NUL-ended items", r.returncode == 0 and "4/4" in err and
+          "4/1 " not in err, "%d %r" % (r.returncode, err))
+
+
+def test_colsep_long_records(tmp):
+    # std::regex recursed once per character: a long run crashed the coordinator.
+    path = os.path.join(tmp, "long")
+    with open(path, "w") as f:
+        f.write("a" + " " * (1 << 20) + "b\n" + "x" * (1 << 20) + "\n")
+    # --dry-run: a 1 MB argument could not be executed (E2BIG).
+    r = run([FANMAP, "-j1", "--dry-run", "--colsep", " +", "-a", path, "echo", "{2}{1}"])
+    check("--colsep ' +' on a 1 MB run of spaces", r.returncode == 0 and
+          r.stdout == b"echo ba\necho " + b"x" * (1 << 20) + b"\n",
+          "%d %r" % (r.returncode, r.stderr))
+    r = run([FANMAP, "-j1", "--dry-run", "--colsep", ".*,", "-a", path, "echo", "{1}"])
+    check("--colsep '.*,' on 1 MB records without a comma", r.returncode == 0 and
+          r.stdout.endswith(b"b'\necho " + b"x" * (1 << 20) + b"\n"),
+          "%d %r" % (r.returncode, r.stderr))
+    # Perl's split, as parallel: captured groups are fields, no empty first field.
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "--colsep", "(,)", "echo", "{1}+{2}",
+             ":::", "a,b"])
+    check("--colsep keeps captured groups", r.stdout == b"a+,\n", repr(r.stdout))
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "--colsep", "x*", "echo",
+             "{1}+{2}+{3}", ":::", "abc"])
+    check("--colsep: no empty first field from an empty match", r.stdout == b"a+b+c\n",
+          repr(r.stdout))
+    # A pattern that backtracks without end: a usage error naming it, no crash.
+    r = run([FANMAP, "-j1", "--colsep", "(a|aa)*[bc]", "echo", ":::", "a" * 60])
+    err = r.stderr.decode()
+    check("--colsep beyond the match limit is a usage error", r.returncode == 2 and
+          "record 1" in err and "limit" in err, "%d %s" % (r.returncode, err))
+
+
+def test_fill_measures_the_expanded_command(tmp):
+    # -X counted raw item bytes: the quoting in the one `sh -c` argument
+    # (128 KiB at most) and a context word repeated per item made E2BIG.
+    spaced = os.path.join(tmp, "spaced")
+    with open(spaced, "w") as f:
+        f.write("".join("%d x\n" % i for i in range(1, 40001)))
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "-X", "-a", spaced,
+             "echo {} | wc -w"])
+    counts = [int(n) for n in r.stdout.split()]
+    check("-X in the shell: quoted items fit one argument", r.returncode == 0 and
+          sum(counts) == 80000 and len(counts) > 1, "%d %r %r" % (r.returncode, counts, r.stderr))
+    many = os.path.join(tmp, "many")
+    with open(many, "w") as f:
+        f.write("a\n" * 100000)
+    word = "x" * 30
+    r = run([FANMAP, "-j1", "--output-format", "stdout", "-X", "-a", many, "echo",
+             word + "{}"])
+    words = r.stdout.split()
+    check("-X: a context word repeated per item counts each time", r.returncode == 0 and
+          len(words) == 100000 and set(words) == {(word + "a").encode()},
+          "%d %d %r" % (r.returncode, len(words), r.stderr[:300]))
+
+
+def test_empty_sources():
+    # parallel: an empty source among several is one empty value; alone, no job.
+    for opts, args, want in (([], [":::", "a", "b", "::::", "/dev/null"], b"a \nb \n"),
+                             ([], ["::::", "/dev/null", ":::", "a", "b"], b" a\n b\n"),
+                             (["--link"], [":::", "a", "b", "::::", "/dev/null"], b"a \nb \n"),
+                             ([], ["::::", "/dev/null"], b""),
+                             (["-a", "/dev/null"], [], b"")):
+        r = run([FANMAP, "-j1", "--output-format", "stdout"] + opts + ["echo"] + args,
+                stdin=subprocess.DEVNULL)
+        check("empty source: %s" % " ".join(opts + ["echo"] + args),
+              r.returncode == 0 and r.stdout == want,
+              "%d %r %r" % (r.returncode, r.stdout, r.stderr))
 
 
 with tempfile.TemporaryDirectory() as tmp:
+    test_empty_sources()
+    test_fill_measures_the_expanded_command(tmp)
+    test_colsep_long_records(tmp)
     test_record_formats()
     test_bar()
     test_joblog(tmp)
     test_resume(tmp)
+    test_fill_resume_with_other_slots(tmp)
     test_usage_errors(tmp)
 print("%d failure(s)" % len(failures))
 sys.exit(1 if failures else 0)

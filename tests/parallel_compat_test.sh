@@ -55,6 +55,11 @@ compare "all combinations, :::: twice" -- echo :::: f1 :::: f2
 compare "::: then ::::" -- echo {1}={2} ::: a b :::: f1
 compare "--link" -- --link echo ::: a b c ::: 1 2
 compare "--colsep" -- --colsep , echo {2} {1} ::: 'a,b' 'c d,e f'
+compare "--colsep: Perl's split keeps captured groups" -- --colsep '(,)' echo {1}+{2}+{3} ::: a,b
+compare "--colsep: no empty first field from an empty match" -- --colsep 'x*' echo {1}+{2}+{3} ::: abc
+compare "--colsep: Perl syntax" -- --colsep '\d+' echo {1}+{2}+{3} ::: a12b3c
+compare "an empty source among several" -- echo ::: a b :::: /dev/null
+compare "--colsep trims every value" -- --colsep , echo '[{1}]' '[{2}]' '[{}]' ::: ' a , b ' 'c d,	e '
 compare "-n 3" -- -n 3 echo ::: a b c d e f g
 compare "-n 2 positional" -- -n 2 echo {2} {1} ::: a b c
 compare "-X" -- -X echo pre{}post ::: a b c d

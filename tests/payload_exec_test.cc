@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -74,6 +76,8 @@ class ExecPayloadTest : public ::testing::Test {
 
   // Runs `argv` for one item and returns its result.
   Result RunOne(std::vector<std::string> argv, const std::string& item) {
+    if (payload_) payload_->Shutdown();
+    sink_.clear();
     Use(std::move(argv));
     Start(7, item, 2);
     EXPECT_TRUE(WaitForResults(1));
@@ -145,6 +149,40 @@ TEST_F(ExecPayloadTest, ItemThatIsNotAnArgTableFailsAlone) {
   EXPECT_FALSE(r.ok);
   EXPECT_FALSE(r.fatal);
   EXPECT_NE(r.value.find("argument table"), std::string::npos);
+}
+
+TEST_F(ExecPayloadTest, ItemWithANulByteFailsAloneNamingIt) {
+  // execve would cut the argument at the NUL: "a\0b" ran as "a".
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"echo"}, std::vector<std::string>{"echo {} | cat"}}) {
+    Result r = RunOne(argv, std::string("a\0b", 3));
+    EXPECT_FALSE(r.ok) << r.value;
+    EXPECT_FALSE(r.fatal);
+    EXPECT_NE(r.value.find("NUL"), std::string::npos) << r.value;
+  }
+  Result r = RunOne({"echo"}, "a b");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value, "a b");
+}
+
+TEST_F(ExecPayloadTest, OneWordNamingAnExecutableWithASpaceRunsWithoutAShell) {
+  // It ran as `sh -c` and failed: "/bin/sh: 1: /tmp/.../my: not found".
+  char dir_template[] = "/tmp/fanmap-exec-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  std::string dir = std::string(dir_template) + "/my tools";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  std::string path = dir + "/run";
+  {
+    std::ofstream script(path);
+    script << "#!/bin/sh\necho \"ran $1\"\n";
+  }
+  ASSERT_EQ(chmod(path.c_str(), 0700), 0);
+  Result r = RunOne({path}, "it's; x");
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_EQ(r.value, "ran it's; x");
+  unlink(path.c_str());
+  rmdir(dir.c_str());
+  rmdir(dir_template);
 }
 
 TEST_F(ExecPayloadTest, ResultIsStdoutWithoutFinalNewline) {

@@ -108,3 +108,39 @@ TEST(CommandTemplateTest, LineIsWhatParallelsDryRunPrints) {
 
 }  // namespace
 }  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+// -X measures a table row by row: FixedCost + the RowCosts bound the real
+// command (the one sh -c argument in the shell; every argument, its NUL and
+// pointer without), and exceed it by no more than {#}/{%}'s widest digits.
+TEST(CommandCostTest, RowCostsAddUpToTheExpandedCommand) {
+  CommandTemplate::Options options;
+  options.context_replace = true;
+  ArgTable table = {{"1 x"}, {"it's"}, {"plain"}};
+  CommandTemplate shell({"echo {} {#} | wc -w"}, options);
+  ASSERT_TRUE(shell.uses_shell());
+  size_t cost = shell.FixedCost();
+  for (const ArgRow& row : table) cost += shell.RowCost(row);
+  ExpandedCommand c = shell.Expand(table, 7, 1);
+  ASSERT_EQ(c.argv.size(), 3u);
+  EXPECT_GE(cost, c.argv[2].size() + 1);
+  EXPECT_LE(cost, c.argv[2].size() + 1 + 64);
+  // Quoting counts: "1 x" costs its quotes in the shell.
+  EXPECT_EQ(shell.RowCost({"1 x"}), std::string(" '1 x'").size());
+
+  CommandTemplate argv({"echo", "pre{}", "{#}"}, options);
+  cost = argv.FixedCost();
+  for (const ArgRow& row : table) cost += argv.RowCost(row);
+  c = argv.Expand(table, 7, 1);
+  size_t real = sizeof(char*);
+  for (const std::string& w : c.argv) real += w.size() + 1 + sizeof(char*);
+  EXPECT_GE(cost, real);
+  EXPECT_LE(cost, real + 32);
+  // The context word is paid for every row.
+  EXPECT_EQ(argv.RowCost({"a"}), std::string("prea").size() + 1 + sizeof(char*));
+}
+
+}  // namespace
+}  // namespace fanmap

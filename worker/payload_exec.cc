@@ -151,6 +151,18 @@ void ExecPayload::Start(Task task) {
       for (const std::string& field : row) run->tag += (run->tag.empty() ? "" : " ") + field;
     }
   }
+  // execve ends every argument at its first NUL: the command would run with
+  // a cut-off value. parallel replaces it by "\0" with a warning; here the
+  // item fails, naming why.
+  for (const std::string& arg : command.argv) {
+    if (arg.find('\0') != std::string::npos) {
+      ReleaseSlot(run->slot);
+      sink_->push_back(ErrorResult(task,
+                                   "the item holds a NUL byte, which a command-line "
+                                   "argument cannot carry (items end at NUL with -0)"));
+      return;
+    }
+  }
   if (dry_run_) {
     ReleaseSlot(run->slot);
     sink_->push_back(OkResult(task, verbatim_ ? command.line + "\n" : command.line));

@@ -1,5 +1,8 @@
 #include "worker/replacement.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstring>
 
@@ -14,6 +17,11 @@ bool HasShellSyntax(const std::string& word) {
     }
   }
   return false;
+}
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
 }
 
 // parallel's {.}: s:\.[^/.]*$::
@@ -158,7 +166,9 @@ CommandTemplate::Word CommandTemplate::Parse(const std::string& word,
 
 CommandTemplate::CommandTemplate(const std::vector<std::string>& words, const Options& options)
     : context_replace_(options.context_replace) {
-  shell_ = words.size() == 1 && HasShellSyntax(words[0]);
+  // One word that names an executable file ("/opt/my tools/run") is that
+  // program, even if it holds spaces: only other single words are sh lines.
+  shell_ = words.size() == 1 && HasShellSyntax(words[0]) && !IsExecutableFile(words[0]);
   std::vector<std::string> split;
   if (shell_) {
     // The line is split at spaces only to find -X's contexts; it is joined
@@ -242,9 +252,7 @@ ExpandedCommand CommandTemplate::Expand(const ArgTable& args, uint64_t seq, unsi
   for (size_t w = 0; w < words_.size(); ++w) {
     if (w > 0) out.line += ' ';
     const Word& word = words_[w];
-    bool per_item = false;
-    for (const Piece& piece : word) per_item |= piece.kind == Kind::kField;
-    if (context_replace_ && per_item && args.size() > 1) {
+    if (context_replace_ && PerItem(word) && args.size() > 1) {
       for (size_t r = 0; r < args.size(); ++r) {
         if (r > 0) out.line += ' ';
         ExpandWord(word, ArgTable{args[r]}, seq, slot, &out.argv, &out.line);
@@ -255,6 +263,58 @@ ExpandedCommand CommandTemplate::Expand(const ArgTable& args, uint64_t seq, unsi
   }
   if (shell_) out.argv = {"/bin/sh", "-c", out.line};
   return out;
+}
+
+}  // namespace fanmap
+
+namespace fanmap {
+namespace {
+
+// execve's cost of arguments without a shell: bytes, NUL and pointer.
+size_t ArgvCost(const std::vector<std::string>& words) {
+  size_t cost = 0;
+  for (const std::string& w : words) cost += w.size() + 1 + sizeof(char*);
+  return cost;
+}
+
+}  // namespace
+
+bool CommandTemplate::PerItem(const Word& word) {
+  for (const Piece& piece : word) {
+    if (piece.kind == Kind::kField) return true;
+  }
+  return false;
+}
+
+size_t CommandTemplate::FixedCost() const {
+  // {#} and {%} at their widest, so that no table is measured short.
+  constexpr uint64_t kWidestSeq = UINT64_MAX;
+  constexpr unsigned kWidestSlot = UINT32_MAX;
+  std::vector<std::string> argv;
+  std::string line;
+  size_t words = 0;
+  for (const Word& word : words_) {
+    if (PerItem(word)) continue;
+    if (words++ > 0) line += ' ';
+    ExpandWord(word, ArgTable{}, kWidestSeq, kWidestSlot, &argv, &line);
+  }
+  if (shell_) {
+    // "/bin/sh" "-c", the line's NUL and the spaces before the row words
+    // (counted by RowCost), plus the pointers.
+    return line.size() + 1 + ArgvCost({"/bin/sh", "-c"}) + 2 * sizeof(char*);
+  }
+  return ArgvCost(argv) + sizeof(char*);  // the argv's NULL
+}
+
+size_t CommandTemplate::RowCost(const ArgRow& row) const {
+  std::vector<std::string> argv;
+  std::string line;
+  for (const Word& word : words_) {
+    if (!PerItem(word)) continue;
+    line += ' ';
+    ExpandWord(word, ArgTable{row}, 0, 0, &argv, &line);
+  }
+  return shell_ ? line.size() : ArgvCost(argv);
 }
 
 }  // namespace fanmap

@@ -18,7 +18,9 @@
 //   given, without a shell, as `parallel -q` runs them. A replacement that
 //   gives several values splits its word there, as parallel's quoted values
 //   would split in the shell: "pre{}post" with a, b gives "prea" "bpost".
-// - shell (one word with spaces or shell syntax, e.g. 'gzip < {} > {}.gz'):
+// - shell (one word with spaces or shell syntax, e.g. 'gzip < {} > {}.gz',
+//   unless the word is the path of an executable file, such as
+//   "/opt/my tools/run", which runs as a program):
 //   the word runs as `sh -c LINE` with every value quoted as parallel quotes
 //   it (ShellQuote), so an item "a; rm -rf ~" stays one argument.
 // With -X (context replace), a word holding a per-item replacement string is
@@ -59,6 +61,17 @@ class CommandTemplate {
   ExpandedCommand Expand(const ArgTable& args, uint64_t seq, unsigned slot) const;
   bool uses_shell() const { return shell_; }
 
+  // -X: what one command costs against execve's limits, split into the part
+  // every command has and the part each row (item) adds, so that a table
+  // is filled in one pass. The cost is what counts against the limit that
+  // binds: in the shell, the length of the one `sh -c` argument (quoted
+  // values, repeated context words, the spaces; Linux caps one argument at
+  // 128 KiB); without it, every argument's bytes, its NUL and its 8-byte
+  // pointer. Expand(table)'s cost is FixedCost() + the sum of RowCost(row)
+  // (or less: {#} and {%} are counted at their widest).
+  size_t FixedCost() const;
+  size_t RowCost(const ArgRow& row) const;
+
  private:
   enum class Kind { kLiteral, kField, kSeq, kSlot };
   enum class Transform { kNone, kNoExtension, kBasename, kDirname, kBasenameNoExtension };
@@ -70,6 +83,8 @@ class CommandTemplate {
   };
   using Word = std::vector<Piece>;
 
+  // Whether `word` holds a field (an item's value): -X repeats it per row.
+  static bool PerItem(const Word& word);
   static Word Parse(const std::string& word, const std::string& replace_str, bool* found);
   // Appends the expansion of `word` for `args` to *words (argv mode) and to
   // *line (quoted).

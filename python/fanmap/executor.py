@@ -20,7 +20,7 @@ import weakref
 
 from . import binary, codec, funcref
 from .errors import BrokenExecutor, TaskError
-from .run import Run
+from .run import Run, RunEnded
 
 _TimeoutError = concurrent.futures.TimeoutError
 # With chunks, map() keeps at least this many calls (and 32 chunks) in
@@ -201,6 +201,14 @@ class Executor(concurrent.futures.Executor):
                 if sink.running() or sink.set_running_or_notify_cancel():
                     sink.set_exception(exc)
 
+    def _ended_error(self, ended):
+        """The exception for calls that a run which had already ended
+        (RunEnded) could not take. With self._lock held."""
+        if ended.error is not None:
+            self._broken = ended.error
+            return ended.error
+        return BrokenExecutor("the fanmap run ended before this call was sent")
+
     def _pump(self):
         """Hands queued calls to fanmap up to max_pending. With self._lock held."""
         batch_lines, batch_futures = [], []
@@ -212,7 +220,13 @@ class Executor(concurrent.futures.Executor):
             batch_futures.append(future)
             self._in_flight += 1
         if batch_lines:
-            self._run.send(batch_lines, batch_futures)
+            try:
+                self._run.send(batch_lines, batch_futures)
+            except RunEnded as ended:  # fanmap exited before we could tell
+                self._in_flight -= len(batch_futures)
+                exc = self._ended_error(ended)
+                for future in batch_futures:
+                    future.set_exception(exc)
         if self._shutdown and not self._queue and self._run is not None:
             self._run.close_input()
 
@@ -329,8 +343,14 @@ class Executor(concurrent.futures.Executor):
             future.set_running_or_notify_cancel()
         with self._lock:
             run = self._ensure_run()
-            self._in_flight += len(futures)
-            run.send(lines, futures)
+            try:
+                run.send(lines, futures)
+            except RunEnded as ended:
+                exc = self._ended_error(ended)
+                for future in futures:
+                    future.set_exception(exc)
+            else:
+                self._in_flight += len(futures)
         return futures
 
     def shutdown(self, wait=True, *, cancel_futures=False):
@@ -423,7 +443,10 @@ class _Feeder:
         if lines:
             ex = self.executor
             with ex._lock:
-                ex._ensure_run().send(lines, sinks)
+                try:
+                    ex._ensure_run().send(lines, sinks)
+                except RunEnded as ended:
+                    raise ex._ended_error(ended) from None
 
     def _pull(self, size):
         """Up to `size` calls from the iterables, fewer if they end. If they

@@ -16,6 +16,15 @@ from .errors import BrokenExecutor, FanmapError
 from .binary import Process
 
 
+class RunEnded(FanmapError):
+    """send() after fanmap exited (or its input was closed): `error` is the
+    run's BrokenExecutor, or None if it ended without one."""
+
+    def __init__(self, error):
+        super().__init__(str(error) if error is not None else "the fanmap run is closed")
+        self.error = error
+
+
 class Run:
     def __init__(self, argv, env, deliver, on_end):
         """`deliver(sinks_and_records)` is called on the reader thread with a
@@ -45,12 +54,12 @@ class Run:
 
     def send(self, lines, sinks):
         """Queues `lines` (str, without "\\n") as the next items; sinks[i]
-        gets the record of lines[i]. Raises FanmapError if the run has ended
-        or its input is closed."""
+        gets the record of lines[i]. Raises RunEnded if the run has ended
+        or its input is closed: then no sink is kept."""
         data = ("\n".join(lines) + "\n").encode("utf-8")
         with self.lock:
             if self._closing or self.ended is not None:
-                raise FanmapError("the fanmap run is closed")
+                raise RunEnded(self.ended if isinstance(self.ended, BaseException) else None)
             base = self._next_index
             pending = self._pending
             for i, sink in enumerate(sinks):
@@ -114,19 +123,19 @@ class Run:
             if batch:
                 self._deliver(batch)
         code = self.process.wait()
+        # One step: a send() that finds the run closed also finds why.
         with self.lock:
             orphans = list(self._pending.values())
             self._pending.clear()
             self._closing = True
-            self._wake.notify()
-        error = None
-        if orphans or code not in (0, 1) or problem:
-            why = self.process.describe_exit(code)
-            if problem:
-                why += "; " + problem
-            if orphans:
-                why += f" ({len(orphans)} item(s) without a result)"
-            error = BrokenExecutor(why)
-        with self.lock:
+            error = None
+            if orphans or code not in (0, 1) or problem:
+                why = self.process.describe_exit(code)
+                if problem:
+                    why += "; " + problem
+                if orphans:
+                    why += f" ({len(orphans)} item(s) without a result)"
+                error = BrokenExecutor(why)
             self.ended = error or True
+            self._wake.notify()
         self._on_end(error, orphans)

@@ -267,6 +267,25 @@ def test_fanmap_failing_to_start_breaks_the_executor(fanmap_bin):
     ex.shutdown()
 
 
+def test_a_call_sent_as_fanmap_exits_fails_with_the_runs_error(fanmap_bin):
+    # The window between fanmap's exit and the executor hearing of it: the
+    # run is closed but the executor is not broken yet. A call sent then
+    # fails with the run's own error (it used to escape submit() as
+    # "the fanmap run is closed").
+    ex = fanmap.Executor(1, fanmap_bin=fanmap_bin, window="not-a-number")
+    first = ex.submit(fns.square, 2)
+    assert isinstance(first.exception(timeout=DEADLINE), concurrent.futures.BrokenExecutor)
+    assert ex._run.ended is not None
+    ex._broken = None  # as if the end had not been reported yet
+    late = ex.submit(fns.square, 3)
+    exc = late.exception(timeout=DEADLINE)
+    assert isinstance(exc, concurrent.futures.BrokenExecutor)
+    assert "status 2" in str(exc)
+    with pytest.raises(concurrent.futures.BrokenExecutor):
+        ex.submit(fns.square, 4)
+    ex.shutdown()
+
+
 def test_missing_binary_is_a_clear_error(tmp_path):
     with pytest.raises(fanmap.FanmapError, match="not an executable"):
         fanmap.Executor(1, fanmap_bin=str(tmp_path / "nope"))

@@ -1,0 +1,74 @@
+"""The README's Performance section from a bench run, and rewriting it in README.md."""
+
+import os
+import re
+import shutil
+
+from bench.lib import ROOT, BenchError
+
+
+def reps_note(a):
+    return (f"{a.reps} runs (CPU scaling: {max(a.reps, 5)}, peak RSS: "
+            f"{3 if a.full else 1})")
+
+
+def busy_note(meta):
+    busy = meta.get("cpu_busy_before_workload") or {}
+    if not busy:
+        return ""
+    worst = max(busy, key=busy.get)
+    if busy[worst] < 0.05:
+        return (" The machine was otherwise idle as each workload started (other processes: "
+                "under 5% of the CPUs).")
+    return (f" Other processes on the machine used up to {busy[worst]:.0%} of the CPUs when "
+            f"a workload started ({worst}).")
+
+
+def performance_section(meta, tbl, reps, took, not_met, notes):
+    ram = f"{meta['ram_gib']:.0f} GiB RAM" if meta["ram_gib"] else "RAM unknown"
+    lines = [
+        "## Performance",
+        "",
+        f"Measured by `scripts/bench` ({meta['mode']} mode, {took:.0f} s) on "
+        f"{meta['date'][:10]}: {meta['cpus']} CPUs ({meta['cpu_model']}), {ram}, "
+        f"{meta['os']}, Python {meta['python']}. Every peer ran in the same run on the same "
+        f"machine; each figure is the median of {reps}. Speed-up = peer time / fanmap "
+        "time for the same number of items (peers too slow for the full count ran fewer "
+        "items and are compared by items/s): above 1, fanmap is faster." + busy_note(meta),
+        "",
+        "![fanmap speed-up over its peers](docs/bench.png)",
+        "",
+        tbl,
+        "",
+    ]
+    if not_met:
+        lines += ["Targets not met in this run: " + "; ".join(not_met) + ".", ""]
+    for note in notes:
+        lines += [f"- {note}"]
+    if notes:
+        lines += [""]
+    lines += [
+        "Reproduce with `scripts/bench` (`--quick`, the default, under 5 minutes on 2 cores) "
+        "or `scripts/bench --full`; raw figures go to `bench-out/results.json`, plots to "
+        "`bench-out/*.png` (CPU scaling, memory, straggler). `scripts/bench --readme` "
+        "rewrites this section.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(section, bench_png):
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme) as fh:
+        text = fh.read()
+    m = re.search(r"^## Performance[ \t]*\n", text, re.M)
+    if not m:
+        raise BenchError("README.md has no '## Performance' section")
+    nxt = re.search(r"^## ", text[m.end():], re.M)
+    end = m.end() + nxt.start() if nxt else len(text)
+    new = text[:m.start()] + section + ("\n" if nxt else "") + text[end:]
+    with open(readme, "w") as fh:
+        fh.write(new.rstrip("\n") + "\n")
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    shutil.copyfile(bench_png, os.path.join(ROOT, "docs", "bench.png"))
+

@@ -386,8 +386,10 @@ int main(int argc, char** argv) {
                "accepted for GNU parallel's users: records are always in input order "
                "(unless --unordered)")
       ->group(kIo);
-  app.set_version_flag("--version", fanmap::VersionText("fanmap"),
-                       "print the version (and the protocol, libzmq and libcurl versions)");
+  // Made only when asked for: naming libcurl's version loads libcurl (lazy_curl.cc).
+  app.set_version_flag(
+      "--version", [] { return fanmap::VersionText("fanmap"); },
+      "print the version (and the protocol, libzmq and libcurl versions)");
 
   app.footer(
       "COMMAND [ARG...] runs once per item; {} in an argument is replaced by the item,\n"

@@ -48,20 +48,24 @@ class Bench:
         log(f"{workload}: {peer} cannot run: {why}")
         self.rows.append({"workload": workload, "fanmap": "″", "peer": peer,
                           "peer_figure": f"cannot run: {why}", "speedup": None,
-                          "target": target, "met": None, "plot": None})
+                          "target": target, "met": None, "plot": None, "fair": True})
 
     def row(self, workload, fanmap, peer="—", peer_fig="—", speedup=None, target="—",
-            met=None, plot=None, checks=None):
+            met=None, plot=None, checks=None, fair=True, ratio=None):
         """speedup: peer time / fanmap time per item (above 1: fanmap faster).
         plot: the bar's label in bench.png (None: not plotted).
-        checks: [(text, ok)] for a target of several parts: met is all of them."""
+        checks: [(text, ok)] for a target of several parts: met is all of them.
+        fair: the peer is what a competent user would run (its best setting); the README
+        shows only those rows (the others, e.g. chunksize 1, are for scale in table.md).
+        ratio: the README's figure for a row without a speed-up (e.g. peak RSS)."""
         miss = None
         if checks:
             met = all(ok for _, ok in checks)
             miss = "; ".join(f"{text} ({'met' if ok else 'not met'})" for text, ok in checks)
         self.rows.append({"workload": workload, "fanmap": fanmap, "peer": peer,
                           "peer_figure": peer_fig, "speedup": speedup, "target": target,
-                          "met": met, "plot": plot, "miss": miss})
+                          "met": met, "plot": plot, "miss": miss, "fair": fair,
+                          "ratio": ratio})
 
     def pending(self, workload, why, target):
         self.rows.append({"workload": workload, "fanmap": "pending", "peer": why,

@@ -41,7 +41,8 @@ def draw_plots(b, outdir):
             raise BenchError(f"gnuplot failed on {gp}:\n{p.stderr}")
         made.append(png)
 
-    bars = [(r["plot"], r["speedup"]) for r in b.rows if r["plot"] and r["speedup"]]
+    bars = [(r["plot"], r["speedup"]) for r in b.rows
+            if r["plot"] and r["speedup"] and r.get("fair", True)]
     if bars:
         dat = os.path.join(outdir, "speedup.dat")
         with open(dat, "w") as fh:
@@ -52,8 +53,8 @@ def draw_plots(b, outdir):
         low = min(v for _, v in bars)
         draw("bench", f"""
 set datafile separator "\\t"
-set title "fanmap vs its peers, same machine, same run (higher is better for fanmap)"
-set ylabel "speed-up = peer time / fanmap time (log scale)"
+set title "fanmap vs fair peers, same machine, same run (higher is better for fanmap)"
+set ylabel "fanmap speed / peer speed (log scale)"
 set xlabel "workload / peer"
 set logscale y
 set yrange [{min(0.5, low / 1.5)}:{top * 3}]

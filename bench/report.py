@@ -24,6 +24,14 @@ def busy_note(meta):
             f"a workload started ({worst}).")
 
 
+def load_note(meta):
+    start, end = meta.get("loadavg_at_start"), meta.get("loadavg_at_end")
+    if not start or not end:
+        return ""
+    return (f" Load average (1, 5, 15 min) {' '.join(start)} at the start, {' '.join(end)} "
+            "at the end.")
+
+
 def performance_section(meta, tbl, reps, took, not_met, notes):
     ram = f"{meta['ram_gib']:.0f} GiB RAM" if meta["ram_gib"] else "RAM unknown"
     lines = [
@@ -31,10 +39,12 @@ def performance_section(meta, tbl, reps, took, not_met, notes):
         "",
         f"Measured by `scripts/bench` ({meta['mode']} mode, {took:.0f} s) on "
         f"{meta['date'][:10]}: {meta['cpus']} CPUs ({meta['cpu_model']}), {ram}, "
-        f"{meta['os']}, Python {meta['python']}. Every peer ran in the same run on the same "
-        f"machine; each figure is the median of {reps}. Speed-up = peer time / fanmap "
-        "time for the same number of items (peers too slow for the full count ran fewer "
-        "items and are compared by items/s): above 1, fanmap is faster." + busy_note(meta),
+        f"{meta['os']}, kernel {meta['kernel']}, Python {meta['python']}. Every peer ran in "
+        f"the same run on the same machine, and every output was checked by content; each "
+        f"figure is the median of {reps}. The ratio is fanmap's speed over the peer's for "
+        "the same items (above 1, fanmap is faster), against fair peers only: each written "
+        "as a competent user would, at its best setting (the peers are in `bench/peers/`)."
+        + busy_note(meta) + load_note(meta),
         "",
         "![fanmap speed-up over its peers](docs/bench.png)",
         "",
@@ -48,9 +58,10 @@ def performance_section(meta, tbl, reps, took, not_met, notes):
     if notes:
         lines += [""]
     lines += [
-        "Reproduce with `scripts/bench` (`--quick`, the default, under 5 minutes on 2 cores) "
-        "or `scripts/bench --full`; raw figures go to `bench-out/results.json`, plots to "
-        "`bench-out/*.png` (CPU scaling, memory, straggler). `scripts/bench --readme` "
+        "Reproduce with `scripts/bench` (`--quick`, the default: 3 runs) or "
+        "`scripts/bench --full` (5 runs); every absolute figure, and peers for scale only "
+        "(e.g. chunksize 1), go to `bench-out/table.md` and `bench-out/results.json`, plots "
+        "to `bench-out/*.png` (CPU scaling, memory, straggler). `scripts/bench --readme` "
         "rewrites this section.",
         "",
     ]

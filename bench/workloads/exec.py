@@ -34,9 +34,7 @@ def measure(b):
         "peers": {"xargs -P 2 -n 1 true": {"items": nx, "s": t_x, "items_per_s": xr},
                   "parallel -j 2 true": {"items": npar, "s": t_p, "items_per_s": pr}}}
     b.row(f"exec `true` per item, 2 workers ({n:,} items)", fmt_rate(fr),
-             "`xargs -P 2 -n 1 true`" + ("" if nx == n else f" ({nx:,} items)"),
-             fmt_rate(xr), fr / xr, "≥ 0.8×", fr / xr >= 0.8, plot="exec / xargs -P 2")
+          "`xargs -P 2 -n 1 true`" + ("" if nx == n else f" ({nx:,} items)"),
+          fmt_rate(xr), fr / xr, "≥ 0.8×", fr / xr >= 0.8, plot="exec / xargs -P 2")
     b.row("″", "″", f"`parallel -j 2 true` ({npar:,} items)", fmt_rate(pr), fr / pr,
-             "—", None, plot="exec / parallel -j 2")
-
-# --- pipe --------------------------------------------------------------------------
+          "—", None, plot="exec / parallel -j 2")

@@ -50,15 +50,14 @@ def measure(b):
         "fanmap_speedup": f_sp, "fanmap_efficiency": f_sp / 2, "peer_speedup": p_sp,
         "peer_efficiency": p_sp / 2, "identical_results": True}
     b.plots["scaling"] = [(j, n / m[f"fanmap -j {j}"], n / m[f"ProcessPoolExecutor({j})"])
-                             for j in (1, 2)]
+                          for j in (1, 2)]
     b.row(f"CPU scaling: {n} × sha256:{rounds}, 1 → 2 workers",
-             f"{m['fanmap -j 1']:.2f} → {m['fanmap -j 2']:.2f} s: {f_sp:.2f}× "
-             f"(efficiency {f_sp / 2:.0%})", "ProcessPoolExecutor(1) → (2), hashlib",
-             f"{m['ProcessPoolExecutor(1)']:.2f} → {m['ProcessPoolExecutor(2)']:.2f} s: "
-             f"{p_sp:.2f}×", None, f"≥ {TARGET}×", f_sp >= TARGET)
+          f"{m['fanmap -j 1']:.2f} → {m['fanmap -j 2']:.2f} s: {f_sp:.2f}× "
+          f"(efficiency {f_sp / 2:.0%})", "ProcessPoolExecutor(1) → (2), hashlib",
+          f"{m['ProcessPoolExecutor(1)']:.2f} → {m['ProcessPoolExecutor(2)']:.2f} s: "
+          f"{p_sp:.2f}×", None, f"≥ {TARGET}×", f_sp >= TARGET,
+          ratio=f"fanmap {f_sp:.2f}×, ProcessPoolExecutor {p_sp:.2f}× (-j 2 over -j 1)")
     b.row("″ 2 workers (identical digests)", f"{m['fanmap -j 2']:.2f} s",
-             "ProcessPoolExecutor(2), hashlib", f"{m['ProcessPoolExecutor(2)']:.2f} s",
-             m["ProcessPoolExecutor(2)"] / m["fanmap -j 2"], "—", None,
-             plot="sha256 -j2 / PPE(2) hashlib")
-
-# --- exec --------------------------------------------------------------------------
+          "ProcessPoolExecutor(2), hashlib", f"{m['ProcessPoolExecutor(2)']:.2f} s",
+          m["ProcessPoolExecutor(2)"] / m["fanmap -j 2"], "—", None,
+          plot="sha256 -j2 / PPE(2) hashlib")

@@ -43,15 +43,13 @@ def measure(b):
     for i, peer in enumerate(("ThreadPoolExecutor(5)", "parallel -j 5 -k", "xargs -P 5")):
         first = i == 0
         b.row("seed: 25 × 1 s, 5 workers" if first else "″",
-                 f"{f5:.2f} s" if first else "″", f"`{peer}`" if "(" not in peer else peer,
-                 f"{med[peer]:.2f} s", med[peer] / f5,
-                 "≤ 5.2 s" if first else "—", (f5 <= 5.2) if first else None,
-                 plot="seed -j5 / " + {"ThreadPoolExecutor(5)": "TPE(5)"}.get(
-                     peer, peer.split(" -")[0]))
+              f"{f5:.2f} s" if first else "″", f"`{peer}`" if "(" not in peer else peer,
+              f"{med[peer]:.2f} s", med[peer] / f5,
+              "≤ 5.2 s" if first else "—", (f5 <= 5.2) if first else None,
+              plot="seed -j5 / " + {"ThreadPoolExecutor(5)": "TPE(5)"}.get(
+                  peer, peer.split(" -")[0]))
     f25 = med["fanmap -j 1 --slots 25"]
     p25 = med["ThreadPoolExecutor(25)"]
     b.row("seed: 25 × 1 s, `-j 1 --slots 25`", f"{f25:.2f} s", "ThreadPoolExecutor(25)",
-             f"{p25:.2f} s", p25 / f25, "≤ 1.2 s", f25 <= 1.2,
-             plot="seed --slots 25 / TPE(25)")
-
-# --- overhead ----------------------------------------------------------------------
+          f"{p25:.2f} s", p25 / f25, "≤ 1.2 s", f25 <= 1.2,
+          plot="seed --slots 25 / TPE(25)")

@@ -37,7 +37,7 @@ def measure(b):
     probe = b.path("strag_probe.in")
     write_lines(probe, ["x"])
     b.farm(["-i", probe, "-o", out, "--", "sh", "-c", 'echo "slow=$FANMAP_SLOW"'],
-              [slow_env], what="fanmap (environment probe)")
+           [slow_env], what="fanmap (environment probe)")
     got = read_records(out, 1, "fanmap (environment probe)")[0]
     if got != "slow=1":
         raise BenchError("straggler: a worker's environment does not reach its exec "
@@ -46,7 +46,7 @@ def measure(b):
 
     def body(r):
         tt, _ = b.farm(["-i", items, "-o", out, "--", "sh", "-c", STRAGGLER_CMD],
-                          [fast_env, fast_env, slow_env], what="fanmap (straggler)")
+                       [fast_env, fast_env, slow_env], what="fanmap (straggler)")
         results = read_records(out, n, "fanmap (straggler)")
         if any(x not in ("fast", "slow") for x in results):
             raise BenchError(f"fanmap (straggler): unexpected results {set(results)}")
@@ -68,13 +68,13 @@ def measure(b):
         "fanmap_items_on_slow_worker": slow_items,
         "static_split_s": t_static, "chunksize1_s": t_dyn}
     b.plots["straggler"] = [("ideal (split by speed)", ideal), ("fanmap", f),
-                               ("PPE(3) chunksize 1", d),
-                               (f"PPE(3) chunksize {math.ceil(n / 3)} (static)", s)]
+                            ("PPE(3) chunksize 1", d),
+                            (f"PPE(3) chunksize {math.ceil(n / 3)} (static)", s)]
     wl = f"straggler: {n} × exec, 3 workers, one 10× slower"
     b.row(wl, f"{f:.2f} s (slow worker ran {median(slow_items):.0f} items)",
-             f"ideal (work split by speed: {t_fast * 1e3:.0f} / {t_slow * 1e3:.0f} ms "
-             f"per item)", f"{ideal:.2f} s", ideal / f, "—", None)
+          f"ideal (work split by speed: {t_fast * 1e3:.0f} / {t_slow * 1e3:.0f} ms "
+          f"per item)", f"{ideal:.2f} s", ideal / f, "—", None)
     b.row("″", "″", f"static split: ProcessPoolExecutor(3), chunksize {math.ceil(n / 3)}",
-             f"{s:.2f} s", s / f, "—", None, plot="straggler / static split")
+          f"{s:.2f} s", s / f, "—", None, plot="straggler / static split")
     b.row("″", "″", "ProcessPoolExecutor(3), chunksize 1", f"{d:.2f} s", d / f, "—",
-             None, plot="straggler / PPE(3) cs 1")
+          None, plot="straggler / PPE(3) cs 1")

@@ -5,7 +5,9 @@
 #   bench/peers/http_curl.sh SRC OUTDIR URL MODEL MAX
 #
 # The requests are written to a curl config file first (JSON-escaping \ and " in the
-# prompts), then one curl process sends them all.
+# prompts), then one curl process sends them all, opening connections at once rather than
+# waiting to see whether it can multiplex them (--parallel-immediate: the server speaks
+# HTTP/1.1) and keeping them alive for the next requests.
 set -euo pipefail
 [[ $# -eq 5 ]] || { sed -n '2,8p' "$0" >&2; exit 2; }
 src=$1 outdir=$2 url=$3 model=$4 max=$5
@@ -19,4 +21,4 @@ awk -v url="$url" -v model="$model" -v dir="$outdir" '
     printf "url = \"%s\"\nheader = \"Content-Type: application/json\"\n", url
     printf "data = \"%s\"\noutput = \"%s/%d.json\"\nfail-with-body\n", body, dir, NR - 1 }
 ' "$src" > "$cfg"
-exec curl --no-progress-meter --parallel --parallel-max "$max" --config "$cfg"
+exec curl --no-progress-meter --parallel --parallel-immediate --parallel-max "$max" --config "$cfg"

@@ -18,13 +18,23 @@ def measure(b):
     out = b.path("sha.out")
     pout = b.path("sha.peer.out")
     n = b.a.sha_items
-    if n is None:  # size the run so that -j 1 takes about --sha-seconds
-        probe = 40
+
+    def cpu_s():
+        u = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return u.ru_utime + u.ru_stime
+
+    if n is None:  # size the run so that -j 1 takes about --sha-seconds of CPU
+        probe = 200
         seq_file(items, 1, probe)
-        per = min(run(b.fm("-j", "1", "--builtin", f"sha256:{rounds}", "-i", items,
-                              "-o", out), what="fanmap")[0] for _ in range(3)) / probe
-        n = max(20, int(b.a.sha_seconds / per) // 2 * 2)
-        log(f"scaling: {per * 1e3:.2f} ms per item: {n} items")
+        costs = []
+        for _ in range(3):
+            c0 = cpu_s()
+            run(b.fm("-j", "1", "--builtin", f"sha256:{rounds}", "-i", items, "-o", out),
+                what="fanmap")
+            costs.append(cpu_s() - c0)
+        per = min(costs) / probe
+        n = max(20, int(1.1 * b.a.sha_seconds / per) // 2 * 2)  # 10% over: at least that
+        log(f"scaling: {per * 1e3:.2f} ms of CPU per item: {n} items")
     seq_file(items, 1, n)
     np_ = max(10, n // 4 // 2 * 2)
     pitems = b.path("sha_p.in")
@@ -32,10 +42,6 @@ def measure(b):
     t = {"fanmap -j 1": [], "fanmap -j 2": [], "ProcessPoolExecutor(1)": [],
          "ProcessPoolExecutor(2)": []}
     cpu = {"fanmap -j 1": [], "fanmap -j 2": []}
-
-    def cpu_s():
-        u = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return u.ru_utime + u.ru_stime
 
     def body(r):
         for j in (1, 2):

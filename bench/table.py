@@ -23,18 +23,35 @@ def table(rows):
     return "\n".join(lines)
 
 
+def _named(rows):
+    """(workload, row) with each ditto mark replaced by the workload it repeats."""
+    workload = ""
+    for r in rows:
+        w = r["workload"]
+        if w.startswith(DITTO):
+            w = workload + w[len(DITTO):]
+        else:
+            workload = w
+        yield w, r
+
+
+def not_met(rows):
+    """One line per target not met: the workload, the peer if any, and the target."""
+    out = []
+    for w, r in _named(rows):
+        if r["met"] is False:
+            peer = f" vs {r['peer']}" if r["peer"] not in ("—", "") else ""
+            out.append(f"{w}{peer}: {r['miss'] or r['target']}")
+    return out
+
+
 def ratio_table(rows):
     """The rows against fair peers (and those without a peer, e.g. peak RSS), as ratios:
     fanmap's speed over the peer's. A peer that could not run says why."""
     lines = ["| workload | fair peer | fanmap ÷ peer (speed) | target | met |",
              "| --- | --- | --- | --- | --- |"]
-    workload, shown = None, None
-    for r in rows:
-        w = r["workload"]
-        if w.startswith(DITTO):
-            w = (workload or "") + w[len(DITTO):]
-        else:
-            workload = w
+    shown = None
+    for w, r in _named(rows):
         if not r.get("fair", True):
             continue
         if r.get("pending"):

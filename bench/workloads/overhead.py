@@ -89,6 +89,6 @@ def measure(b):
             ("parallel", "`parallel -j 2 -k echo`", "echo / parallel -j 2 -k"),
             ("xargs", "`xargs -P 2 -n 1 echo` (order not kept)", "echo / xargs -P 2")):
         count = getattr(b.a, f"{key}_items")
-        b.row("″ JSONL", "″", f"{label} ({count:,} items)", fmt_rate(rate[key]),
+        b.row("″", "″", f"{label} ({count:,} items)", fmt_rate(rate[key]),
               fr / rate[key], "—", None, plot=None, fair=False)
     os.unlink(items)

@@ -80,6 +80,6 @@ def measure(b):
           f"{p_sp:.2f}×", None, f"≥ {TARGET}×", f_sp >= TARGET,
           ratio=f"fanmap {f_sp:.2f}×, ProcessPoolExecutor {p_sp:.2f}× (-j 2 over -j 1)")
     fr2 = n / m["fanmap -j 2"]
-    b.row("″ 2 workers (identical digests)", fmt_rate(fr2),
+    b.row(f"CPU: {n} × sha256:{rounds}, 2 workers (identical digests)", fmt_rate(fr2),
           f"ProcessPoolExecutor(2), hashlib ({np_} items)", fmt_rate(pr[2]), fr2 / pr[2], "—",
           None, plot="sha256 -j2 / PPE(2) hashlib")

@@ -79,6 +79,16 @@ def measure(b):
           f"{m['ProcessPoolExecutor(1)']:.2f} → {m['ProcessPoolExecutor(2)']:.2f} s: "
           f"{p_sp:.2f}×", None, f"≥ {TARGET}×", f_sp >= TARGET,
           ratio=f"fanmap {f_sp:.2f}×, ProcessPoolExecutor {p_sp:.2f}× (-j 2 over -j 1)")
+    # what -j 2 got of the two CPUs: below 100%, other processes took the rest (or the
+    # coordinator left them idle); its CPU time against -j 1's is fanmap's own overhead
+    used = cpu_m["fanmap -j 2"] / (2 * m["fanmap -j 2"])
+    overhead = cpu_m["fanmap -j 2"] / cpu_m["fanmap -j 1"] - 1
+    b.results["cpu_scaling"].update({"j2_cpu_share": used, "j2_extra_cpu": overhead})
+    b.notes.append(
+        f"CPU scaling: `-j 2` used {cpu_m['fanmap -j 2']:.2f} s of CPU in "
+        f"{m['fanmap -j 2']:.2f} s, {used:.0%} of the two CPUs ({overhead:+.1%} CPU time "
+        f"against `-j 1`'s {cpu_m['fanmap -j 1']:.2f} s): the rest of the two CPUs went "
+        "to other processes or sat idle.")
     fr2 = n / m["fanmap -j 2"]
     b.row(f"CPU: {n} × sha256:{rounds}, 2 workers (identical digests)", fmt_rate(fr2),
           f"ProcessPoolExecutor(2), hashlib ({np_} items)", fmt_rate(pr[2]), fr2 / pr[2], "—",

@@ -13,15 +13,17 @@ def reps_note(a):
 
 
 def busy_note(meta):
+    """What other processes used of the CPUs as each workload started (sampled over 0.3 s)."""
     busy = meta.get("cpu_busy_before_workload") or {}
     if not busy:
         return ""
-    worst = max(busy, key=busy.get)
-    if busy[worst] < 0.05:
+    loud = {w: b for w, b in busy.items() if b >= 0.05}
+    if not loud:
         return (" The machine was otherwise idle as each workload started (other processes: "
                 "under 5% of the CPUs).")
-    return (f" Other processes on the machine used up to {busy[worst]:.0%} of the CPUs when "
-            f"a workload started ({worst}).")
+    listed = ", ".join(f"{w} {b:.0%}" for w, b in loud.items())
+    return (f" Other processes used this share of the CPUs as a workload started: {listed}; "
+            "under 5% as the others started.")
 
 
 def load_note(meta):

@@ -6,8 +6,10 @@ Medians of at least 5 runs."""
 
 import os
 import resource
+import subprocess
+import time
 
-from bench.lib import BenchError, fmt_rate, log, median, read_records, run, seq_file
+from bench.lib import ROOT, BenchError, fmt_rate, log, median, read_records, run, seq_file
 
 TARGET = 1.95  # -j 2 over -j 1
 
@@ -39,9 +41,31 @@ def measure(b):
     np_ = max(10, n // 4 // 2 * 2)
     pitems = b.path("sha_p.in")
     seq_file(pitems, 1, np_)
+    # the machine's own ceiling for two CPU-bound processes: two `fanmap -j 1` at once, each
+    # on half the items, no coordination between them
+    halves = [b.path("sha_h0.in"), b.path("sha_h1.in")]
+    seq_file(halves[0], 1, n // 2)
+    seq_file(halves[1], n // 2 + 1, n)
     t = {"fanmap -j 1": [], "fanmap -j 2": [], "ProcessPoolExecutor(1)": [],
-         "ProcessPoolExecutor(2)": []}
+         "ProcessPoolExecutor(2)": [], "two fanmap -j 1": []}
     cpu = {"fanmap -j 1": [], "fanmap -j 2": []}
+
+    def two_halves(fm_results):
+        outs = [b.path("sha_h0.out"), b.path("sha_h1.out")]
+        start = time.perf_counter()
+        procs = [subprocess.Popen(b.fm("-j", "1", "--builtin", f"sha256:{rounds}", "-i", h,
+                                       "-o", o), stdin=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=ROOT)
+                 for h, o in zip(halves, outs)]
+        codes = [p.wait() for p in procs]
+        took = time.perf_counter() - start
+        if any(codes):
+            raise BenchError(f"two fanmap -j 1 at once: exit statuses {codes}")
+        got = read_records(outs[0], n // 2, "fanmap -j 1 (first half)") + read_records(
+            outs[1], n - n // 2, "fanmap -j 1 (second half)")
+        if got != fm_results:
+            raise BenchError("two fanmap -j 1 at once: digests differ from one run's")
+        return took
 
     def body(r):
         for j in (1, 2):
@@ -53,6 +77,8 @@ def measure(b):
             t[f"fanmap -j {j}"].append(tt)
             t[f"ProcessPoolExecutor({j})"].append(
                 b.pool(pitems, pout, j, 1, "sha256", rounds))
+            if j == 1:
+                t["two fanmap -j 1"].append(two_halves(fm_results))
             peer_results = read_records(pout, np_, f"ProcessPoolExecutor({j})")
             if fm_results[:np_] != peer_results:
                 bad = next(i for i in range(np_) if fm_results[i] != peer_results[i])
@@ -89,6 +115,11 @@ def measure(b):
         f"{m['fanmap -j 2']:.2f} s, {used:.0%} of the two CPUs ({overhead:+.1%} CPU time "
         f"against `-j 1`'s {cpu_m['fanmap -j 1']:.2f} s): the rest of the two CPUs went "
         "to other processes or sat idle.")
+    ceiling = m["fanmap -j 1"] / m["two fanmap -j 1"]
+    b.results["cpu_scaling"]["two_processes_speedup"] = ceiling
+    b.row("″", "″", "machine ceiling: two `fanmap -j 1` at once, half the items each",
+          f"{m['two fanmap -j 1']:.2f} s: {ceiling:.2f}× of one", f_sp / ceiling, "—", None,
+          plot="sha256 -j2 / two -j1 (ceiling)")
     fr2 = n / m["fanmap -j 2"]
     b.row(f"CPU: {n} × sha256:{rounds}, 2 workers (identical digests)", fmt_rate(fr2),
           f"ProcessPoolExecutor(2), hashlib ({np_} items)", fmt_rate(pr[2]), fr2 / pr[2], "—",

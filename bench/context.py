@@ -2,6 +2,7 @@
 binaries, the rows of the table, the raw results, the data for the plots."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -113,7 +114,17 @@ class Bench:
             if rc != 0:
                 raise BenchError(f"{what} failed with exit status {rc}: {' '.join(cmd)}\n  "
                                  + tail_of(err))
+            # A worker that joined must have been stopped. One that never joined (on a
+            # loaded machine the others can finish every item before it connects) waits
+            # for a coordinator that is gone: it is not fanmap's to stop; it is killed.
+            with open(err, errors="replace") as fh:
+                joined = {int(p) for p in re.findall(r"worker [^\s]*:(\d+) joined", fh.read())}
             for i, (w, _) in enumerate(wprocs):
+                if w.pid not in joined and w.poll() is None:
+                    log(f"{what}: fanmap-worker {i} never joined (the run ended first)")
+                    w.kill()
+                    w.wait()
+                    continue
                 try:
                     wrc = w.wait(15)
                 except subprocess.TimeoutExpired:

@@ -482,8 +482,10 @@ int main(int argc, char** argv) {
       ->group(kIo);
   fanmap::ParallelFlags parallel;
   fanmap::AddParallelOptions(&app, &parallel);
-  app.set_version_flag("--version", fanmap::VersionText("fanmap"),
-                       "print the version (and the protocol, libzmq and libcurl versions)");
+  // Made only when asked for: naming libcurl's version loads libcurl (lazy_curl.cc).
+  app.set_version_flag(
+      "--version", [] { return fanmap::VersionText("fanmap"); },
+      "print the version (and the protocol, libzmq and libcurl versions)");
 
   app.footer(
       "COMMAND [ARG...] runs once per item, without a shell (one quoted word with shell\n"

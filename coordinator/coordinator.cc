@@ -812,7 +812,10 @@ void Coordinator::ReportSummary() {
   SummaryFigures figures = summary_.Figures((NowMicros() - started_us_) / 1e6);
   // A closed output (| head) ends the run quietly.
   if (!config_.quiet && !output_closed_) {
-    std::string text = FormatSummary(figures, summary_.chat());
+    SummaryKind kind = summary_.chat()              ? SummaryKind::kChat
+                       : config_.job.kind == "http" ? SummaryKind::kHttp
+                                                    : SummaryKind::kTasks;
+    std::string text = FormatSummary(figures, kind);
     size_t newline = text.find('\n');
     Log(text.substr(0, newline));
     if (newline != std::string::npos) Log(text.substr(newline + 1));

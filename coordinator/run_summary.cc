@@ -94,8 +94,20 @@ SummaryFigures RunSummary::Figures(double wall_s) const {
   return f;
 }
 
-std::string FormatSummary(const SummaryFigures& f, bool tokens) {
+std::string FormatSummary(const SummaryFigures& f, SummaryKind kind) {
   double wall = std::max(f.wall_s, 1e-6);
+  if (kind == SummaryKind::kTasks) {
+    // Commands, co-processes, builtins: attempts and task times, no HTTP.
+    uint64_t retried =
+        f.retried_429 + f.retried_5xx + f.retried_timeout + f.retried_connection + f.retried_other;
+    return std::to_string(f.items_ok) + " ok, " + std::to_string(f.items_failed) + " failed in " +
+           Fixed(f.wall_s, 1) + " s (" + Fixed((f.items_ok + f.items_failed) / wall, 1) +
+           " items/s); " + std::to_string(f.requests) + " attempts, " + std::to_string(retried) +
+           " failed and retried (" + std::to_string(f.retried_timeout) + " timeout)" +
+           "\ntask time p50 " + Ms(f.p50_ms) + ", p90 " + Ms(f.p90_ms) + ", p99 " + Ms(f.p99_ms) +
+           ", max " + Ms(f.max_ms);
+  }
+  const bool tokens = kind == SummaryKind::kChat;
   std::string line = std::to_string(f.items_ok) + " ok, " + std::to_string(f.items_failed) +
                      " failed in " + Fixed(f.wall_s, 1) + " s; " + std::to_string(f.requests) +
                      " requests (" + Fixed(f.requests / wall, 1) +

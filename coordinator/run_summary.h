@@ -64,9 +64,12 @@ class RunSummary {
   bool chat_ = false;  // some answer reported token usage
 };
 
-// One or two lines for stderr, without the "fanmap: " prefix. Token figures
-// appear only when `tokens` (a chat run).
-std::string FormatSummary(const SummaryFigures& figures, bool tokens);
+// What a run's tasks were: the summary speaks of requests and HTTP causes
+// only for HTTP, and of tokens only for chat.
+enum class SummaryKind : uint8_t { kTasks, kHttp, kChat };
+
+// One or two lines for stderr, without the "fanmap: " prefix.
+std::string FormatSummary(const SummaryFigures& figures, SummaryKind kind);
 // One JSON object on one line (--summary FILE); every figure is present.
 std::string SummaryJson(const SummaryFigures& figures);
 

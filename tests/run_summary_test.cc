@@ -56,7 +56,7 @@ TEST(RunSummaryTest, NoAnswersGiveZeroes) {
   EXPECT_EQ(f.p50_ms, 0);
   EXPECT_EQ(f.max_ms, 0);
   EXPECT_FALSE(summary.chat());
-  EXPECT_NE(FormatSummary(f, false).find("0 ok, 0 failed"), std::string::npos);
+  EXPECT_NE(FormatSummary(f, SummaryKind::kHttp).find("0 ok, 0 failed"), std::string::npos);
 }
 
 TEST(RunSummaryTest, SumsTokensOfSuccessfulAnswers) {
@@ -75,10 +75,25 @@ TEST(RunSummaryTest, SumsTokensOfSuccessfulAnswers) {
   SummaryFigures f = summary.Figures(2);
   EXPECT_EQ(f.prompt_tokens, 20u);
   EXPECT_EQ(f.completion_tokens, 40u);
-  std::string text = FormatSummary(f, true);
+  std::string text = FormatSummary(f, SummaryKind::kChat);
   EXPECT_NE(text.find("2 ok, 0 failed in 2.0 s"), std::string::npos) << text;
   EXPECT_NE(text.find("20 prompt + 40 completion (30/s)"), std::string::npos) << text;
   EXPECT_NE(text.find("1 5xx"), std::string::npos) << text;
+}
+
+TEST(RunSummaryTest, ARunOfCommandsSpeaksOfAttemptsNotRequests) {
+  RunSummary summary;
+  summary.OnAnswer(Answer(false, 3, FailureCause::kTimeout));
+  summary.OnAnswer(Answer(true, 7));
+  summary.SetItems(1, 0);
+  std::string text = FormatSummary(summary.Figures(1), SummaryKind::kTasks);
+  EXPECT_NE(text.find("1 ok, 0 failed in 1.0 s (1.0 items/s); 2 attempts, 1 failed and retried "
+                      "(1 timeout)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\ntask time p50 "), std::string::npos) << text;
+  EXPECT_EQ(text.find("429"), std::string::npos) << text;
+  EXPECT_EQ(text.find("requests"), std::string::npos) << text;
 }
 
 TEST(RunSummaryTest, JsonHoldsEveryFigure) {

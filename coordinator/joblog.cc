@@ -9,6 +9,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "common/write_all.h"
+
 namespace fanmap {
 namespace {
 
@@ -88,19 +90,10 @@ void Joblog::Write(uint64_t index, const Result& result) {
 
 Status Joblog::Flush() {
   if (!error_.ok()) return error_;
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    ssize_t n = write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      error_ = Status::Error("cannot write --joblog '" + path_ + "': " + strerror(errno));
-      buffer_.clear();
-      return error_;
-    }
-    done += static_cast<size_t>(n);
-  }
+  int err = WriteAll(fd_, buffer_.data(), buffer_.size());
   buffer_.clear();
-  return Status::Ok();
+  if (err != 0) error_ = Status::Error("cannot write --joblog '" + path_ + "': " + strerror(err));
+  return error_;
 }
 
 }  // namespace fanmap

@@ -7,6 +7,7 @@
 
 #include "common/json_text.h"
 #include "common/record_fields.h"
+#include "common/write_all.h"
 #include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
@@ -215,19 +216,10 @@ std::string RecordWriter::StderrOf(uint64_t index, const Result& result) {
 
 Status RecordWriter::Flush() {
   if (!error_.ok()) return error_;
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    ssize_t n = write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error_ = Status::Error(std::string("cannot write output: ") + strerror(errno));
-      buffer_.clear();
-      return error_;
-    }
-    done += static_cast<size_t>(n);
-  }
+  int err = WriteAll(fd_, buffer_.data(), buffer_.size());
   buffer_.clear();
-  return Status::Ok();
+  if (err != 0) error_ = Status::Error(std::string("cannot write output: ") + strerror(err));
+  return error_;
 }
 
 }  // namespace fanmap

@@ -26,6 +26,8 @@ def chat(prompts, url, model, *, workers=2, slots=64, rate=None, api_key_env="OP
             "--api-key-env", api_key_env]
     if rate is not None:
         argv += ["--rate", str(rate)]
+    # A library keeps stderr for errors: no end-of-run summary unless quiet=False.
+    options = {"quiet": True, **options}
     argv += binary.option_flags(options)
     return ChatResults(argv, prompts)
 

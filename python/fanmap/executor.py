@@ -93,7 +93,9 @@ class Executor(concurrent.futures.Executor):
                    "lines"]
         if self._allow_pickle:
             command.append("--pickle")
-        options = {"progress": "never"}
+        # A library keeps stderr for errors: no end-of-run summary unless
+        # quiet=False is passed.
+        options = {"progress": "never", "quiet": True}
         options.update(fanmap_options)
         argv = [binary.find(fanmap_bin), "--unordered", "-j", str(workers), "--slots", str(slots)]
         for endpoint in listens:

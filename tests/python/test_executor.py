@@ -339,6 +339,8 @@ def test_function_of_the_main_script(fanmap_bin, tmp_path, name):
                          timeout=DEADLINE, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[0, 1, 8, 27, 64]"
+    # A library keeps the caller's stderr for errors: no end-of-run summary.
+    assert out.stderr == "", out.stderr
 
 
 def test_an_abandoned_map_leaves_the_executor_usable(ex):

@@ -95,7 +95,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnRead(beast::error_code ec) {
     head_timer_.cancel();
     HttpAnswer answer;
-    if (timed_out_) {
+    if (!ec) {
+      // A whole request, even if the deadline passed as it was read.
+      answer = Dispatch(parser_.get());
+    } else if (timed_out_) {
       answer.status = 408;
     } else if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
       answer.status = 431;
@@ -104,10 +107,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     } else if (ec && IsParseError(ec) && ec != http::error::end_of_stream &&
                ec != http::error::partial_message) {
       answer.status = 400;
-    } else if (ec) {
-      return;  // the client closed or the socket failed: nobody to answer
     } else {
-      answer = Dispatch(parser_.get());
+      return;  // the client closed or the socket failed: nobody to answer
     }
     Write(std::move(answer));
   }

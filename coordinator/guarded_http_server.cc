@@ -1,140 +1,231 @@
 #include "coordinator/guarded_http_server.h"
 
-#include <errno.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <fcntl.h>
 
-#include <algorithm>
-#include <climits>
-#include <utility>
-
-#include "common/clock.h"
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_static_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
 
 namespace fanmap {
 namespace {
 
-// Waits until `fd` is ready for `events` or `deadline_ms` passes: true if
-// ready (or in error: the next recv/send says which).
-bool WaitFor(int fd, short events, int64_t deadline_ms) {
-  for (;;) {
-    int64_t left = deadline_ms - NowMillis();
-    if (left <= 0) return false;
-    pollfd p{fd, events, 0};
-    int ready = poll(&p, 1, static_cast<int>(std::min<int64_t>(left, INT_MAX)));
-    if (ready > 0) return true;
-    if (ready == 0) return false;
-    if (errno != EINTR) return true;  // the next recv or send reports the error
-  }
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+// How long to wait before accepting again after accept failed (e.g. out of
+// file descriptors), instead of failing again at once in a loop.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+
+// Sockets must not leak into the processes the coordinator starts (they
+// would keep the port, or a client's connection, open).
+void CloseOnExec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
 
-// What httplib reads a request from and writes its answer to: the head
-// already read (then end of input: nothing more is read from the client),
-// and the socket for the answer, all of which must be written by one
-// deadline.
-class HeadStream : public httplib::Stream {
- public:
-  HeadStream(int fd, std::string head, int64_t write_deadline_ms)
-      : fd_(fd), head_(std::move(head)), write_deadline_ms_(write_deadline_ms) {}
-
-  bool is_readable() const override { return read_ < head_.size(); }
-  bool is_writable() const override { return WaitFor(fd_, POLLOUT, write_deadline_ms_); }
-
-  ssize_t read(char* ptr, size_t size) override {
-    size_t n = std::min(size, head_.size() - read_);
-    head_.copy(ptr, n, read_);
-    read_ += n;
-    return static_cast<ssize_t>(n);
-  }
-
-  ssize_t write(const char* ptr, size_t size) override {
-    for (;;) {
-      if (!WaitFor(fd_, POLLOUT, write_deadline_ms_)) return -1;
-      ssize_t n = send(fd_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n >= 0 || (errno != EINTR && errno != EAGAIN)) return n;
-    }
-  }
-
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    Name(getpeername, ip, port);
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    Name(getsockname, ip, port);
-  }
-  socket_t socket() const override { return fd_; }
-
- private:
-  template <typename GetName>
-  void Name(GetName get_name, std::string& ip, int& port) const {
-    sockaddr_storage address{};
-    socklen_t length = sizeof address;
-    char host[NI_MAXHOST];
-    char service[NI_MAXSERV];
-    if (get_name(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
-        getnameinfo(reinterpret_cast<sockaddr*>(&address), length, host, sizeof host, service,
-                    sizeof service, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-      return;
-    }
-    ip = host;
-    port = atoi(service);
-  }
-
-  const int fd_;
-  const std::string head_;
-  size_t read_ = 0;
-  const int64_t write_deadline_ms_;
-};
-
-// Answers a refused request with `status_line` alone; never waits: so short
-// an answer fits in any socket buffer, and a client that does not read it
-// gets nothing more.
-void Refuse(int fd, const std::string& status_line) {
-  std::string answer =
-      "HTTP/1.1 " + status_line + "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-  (void)send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+bool IsParseError(const beast::error_code& ec) {
+  return ec.category() == beast::error_code(http::error::bad_target).category();
 }
 
 }  // namespace
 
-HeadRead ReadRequestHead(int fd, size_t max_bytes, int64_t deadline_ms, std::string* head) {
-  head->clear();
-  char buffer[4096];
-  while (head->size() < max_bytes) {
-    if (!WaitFor(fd, POLLIN, deadline_ms)) return HeadRead::kTooSlow;
-    ssize_t n = recv(fd, buffer, std::min(sizeof buffer, max_bytes - head->size()), MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return HeadRead::kClosed;
-    // The empty line may straddle the previous read.
-    size_t from = head->size() >= 3 ? head->size() - 3 : 0;
-    head->append(buffer, static_cast<size_t>(n));
-    if (head->find("\r\n\r\n", from) != std::string::npos) return HeadRead::kComplete;
+struct GuardedHttpServer::Impl {
+  ~Impl() { closing = true; }
+
+  void Accept();
+  void Closed();  // a connection ended
+
+  // Declared first so that they outlive `io`, whose pending handlers (the
+  // connections) are destroyed with it and call Closed().
+  bool closing = false;
+  size_t open = 0;  // connections; the Run thread only
+  bool accepting = false;
+  std::map<std::string, Route> routes;
+  net::io_context io{1};
+  net::executor_work_guard<net::io_context::executor_type> work{io.get_executor()};
+  net::steady_timer retry{io};
+  tcp::acceptor acceptor{io};
+};
+
+namespace {
+
+// One connection: read one request's head, answer it, close.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using Impl = GuardedHttpServer::Impl;
+
+  Connection(tcp::socket socket, Impl* server)
+      : stream_(std::move(socket)), head_timer_(server->io), server_(server) {}
+  ~Connection() {
+    if (!server_->closing) server_->Closed();
   }
-  return HeadRead::kTooLarge;
+
+  void Start() {
+    parser_.header_limit(GuardedHttpServer::kMaxHeadBytes);
+    parser_.body_limit(0);  // nothing to upload
+    auto self = shared_from_this();
+    // One deadline for the whole head: Beast's own timeout (tcp_stream)
+    // would close the socket, leaving no way to answer 408. Shutting down
+    // the receiving side also ends a read started after the cancel.
+    head_timer_.expires_after(std::chrono::milliseconds(GuardedHttpServer::kHeadDeadlineMs));
+    head_timer_.async_wait([self](beast::error_code ec) {
+      if (ec) return;  // cancelled: the head was read in time
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+      self->stream_.socket().shutdown(tcp::socket::shutdown_receive, ignored);
+    });
+    http::async_read(stream_, buffer_, parser_,
+                     [self](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+ private:
+  void OnRead(beast::error_code ec) {
+    head_timer_.cancel();
+    HttpAnswer answer;
+    if (!ec) {
+      // A whole request, even if the deadline passed as it was read.
+      answer = Dispatch(parser_.get());
+    } else if (timed_out_) {
+      answer.status = 408;
+    } else if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      answer.status = 431;
+    } else if (ec == http::error::body_limit) {
+      answer.status = 413;
+    } else if (ec && IsParseError(ec) && ec != http::error::end_of_stream &&
+               ec != http::error::partial_message) {
+      answer.status = 400;
+    } else {
+      return;  // the client closed or the socket failed: nobody to answer
+    }
+    Write(std::move(answer));
+  }
+
+  HttpAnswer Dispatch(const http::request<http::string_body>& request) {
+    HttpAnswer answer;
+    if (request.method() != http::verb::get) {
+      answer.status = 405;
+      answer.headers.emplace_back("Allow", "GET");
+      return answer;
+    }
+    std::string path(request.target());
+    path = path.substr(0, path.find('?'));
+    auto route = server_->routes.find(path);
+    if (route == server_->routes.end()) {
+      answer.status = 404;
+      return answer;
+    }
+    return route->second();
+  }
+
+  void Write(HttpAnswer answer) {
+    response_.version(11);
+    response_.result(static_cast<unsigned>(answer.status));
+    if (!answer.content_type.empty()) response_.set(http::field::content_type, answer.content_type);
+    for (auto& header : answer.headers) response_.set(header.first, header.second);
+    response_.set(http::field::connection, "close");
+    response_.body() = std::move(answer.body);
+    response_.prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(GuardedHttpServer::kWriteDeadlineMs));
+    auto self = shared_from_this();
+    http::async_write(stream_, response_, [self](beast::error_code, size_t) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  // The head and nothing more: a little over the parser's limit, so that the
+  // limit (431) is what a long head meets.
+  beast::flat_static_buffer<GuardedHttpServer::kMaxHeadBytes + 512> buffer_;
+  http::request_parser<http::string_body> parser_;
+  http::response<http::string_body> response_;
+  net::steady_timer head_timer_;
+  bool timed_out_ = false;
+  Impl* const server_;
+};
+
+}  // namespace
+
+void GuardedHttpServer::Impl::Accept() {
+  if (closing || accepting || open >= kMaxConnections || !acceptor.is_open()) return;
+  accepting = true;
+  acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+    accepting = false;
+    if (ec == net::error::operation_aborted || closing) return;
+    if (ec) {
+      retry.expires_after(kAcceptRetry);
+      retry.async_wait([this](beast::error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
+    }
+    CloseOnExec(socket.native_handle());
+    ++open;
+    std::make_shared<Connection>(std::move(socket), this)->Start();
+    Accept();
+  });
 }
 
-bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
-  std::string head;
-  bool answered = false;
-  switch (ReadRequestHead(sock, kMaxHeadBytes, NowMillis() + kHeadDeadlineMs, &head)) {
-    case HeadRead::kComplete: {
-      HeadStream stream(sock, std::move(head), NowMillis() + kWriteDeadlineMs);
-      bool closed = true;
-      answered = process_request(stream, /*close_connection=*/true, closed, nullptr);
-      break;
-    }
-    case HeadRead::kTooLarge:
-      Refuse(sock, "431 Request Header Fields Too Large");
-      break;
-    case HeadRead::kTooSlow:
-      Refuse(sock, "408 Request Timeout");
-      break;
-    case HeadRead::kClosed:
-      break;
-  }
-  shutdown(sock, SHUT_RDWR);
-  close(sock);
-  return answered;
+void GuardedHttpServer::Impl::Closed() {
+  --open;
+  Accept();
 }
+
+GuardedHttpServer::GuardedHttpServer() : impl_(std::make_unique<Impl>()) {}
+GuardedHttpServer::~GuardedHttpServer() = default;
+
+void GuardedHttpServer::Get(const std::string& path, Route route) {
+  impl_->routes[path] = std::move(route);
+}
+
+Status GuardedHttpServer::Bind(const std::string& host, int port, int* bound_port) {
+  beast::error_code ec;
+  tcp::resolver resolver(impl_->io);
+  auto endpoints = resolver.resolve(host, std::to_string(port),
+                                    tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec) return Status::Error(ec.message());
+  tcp::acceptor& acceptor = impl_->acceptor;
+  for (const auto& entry : endpoints) {
+    tcp::endpoint endpoint = entry.endpoint();
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    acceptor.open(endpoint.protocol(), ec);
+    if (ec) continue;
+    CloseOnExec(acceptor.native_handle());
+    // SO_REUSEADDR only (a restart may bind while old connections linger);
+    // never SO_REUSEPORT, which would share the port with another process.
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) continue;
+    *bound_port = acceptor.local_endpoint(ec).port();
+    if (ec) continue;
+    return Status::Ok();
+  }
+  beast::error_code ignored;
+  acceptor.close(ignored);
+  return Status::Error(ec ? ec.message() : "no address for " + host);
+}
+
+void GuardedHttpServer::Run() {
+  impl_->Accept();
+  impl_->io.run();
+}
+
+void GuardedHttpServer::Stop() { impl_->io.stop(); }
 
 }  // namespace fanmap

@@ -1,62 +1,82 @@
-// GuardedHttpServer: an httplib::Server that reads each request's head (the
-// request line and headers) itself, with a hard cap on its size and one
-// deadline for all of it, before httplib parses and answers it.
+// GuardedHttpServer: a small HTTP/1.1 server for GET routes (Boost.Beast on
+// one boost::asio::io_context), built so that no client can make it hold
+// unbounded memory or time.
 //
-// Why: Debian's cpp-httplib 0.11.4 (a compiled library: its
-// CPPHTTPLIB_HEADER_MAX_LENGTH cannot be changed by us, and it checks it
-// only after a whole line is read) grows a header line without bound until
-// its newline, and its read timeout applies to each read, not to the
-// request. So one client could make the coordinator hold hundreds of MiB (a
-// header line without newline), and a few clients sending a byte a second
-// could hold every server thread for the whole run.
+// Each connection serves one request (Connection: close). Its head must
+// fit in kMaxHeadBytes (Beast's parser header_limit, which bounds the
+// request line and then the header fields, each; read into a fixed buffer
+// of about that size, so a head is never held whole past it) and arrive
+// within kHeadDeadlineMs
+// in all (one timer for the whole head, not per read): past the size it is
+// answered 431, past the deadline 408, a declared body 413 (nothing is
+// uploaded), anything unparsable 400, and then closed. The answer must be
+// written within kWriteDeadlineMs, or the connection is closed. At most
+// kMaxConnections are open at once: while that many are, no more are
+// accepted (they wait in the kernel's backlog), so memory stays bounded
+// (about kMaxHeadBytes plus one answer per connection) whatever clients do.
 //
-// Here a connection gets kMaxHeadBytes of head in kHeadDeadlineMs; past the
-// size it is answered 431, past the deadline 408, and closed. A head that
-// ends in time is handed to httplib (routing, handlers, responses), which
-// reads it from memory and never from the socket: a body is only what came
-// with the head (a longer one declared is refused with
-// set_payload_max_length(0), or ignored by a GET). The answer is written
-// within kWriteDeadlineMs in all. Each connection is thus served in bounded
-// time, with a fixed buffer; how many are served at once is bounded by the
-// task queue.
+// Not the coordinator's code path: the Run thread does all the work, and a
+// route renders its answer on that thread.
 //
-// One request per connection: the connection is closed after it.
+// Thread-safety: Bind and Get before Run; Run on one thread; Stop from any
+// thread.
 #ifndef FANMAP_COORDINATOR_GUARDED_HTTP_SERVER_H_
 #define FANMAP_COORDINATOR_GUARDED_HTTP_SERVER_H_
 
-#include <httplib.h>
-
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
 
 namespace fanmap {
 
-// What came of reading a request's head.
-enum class HeadRead {
-  kComplete,  // ends with an empty line, within the cap and the deadline
-  kTooLarge,  // kMaxHeadBytes without an empty line
-  kTooSlow,   // the deadline passed first
-  kClosed,    // the client closed (or the socket failed) first
+// What a route answers with (status 200 unless it says otherwise).
+struct HttpAnswer {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra ones
 };
 
-// Reads from `fd` into `*head` until it holds "\r\n\r\n", `max_bytes` are
-// read, or `deadline_ms` (NowMillis) passes. `*head` may hold bytes past
-// the empty line (a body, a next request) read with it.
-HeadRead ReadRequestHead(int fd, size_t max_bytes, int64_t deadline_ms, std::string* head);
-
-class GuardedHttpServer : public httplib::Server {
+class GuardedHttpServer {
  public:
-  // Far more than any browser or curl sends (a few hundred bytes), and what
-  // httplib itself allows for one header line.
+  // Far more than any browser or curl sends (a few hundred bytes).
   static constexpr size_t kMaxHeadBytes = 8192;
   static constexpr int64_t kHeadDeadlineMs = 2000;
   static constexpr int64_t kWriteDeadlineMs = 5000;
+  static constexpr size_t kMaxConnections = 32;
+
+  using Route = std::function<HttpAnswer()>;
+
+  GuardedHttpServer();
+  ~GuardedHttpServer();
+  GuardedHttpServer(const GuardedHttpServer&) = delete;
+  GuardedHttpServer& operator=(const GuardedHttpServer&) = delete;
+
+  // Answers GET `path` (exactly; no query string matching) with `route`.
+  // Other paths are 404, other methods 405.
+  void Get(const std::string& path, Route route);
+
+  // Listens on `host` (a name or an address) and `port` (0: any free one),
+  // exclusively (SO_REUSEADDR, never SO_REUSEPORT: a port in use is an
+  // error). On success `*bound_port` is the port bound. The error says why
+  // (e.g. "Address already in use").
+  Status Bind(const std::string& host, int port, int* bound_port);
+
+  // Serves until Stop(); returns then (soon: nothing here blocks).
+  void Run();
+  void Stop();
+
+  struct Impl;  // the implementation's (public so that its connections can name it)
 
  private:
-  // Called by httplib's listening thread, on a task-queue thread, for each
-  // accepted connection; closes it.
-  bool process_and_close_socket(socket_t sock) override;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace fanmap

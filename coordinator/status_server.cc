@@ -1,32 +1,24 @@
 #include "coordinator/status_server.h"
 
-#include <errno.h>
-#include <httplib.h>
 #include <signal.h>
-#include <string.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 
-#include "coordinator/bounded_task_queue.h"
 #include "coordinator/guarded_http_server.h"
 #include "coordinator/status_page.h"
 
 namespace fanmap {
 namespace {
 
-// Connections accepted and waiting for a thread; more wait in the kernel.
-// Each is served in bounded time with a bounded buffer (GuardedHttpServer),
-// so a slow or hostile client holds a thread a few seconds at most.
-constexpr size_t kMaxQueuedConnections = 16;
-
-void Answer(httplib::Response& response, std::string body, const char* type) {
-  response.set_header("Cache-Control", "no-store");
-  response.set_header("X-Content-Type-Options", "nosniff");
-  response.set_content(std::move(body), type);
+HttpAnswer Answer(std::string body, const char* type) {
+  HttpAnswer answer;
+  answer.content_type = type;
+  answer.body = std::move(body);
+  answer.headers = {{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}};
+  return answer;
 }
 
 }  // namespace
@@ -74,7 +66,7 @@ StatusServer::StatusServer()
 
 StatusServer::~StatusServer() {
   if (!thread_.joinable()) return;
-  http_->stop();
+  http_->Stop();
   std::unique_lock<std::mutex> lock(shared_->mu);
   bool ended = shared_->ended.wait_for(lock, std::chrono::milliseconds(kStopGraceMs),
                                        [this] { return shared_->listen_ended; });
@@ -107,69 +99,44 @@ Status StatusServer::Start(const std::string& address, std::unique_ptr<StatusSer
   if (!parsed.ok()) return parsed;
 
   std::unique_ptr<StatusServer> server(new StatusServer());
-  httplib::Server& http = *server->http_;
-  // httplib's default sets SO_REUSEPORT, which lets a second process bind
-  // the same port and take a share of its requests: a port in use must be
-  // an error instead.
-  http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  http.new_task_queue = [] { return new BoundedTaskQueue(kThreads, kMaxQueuedConnections); };
-  // One request per connection, its head read with a size cap and a
-  // deadline (GuardedHttpServer); httplib's own read and write timeouts
-  // are not used.
-  http.set_payload_max_length(0);  // nothing to upload
-
+  GuardedHttpServer& http = *server->http_;
   std::shared_ptr<Shared> shared = server->shared_;
-  http.Get("/status", [shared](const httplib::Request&, httplib::Response& response) {
-    Answer(response, RenderStatusJson(*shared->Latest()), "application/json");
+  http.Get("/status",
+           [shared] { return Answer(RenderStatusJson(*shared->Latest()), "application/json"); });
+  http.Get("/metrics", [shared] {
+    return Answer(RenderPrometheus(*shared->Latest()), "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/metrics", [shared](const httplib::Request&, httplib::Response& response) {
-    Answer(response, RenderPrometheus(*shared->Latest()),
-           "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http.Get("/", [](const httplib::Request&, httplib::Response& response) {
-    response.set_header("Content-Security-Policy",
-                        "default-src 'none'; script-src 'unsafe-inline'; "
-                        "style-src 'unsafe-inline'; connect-src 'self'");
-    Answer(response, kStatusPageHtml, "text/html; charset=utf-8");
+  http.Get("/", [] {
+    HttpAnswer answer = Answer(kStatusPageHtml, "text/html; charset=utf-8");
+    answer.headers.emplace_back("Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; connect-src 'self'");
+    return answer;
   });
 
-  errno = 0;
-  int bound = port == 0 ? http.bind_to_any_port(host) : http.bind_to_port(host, port) ? port : -1;
-  if (bound < 0) {
-    int error = errno;
-    return Status::Error("--status " + address + ": cannot listen there" +
-                         (error != 0 ? std::string(" (") + strerror(error) + ")" : std::string()));
+  int bound = 0;
+  Status listening = http.Bind(host, port, &bound);
+  if (!listening.ok()) {
+    return Status::Error("--status " + address + ": cannot listen there (" + listening.message() +
+                         ")");
   }
   server->address_ =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound);
 
-  // The threads inherit the signal mask: block every signal in them, so that
+  // The thread inherits the signal mask: block every signal in it, so that
   // SIGINT, SIGCHLD, ... reach the coordinator's signalfd, never a handler
-  // or a default action on the server's threads.
+  // or a default action on the server's thread.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  httplib::Server* http_ptr = &http;
+  GuardedHttpServer* http_ptr = &http;
   server->thread_ = std::thread([http_ptr, shared] {
-    http_ptr->listen_after_bind();
+    http_ptr->Run();
     std::lock_guard<std::mutex> lock(shared->mu);
     shared->listen_ended = true;
     shared->ended.notify_all();
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  // stop() does nothing until the server runs: wait for it to, so that the
-  // destructor can never miss it (a few microseconds).
-  while (!http.is_running()) {
-    {
-      std::lock_guard<std::mutex> lock(shared->mu);
-      if (shared->listen_ended)
-        return Status::Error("--status " + address + ": cannot serve there");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
   *out = std::move(server);
   return Status::Ok();
 }

@@ -1,5 +1,5 @@
 // StatusServer: the live view of a run (`fanmap --status ADDR`), served over
-// HTTP by cpp-httplib from its own threads:
+// HTTP by GuardedHttpServer (Boost.Beast) from a thread of its own:
 //
 //   GET /         a small HTML page that fetches /status every second
 //   GET /status   the latest FarmSnapshot as JSON
@@ -7,17 +7,16 @@
 //
 // The coordinator's loop never waits for it: it publishes an immutable
 // snapshot (Publish) into a slot guarded by a mutex held only to swap or copy
-// a shared_ptr; the server's threads render the latest one for each request.
+// a shared_ptr; the server's thread renders the latest one for each request.
 // Rendering, sockets and slow clients are all on the server's side, and
-// bounded there: a request's head is read with a size cap and a deadline
-// (GuardedHttpServer), kThreads connections are served at once and a
-// bounded number wait (BoundedTaskQueue).
+// bounded there: a request's head is read with a size cap and a deadline,
+// and at most GuardedHttpServer::kMaxConnections are open at once.
 //
 // Read-only and unauthenticated: anyone who can reach ADDR can read the
 // counts, worker names and hosts (never items, results, job options or keys).
 //
 // Thread-safety: Start, Due, Publish and the destructor are called by the
-// coordinator's thread; the handlers run on the server's threads.
+// coordinator's thread; the handlers run on the server's thread.
 #ifndef FANMAP_COORDINATOR_STATUS_SERVER_H_
 #define FANMAP_COORDINATOR_STATUS_SERVER_H_
 
@@ -29,10 +28,7 @@
 
 #include "common/status.h"
 #include "coordinator/farm_snapshot.h"
-
-namespace httplib {
-class Server;
-}
+#include "coordinator/guarded_http_server.h"
 
 namespace fanmap {
 
@@ -45,11 +41,10 @@ class StatusServer {
  public:
   // How often the coordinator publishes a new snapshot.
   static constexpr int64_t kPublishEveryUs = 250000;
-  // Connections served at once. A request takes little CPU (rendering a
-  // snapshot); a thread mostly waits for its client, for at most a few
-  // seconds (GuardedHttpServer): slow clients, up to this many, do not
+  // Connections open at once (GuardedHttpServer::kMaxConnections). Each is
+  // served in a few seconds at most: slow clients, up to this many, do not
   // delay the view, and more delay it by seconds, not for the run.
-  static constexpr size_t kThreads = 8;
+  static constexpr size_t kMaxConnections = GuardedHttpServer::kMaxConnections;
 
   // Binds `address` (ParseStatusAddress) now, so that a bad address or a
   // port in use is an error before the run starts, then serves from a
@@ -58,11 +53,12 @@ class StatusServer {
   // second server on a port in use fails instead of sharing its requests.
   static Status Start(const std::string& address, std::unique_ptr<StatusServer>* server);
 
-  // Stops serving and joins the server's threads, waiting at most
-  // kStopGraceMs for a request in progress: a client that trickles a request
-  // must not hold the run's end. Past that, the threads are left running to
-  // the process's exit, with the server and the last snapshot (leaked on
-  // purpose; the coordinator exits right after).
+  // Stops serving (requests in progress are dropped, never waited for) and
+  // joins the server's thread, waiting at most kStopGraceMs for it: a client
+  // must never hold the run's end. Past that (it never blocks, so only if
+  // starved of CPU), the thread is left running to the process's exit, with
+  // the server and the last snapshot (leaked on purpose; the coordinator
+  // exits right after).
   ~StatusServer();
   static constexpr int64_t kStopGraceMs = 1000;
   StatusServer(const StatusServer&) = delete;
@@ -80,13 +76,13 @@ class StatusServer {
   std::shared_ptr<const FarmSnapshot> Latest() const;
 
  private:
-  // What the server's threads use: shared, so that it outlives this object
-  // if they do (see the destructor).
+  // What the server's thread uses: shared, so that it outlives this object
+  // if it does (see the destructor).
   struct Shared;
 
   StatusServer();
 
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<GuardedHttpServer> http_;
   std::shared_ptr<Shared> shared_;
   std::thread thread_;
   std::string address_;

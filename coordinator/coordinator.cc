@@ -157,7 +157,8 @@ class Coordinator {
   static void Sanitize(Result* result);
   pid_t SpawnedPid(const zmq::message_t& frame, const Hello& hello) const;
   // `exited`: the local process is already reaped (nothing to kill).
-  void RemoveWorker(Worker* worker, const std::string& why, bool exited = false);
+  void RemoveWorker(Worker* worker, const std::string& why, bool exited = false,
+                    Scheduler::LossCharge charge = Scheduler::LossCharge::kChargeRunning);
   void Tick();
   void SendBackups();
   void ReleaseIdleWorkers();
@@ -713,7 +714,11 @@ void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_
       }
       return;
     case MessageType::kBye:
-      if (worker != nullptr) RemoveWorker(worker, "left (" + Printable(message.reason) + ")");
+      // Leaving is not dying of a task: nothing is charged.
+      if (worker != nullptr) {
+        RemoveWorker(worker, "left (" + Printable(message.reason) + ")", false,
+                     Scheduler::LossCharge::kChargeNone);
+      }
       return;
     default:
       ++bad_frames_;
@@ -869,7 +874,7 @@ void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, M
   if (verdict == FrameVerdict::kOtherRun) {
     LogPeerTrouble("dropped results of another run from worker " + Printable(worker->hello.name) +
                    "; it joins this run afresh");
-    RemoveWorker(worker, "ran another run's job");
+    RemoveWorker(worker, "ran another run's job", false, Scheduler::LossCharge::kChargeNone);
     return;
   }
   LogPeerTrouble("dropped results from a peer that is not a worker of this run");
@@ -877,11 +882,12 @@ void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, M
            Running() ? EncodeReset("not a worker of this run") : EncodeStop("the run is over"));
 }
 
-void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exited) {
+void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exited,
+                               Scheduler::LossCharge charge) {
   std::string name = Printable(worker->hello.name);
   std::string routing_id = worker->routing_id;
   pid_t local_pid = worker->local_pid;
-  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, why);
+  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, why, charge);
   bool expected = local_pid != 0 && why == "exit code 0";
   if (!expected) {
     std::string line =

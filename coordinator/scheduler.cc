@@ -243,7 +243,7 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
   return Verdict::kAccepted;
 }
 
-WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
+WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, LossCharge charge) {
   WorkerLoss loss;
   Worker* worker = workers_.Find(id);
   if (worker == nullptr) return loss;
@@ -276,12 +276,13 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why) {
   if (worker->credit.trust() == Trust::kEarned) {
     running = std::clamp<size_t>(worker->completed, 1, running);
   }
+  if (charge == LossCharge::kChargeNone) running = 0;
   for (size_t k = 0; k < held.size(); ++k) {
     uint64_t index = held[k].second;
     Slot* slot = window_.Find(index);
     // Which of them killed it is not known for sure (a result may have died
     // in flight with the worker): one that keeps being there runs alone.
-    if (slot->losses < UINT8_MAX) ++slot->losses;
+    if (charge == LossCharge::kChargeRunning && slot->losses < UINT8_MAX) ++slot->losses;
     if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
       --slot->charged;

@@ -137,7 +137,12 @@ class Scheduler {
   // charged an attempt, and fail when no attempt is left. Erases the worker
   // (kept in workers().departed()). `why` says what happened to it, without
   // its name: "silent for 5000 ms", "released".
-  WorkerLoss RemoveWorker(WorkerId id, const std::string& why);
+  // kChargeNone: it did not die of its tasks (it said BYE, it answered with
+  // another run's id): nothing is charged and no item becomes a suspect, so
+  // that a peer that leaves and joins again cannot use up an item's attempts.
+  enum class LossCharge : uint8_t { kChargeRunning, kChargeNone };
+  WorkerLoss RemoveWorker(WorkerId id, const std::string& why,
+                          LossCharge charge = LossCharge::kChargeRunning);
   // Workers that have not been heard from for longer than the liveness bound.
   std::vector<WorkerId> SilentWorkers(int64_t now_ms) const;
 

@@ -385,6 +385,22 @@ TEST_F(SchedulerTest, ItemsTwoLostWorkersHeldRunAloneSoThatOnlyThePoisonIsCharge
   for (const auto& [index, attempt] : rest) EXPECT_GE(index, 4u);
 }
 
+TEST_F(SchedulerTest, APeerThatLeavesOrAnswersAnotherRunChargesNothing) {
+  // A peer that takes tasks, then says BYE or answers with another run's id,
+  // and joins again, over and over: no item loses an attempt to it.
+  AddItems(4);
+  for (int round = 0; round < 5; ++round) {
+    Worker& w = Join("peer" + std::to_string(round), 1, false);
+    ASSERT_FALSE(SendFitting(scheduler_, w, now_ms_).empty());
+    scheduler_.RemoveWorker(w.id, "left", Scheduler::LossCharge::kChargeNone);
+  }
+  for (uint64_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(SlotOf(i).charged, 0u) << i;
+    EXPECT_FALSE(SlotOf(i).suspect) << i;
+  }
+  EXPECT_TRUE(completed_.empty());
+}
+
 TEST_F(SchedulerTest, ABusyWorkerTakesTheItemsBehindASuspect) {
   AddItems(6);
   for (const char* name : {"a", "b"}) {

@@ -194,11 +194,13 @@ void PackLimits(Packer& packer, const ServerLimits& limits) {
 
 bool ReadResult(const msgpack::object& o, Result* result) {
   auto* a = AsArray(o, 12, 12);
+  ServerLimits limits;
   uint64_t cause;
   if (a == nullptr || !ReadUint(a->ptr[10], &cause) || cause > kMaxFailureCause ||
-      !ReadLimits(a->ptr[11], &result->limits)) {
+      !ReadLimits(a->ptr[11], &limits)) {
     return false;
   }
+  result->limits = limits;
   result->cause = static_cast<FailureCause>(cause);
   if (!ReadUint(a->ptr[0], &result->index) || !ReadUint32(a->ptr[1], &result->attempt) ||
       !ReadBool(a->ptr[2], &result->ok) || !ReadString(a->ptr[3], &result->value) ||
@@ -347,7 +349,7 @@ std::string EncodeResults(const std::string& run_id, const std::vector<Result>& 
     }
     packer.pack(r.fatal);
     packer.pack_uint8(static_cast<uint8_t>(r.cause));
-    PackLimits(packer, r.limits);
+    PackLimits(packer, *r.limits);
   }
   return ToString(buffer);
 }

@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -171,6 +172,38 @@ struct ServerLimits {
   bool Valid() const;
 };
 
+// A Result's ServerLimits, kept out of line: only HTTP answers that carry
+// x-ratelimit-* headers have any, and every slot of the coordinator's
+// in-flight window holds a Result, so an inline one (96 bytes) would cost
+// each slot of every run. Copies copy the limits; `->` reads them (empty if
+// none); mut() makes them writable.
+class LimitsBox {
+ public:
+  LimitsBox() = default;
+  LimitsBox(const LimitsBox& other) { *this = other; }
+  LimitsBox& operator=(const LimitsBox& other) {
+    if (this != &other) p_ = other.p_ ? std::make_unique<ServerLimits>(*other.p_) : nullptr;
+    return *this;
+  }
+  LimitsBox(LimitsBox&&) noexcept = default;
+  LimitsBox& operator=(LimitsBox&&) noexcept = default;
+  LimitsBox& operator=(const ServerLimits& limits) {
+    p_ = limits.empty() ? nullptr : std::make_unique<ServerLimits>(limits);
+    return *this;
+  }
+
+  const ServerLimits& operator*() const { return p_ ? *p_ : kNone; }
+  const ServerLimits* operator->() const { return &**this; }
+  ServerLimits& mut() {
+    if (!p_) p_ = std::make_unique<ServerLimits>();
+    return *p_;
+  }
+
+ private:
+  static inline const ServerLimits kNone{};
+  std::unique_ptr<ServerLimits> p_;
+};
+
 struct Result {
   // std::less<>: looked up by string literals without a std::string.
   using Extra = std::map<std::string, std::variant<int64_t, std::string>, std::less<>>;
@@ -186,7 +219,7 @@ struct Result {
   bool fatal = false;           // the whole job is likely to fail like this (see above)
   Extra extra;
   FailureCause cause = FailureCause::kNone;
-  ServerLimits limits;
+  LimitsBox limits;
 };
 
 struct JobSpec {

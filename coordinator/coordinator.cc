@@ -784,7 +784,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
         std::to_string(CircuitBreaker::kMaxPauseMs / 1000) +
         " s), until the server answers; the items' --retries are not spent meanwhile");
   }
-  if (result.extra.empty() && result.limits.empty()) return;  // nothing to learn
+  if (result.extra.empty() && result.limits->empty()) return;  // nothing to learn
   int64_t status = ExtraInt(result, "status", 0);
   if (adaptive_on_ && status == 503) {
     // An outage is the breaker's: its 503s must not drag the rate down.
@@ -798,9 +798,9 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
     tokens_per_request_ = tokens_per_request_ <= 0 ? static_cast<double>(tokens)
                                                    : 0.9 * tokens_per_request_ + 0.1 * tokens;
   }
-  if (adaptive_on_ && !result.limits.empty()) {
+  if (adaptive_on_ && !result.limits->empty()) {
     double in_flight = static_cast<double>(scheduler_.InFlight());
-    adaptive_.OnServerLimits(now_us, result.limits, in_flight, in_flight * tokens_per_request_);
+    adaptive_.OnServerLimits(now_us, *result.limits, in_flight, in_flight * tokens_per_request_);
   }
 }
 

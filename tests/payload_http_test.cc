@@ -486,15 +486,15 @@ TEST_F(HttpPayloadTest, RateLimitHeadersReachTheResult) {
       "x-ratelimit-remaining-tokens: 149000\nx-ratelimit-reset-tokens: 6m0s");
   EXPECT_TRUE(r.ok) << r.value;
   EXPECT_EQ(r.cause, FailureCause::kNone);
-  EXPECT_EQ(r.limits.limit_requests, 500u);
-  EXPECT_EQ(r.limits.remaining_requests, 499u);
-  EXPECT_EQ(r.limits.reset_requests_ms, 120u);
-  EXPECT_EQ(r.limits.limit_tokens, 150000u);
-  EXPECT_EQ(r.limits.remaining_tokens, 149000u);
-  EXPECT_EQ(r.limits.reset_tokens_ms, 360000u);
+  EXPECT_EQ(r.limits->limit_requests, 500u);
+  EXPECT_EQ(r.limits->remaining_requests, 499u);
+  EXPECT_EQ(r.limits->reset_requests_ms, 120u);
+  EXPECT_EQ(r.limits->limit_tokens, 150000u);
+  EXPECT_EQ(r.limits->remaining_tokens, 149000u);
+  EXPECT_EQ(r.limits->reset_tokens_ms, 360000u);
   // The reused handle forgets them.
   r = Request("200");
-  EXPECT_TRUE(r.limits.empty());
+  EXPECT_TRUE(r.limits->empty());
 }
 
 TEST_F(HttpPayloadTest, RetryAfterMsWinsOverRetryAfter) {

@@ -98,23 +98,23 @@ TEST_F(ProtocolTest, CauseAndServerLimitsRoundTrip) {
   r.ok = false;
   r.retryable = true;
   r.cause = FailureCause::kThrottled;
-  r.limits.limit_requests = 500;
-  r.limits.remaining_requests = 0;
-  r.limits.reset_requests_ms = 20;
-  r.limits.remaining_tokens = 1234;
+  r.limits.mut().limit_requests = 500;
+  r.limits.mut().remaining_requests = 0;
+  r.limits.mut().reset_requests_ms = 20;
+  r.limits.mut().remaining_tokens = 1234;
   Result plain = OkResultForTest();
   Message m = Decode(EncodeResults("run", {r, plain}));
   ASSERT_EQ(m.results.size(), 2u);
   const Result& got = m.results[0];
   EXPECT_EQ(got.cause, FailureCause::kThrottled);
-  EXPECT_EQ(got.limits.limit_requests, std::optional<uint64_t>(500));
-  EXPECT_EQ(got.limits.remaining_requests, std::optional<uint64_t>(0));
-  EXPECT_EQ(got.limits.reset_requests_ms, std::optional<uint64_t>(20));
-  EXPECT_FALSE(got.limits.limit_tokens.has_value());
-  EXPECT_EQ(got.limits.remaining_tokens, std::optional<uint64_t>(1234));
-  EXPECT_FALSE(got.limits.reset_tokens_ms.has_value());
+  EXPECT_EQ(got.limits->limit_requests, std::optional<uint64_t>(500));
+  EXPECT_EQ(got.limits->remaining_requests, std::optional<uint64_t>(0));
+  EXPECT_EQ(got.limits->reset_requests_ms, std::optional<uint64_t>(20));
+  EXPECT_FALSE(got.limits->limit_tokens.has_value());
+  EXPECT_EQ(got.limits->remaining_tokens, std::optional<uint64_t>(1234));
+  EXPECT_FALSE(got.limits->reset_tokens_ms.has_value());
   EXPECT_EQ(m.results[1].cause, FailureCause::kNone);
-  EXPECT_TRUE(m.results[1].limits.empty());
+  EXPECT_TRUE(m.results[1].limits->empty());
 }
 
 // A result whose cause byte is patched to `cause` (it is the byte before the
@@ -134,22 +134,22 @@ TEST_F(ProtocolTest, RejectsUnknownFailureCause) {
 
 TEST_F(ProtocolTest, RejectsServerLimitsOutOfBounds) {
   Result r = OkResultForTest();
-  r.limits.limit_requests = 10;
-  r.limits.remaining_requests = 11;  // more left than the limit
+  r.limits.mut().limit_requests = 10;
+  r.limits.mut().remaining_requests = 11;  // more left than the limit
   Reject(EncodeResults("run", {r}));
-  r.limits.remaining_requests = 10;
+  r.limits.mut().remaining_requests = 10;
   Decode(EncodeResults("run", {r}));
-  r.limits.reset_tokens_ms = kMaxLimitResetMs + 1;
+  r.limits.mut().reset_tokens_ms = kMaxLimitResetMs + 1;
   Reject(EncodeResults("run", {r}));
-  r.limits.reset_tokens_ms = kMaxLimitResetMs;
+  r.limits.mut().reset_tokens_ms = kMaxLimitResetMs;
   Decode(EncodeResults("run", {r}));
-  r.limits.limit_tokens = kMaxLimitCount + 1;
+  r.limits.mut().limit_tokens = kMaxLimitCount + 1;
   Reject(EncodeResults("run", {r}));
 }
 
 TEST_F(ProtocolTest, RejectsServerLimitsOfTheWrongShape) {
   Result r = OkResultForTest();
-  r.limits.limit_requests = 10;
+  r.limits.mut().limit_requests = 10;
   std::string frame = EncodeResults("run", {r});
   // The limits array [10, nil x 5] ends the frame: 0x96 0x0a 0xc0...
   size_t at = frame.size() - 7;

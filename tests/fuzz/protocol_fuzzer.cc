@@ -79,10 +79,10 @@ std::vector<std::string> Seeds() {
   r.extra["stderr"] = std::string("boom");
   fanmap::Result limited = r;
   limited.cause = fanmap::FailureCause::kThrottled;
-  limited.limits.limit_requests = 500;
-  limited.limits.remaining_requests = 3;
-  limited.limits.reset_requests_ms = 120;
-  limited.limits.reset_tokens_ms = 6000;
+  limited.limits.mut().limit_requests = 500;
+  limited.limits.mut().remaining_requests = 3;
+  limited.limits.mut().reset_requests_ms = 120;
+  limited.limits.mut().reset_tokens_ms = 6000;
   fanmap::JobSpec job;
   job.kind = "exec";
   job.argv = {"sh", "-c", "echo {}"};

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
+#include "tests/mock_llm_fixture.h"
 
 namespace fanmap {
 namespace {
@@ -55,57 +55,12 @@ std::string Joined(const std::vector<std::string>& lines) {
   return s;
 }
 
-size_t AppendBody(char* data, size_t size, size_t count, void* body) {
-  static_cast<std::string*>(body)->append(data, size * count);
-  return size * count;
-}
-
-class HttpIntegrationTest : public testing_util::FarmFixture {
+class HttpIntegrationTest : public testing_util::MockLlmFixture {
  protected:
-  HttpIntegrationTest() {
-    // Children inherit this environment: no proxy may divert 127.0.0.1
-    // traffic, and a developer's real key must not reach the mock.
-    setenv("no_proxy", "*", 1);
-    unsetenv("OPENAI_API_KEY");
-  }
-
-  // Starts mock-llm with `args`; false if it never printed its URL.
-  bool StartMock(std::vector<std::string> args) {
-    args.insert(args.begin(), {kMockLlm, "--port", "0"});
-    mock_ = std::make_unique<Process>(args, "", dir_.File("mock.out"), dir_.File("mock.err"));
-    std::string out = testing_util::WaitForText(dir_.File("mock.out"), "\n");
-    std::smatch match;
-    if (!std::regex_match(out, match, std::regex("listening on (http://127\\.0\\.0\\.1:\\d+)\n"))) {
-      ADD_FAILURE() << "mock-llm stdout: '" << out
-                    << "' stderr: " << ReadFile(dir_.File("mock.err"));
-      return false;
-    }
-    base_url_ = match[1];
-    return true;
-  }
-
   RunResult Chat(std::vector<std::string> args, const std::vector<std::string>& prompts,
                  std::vector<std::string> env = {}) {
     args.insert(args.end(), {"--http", base_url_ + "/v1/chat/completions", "--chat", "mock-model"});
     return Fanmap(args, Joined(prompts), env);
-  }
-
-  Json Stats() {
-    std::string body;
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, (base_url_ + "/stats").c_str());
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, static_cast<long>(testing_util::kDeadlineS));
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-    CURLcode code = curl_easy_perform(curl);
-    curl_easy_cleanup(curl);
-    EXPECT_EQ(code, CURLE_OK) << curl_easy_strerror(code);
-    return Json::parse(body, nullptr, false);
-  }
-
-  static int64_t CountOf(const Json& stats, const std::string& status) {
-    return stats["by_status"].value(status, int64_t{0});
   }
 
   // Checks one record per prompt, in input order, each the echo of its
@@ -127,10 +82,6 @@ class HttpIntegrationTest : public testing_util::FarmFixture {
     }
     return records;
   }
-
-  TempDir dir_;
-  std::unique_ptr<Process> mock_;
-  std::string base_url_;
 };
 
 TEST_F(HttpIntegrationTest, ChatAnswersEveryPromptInOrderAcrossTwoWorkers) {

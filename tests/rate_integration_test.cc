@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
+#include "tests/mock_llm_fixture.h"
 
 namespace fanmap {
 namespace {
@@ -25,62 +25,17 @@ using testing_util::ReadFile;
 using testing_util::RunResult;
 using testing_util::TempDir;
 
-const std::string kMockLlm = testing_util::BinaryPath("mock-llm");
-
 std::string Prompts(int n) {
   std::string s;
   for (int i = 0; i < n; ++i) s += "prompt " + std::to_string(i) + "\n";
   return s;
 }
 
-size_t AppendBody(char* data, size_t size, size_t count, void* body) {
-  static_cast<std::string*>(body)->append(data, size * count);
-  return size * count;
-}
-
-class RateIntegrationTest : public testing_util::FarmFixture {
+class RateIntegrationTest : public testing_util::MockLlmFixture {
  protected:
-  RateIntegrationTest() {
-    setenv("no_proxy", "*", 1);
-    unsetenv("OPENAI_API_KEY");
-  }
-
-  bool StartMock(std::vector<std::string> args) {
-    args.insert(args.begin(), {kMockLlm, "--port", "0"});
-    mock_ = std::make_unique<Process>(args, "", dir_.File("mock.out"), dir_.File("mock.err"));
-    std::string out = testing_util::WaitForText(dir_.File("mock.out"), "\n");
-    std::smatch match;
-    if (!std::regex_match(out, match, std::regex("listening on (http://127\\.0\\.0\\.1:\\d+)\n"))) {
-      ADD_FAILURE() << "mock-llm stdout: '" << out
-                    << "' stderr: " << ReadFile(dir_.File("mock.err"));
-      return false;
-    }
-    base_url_ = match[1];
-    return true;
-  }
-
   std::vector<std::string> ChatArgs(std::vector<std::string> args) const {
     args.insert(args.end(), {"--http", base_url_ + "/v1/chat/completions", "--chat", "mock-model"});
     return args;
-  }
-
-  std::string Call(const std::string& method, const std::string& path) {
-    std::string body;
-    CURL* curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, (base_url_ + path).c_str());
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, static_cast<long>(testing_util::kDeadlineS));
-    if (method == "POST") curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-    CURLcode code = curl_easy_perform(curl);
-    curl_easy_cleanup(curl);
-    EXPECT_EQ(code, CURLE_OK) << curl_easy_strerror(code);
-    return body;
-  }
-  Json Stats() { return Json::parse(Call("GET", "/stats"), nullptr, false); }
-  static int64_t CountOf(const Json& stats, const std::string& status) {
-    return stats["by_status"].value(status, int64_t{0});
   }
 
   static std::vector<Json> Records(const std::string& out) {
@@ -99,10 +54,6 @@ class RateIntegrationTest : public testing_util::FarmFixture {
       }
     }
   }
-
-  TempDir dir_;
-  std::unique_ptr<Process> mock_;
-  std::string base_url_;
 };
 
 TEST_F(RateIntegrationTest, SummaryCountsEqualThoseFromTheRecordsAndTheServer) {

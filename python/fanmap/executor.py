@@ -241,7 +241,9 @@ class Executor(concurrent.futures.Executor):
             self._ensure_run()
             try:
                 line = codec.encode_call(prefix, self._serializer, args, kwargs)
-            except TypeError as e:  # as ProcessPoolExecutor: the future fails, not submit()
+            # JSON's TypeError, pickle's PicklingError or AttributeError: as
+            # ProcessPoolExecutor, the future fails, not submit().
+            except Exception as e:
                 future.set_running_or_notify_cancel()
                 future.set_exception(e)
                 return future
@@ -468,7 +470,7 @@ class _Feeder:
         try:
             self.lines.append(codec.encode_call(self.prefix, self.executor._serializer, args))
             self.sinks.append((self.state, self.fed))
-        except TypeError as e:  # its own result: raised when reached
+        except Exception as e:  # cannot be encoded: its own result, raised when reached
             self.state.results[self.fed] = e
         self.fed += 1
         self.items_ahead += 1
@@ -476,9 +478,10 @@ class _Feeder:
     def _add_chunk(self, chunk):
         try:
             line = codec.encode_chunk(self.prefix, self.executor._serializer, chunk)
-        except TypeError:
-            # One of them cannot travel: each goes alone, and that one's
-            # error is raised at its place.
+        except Exception:
+            # One of them cannot travel (JSON's TypeError, pickle's
+            # PicklingError...): each goes alone, and that one's error is
+            # raised at its place.
             for args in chunk:
                 self._add_one(args)
             return

@@ -228,6 +228,23 @@ def test_pickle_serializer_carries_any_object(fanmap_bin):
         assert list(ex.map(fns.roundtrip, [(1, 2), frozenset()])) == [(1, 2), frozenset()]
 
 
+@pytest.mark.parametrize("chunksize", [1, 10, None])
+def test_an_argument_pickle_refuses_fails_at_its_place(fanmap_bin, chunksize):
+    # A lambda cannot be pickled (PicklingError, not TypeError): that call
+    # fails where it stands, after the result of every call before it (its
+    # chunk's neighbours included).
+    items = list(range(25))
+    items[13] = lambda: None
+    with fanmap.Executor(1, fanmap_bin=fanmap_bin, serializer="pickle") as ex:
+        it = ex.map(fns.roundtrip, items, chunksize=chunksize)
+        assert [next(it) for _ in range(13)] == list(range(13))
+        with pytest.raises(Exception) as info:
+            next(it)
+        assert "pickle" in str(info.value).lower(), info.value
+        f = ex.submit(fns.roundtrip, lambda: None)
+        assert f.exception(timeout=DEADLINE) is not None
+
+
 def test_pickle_from_remote_workers_needs_curve_keys(fanmap_bin):
     with pytest.raises(ValueError, match="CURVE"):
         fanmap.Executor(0, listen="tcp://127.0.0.1:0", serializer="pickle", fanmap_bin=fanmap_bin)

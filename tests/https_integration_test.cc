@@ -18,6 +18,7 @@
 
 #include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
+#include "tests/loopback_port.h"
 
 namespace fanmap {
 namespace {
@@ -32,19 +33,6 @@ using testing_util::TempDir;
 const std::string kMockLlm = testing_util::BinaryPath("mock-llm");
 const std::string kNginx = "/usr/sbin/nginx";
 const std::string kTlsFront = std::string(FANMAP_SOURCE_DIR) + "/scripts/tls-front";
-
-// A port that was free a moment ago (nginx cannot be told to pick one).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 bool Accepts(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -88,9 +76,9 @@ class HttpsIntegrationTest : public testing_util::FarmFixture {
   // (Re)starts nginx in front of mock-llm; `http2`: offered by ALPN.
   void StartNginx(bool http2) {
     nginx_.reset();
-    // The port may be taken between FreePort() and nginx's bind: try again.
+    // The port may be taken before nginx binds it: try again.
     for (int attempt = 0; attempt < 5 && nginx_ == nullptr; ++attempt) {
-      int port = FreePort();
+      int port = testing_util::UnusedLoopbackPort();
       RunResult conf =
           testing_util::Run({kTlsFront, "conf", dir_.File("tls"), std::to_string(port), upstream_},
                             "", {std::string("TLS_FRONT_HTTP2=") + (http2 ? "on" : "off")});

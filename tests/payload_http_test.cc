@@ -22,25 +22,13 @@
 
 #include "common/clock.h"
 #include "common/version.h"
+#include "tests/loopback_port.h"
 
 namespace fanmap {
 namespace {
 
 constexpr char kKey[] = "sk-secret-5f1e2d3c4b";
 constexpr int kConcurrent = 100;
-
-// A port nobody listens on: bound once to get a number, then closed.
-int ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // cpp-httplib 0.11 listens with a backlog of 5: a burst of connections
 // beyond it waits for SYN retransmits (1 s, 3 s, 7 s...). Listening again on
@@ -319,7 +307,7 @@ TEST_F(HttpPayloadTest, ServiceUnavailableIsRetryable) {
 }
 
 TEST_F(HttpPayloadTest, ConnectionRefusedIsRetryable) {
-  Make("http://127.0.0.1:" + std::to_string(ClosedPort()) + "/x");
+  Make("http://127.0.0.1:" + std::to_string(testing_util::UnusedLoopbackPort()) + "/x");
   Result r = Request("x");
   EXPECT_FALSE(r.ok);
   EXPECT_TRUE(r.retryable);
@@ -513,7 +501,7 @@ TEST_F(HttpPayloadTest, FailuresSayTheirCause) {
   EXPECT_EQ(Request("408").cause, FailureCause::kServerError);
   EXPECT_EQ(Request("404").cause, FailureCause::kOther);
   EXPECT_EQ(Request("slow").cause, FailureCause::kTimeout);
-  Make("http://127.0.0.1:" + std::to_string(ClosedPort()) + "/x");
+  Make("http://127.0.0.1:" + std::to_string(testing_util::UnusedLoopbackPort()) + "/x");
   EXPECT_EQ(Request("x").cause, FailureCause::kConnection);
 }
 

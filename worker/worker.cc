@@ -19,11 +19,13 @@
 #include "common/job_keys.h"
 #include "common/protocol.h"
 #include "worker/payload.h"
+#include "worker/result_hold.h"
 
 namespace fanmap {
 namespace {
 
-// Results are sent when this many are ready, or before the loop would sleep.
+// Results are sent when this many are ready, or before the loop would sleep
+// (but see kResultHoldMicros).
 constexpr size_t kMaxResultsPerFrame = 1024;
 static_assert(kMaxResultsPerFrame <= kMaxFrameResults, "the coordinator would refuse our RESULTS");
 // Under kUnscannedFrameBytes with room for what the count leaves out
@@ -97,6 +99,9 @@ class WorkerLoop {
   void ExpireDeadlines();
   long MillisToNextDeadline() const;
   void FlushResults();
+  // True if the ready results should be sent now (result_hold.h); else
+  // lowers `*timeout_ms` to when they must be.
+  bool ResultsDue(long* timeout_ms) const;
   void Send(std::string frame);
   void FlushOutbox();
   bool CheckSignals();
@@ -117,6 +122,8 @@ class WorkerLoop {
   size_t sink_collected_ = 0;  // sink_[0, sink_collected_) are stamped and queued
   std::vector<Result> ready_;
   size_t ready_bytes_ = 0;
+  int64_t ready_since_us_ = 0;  // when the oldest of ready_ was made ready
+  double mean_task_us_ = -1;    // of recent results; -1: none yet
   std::deque<Task> queued_;
   struct Started {
     int64_t start_us;
@@ -384,6 +391,9 @@ void WorkerLoop::CollectResults() {
         result.elapsed_us = static_cast<uint64_t>(now - it->second.start_us);
       started_.erase(it);
     }
+    mean_task_us_ = mean_task_us_ < 0 ? static_cast<double>(result.elapsed_us)
+                                      : 0.9 * mean_task_us_ + 0.1 * result.elapsed_us;
+    if (ready_.empty()) ready_since_us_ = now;
     ready_bytes_ += result.value.size() + 32;
     ready_.push_back(std::move(result));
     if (ready_.size() >= kMaxResultsPerFrame || ready_bytes_ >= kMaxResultBytesPerFrame) {
@@ -422,6 +432,16 @@ long WorkerLoop::MillisToNextDeadline() const {
   return wait <= 0 ? 0 : static_cast<long>((wait + 999) / 1000);
 }
 
+bool WorkerLoop::ResultsDue(long* timeout_ms) const {
+  if (ready_.empty()) return false;
+  bool idle = queued_.empty() && payload_->running() == 0;
+  int64_t left_us = ResultHoldMicros(mean_task_us_, idle, NowMicros() - ready_since_us_);
+  if (left_us <= 0) return true;
+  long left_ms = static_cast<long>((left_us + 999) / 1000);
+  if (*timeout_ms < 0 || left_ms < *timeout_ms) *timeout_ms = left_ms;
+  return false;
+}
+
 void WorkerLoop::FlushResults() {
   if (ready_.empty()) return;
   Send(EncodeResults(run_id_, ready_));
@@ -435,10 +455,9 @@ Outcome WorkerLoop::Serve() {
   last_heard_ms_ = NowMillis();
   for (;;) {
     StartTasks();
-    // Nothing more can finish without waiting: send what is ready now.
-    FlushResults();
-
     long timeout_ms = heartbeat_ms;
+    if (ResultsDue(&timeout_ms)) FlushResults();
+
     items.clear();
     items.push_back({socket_.handle(), 0,
                      static_cast<short>(ZMQ_POLLIN | (outbox_.empty() ? 0 : ZMQ_POLLOUT)), 0});

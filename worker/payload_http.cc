@@ -1,6 +1,7 @@
 #include "worker/payload_http.h"
 
 #include <curl/curl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -81,6 +82,8 @@ class HttpPayload : public Payload {
 
   static size_t OnWrite(char* data, size_t size, size_t count, void* user);
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_user);
+  // curl closes a socket (CurlSocketSet parks sockets between transfers).
+  static int OnCloseSocket(void* user, curl_socket_t fd);
   static int OnTimer(CURLM* multi, long timeout_ms, void* user);
 
   // openai-batch: the line's body, URL and custom_id (batch_format.h).
@@ -143,6 +146,11 @@ int HttpPayload::OnSocket(CURL* easy, curl_socket_t fd, int what, void* user, vo
   return 0;
 }
 
+int HttpPayload::OnCloseSocket(void* user, curl_socket_t fd) {
+  static_cast<HttpPayload*>(user)->sockets_.Closed(fd);
+  return close(fd);
+}
+
 int HttpPayload::OnTimer(CURLM* multi, long timeout_ms, void* user) {
   auto* self = static_cast<HttpPayload*>(user);
   self->timer_us_ = timeout_ms < 0 ? -1 : NowMicros() + static_cast<int64_t>(timeout_ms) * 1000;
@@ -162,6 +170,8 @@ Status HttpPayload::Configure(Transfer* t) {
   set(curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpPayload::OnWrite));
   set(curl_easy_setopt(e, CURLOPT_WRITEDATA, t));
   set(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error));
+  set(curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &HttpPayload::OnCloseSocket));
+  set(curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this));
   // Signals would interrupt the loop; timeouts are driven by the multi timer.
   set(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L));
   set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs));

@@ -1,0 +1,115 @@
+#include "worker/curl_socket_set.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+
+namespace fanmap {
+namespace {
+
+// A connected pair of sockets: `watched` goes into the set, `peer` makes it
+// readable.
+struct Pair {
+  int watched = -1;
+  int peer = -1;
+  Pair() {
+    int fds[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    watched = fds[0];
+    peer = fds[1];
+  }
+  ~Pair() {
+    if (watched >= 0) close(watched);
+    if (peer >= 0) close(peer);
+  }
+  void Send() { EXPECT_EQ(write(peer, "x", 1), 1); }
+};
+
+std::map<curl_socket_t, int> Ready(CurlSocketSet& set) {
+  std::map<curl_socket_t, int> ready;
+  set.ForEachReady([&ready](curl_socket_t fd, int mask) { ready[fd] = mask; });
+  return ready;
+}
+
+TEST(CurlSocketSetTest, AWatchedSocketIsReportedWhenReady) {
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair pair;
+  set.Watch(pair.watched, CURL_POLL_IN);
+  EXPECT_TRUE(Ready(set).empty());
+  pair.Send();
+  auto ready = Ready(set);
+  ASSERT_EQ(ready.count(pair.watched), 1u);
+  EXPECT_TRUE(ready[pair.watched] & CURL_CSELECT_IN);
+}
+
+TEST(CurlSocketSetTest, AParkedSocketIsNotReportedAndLeavesWhenItStirs) {
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair pair;
+  set.Watch(pair.watched, CURL_POLL_IN);
+  set.Watch(pair.watched, CURL_POLL_REMOVE);
+  EXPECT_EQ(set.size(), 1u);  // parked: still in the set
+  pair.Send();
+  EXPECT_TRUE(Ready(set).empty()) << "curl did not ask for it";
+  EXPECT_EQ(set.size(), 0u) << "a parked socket that stirs leaves the set";
+  // Asked for again, it is watched afresh.
+  set.Watch(pair.watched, CURL_POLL_IN);
+  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+}
+
+TEST(CurlSocketSetTest, AParkedSocketWatchedAgainIsReported) {
+  // The next transfer on a kept-alive connection.
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair pair;
+  set.Watch(pair.watched, CURL_POLL_IN);
+  set.Watch(pair.watched, CURL_POLL_REMOVE);
+  set.Watch(pair.watched, CURL_POLL_IN);
+  pair.Send();
+  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+  set.Watch(pair.watched, CURL_POLL_OUT);
+  auto ready = Ready(set);
+  ASSERT_EQ(ready.count(pair.watched), 1u);
+  EXPECT_TRUE(ready[pair.watched] & CURL_CSELECT_OUT);
+}
+
+TEST(CurlSocketSetTest, ANewSocketWithAClosedOnesNumberIsWatched) {
+  // curl closes a parked connection and opens another that gets the same
+  // descriptor number: it must really be in the set, not taken for the old
+  // one (the worker would wait for it forever).
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair* old_pair = new Pair();
+  int number = old_pair->watched;
+  set.Watch(number, CURL_POLL_IN);
+  set.Watch(number, CURL_POLL_REMOVE);
+  set.Closed(number);
+  delete old_pair;
+  EXPECT_EQ(set.size(), 0u);
+  Pair pair;
+  ASSERT_EQ(pair.watched, number) << "the kernel gives the lowest free number";
+  set.Watch(pair.watched, CURL_POLL_IN);
+  pair.Send();
+  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+}
+
+TEST(CurlSocketSetTest, ASocketClosedUnannouncedIsWatchedAgainWhenAskedFor) {
+  // Without Closed(): the set still believes the old socket parked there.
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair* old_pair = new Pair();
+  int number = old_pair->watched;
+  set.Watch(number, CURL_POLL_OUT);
+  delete old_pair;  // the kernel drops it from the epoll set
+  Pair pair;
+  ASSERT_EQ(pair.watched, number);
+  set.Watch(pair.watched, CURL_POLL_IN);  // other events: a MOD, which falls back to ADD
+  pair.Send();
+  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+}
+
+}  // namespace
+}  // namespace fanmap

@@ -56,7 +56,7 @@
 namespace fanmap {
 namespace {
 
-constexpr size_t kMinWindow = 16384;
+constexpr size_t kMinWindow = 8192;
 constexpr size_t kMaxWindowItemBytes = 64u << 20;
 constexpr size_t kMaxTasksPerFrame = 1024;
 static_assert(kMaxTasksPerFrame <= kMaxFrameTasks, "workers would refuse our TASKS frames");

@@ -35,7 +35,7 @@ enum class Trust : uint8_t {
 class WorkerCredit {
  public:
   static constexpr int64_t kPrefetchHorizonMicros = 10000;
-  static constexpr size_t kMaxPrefetch = 4096;
+  static constexpr size_t kMaxPrefetch = 2048;
   static constexpr size_t kInitialCredit = 32;
   static constexpr int64_t kTailPrefetchMaxMicros = 20000;
 

@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->group(kIo);
   app.add_option("--window", config.window,
-                 "items read ahead of the oldest unwritten one (default 16384, grows with "
+                 "items read ahead of the oldest unwritten one (default 8192, grows with "
                  "the workers' slots)")
       ->group(kIo);
 

@@ -111,5 +111,23 @@ TEST(CurlSocketSetTest, ASocketClosedUnannouncedIsWatchedAgainWhenAskedFor) {
   EXPECT_EQ(Ready(set).count(pair.watched), 1u);
 }
 
+TEST(CurlSocketSetTest, AParkedSocketClosedUnannouncedIsReplacedBySameEvents) {
+  // curl's threaded resolver says REMOVE for its socketpair and closes it
+  // without the close callback; the next socket with that number asks for
+  // the same events, and must still be watched.
+  CurlSocketSet set;
+  ASSERT_TRUE(set.Init().ok());
+  Pair* old_pair = new Pair();
+  int number = old_pair->watched;
+  set.Watch(number, CURL_POLL_IN);
+  set.Watch(number, CURL_POLL_REMOVE);
+  delete old_pair;
+  Pair pair;
+  ASSERT_EQ(pair.watched, number);
+  set.Watch(pair.watched, CURL_POLL_IN);
+  pair.Send();
+  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+}
+
 }  // namespace
 }  // namespace fanmap

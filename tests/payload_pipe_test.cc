@@ -161,29 +161,6 @@ class PipePayloadTest : public ::testing::Test {
   size_t max_co_processes_ = 0;
 };
 
-TEST(PipeWriteDueTest, QueuedItemsWaitWhileTheBacklogIsLarger) {
-  // 400 bytes written and unanswered, 100 queued: the co-process has work.
-  EXPECT_FALSE(PipeWriteDue(400, 100, 0));
-  // Half its window answered: the other half goes out in one write.
-  EXPECT_TRUE(PipeWriteDue(200, 200, 0));
-  EXPECT_TRUE(PipeWriteDue(100, 300, 0));
-}
-
-TEST(PipeWriteDueTest, AnIdleCoProcessGetsItsItemAtOnce) {
-  // One slow item at a time: nothing written is unanswered.
-  EXPECT_TRUE(PipeWriteDue(0, 12, 0));
-}
-
-TEST(PipeWriteDueTest, ASilentCoProcessGetsEverythingQueued) {
-  // It may be waiting for input, or buffering its answers until its input ends.
-  EXPECT_FALSE(PipeWriteDue(4000, 12, kPipeWriteDeferMicros - 1));
-  EXPECT_TRUE(PipeWriteDue(4000, 12, kPipeWriteDeferMicros));
-}
-
-TEST(PipeWriteDueTest, NothingQueuedNothingToWrite) {
-  EXPECT_FALSE(PipeWriteDue(0, 0, 10 * kPipeWriteDeferMicros));
-}
-
 TEST(PipeReadPacedTest, AFastCoProcessIsReadAtMostOncePerPace) {
   EXPECT_TRUE(PipeReadPaced(5, 0));
   EXPECT_TRUE(PipeReadPaced(5, kPipeReadPaceMicros - 1));

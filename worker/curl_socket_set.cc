@@ -41,7 +41,11 @@ void CurlSocketSet::Watch(curl_socket_t fd, int what) {
   if (entries_[i] == Entry::kNone) {
     if (!Control(EPOLL_CTL_ADD, fd, events)) return;
     ++watched_;
-  } else if (events_[i] != events && !Control(EPOLL_CTL_MOD, fd, events)) {
+  } else if ((entries_[i] == Entry::kParked || events_[i] != events) &&
+             !Control(EPOLL_CTL_MOD, fd, events)) {
+    // A parked socket is always MODified: curl may have closed it without
+    // the close callback (the threaded resolver's socketpair does), and a
+    // new socket with its number must really join the set (ENOENT: ADD).
     return;
   }
   entries_[i] = Entry::kWatched;

@@ -13,12 +13,11 @@
 // every transfer and asks for it again when the next transfer reuses the
 // connection; following each word literally cost three epoll_ctl calls per
 // request. A removed socket is parked instead: it stays in the set, unwatched
-// as far as curl knows, and watching it again with the same events costs
-// nothing. An event on a parked socket (the server closed an idle
-// connection) takes it out of the set then, without troubling curl. This
-// needs to know when curl closes a socket, as a new one may get the same
-// number: the payload routes curl's CURLOPT_CLOSESOCKETFUNCTION to Closed().
-// Not thread-safe: used from the worker loop's thread.
+// as far as curl knows, and watching it again costs one epoll_ctl (MOD, which
+// finds out, with ENOENT, a descriptor closed meanwhile). An event on a parked socket (the server
+// closed an idle connection) takes it out of the set then, without troubling curl. This needs to
+// know when curl closes a socket, as a new one may get the same number: the payload routes curl's
+// CURLOPT_CLOSESOCKETFUNCTION to Closed(). Not thread-safe: used from the worker loop's thread.
 #ifndef FANMAP_WORKER_CURL_SOCKET_SET_H_
 #define FANMAP_WORKER_CURL_SOCKET_SET_H_
 

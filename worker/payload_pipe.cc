@@ -91,8 +91,8 @@ struct PipePayload::CoProcess {
   size_t input_done = 0;
   uint64_t queued_bytes = 0;          // input stream offset past the last queued item
   uint64_t written_bytes = 0;         // input stream offset the co-process may have read
-  uint64_t answered_bytes = 0;        // input stream offset past the last answered item
   int64_t read_us = 0;                // when its output was last read
+  bool read_full = false;             // ... and that read took nearly a pipe-full
   size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
   int64_t busy_since_us = 0;          // since when it owes the next answer
   uint64_t answered = 0;              // lines it has answered
@@ -196,28 +196,20 @@ Status PipePayload::Spawn(CoProcess** out) {
   return Status::Ok();
 }
 
-bool PipeWriteDue(uint64_t backlog_bytes, size_t waiting_bytes, int64_t quiet_us) {
-  if (waiting_bytes == 0) return false;
-  return backlog_bytes <= waiting_bytes || quiet_us >= kPipeWriteDeferMicros;
-}
-
 bool PipeReadPaced(double answer_micros, int64_t since_read_us) {
   return answer_micros > 0 && answer_micros < kPipePacedBelowMicros && since_read_us >= 0 &&
          since_read_us < kPipeReadPaceMicros;
 }
 
 bool PipePayload::Paced(const CoProcess& co, int64_t now) const {
-  // Once its input is closed, every answer is read as it comes.
-  return co.closed_us == 0 && co.read_us != 0 && PipeReadPaced(answer_micros_, now - co.read_us);
-}
-
-bool PipePayload::WriteDue(const CoProcess& co, int64_t now) {
-  uint64_t backlog = co.written_bytes - std::min(co.written_bytes, co.answered_bytes);
-  return PipeWriteDue(backlog, co.input.size() - co.input_done, now - co.quiet_since_us);
+  // Once its input is closed, or while it owes nothing, every line is read as
+  // it comes; after a read that nearly filled its pipe, too (the pipe, not
+  // the command, would set the pace).
+  return co.closed_us == 0 && !co.held.empty() && co.read_us != 0 && !co.read_full &&
+         PipeReadPaced(answer_micros_, now - co.read_us);
 }
 
 void PipePayload::Flush(CoProcess* co) {
-  if (!WriteDue(*co, NowMicros())) return;
   ChildProcess& child = *co->child;
   while (co->input_done < co->input.size() && child.stdin_fd() >= 0) {
     ssize_t n = write(child.stdin_fd(), co->input.data() + co->input_done,
@@ -261,14 +253,9 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
       items->push_back(zmq_pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
       poll_refs_.push_back(PollRef{co.get(), false});
     }
-    bool deferred = false;  // items wait for the co-process to work through its backlog
     if (co->input_done < co->input.size() && child.stdin_fd() >= 0) {
-      if (WriteDue(*co, NowMicros())) {  // the pipe is full
-        items->push_back(zmq_pollitem_t{nullptr, child.stdin_fd(), ZMQ_POLLOUT, 0});
-        poll_refs_.push_back(PollRef{co.get(), false});
-      } else {
-        deferred = true;
-      }
+      items->push_back(zmq_pollitem_t{nullptr, child.stdin_fd(), ZMQ_POLLOUT, 0});
+      poll_refs_.push_back(PollRef{co.get(), false});
     }
     if (!child.reaped()) {
       items->push_back(zmq_pollitem_t{nullptr, child.pidfd(), ZMQ_POLLIN, 0});
@@ -281,8 +268,6 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
       due_us = co->drained_us + kExitAfterEofMicros;
     } else if (co->accepting && !co->held.empty() && co->input_done == co->input.size()) {
       due_us = co->quiet_since_us + policy_.QuietMicros(co->line_by_line);
-    } else if (deferred) {
-      due_us = co->quiet_since_us + kPipeWriteDeferMicros;
     }
     if (paced && (due_us == 0 || co->read_us + kPipeReadPaceMicros < due_us)) {
       due_us = co->read_us + kPipeReadPaceMicros;
@@ -315,8 +300,8 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   int64_t now = NowMicros();
   // A paced co-process's stdout was not polled: read it when its turn comes.
   for (const auto& co : co_processes_) {
-    if (!co->touched && !co->done && co->read_us != 0 && co->closed_us == 0 && answer_micros_ > 0 &&
-        answer_micros_ < kPipePacedBelowMicros &&
+    if (!co->touched && !co->done && co->read_us != 0 && co->closed_us == 0 && !co->held.empty() &&
+        !co->read_full && answer_micros_ > 0 && answer_micros_ < kPipePacedBelowMicros &&
         !PipeReadPaced(answer_micros_, now - co->read_us)) {
       co->touched = true;
       touched_.push_back(co.get());
@@ -381,8 +366,10 @@ void PipePayload::Step(CoProcess* co) {
   ChildProcess& child = *co->child;
   // Output on stderr counts too: a co-process that logs is not idle.
   size_t before = child.stdout_data().size() + child.stderr_data().size();
+  size_t stdout_before = child.stdout_data().size();
   child.ReadAvailable();
   co->read_us = NowMicros();
+  co->read_full = child.stdout_data().size() >= stdout_before + kPipeFullReadBytes;
   bool wrote = child.stdout_data().size() + child.stderr_data().size() != before;
   TrimStderr(&child.stderr_data());
   if (wrote) {
@@ -422,7 +409,6 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
     }
     CoProcess::Held held = co->held.front();
     co->held.pop_front();
-    co->answered_bytes = held.end;
     ++co->answered;
     --outstanding_;
     size_t size = end - start;

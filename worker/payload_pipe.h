@@ -13,9 +13,9 @@
 //
 // Windows. Items are written ahead of the answers, up to a window per
 // co-process, so that the co-process never waits for a round trip through the
-// worker loop. They are written in halves of the window and a fast
-// co-process's answers are read at most every millisecond (PipeWriteDue,
-// PipeReadPaced below), so that neither side wakes the other for each line. The window follows the measured time per answer: deep (up to
+// worker loop. A fast co-process's answers are read at most every
+// millisecond (PipeReadPaced below), so that it does not wake the worker
+// for each line. The window follows the measured time per answer: deep (up to
 // Options::max_window) when answers take microseconds, one item when they take
 // milliseconds or more, so that an item waits behind others for about
 // Options::queue_budget at most (and a task deadline still means something).
@@ -175,20 +175,6 @@ class PipeFlushPolicy {
   bool answers_at_end_ = false;
 };
 
-// When PipePayload writes the items queued for a co-process, and when it
-// reads its answers: pure decisions, on durations in microseconds.
-//
-// Writing each line the moment an answer frees its place costs a write, and
-// a wake-up of the co-process, per item: a ping-pong of one line each way in
-// which the kernel, not the command, was most of the cost of cheap items.
-// So queued items wait while the co-process still has at least as much
-// written and unanswered (`backlog_bytes` against `waiting_bytes`), and go
-// out in halves of its window, many lines per read. A co-process silent for
-// kPipeWriteDeferMicros gets them at once: it may be waiting for them, or
-// buffering its answers until its input ends.
-constexpr int64_t kPipeWriteDeferMicros = 1000;
-bool PipeWriteDue(uint64_t backlog_bytes, size_t waiting_bytes, int64_t quiet_us);
-
 // A co-process that answers in microseconds and flushes each answer
 // (print(..., flush=True)) wakes the worker for every line; the worker then
 // spends more time in poll() than the command in its work. One that answers
@@ -196,7 +182,11 @@ bool PipeWriteDue(uint64_t backlog_bytes, size_t waiting_bytes, int64_t quiet_us
 // measured) is read at most every kPipeReadPaceMicros (`since_read_us`: since
 // it was last read), a few hundred answers at a time. Its window
 // (Options::queue_budget, 2 ms) holds more work than that, so it does not
-// wait for input meanwhile.
+// wait for input meanwhile. Not paced: a co-process that owes nothing (a
+// line from it then is an error, seen at once), one whose input is closed,
+// and one whose last read took kPipeFullReadBytes or more (its pipe, 64 KiB,
+// nearly full: long answers would be held to a pipe-full per pace).
+constexpr size_t kPipeFullReadBytes = 32 << 10;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
@@ -205,7 +195,7 @@ class PipePayload : public Payload {
  public:
   struct Options {
     // Bounds of the window per co-process. Equal bounds fix it (tests). The
-    // coordinator sends a worker at most 4096 tasks beyond its slots.
+    // coordinator sends a worker at most 2048 tasks beyond its slots.
     size_t min_window = 1;
     size_t max_window = 4096;
     // How long an item may wait behind the others of its window.
@@ -258,12 +248,9 @@ class PipePayload : public Payload {
   // window, or nullptr.
   CoProcess* Pick();
   Status Spawn(CoProcess** out);
-  // PipeWriteDue for `co`.
-  static bool WriteDue(const CoProcess& co, int64_t now);
   // True if `co`'s stdout is not to be polled now (PipeReadPaced); it is
   // read when kPipeReadPaceMicros have passed since it last was.
   bool Paced(const CoProcess& co, int64_t now) const;
-  // Writes the queued items to `co` if WriteDue(), as far as the pipe takes them.
   void Flush(CoProcess* co);
   void Step(CoProcess* co);
   // Turns complete stdout lines into results. Returns false if that ended

@@ -434,7 +434,9 @@ long WorkerLoop::MillisToNextDeadline() const {
 
 bool WorkerLoop::ResultsDue(long* timeout_ms) const {
   if (ready_.empty()) return false;
-  bool idle = queued_.empty() && payload_->running() == 0;
+  // started_: tasks handed to the payload and not finished (a co-process's
+  // window included; payload_->running() counts whole windows).
+  bool idle = queued_.empty() && started_.empty();
   int64_t left_us = ResultHoldMicros(mean_task_us_, idle, NowMicros() - ready_since_us_);
   if (left_us <= 0) return true;
   long left_ms = static_cast<long>((left_us + 999) / 1000);
@@ -497,6 +499,7 @@ void WorkerLoop::Forget() {
   sink_.clear();
   ready_.clear();
   ready_bytes_ = 0;
+  mean_task_us_ = -1;
   queued_.clear();
   started_.clear();
   deadlines_.clear();

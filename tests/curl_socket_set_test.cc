@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <map>
+#include <memory>
 
 namespace fanmap {
 namespace {
@@ -76,57 +78,48 @@ TEST(CurlSocketSetTest, AParkedSocketWatchedAgainIsReported) {
   EXPECT_TRUE(ready[pair.watched] & CURL_CSELECT_OUT);
 }
 
-TEST(CurlSocketSetTest, ANewSocketWithAClosedOnesNumberIsWatched) {
-  // curl closes a parked connection and opens another that gets the same
-  // descriptor number: it must really be in the set, not taken for the old
-  // one (the worker would wait for it forever).
+// How curl may leave a socket before it closes it.
+enum class Goodbye : uint8_t {
+  kParkedAndAnnounced,  // REMOVE, then the close callback (Closed())
+  kParkedUnannounced,   // REMOVE, then a plain close (the threaded resolver)
+  kUnannounced,         // a plain close while watched
+};
+
+// Watches a socket for `first`, lets curl close it as `goodbye` says, and
+// checks that a new socket that gets the same descriptor number and asks for
+// `then` is really watched (else the worker would wait for it forever).
+void ExpectReusedNumberIsWatched(int first, Goodbye goodbye, int then) {
   CurlSocketSet set;
   ASSERT_TRUE(set.Init().ok());
-  Pair* old_pair = new Pair();
+  auto old_pair = std::make_unique<Pair>();
   int number = old_pair->watched;
-  set.Watch(number, CURL_POLL_IN);
-  set.Watch(number, CURL_POLL_REMOVE);
-  set.Closed(number);
-  delete old_pair;
-  EXPECT_EQ(set.size(), 0u);
+  set.Watch(number, first);
+  if (goodbye != Goodbye::kUnannounced) set.Watch(number, CURL_POLL_REMOVE);
+  if (goodbye == Goodbye::kParkedAndAnnounced) {
+    set.Closed(number);
+    EXPECT_EQ(set.size(), 0u);
+  }
+  old_pair.reset();  // the kernel drops it from the epoll set
   Pair pair;
   ASSERT_EQ(pair.watched, number) << "the kernel gives the lowest free number";
-  set.Watch(pair.watched, CURL_POLL_IN);
+  set.Watch(pair.watched, then);
   pair.Send();
   EXPECT_EQ(Ready(set).count(pair.watched), 1u);
 }
 
+TEST(CurlSocketSetTest, ANewSocketWithAClosedOnesNumberIsWatched) {
+  ExpectReusedNumberIsWatched(CURL_POLL_IN, Goodbye::kParkedAndAnnounced, CURL_POLL_IN);
+}
+
 TEST(CurlSocketSetTest, ASocketClosedUnannouncedIsWatchedAgainWhenAskedFor) {
-  // Without Closed(): the set still believes the old socket parked there.
-  CurlSocketSet set;
-  ASSERT_TRUE(set.Init().ok());
-  Pair* old_pair = new Pair();
-  int number = old_pair->watched;
-  set.Watch(number, CURL_POLL_OUT);
-  delete old_pair;  // the kernel drops it from the epoll set
-  Pair pair;
-  ASSERT_EQ(pair.watched, number);
-  set.Watch(pair.watched, CURL_POLL_IN);  // other events: a MOD, which falls back to ADD
-  pair.Send();
-  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+  // Other events: a MOD, which falls back to ADD.
+  ExpectReusedNumberIsWatched(CURL_POLL_OUT, Goodbye::kUnannounced, CURL_POLL_IN);
 }
 
 TEST(CurlSocketSetTest, AParkedSocketClosedUnannouncedIsReplacedBySameEvents) {
   // curl's threaded resolver says REMOVE for its socketpair and closes it
-  // without the close callback; the next socket with that number asks for
-  // the same events, and must still be watched.
-  CurlSocketSet set;
-  ASSERT_TRUE(set.Init().ok());
-  Pair* old_pair = new Pair();
-  int number = old_pair->watched;
-  set.Watch(number, CURL_POLL_IN);
-  set.Watch(number, CURL_POLL_REMOVE);
-  delete old_pair;
-  Pair pair;
-  ASSERT_EQ(pair.watched, number);
-  set.Watch(pair.watched, CURL_POLL_IN);
-  pair.Send();
-  EXPECT_EQ(Ready(set).count(pair.watched), 1u);
+  // without the close callback; the next socket asks for the same events.
+  ExpectReusedNumberIsWatched(CURL_POLL_IN, Goodbye::kParkedUnannounced, CURL_POLL_IN);
 }
 
 }  // namespace

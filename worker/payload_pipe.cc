@@ -93,6 +93,7 @@ struct PipePayload::CoProcess {
   uint64_t written_bytes = 0;         // input stream offset the co-process may have read
   int64_t read_us = 0;                // when its output was last read
   bool read_full = false;             // ... and that read took nearly a pipe-full
+  bool stdout_paced = false;          // AddPollItems left its stdout out (Paced())
   size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
   int64_t busy_since_us = 0;          // since when it owes the next answer
   uint64_t answered = 0;              // lines it has answered
@@ -246,8 +247,8 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
     // spent learning that an empty pipe is writable.
     Flush(co.get());
     ChildProcess& child = *co->child;
-    int64_t now = NowMicros();
-    bool paced = Paced(*co, now);
+    bool paced = Paced(*co, NowMicros());
+    co->stdout_paced = paced;
     for (int fd : {child.stdout_fd(), child.stderr_fd()}) {
       if (fd < 0 || (paced && fd == child.stdout_fd())) continue;
       items->push_back(zmq_pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
@@ -300,9 +301,7 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   int64_t now = NowMicros();
   // A paced co-process's stdout was not polled: read it when its turn comes.
   for (const auto& co : co_processes_) {
-    if (!co->touched && !co->done && co->read_us != 0 && co->closed_us == 0 && !co->held.empty() &&
-        !co->read_full && answer_micros_ > 0 && answer_micros_ < kPipePacedBelowMicros &&
-        !PipeReadPaced(answer_micros_, now - co->read_us)) {
+    if (co->stdout_paced && !co->touched && !co->done && now - co->read_us >= kPipeReadPaceMicros) {
       co->touched = true;
       touched_.push_back(co.get());
     }
@@ -365,8 +364,8 @@ void PipePayload::Step(CoProcess* co) {
   Flush(co);
   ChildProcess& child = *co->child;
   // Output on stderr counts too: a co-process that logs is not idle.
-  size_t before = child.stdout_data().size() + child.stderr_data().size();
   size_t stdout_before = child.stdout_data().size();
+  size_t before = stdout_before + child.stderr_data().size();
   child.ReadAvailable();
   co->read_us = NowMicros();
   co->read_full = child.stdout_data().size() >= stdout_before + kPipeFullReadBytes;

@@ -57,7 +57,8 @@ class WorkerCredit {
   size_t target(bool input_done = false) const;
   size_t outstanding() const { return outstanding_; }
   uint32_t slots() const { return slots_; }
-  // Mean task time seen so far (0 before the first result).
+  // Typical task time seen so far (0 before the first result): a geometric
+  // mean, weighted towards recent batches of results.
   double mean_task_micros() const { return mean_task_us_; }
 
   Trust trust() const { return trust_; }
@@ -79,7 +80,8 @@ class WorkerCredit {
   Trust trust_;
   size_t earned_ = kInitialCredit;  // kEarned: the most tasks it may hold
   size_t outstanding_ = 0;
-  double mean_task_us_ = 0;  // exponentially weighted, per batch of results
+  double mean_task_us_ = 0;  // exp(log_mean_us_); 0 before the first result
+  double log_mean_us_ = 0;   // log of task times, exponentially weighted per batch of results
 };
 
 }  // namespace fanmap

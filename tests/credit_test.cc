@@ -83,6 +83,25 @@ TEST_F(WorkerCreditTest, PrefetchFollowsChangingTaskTimes) {
   EXPECT_NEAR(static_cast<double>(Prefetch(credit)), 10.0, 1.0);
 }
 
+TEST_F(WorkerCreditTest, OneSlowBatchIsForgottenWithinAFewBatches) {
+  // A co-process's start-up (tens of ms) paid by the first answer must not
+  // hold the prefetch of microsecond tasks down for dozens of batches.
+  WorkerCredit credit(1);
+  credit.OnResults(1, 50000);
+  EXPECT_EQ(Prefetch(credit), 1u);
+  Finish(&credit, 1, 100, 6);
+  EXPECT_EQ(Prefetch(credit), WorkerCredit::kMaxPrefetch);
+}
+
+TEST_F(WorkerCreditTest, OneFastBatchDoesNotHideSlowTasks) {
+  WorkerCredit credit(1);
+  Finish(&credit, 100000, 1, 20);
+  credit.OnResults(100, 100);  // a burst of instant failures
+  EXPECT_LE(Prefetch(credit), 10u);
+  Finish(&credit, 100000, 1, 3);
+  EXPECT_EQ(Prefetch(credit), 1u);
+}
+
 TEST_F(WorkerCreditTest, AvailableDecreasesWithSentAndRecoversWithResults) {
   WorkerCredit credit(3);
   credit.OnSent(2);

@@ -372,6 +372,31 @@ TEST_F(PipePayloadTest, NoCoProcessIsClosedWhileItHasUnreadInput) {
   EXPECT_EQ(sink_[0].value, "a");
 }
 
+TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTookToStart) {
+  // The first co-process takes 0.4 s to start; later ones start at once and
+  // buffer their answers (sed on a pipe). Closing a silent co-process costs a
+  // fresh one's start-up, so it waits that long first: with two workers, one
+  // that the run's ordering window holds up while the other restarts would
+  // otherwise close its own co-process too, and the two restart in turn.
+  char dir[] = "/tmp/fanmap_pipe_test_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string mark = std::string(dir) + "/started";
+  Use("if [ ! -e " + mark + " ]; then : > " + mark + "; sleep 0.4; fi; exec sed s/a/b/");
+  Queue("a0");
+  ASSERT_TRUE(RunUntilResults(1));
+  ASSERT_TRUE(RunUntil([this] { return payload_->co_processes() == 0; }));
+  auto given = std::chrono::steady_clock::now();
+  Queue("a1");
+  ASSERT_TRUE(RunUntilResults(2));
+  auto waited = std::chrono::steady_clock::now() - given;
+  EXPECT_GE(waited, std::chrono::milliseconds(350))
+      << "closed after the bare quiet period, not the start-up time";
+  EXPECT_EQ(Find(0)->value, "b0");
+  EXPECT_EQ(Find(1)->value, "b1");
+  unlink(mark.c_str());
+  rmdir(dir);
+}
+
 TEST_F(PipePayloadTest, ItemWithLineBreakIsErrorAndNotSent) {
   Use(kBang);
   payload_->Start(Task{0, 0, "a\nb"});

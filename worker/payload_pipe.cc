@@ -109,6 +109,8 @@ struct PipePayload::CoProcess {
   bool flush_noted = false;    // the policy has heard how the close ended
   bool prompt_flush = false;   // ... and it was prompt
   int64_t drained_us = 0;      // closed, and holding nothing since; 0: not yet
+  int64_t spawned_us = 0;      // when it was started
+  bool started = false;        // has read all it was given, or answered, once
   // Events of the current Advance().
   bool touched = false;
   bool exited = false;
@@ -192,6 +194,7 @@ Status PipePayload::Spawn(CoProcess** out) {
                         PipeAnswerFormatName(options_.answers));
   Status s = ChildProcess::Spawn({"/bin/sh", "-c", command_}, options, &co->child);
   if (!s.ok()) return s;
+  co->spawned_us = NowMicros();
   *out = co.get();
   co_processes_.push_back(std::move(co));
   return Status::Ok();
@@ -268,7 +271,7 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
     } else if (co->drained_us != 0) {
       due_us = co->drained_us + kExitAfterEofMicros;
     } else if (co->accepting && !co->held.empty() && co->input_done == co->input.size()) {
-      due_us = co->quiet_since_us + policy_.QuietMicros(co->line_by_line);
+      due_us = co->quiet_since_us + QuietMicros(*co);
     }
     if (paced && (due_us == 0 || co->read_us + kPipeReadPaceMicros < due_us)) {
       due_us = co->read_us + kPipeReadPaceMicros;
@@ -329,7 +332,7 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
       co->input_done < co->input.size()) {
     return false;  // nothing owed, or a full pipe: it is not waiting for input
   }
-  if (now - co->quiet_since_us < policy_.QuietMicros(co->line_by_line)) return false;
+  if (now - co->quiet_since_us < QuietMicros(*co)) return false;
   if (UnreadBytes(child.stdin_fd()) > 0) {
     // It has not read all it was given: busy, or still starting (Python
     // takes tens of ms, a program that loads a model much longer). Its
@@ -337,7 +340,19 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
     co->quiet_since_us = now;
     return false;
   }
+  NoteStarted(co, now);
   return true;
+}
+
+void PipePayload::NoteStarted(CoProcess* co, int64_t now) {
+  if (co->started) return;
+  co->started = true;
+  startup_us_ = now - co->spawned_us;
+}
+
+int64_t PipePayload::QuietMicros(const CoProcess& co) const {
+  return std::max(policy_.QuietMicros(co.line_by_line),
+                  std::min(startup_us_, kMaxStartupQuietMicros));
 }
 
 void PipePayload::EndInput(CoProcess* co, int64_t now) {
@@ -393,6 +408,7 @@ bool PipePayload::TakeAnswers(CoProcess* co) {
   size_t first_result = sink_->size();
   // Its first answers with its stdin open also paid for its start-up.
   bool starting = co->answered == 0 && co->closed_us == 0;
+  if (out.size() > from) NoteStarted(co, NowMicros());
   while (const void* found = std::memchr(out.data() + from, '\n', out.size() - from)) {
     size_t end = static_cast<size_t>(static_cast<const char*>(found) - out.data());
     // An answer to an item whose line is not wholly written yet cannot be

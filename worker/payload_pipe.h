@@ -51,7 +51,9 @@
 // for a quiet period, its stdin is closed: it sees end-of-input, flushes and
 // exits, and its answers go to the items it held. Later items go to a fresh
 // co-process, including those that arrive while it finishes.
-// PipeFlushPolicy below decides when, and learns from what follows. Anything
+// PipeFlushPolicy below decides when, and learns from what follows; the
+// quiet period is never shorter than the command's start-up time, as last
+// measured, up to kMaxStartupQuietMicros (PipePayload::QuietMicros). Anything
 // meant for humans belongs on stderr: a stray stdout line shifts every later
 // answer to the wrong item, and so does a summary line at end-of-input.
 //
@@ -187,6 +189,9 @@ class PipeFlushPolicy {
 // and one whose last read took kPipeFullReadBytes or more (its pipe, 64 KiB,
 // nearly full: long answers would be held to a pipe-full per pace).
 constexpr size_t kPipeFullReadBytes = 32 << 10;
+// The most a silent co-process waits for its start-up time's sake (see
+// PipePayload::QuietMicros): every run's last batch pays the wait.
+constexpr int64_t kMaxStartupQuietMicros = 1000000;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
@@ -270,6 +275,17 @@ class PipePayload : public Payload {
   // Tells the policy how the close of `co` ended: `now` is its first output
   // or its exit.
   void NoteFlush(CoProcess* co, int64_t now);
+  // `co` is seen, at `now`, to have read all its input or to answer: the
+  // first time, the command's start-up time is taken from it.
+  void NoteStarted(CoProcess* co, int64_t now);
+  // How long `co` may be silent before its stdin is closed: the policy's
+  // quiet period, but no less than the command's start-up time (up to
+  // kMaxStartupQuietMicros). Closing it costs a fresh co-process's start-up,
+  // so waiting that long first loses at most twice what the better choice
+  // would (rent or buy). It matters with several workers: one blocked while
+  // the run's ordering window waits for another worker's restart must not
+  // close its own co-process meanwhile, or the two restart in turn.
+  int64_t QuietMicros(const CoProcess& co) const;
 
   const std::string command_;
   ResultSink* const sink_;
@@ -280,6 +296,7 @@ class PipePayload : public Payload {
   size_t outstanding_ = 0;
   double answer_micros_ = 0;  // mean time per answer; 0 until measured
   double least_micros_ = 0;   // least time per answer seen, after a close too
+  int64_t startup_us_ = 0;    // the last co-process's start-up time, measured
   PipeFlushPolicy policy_;
   std::string broken_;  // set once the protocol was broken: fails every item
 };

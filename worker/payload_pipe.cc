@@ -276,6 +276,11 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
     if (paced && (due_us == 0 || co->read_us + kPipeReadPaceMicros < due_us)) {
       due_us = co->read_us + kPipeReadPaceMicros;
     }
+    if (Starting(*co)) {
+      // Looked at again shortly, to time its start-up (NoteStarted).
+      int64_t probe_us = NowMicros() + kStartupProbeMicros;
+      if (due_us == 0 || probe_us < due_us) due_us = probe_us;
+    }
     if (due_us != 0) {
       int64_t left_us = due_us - NowMicros();
       long left_ms = static_cast<long>(std::max<int64_t>(0, (left_us + 999) / 1000));
@@ -312,6 +317,11 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   for (CoProcess* co : touched_) Step(co);
   now = NowMicros();
   for (const auto& co : co_processes_) {
+    if (Starting(*co) && UnreadBytes(co->child->stdin_fd()) == 0) {
+      NoteStarted(co.get(), now);
+    }
+  }
+  for (const auto& co : co_processes_) {
     if (co->done) continue;
     if (co->stdout_closed_us != 0) {
       if (now - co->stdout_closed_us >= kExitAfterEofMicros) End(co.get(), false);
@@ -344,10 +354,16 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
   return true;
 }
 
+bool PipePayload::Starting(const CoProcess& co) const {
+  return !co.started && co.accepting && co.child->stdin_fd() >= 0 && co.written_bytes > 0;
+}
+
 void PipePayload::NoteStarted(CoProcess* co, int64_t now) {
   if (co->started) return;
   co->started = true;
   startup_us_ = now - co->spawned_us;
+  // Its start-up was not silence.
+  co->quiet_since_us = std::max(co->quiet_since_us, now);
 }
 
 int64_t PipePayload::QuietMicros(const CoProcess& co) const {

@@ -192,6 +192,9 @@ constexpr size_t kPipeFullReadBytes = 32 << 10;
 // The most a silent co-process waits for its start-up time's sake (see
 // PipePayload::QuietMicros): every run's last batch pays the wait.
 constexpr int64_t kMaxStartupQuietMicros = 1000000;
+// How precisely a co-process's start-up is timed: its stdin is looked at this
+// often until it has read what it was given.
+constexpr int64_t kStartupProbeMicros = 2000;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
@@ -275,6 +278,9 @@ class PipePayload : public Payload {
   // Tells the policy how the close of `co` ended: `now` is its first output
   // or its exit.
   void NoteFlush(CoProcess* co, int64_t now);
+  // `co` was given input and has neither read all of it nor answered yet:
+  // it is looked at every kStartupProbeMicros meanwhile.
+  bool Starting(const CoProcess& co) const;
   // `co` is seen, at `now`, to have read all its input or to answer: the
   // first time, the command's start-up time is taken from it.
   void NoteStarted(CoProcess* co, int64_t now);

@@ -57,9 +57,15 @@ class WorkerCredit {
   size_t target(bool input_done = false) const;
   size_t outstanding() const { return outstanding_; }
   uint32_t slots() const { return slots_; }
-  // Typical task time seen so far (0 before the first result): a geometric
-  // mean, weighted towards recent batches of results.
+  // Mean task time seen so far (0 before the first result), weighted towards
+  // recent batches of results. An arithmetic mean: what bounds a worker's
+  // silence (a burst of instant failures must not make an honest worker's
+  // next slow task look held back).
   double mean_task_micros() const { return mean_task_us_; }
+  // Typical task time (0 before the first result): the same weights in log
+  // space, a geometric mean. What sizes the prefetch (target()): a batch
+  // that paid a one-off cost is forgotten in a few batches.
+  double typical_task_micros() const { return typical_task_us_; }
 
   Trust trust() const { return trust_; }
 
@@ -80,8 +86,10 @@ class WorkerCredit {
   Trust trust_;
   size_t earned_ = kInitialCredit;  // kEarned: the most tasks it may hold
   size_t outstanding_ = 0;
-  double mean_task_us_ = 0;  // exp(log_mean_us_); 0 before the first result
-  double log_mean_us_ = 0;   // log of task times, exponentially weighted per batch of results
+  // Exponentially weighted per batch of results; 0 before the first.
+  double mean_task_us_ = 0;
+  double typical_task_us_ = 0;  // exp(log_typical_us_)
+  double log_typical_us_ = 0;
 };
 
 }  // namespace fanmap

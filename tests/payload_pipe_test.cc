@@ -372,6 +372,22 @@ TEST_F(PipePayloadTest, NoCoProcessIsClosedWhileItHasUnreadInput) {
   EXPECT_EQ(sink_[0].value, "a");
 }
 
+// A python3 command that runs `prelude` (which sets `data`, the start of its
+// item), reads the rest of its item, then waits for the end of its input
+// before it answers (as a buffering filter does): "ITEM SECONDS", with how
+// long it waited.
+std::string WaitsForTheEndOfItsInput(const std::string& prelude) {
+  return "python3 -c '\n"
+         "import os, time\n" +
+         prelude +
+         "while not data.endswith(b\"\\n\"):\n"
+         "    data += os.read(0, 4096)\n"
+         "read_at = time.monotonic()\n"
+         "while os.read(0, 4096):\n"
+         "    pass\n"
+         "print(data.decode().strip(), round(time.monotonic() - read_at, 3), flush=True)'";
+}
+
 TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTakesToStart) {
   // A command that takes 0.4 s to start, then reads its item and waits for
   // the end of its input before it answers (as a buffering filter does),
@@ -380,16 +396,9 @@ TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTakesToStart) {
   // that long before its input is closed: with two workers, one that the
   // run's ordering window holds up while the other restarts must not close
   // its own co-process meanwhile, or the two restart in turn.
-  Use("python3 -c '\n"
-      "import os, time\n"
-      "time.sleep(0.4)\n"
-      "data = b\"\"\n"
-      "while not data.endswith(b\"\\n\"):\n"
-      "    data += os.read(0, 4096)\n"
-      "read_at = time.monotonic()\n"
-      "while os.read(0, 4096):\n"
-      "    pass\n"
-      "print(data.decode().strip(), round(time.monotonic() - read_at, 3), flush=True)'");
+  Use(
+      WaitsForTheEndOfItsInput("time.sleep(0.4)\n"
+                               "data = b\"\"\n"));
   Queue("a0");
   ASSERT_TRUE(RunUntilResults(1));
   ASSERT_TRUE(RunUntil([this] { return payload_->co_processes() == 0; }));
@@ -400,6 +409,25 @@ TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTakesToStart) {
   ASSERT_EQ(value.rfind("a1 ", 0), 0u) << value;
   EXPECT_GE(std::stod(value.substr(3)), 0.3)
       << "closed after the bare quiet period, not the command's start-up time";
+}
+
+TEST_F(PipePayloadTest, ACommandThatReadsSlowlyHasStartedAtItsFirstRead) {
+  // A command that starts at once, reads the first byte of its item, takes
+  // 0.9 s over the rest, then waits for the end of its input before it
+  // answers, with how long it waited. Its start-up is the time to its first
+  // read (tens of ms), not to its last: had it been taken as 0.9 s, the
+  // co-process would have been left silent that long before its input was
+  // closed.
+  static_assert(kMaxStartupQuietMicros > 900000);
+  Use(
+      WaitsForTheEndOfItsInput("data = os.read(0, 1)\n"
+                               "time.sleep(0.9)\n"));
+  Queue("a0");
+  ASSERT_TRUE(RunUntilResults(1));
+  ASSERT_TRUE(Find(0)->ok) << Find(0)->value;
+  std::string value = Find(0)->value;
+  ASSERT_EQ(value.rfind("a0 ", 0), 0u) << value;
+  EXPECT_LT(std::stod(value.substr(3)), 0.6) << "its start-up was taken to be its slow reading";
 }
 
 TEST_F(PipePayloadTest, ItemWithLineBreakIsErrorAndNotSent) {

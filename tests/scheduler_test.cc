@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fanmap {
@@ -12,7 +13,7 @@ constexpr char kRun[] = "0123456789abcdef0123456789abcdef";
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  SchedulerTest() : scheduler_(Options()) {
+  explicit SchedulerTest(SchedulerOptions options = Options()) : scheduler_(std::move(options)) {
     scheduler_.set_on_complete([this](uint64_t index) { completed_.push_back(index); });
   }
 
@@ -544,6 +545,44 @@ TEST_F(SchedulerTest, SilenceLimitFollowsTheWorkersOwnTaskTimeWithinItsBounds) {
   for (auto [index, attempt] : sent) results.push_back(Answer(index, attempt));  // 1 ms tasks
   scheduler_.OnResults(&peer, kRun, &results, now_ms_);
   EXPECT_EQ(scheduler_.SilenceLimitMs(peer), Scheduler::kMinSilenceMs);
+}
+
+// Remote workers allowed a minute of silence, so that their own task time
+// decides.
+class PatientSchedulerTest : public SchedulerTest {
+ protected:
+  PatientSchedulerTest() : SchedulerTest(PatientOptions()) {}
+  static SchedulerOptions PatientOptions() {
+    SchedulerOptions options = Options();
+    options.liveness_ms = 60000;
+    return options;
+  }
+};
+
+TEST_F(PatientSchedulerTest, ABurstOfInstantFailuresDoesNotMakeASlowWorkerLookSilent) {
+  AddItems(40);
+  Worker& peer = Join("peer", 1, false);
+  for (int i = 0; i < 20; ++i) {  // 5 s tasks
+    auto sent = Send(peer, 1);
+    ASSERT_EQ(sent.size(), 1u);
+    Result r = Answer(sent[0].first, sent[0].second);
+    r.elapsed_us = 5000000;
+    now_ms_ += 5000;
+    Deliver(&peer, std::move(r));
+  }
+  std::vector<Result> failures;
+  for (auto [index, attempt] : Send(peer)) {
+    failures.push_back(Answer(index, attempt, /*ok=*/false));
+    failures.back().elapsed_us = 1;
+  }
+  ASSERT_FALSE(failures.empty());
+  scheduler_.OnResults(&peer, kRun, &failures, now_ms_);
+  ASSERT_EQ(Send(peer, 1).size(), 1u);
+  now_ms_ += 20000;  // four of its usual task times
+  EXPECT_FALSE(scheduler_.IsSilentHolder(peer, now_ms_));
+  EXPECT_GE(scheduler_.SilenceLimitMs(peer), 25000);
+  now_ms_ += 20000;
+  EXPECT_TRUE(scheduler_.IsSilentHolder(peer, now_ms_)) << "eight of them: silent";
 }
 
 TEST_F(SchedulerTest, AnHonestSlowNewcomerIsNotCopiedBeforeTheLivenessBound) {

@@ -110,7 +110,7 @@ struct PipePayload::CoProcess {
   bool prompt_flush = false;   // ... and it was prompt
   int64_t drained_us = 0;      // closed, and holding nothing since; 0: not yet
   int64_t spawned_us = 0;      // when it was started
-  bool started = false;        // has read all it was given, or answered, once
+  bool started = false;        // has read some input, or answered, once
   // Events of the current Advance().
   bool touched = false;
   bool exited = false;
@@ -317,7 +317,15 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   for (CoProcess* co : touched_) Step(co);
   now = NowMicros();
   for (const auto& co : co_processes_) {
-    if (Starting(*co) && UnreadBytes(co->child->stdin_fd()) == 0) {
+    if (!Starting(*co)) continue;
+    // Started once it reads: a command that reads a little at a time has
+    // started when it takes the first bit, not when it has taken everything.
+    // One still not reading after kMaxStartupQuietMicros is taken as started
+    // then (longer would change nothing: it is the most QuietMicros waits),
+    // so that it is not looked at every kStartupProbeMicros for ever.
+    int unread = UnreadBytes(co->child->stdin_fd());
+    if (static_cast<uint64_t>(std::max(unread, 0)) < co->written_bytes ||
+        now - co->spawned_us >= kMaxStartupQuietMicros) {
       NoteStarted(co.get(), now);
     }
   }
@@ -350,12 +358,17 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
     co->quiet_since_us = now;
     return false;
   }
-  NoteStarted(co, now);
+  if (!co->started) {
+    // Seen to have read everything only now: its silence starts now.
+    NoteStarted(co, now);
+    return false;
+  }
   return true;
 }
 
 bool PipePayload::Starting(const CoProcess& co) const {
-  return !co.started && co.accepting && co.child->stdin_fd() >= 0 && co.written_bytes > 0;
+  return !co.started && !co.done && co.accepting && co.child->stdin_fd() >= 0 &&
+         co.written_bytes > 0;
 }
 
 void PipePayload::NoteStarted(CoProcess* co, int64_t now) {

@@ -193,7 +193,7 @@ constexpr size_t kPipeFullReadBytes = 32 << 10;
 // PipePayload::QuietMicros): every run's last batch pays the wait.
 constexpr int64_t kMaxStartupQuietMicros = 1000000;
 // How precisely a co-process's start-up is timed: its stdin is looked at this
-// often until it has read what it was given.
+// often until it has read some of what it was given.
 constexpr int64_t kStartupProbeMicros = 2000;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
@@ -278,11 +278,12 @@ class PipePayload : public Payload {
   // Tells the policy how the close of `co` ended: `now` is its first output
   // or its exit.
   void NoteFlush(CoProcess* co, int64_t now);
-  // `co` was given input and has neither read all of it nor answered yet:
-  // it is looked at every kStartupProbeMicros meanwhile.
+  // `co` was given input and has neither read any of it nor answered yet:
+  // it is looked at every kStartupProbeMicros meanwhile (for at most
+  // kMaxStartupQuietMicros).
   bool Starting(const CoProcess& co) const;
-  // `co` is seen, at `now`, to have read all its input or to answer: the
-  // first time, the command's start-up time is taken from it.
+  // `co` is seen, at `now`, to have read input or to answer: the first
+  // time, the command's start-up time is taken from it.
   void NoteStarted(CoProcess* co, int64_t now);
   // How long `co` may be silent before its stdin is closed: the policy's
   // quiet period, but no less than the command's start-up time (up to

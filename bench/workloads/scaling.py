@@ -25,17 +25,21 @@ def measure(b):
         u = resource.getrusage(resource.RUSAGE_CHILDREN)
         return u.ru_utime + u.ru_stime
 
-    if n is None:  # size the run so that -j 1 takes about --sha-seconds of CPU
-        probe = 200
-        seq_file(items, 1, probe)
-        costs = []
-        for _ in range(3):
-            c0 = cpu_s()
-            run(b.fm("-j", "1", "--builtin", f"sha256:{rounds}", "-i", items, "-o", out),
-                what="fanmap")
-            costs.append(cpu_s() - c0)
-        per = min(costs) / probe
-        n = max(20, int(1.1 * b.a.sha_seconds / per) // 2 * 2)  # 10% over: at least that
+    if n is None:  # size the run so that -j 1 takes at least --sha-seconds of CPU
+        # per item: the difference between two sizes, so that a run's fixed cost (start-up)
+        # does not count; 20% over, as the machine's speed drifts between probe and runs
+        costs = {}
+        for probe in (100, 500):
+            seq_file(items, 1, probe)
+            runs = []
+            for _ in range(3):
+                c0 = cpu_s()
+                run(b.fm("-j", "1", "--builtin", f"sha256:{rounds}", "-i", items, "-o", out),
+                    what="fanmap")
+                runs.append(cpu_s() - c0)
+            costs[probe] = min(runs)
+        per = max(costs[500] - costs[100], costs[500] / 2) / 400
+        n = max(20, int(1.2 * b.a.sha_seconds / per) // 2 * 2)
         log(f"scaling: {per * 1e3:.2f} ms of CPU per item: {n} items")
     seq_file(items, 1, n)
     np_ = max(10, n // 4 // 2 * 2)

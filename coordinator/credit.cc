@@ -13,7 +13,7 @@ size_t WorkerCredit::target(bool input_done) const {
   size_t target = slots_;  // nothing measured yet: one task per slot
   bool tail_of_long_tasks = input_done && typical_task_us_ >= kTailPrefetchMaxMicros;
   if (typical_task_us_ > 0 && !tail_of_long_tasks) {
-    // A worker finishes slots_/mean tasks per microsecond.
+    // A worker finishes slots_/typical tasks per microsecond.
     // (The tolerance absorbs exp(log(x)) != x in the last bit.)
     double prefetch =
         std::floor(slots_ * kPrefetchHorizonMicros / std::max(typical_task_us_, 0.01) + 1e-6);

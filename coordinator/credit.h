@@ -64,7 +64,10 @@ class WorkerCredit {
   double mean_task_micros() const { return mean_task_us_; }
   // Typical task time (0 before the first result): the same weights in log
   // space, a geometric mean. What sizes the prefetch (target()): a batch
-  // that paid a one-off cost is forgotten in a few batches.
+  // that paid a one-off cost is forgotten in a few batches. It is at most the
+  // mean: with mixed task times (instant failures among long tasks) the
+  // prefetch covers more than kPrefetchHorizonMicros of work, and the tail
+  // rule may not apply.
   double typical_task_micros() const { return typical_task_us_; }
 
   Trust trust() const { return trust_; }

@@ -10,8 +10,9 @@ flush=True sends each answer as soon as it is made (`python3 -u` does the
 same). Without it Python block-buffers stdout on a pipe and keeps its last
 answers while it waits for more items; fanmap still gets them all: when the
 co-process has read all its input and stays silent for a quiet period
-(30 ms, longer for commands seen to be slow), fanmap closes its stdin, so
-that it flushes and exits, and starts a fresh one for the next items. That
+(30 ms or as long as the command took to start, up to 1 s; longer for
+commands seen to be slow), fanmap closes its stdin, so that it flushes and
+exits, and starts a fresh one for the next items. That
 is fine for cheap functions, but each restart repeats the start-up (imports,
 loading a model) and makes answers wait: flush. Flushing each line costs
 about 1 us per item; upper_fast.py flushes once per read instead.

@@ -375,8 +375,10 @@ TEST_F(PipePayloadTest, NoCoProcessIsClosedWhileItHasUnreadInput) {
 // A python3 command that runs `prelude` (which sets `data`, the start of its
 // item), reads the rest of its item, then waits for the end of its input
 // before it answers (as a buffering filter does): "ITEM SECONDS", with how
-// long it waited.
-std::string WaitsForTheEndOfItsInput(const std::string& prelude) {
+// long it waited; `before_answer` runs between the end of its input and the
+// answer.
+std::string WaitsForTheEndOfItsInput(const std::string& prelude,
+                                     const std::string& before_answer = "") {
   return "python3 -c '\n"
          "import os, time\n" +
          prelude +
@@ -385,7 +387,8 @@ std::string WaitsForTheEndOfItsInput(const std::string& prelude) {
          "read_at = time.monotonic()\n"
          "while os.read(0, 4096):\n"
          "    pass\n"
-         "print(data.decode().strip(), round(time.monotonic() - read_at, 3), flush=True)'";
+         "waited = round(time.monotonic() - read_at, 3)\n" +
+         before_answer + "print(data.decode().strip(), waited, flush=True)'";
 }
 
 TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTakesToStart) {
@@ -412,22 +415,64 @@ TEST_F(PipePayloadTest, ASilentCoProcessWaitsAsLongAsTheCommandTakesToStart) {
 }
 
 TEST_F(PipePayloadTest, ACommandThatReadsSlowlyHasStartedAtItsFirstRead) {
-  // A command that starts at once, reads the first byte of its item, takes
-  // 0.9 s over the rest, then waits for the end of its input before it
-  // answers, with how long it waited. Its start-up is the time to its first
-  // read (tens of ms), not to its last: had it been taken as 0.9 s, the
-  // co-process would have been left silent that long before its input was
-  // closed.
+  // A command that reads the first byte of its item at once (dd, a few ms
+  // after it is spawned), takes the start-up of python3 and 0.9 s more over
+  // the rest, then waits for the end of its input before it answers, with
+  // how long it waited. Its start-up is the time to its first read, not to
+  // its last: had it been taken as 0.9 s or more, the co-process would have
+  // been left silent that long before its input was closed.
   static_assert(kMaxStartupQuietMicros > 900000);
+  Use("dd bs=1 count=1 of=/dev/null status=none; exec " +
+      WaitsForTheEndOfItsInput("time.sleep(0.9)\n"
+                               "data = b\"\"\n"));
+  Queue("a0");
+  ASSERT_TRUE(RunUntilResults(1));
+  ASSERT_TRUE(Find(0)->ok) << Find(0)->value;
+  std::string value = Find(0)->value;
+  ASSERT_EQ(value.rfind("0 ", 0), 0u) << value;
+  EXPECT_LT(std::stod(value.substr(2)), 0.6) << "its start-up was taken to be its slow reading";
+}
+
+TEST_F(PipePayloadTest, ACommandThatStartsSlowerThanTheProbingIsSilentOnlyAfterItsFirstRead) {
+  // A command that reads nothing for 1.5 s, longer than its start-up is
+  // probed for, then reads its item and waits for the end of its input
+  // before it answers, with how long it waited. Its silence counts from its
+  // read: it is left silent for as long as the command took to start (up to
+  // kMaxStartupQuietMicros), not closed as soon as it has read.
+  static_assert(kMaxStartupQuietMicros < 1500000);
   Use(
-      WaitsForTheEndOfItsInput("data = os.read(0, 1)\n"
-                               "time.sleep(0.9)\n"));
+      WaitsForTheEndOfItsInput("time.sleep(1.5)\n"
+                               "data = b\"\"\n"));
   Queue("a0");
   ASSERT_TRUE(RunUntilResults(1));
   ASSERT_TRUE(Find(0)->ok) << Find(0)->value;
   std::string value = Find(0)->value;
   ASSERT_EQ(value.rfind("a0 ", 0), 0u) << value;
-  EXPECT_LT(std::stod(value.substr(3)), 0.6) << "its start-up was taken to be its slow reading";
+  EXPECT_GE(std::stod(value.substr(3)), 0.9) << "closed before it was silent for its start-up";
+}
+
+TEST_F(PipePayloadTest, TheWaitForAStartUpIsNotLearntAsTheItemsQuietPeriod) {
+  // A command that takes 0.5 s to start, reads its item, waits for the end
+  // of its input, then takes 30 ms more before it answers: a late flush,
+  // which lengthens the flush policy's quiet period to twice the quiet
+  // period used and the time the answer took. The co-process was left
+  // silent for its start-up (0.5 s or more) before its input was closed;
+  // the policy's own quiet period was 30 ms, and that is what it learns from
+  // (about 2 x (30 + 30) ms), not the wait for the start-up (2 x 0.53 s).
+  Use(
+      WaitsForTheEndOfItsInput("time.sleep(0.5)\n"
+                               "data = b\"\"\n",
+                               "time.sleep(0.03)\n"));
+  const int64_t least = std::chrono::microseconds(PipeFlushPolicy::kQuietPeriod).count();
+  ASSERT_EQ(payload_->flush_quiet_micros(), least);
+  Queue("a0");
+  ASSERT_TRUE(RunUntilResults(1));
+  ASSERT_TRUE(Find(0)->ok) << Find(0)->value;
+  std::string value = Find(0)->value;
+  ASSERT_EQ(value.rfind("a0 ", 0), 0u) << value;
+  ASSERT_GE(std::stod(value.substr(3)), 0.5) << "not left silent for its start-up";
+  EXPECT_GT(payload_->flush_quiet_micros(), least) << "the flush was not late";
+  EXPECT_LT(payload_->flush_quiet_micros(), 800000) << "the start-up wait was learnt as the items'";
 }
 
 TEST_F(PipePayloadTest, ItemWithLineBreakIsErrorAndNotSent) {

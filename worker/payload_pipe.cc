@@ -110,7 +110,7 @@ struct PipePayload::CoProcess {
   bool prompt_flush = false;   // ... and it was prompt
   int64_t drained_us = 0;      // closed, and holding nothing since; 0: not yet
   int64_t spawned_us = 0;      // when it was started
-  bool started = false;        // has read some input, or answered, once
+  bool started = false;        // has been seen to read input, or has answered
   // Events of the current Advance().
   bool touched = false;
   bool exited = false;
@@ -276,7 +276,7 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
     if (paced && (due_us == 0 || co->read_us + kPipeReadPaceMicros < due_us)) {
       due_us = co->read_us + kPipeReadPaceMicros;
     }
-    if (Starting(*co)) {
+    if (Starting(*co, NowMicros())) {
       // Looked at again shortly, to time its start-up (NoteStarted).
       int64_t probe_us = NowMicros() + kStartupProbeMicros;
       if (due_us == 0 || probe_us < due_us) due_us = probe_us;
@@ -317,17 +317,11 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   for (CoProcess* co : touched_) Step(co);
   now = NowMicros();
   for (const auto& co : co_processes_) {
-    if (!Starting(*co)) continue;
+    if (!Starting(*co, now)) continue;
     // Started once it reads: a command that reads a little at a time has
     // started when it takes the first bit, not when it has taken everything.
-    // One still not reading after kMaxStartupQuietMicros is taken as started
-    // then (longer would change nothing: it is the most QuietMicros waits),
-    // so that it is not looked at every kStartupProbeMicros for ever.
     int unread = UnreadBytes(co->child->stdin_fd());
-    if (static_cast<uint64_t>(std::max(unread, 0)) < co->written_bytes ||
-        now - co->spawned_us >= kMaxStartupQuietMicros) {
-      NoteStarted(co.get(), now);
-    }
+    if (static_cast<uint64_t>(std::max(unread, 0)) < co->written_bytes) NoteStarted(co.get(), now);
   }
   for (const auto& co : co_processes_) {
     if (co->done) continue;
@@ -359,16 +353,17 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
     return false;
   }
   if (!co->started) {
-    // Seen to have read everything only now: its silence starts now.
+    // Seen to read only now (it read between two probes, or it took longer
+    // than kMaxStartupQuietMicros to start): its silence starts now.
     NoteStarted(co, now);
     return false;
   }
   return true;
 }
 
-bool PipePayload::Starting(const CoProcess& co) const {
+bool PipePayload::Starting(const CoProcess& co, int64_t now) const {
   return !co.started && !co.done && co.accepting && co.child->stdin_fd() >= 0 &&
-         co.written_bytes > 0;
+         co.written_bytes > 0 && now - co.spawned_us < kMaxStartupQuietMicros;
 }
 
 void PipePayload::NoteStarted(CoProcess* co, int64_t now) {
@@ -400,7 +395,10 @@ void PipePayload::EndInput(CoProcess* co, int64_t now) {
 void PipePayload::NoteFlush(CoProcess* co, int64_t now) {
   if (co->closed_us == 0 || co->flush_noted) return;
   co->flush_noted = true;
-  co->prompt_flush = policy_.OnFlushed(co->quiet_used_us, now - co->closed_us, co->batch);
+  // The policy learns from its own quiet period: a longer wait for the
+  // command's start-up's sake (QuietMicros) says nothing of its items.
+  int64_t quiet_us = std::min(co->quiet_used_us, policy_.QuietMicros(co->line_by_line));
+  co->prompt_flush = policy_.OnFlushed(quiet_us, now - co->closed_us, co->batch);
 }
 
 void PipePayload::Step(CoProcess* co) {

@@ -177,6 +177,13 @@ class PipeFlushPolicy {
   bool answers_at_end_ = false;
 };
 
+// The most a silent co-process waits for its start-up time's sake (see
+// PipePayload::QuietMicros): every run's last batch pays the wait.
+constexpr int64_t kMaxStartupQuietMicros = 1000000;
+// How precisely a co-process's start-up is timed: its stdin is looked at this
+// often until it has read some of what it was given (for at most
+// kMaxStartupQuietMicros).
+constexpr int64_t kStartupProbeMicros = 2000;
 // A co-process that answers in microseconds and flushes each answer
 // (print(..., flush=True)) wakes the worker for every line; the worker then
 // spends more time in poll() than the command in its work. One that answers
@@ -189,12 +196,6 @@ class PipeFlushPolicy {
 // and one whose last read took kPipeFullReadBytes or more (its pipe, 64 KiB,
 // nearly full: long answers would be held to a pipe-full per pace).
 constexpr size_t kPipeFullReadBytes = 32 << 10;
-// The most a silent co-process waits for its start-up time's sake (see
-// PipePayload::QuietMicros): every run's last batch pays the wait.
-constexpr int64_t kMaxStartupQuietMicros = 1000000;
-// How precisely a co-process's start-up is timed: its stdin is looked at this
-// often until it has read some of what it was given.
-constexpr int64_t kStartupProbeMicros = 2000;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
@@ -243,6 +244,10 @@ class PipePayload : public Payload {
   size_t window() const;
   // Co-processes whose stdin was closed for silence and that have not ended.
   size_t flushing() const;
+  // The flush policy's quiet period for a command that answers at the end
+  // of its input (PipeFlushPolicy::QuietMicros), without the wait for the
+  // command's start-up (QuietMicros).
+  int64_t flush_quiet_micros() const { return policy_.QuietMicros(false); }
 
  private:
   struct CoProcess;
@@ -278,10 +283,12 @@ class PipePayload : public Payload {
   // Tells the policy how the close of `co` ended: `now` is its first output
   // or its exit.
   void NoteFlush(CoProcess* co, int64_t now);
-  // `co` was given input and has neither read any of it nor answered yet:
-  // it is looked at every kStartupProbeMicros meanwhile (for at most
-  // kMaxStartupQuietMicros).
-  bool Starting(const CoProcess& co) const;
+  // `co` was given input and has neither read any of it nor answered yet,
+  // and was spawned less than kMaxStartupQuietMicros before `now`: it is
+  // looked at every kStartupProbeMicros meanwhile. (Past that, Silent() sees
+  // its first read: longer probing would change nothing, kMaxStartupQuietMicros
+  // is the most QuietMicros waits for a start-up's sake.)
+  bool Starting(const CoProcess& co, int64_t now) const;
   // `co` is seen, at `now`, to have read input or to answer: the first
   // time, the command's start-up time is taken from it.
   void NoteStarted(CoProcess* co, int64_t now);

@@ -119,6 +119,13 @@ def measure(b):
         f"{m['fanmap -j 2']:.2f} s, {used:.0%} of the two CPUs ({overhead:+.1%} CPU time "
         f"against `-j 1`'s {cpu_m['fanmap -j 1']:.2f} s): the rest of the two CPUs went "
         "to other processes or sat idle.")
+    if cpu_m["fanmap -j 1"] < b.a.sha_seconds:
+        # the probe overestimated the cost per item (a large fixed cost, or a machine that
+        # sped up): say so rather than let the row's "(N s of CPU)" pass unremarked
+        short = (f"CPU scaling: `-j 1` used {cpu_m['fanmap -j 1']:.1f} s of CPU, below the "
+                 f"{b.a.sha_seconds:g} s asked for (--sha-seconds): rerun with --sha-items")
+        log("scaling: warning: " + short)
+        b.notes.append(short + ".")
     ceiling = m["fanmap -j 1"] / m["two fanmap -j 1"]
     b.results["cpu_scaling"]["two_processes_speedup"] = ceiling
     b.row("″", "″", "machine ceiling: two `fanmap -j 1` at once, half the items each",

@@ -135,29 +135,33 @@ def _measure(b, server, url, fm_args, n, threads, wl):
     }
     t_fm, wrk_rps, wrk_errs, wrk_text = [], [], [], []
 
-    def body(r):
+    def run_fanmap():
         tt, _, _ = run(b.fm("-j", "2", "--slots", "500", *fm_args, "-i", items, "-o", out),
                        what="fanmap --http")
         _check(read_records(out, n, "fanmap --http"), prompts, "fanmap --http")
         t_fm.append(tt)
-        for key, peer in peers.items():
-            if peer["why"]:
-                continue
+
+    def run_peer(key):
+        peer = peers[key]
+        if peer["why"]:
+            return
+        if key == "curl":
+            shutil.rmtree(curl_dir, ignore_errors=True)
+        try:
+            tt, _, _ = run(commands[key], what=peer["label"])
             if key == "curl":
-                shutil.rmtree(curl_dir, ignore_errors=True)
-            try:
-                tt, _, _ = run(commands[key], what=peer["label"])
-                if key == "curl":
-                    got = _curl_results(curl_dir, n)
-                else:
-                    got = read_records(out, n, peer["label"])
-                _check(got, prompts, peer["label"])
-            except BenchError as e:
-                # a peer that breaks is reported as such, not dropped and not fatal
-                peer["why"] = str(e).splitlines()[0]
-                log(f"http: {peer['label']} failed: {e}")
-                continue
-            peer["s"].append(tt)
+                got = _curl_results(curl_dir, n)
+            else:
+                got = read_records(out, n, peer["label"])
+            _check(got, prompts, peer["label"])
+        except BenchError as e:
+            # a peer that breaks is reported as such, not dropped and not fatal
+            peer["why"] = str(e).splitlines()[0]
+            log(f"http: {peer['label']} failed: {e}")
+            return
+        peer["s"].append(tt)
+
+    def run_wrk():
         rps, errs, text = _wrk(b, url, threads)
         # the same from cold for one second: its 1,000 connections are opened within it, as
         # fanmap's are within its run (the steady figure above leaves that out)
@@ -165,6 +169,16 @@ def _measure(b, server, url, fm_args, n, threads, wl):
         wrk_rps.append(rps)
         wrk_errs.append(errs)
         wrk_text.append(text)
+
+    clients = [run_fanmap] + [lambda key=key: run_peer(key) for key in peers] + [run_wrk]
+
+    def body(r):
+        # Each client leaves its 1,000 connections in TIME_WAIT, which slows the next one's
+        # connects (by up to 15% over a few runs here): the order turns by one each rep, so
+        # that no client always follows the same ones.
+        k = r % len(clients)
+        for client in clients[k:] + clients[:k]:
+            client()
 
     wrk_cold = []
     b.reps(f"http: {n:,} requests", body)

@@ -141,7 +141,9 @@ class Coordinator {
   Status OpenOutput();
   Status StartLocalWorkers();
   size_t WindowLimit() const;
+  // True if another item may be read now; `window_limit`: WindowLimit().
   bool WantInput() const;
+  bool WantInput(size_t window_limit) const;
   void ReadInput();
   void AddItem(std::string line);
   void Dispatch();
@@ -492,15 +494,19 @@ size_t Coordinator::WindowLimit() const {
   return std::max(base, 2 * credit + 1);
 }
 
-bool Coordinator::WantInput() const {
+bool Coordinator::WantInput() const { return WantInput(WindowLimit()); }
+
+bool Coordinator::WantInput(size_t window_limit) const {
   if (!Running() || input_->done()) return false;
-  if (window_.size() >= WindowLimit()) return false;
+  if (window_.size() >= window_limit) return false;
   return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= scheduler_.InFlight() + 1;
 }
 
 void Coordinator::ReadInput() {
   std::string line;
-  while (WantInput()) {
+  // Reading items changes no worker's credit: the limit is summed once.
+  const size_t window_limit = WindowLimit();
+  while (WantInput(window_limit)) {
     if (input_->NextLine(&line)) {
       AddItem(std::move(line));
       continue;
@@ -519,7 +525,7 @@ void Coordinator::ReadInput() {
     }
     if (!input_->is_regular_file()) {
       // One read per wake-up for pipes and terminals: the next one could block.
-      while (WantInput() && input_->NextLine(&line)) AddItem(std::move(line));
+      while (WantInput(window_limit) && input_->NextLine(&line)) AddItem(std::move(line));
       if (Status bad = input_->item_error(); !bad.ok()) Stop(kExitUsage, bad.message());
       break;
     }

@@ -95,7 +95,9 @@ class WorkerLoop {
   Outcome Serve();
   Outcome HandleFrame(const zmq::message_t& frame);
   void StartTasks();
-  void CollectResults();
+  // Moves the payload's results to the frame being built; `now`: the time,
+  // if the caller has just read it. True if that sent a frame (full).
+  bool CollectResults(int64_t now = -1);
   void ExpireDeadlines();
   long MillisToNextDeadline() const;
   void FlushResults();
@@ -360,28 +362,36 @@ Outcome WorkerLoop::HandleFrame(const zmq::message_t& frame) {
 }
 
 void WorkerLoop::StartTasks() {
+  // One clock read per task: the end of one is the start of the next (tasks
+  // that finish at once, such as echo, take well under a microsecond, as
+  // long as a read of the clock on some machines).
+  int64_t now = NowMicros();
   while (!queued_.empty() && payload_->running() < slots_) {
     Task task = std::move(queued_.front());
     queued_.pop_front();
-    int64_t start = NowMicros();
+    int64_t start = now;
     size_t before = sink_.size();
     uint64_t index = task.index;
     uint32_t attempt = task.attempt;
     payload_->Start(std::move(task));
+    now = NowMicros();
     if (sink_.size() > before) {
       // Finished at once (echo): stamp it here, no bookkeeping needed.
-      sink_.back().elapsed_us = static_cast<uint64_t>(NowMicros() - start);
+      sink_.back().elapsed_us = static_cast<uint64_t>(now - start);
     } else {
       started_[index] = Started{start, attempt};
       if (timeout_us_ > 0) deadlines_.emplace_back(start + timeout_us_, index);
     }
-    CollectResults();
+    // Encoding and sending a full frame takes longer than a task: the next
+    // one starts after it.
+    if (CollectResults(now)) now = NowMicros();
   }
 }
 
-void WorkerLoop::CollectResults() {
-  if (sink_.empty()) return;
-  int64_t now = NowMicros();
+bool WorkerLoop::CollectResults(int64_t now) {
+  if (sink_.empty()) return false;
+  if (now < 0) now = NowMicros();
+  bool sent = false;
   for (Result& result : sink_) {
     auto it = started_.find(result.index);
     if (it != started_.end()) {
@@ -398,9 +408,11 @@ void WorkerLoop::CollectResults() {
     ready_.push_back(std::move(result));
     if (ready_.size() >= kMaxResultsPerFrame || ready_bytes_ >= kMaxResultBytesPerFrame) {
       FlushResults();
+      sent = true;
     }
   }
   sink_.clear();
+  return sent;
 }
 
 void WorkerLoop::ExpireDeadlines() {

@@ -433,22 +433,31 @@ TEST_F(PipePayloadTest, ACommandThatReadsSlowlyHasStartedAtItsFirstRead) {
   EXPECT_LT(std::stod(value.substr(2)), 0.6) << "its start-up was taken to be its slow reading";
 }
 
-TEST_F(PipePayloadTest, ACommandThatStartsSlowerThanTheProbingIsSilentOnlyAfterItsFirstRead) {
-  // A command that reads nothing for 1.5 s, longer than its start-up is
-  // probed for, then reads its item and waits for the end of its input
-  // before it answers, with how long it waited. Its silence counts from its
-  // read: it is left silent for as long as the command took to start (up to
-  // kMaxStartupQuietMicros), not closed as soon as it has read.
-  static_assert(kMaxStartupQuietMicros < 1500000);
+TEST_F(PipePayloadTest, ACommandThatStartsInOverASecondIsSilentFromItsFirstRead) {
+  // A command that reads nothing for 1.2 s, then reads its item and waits
+  // for the end of its input before it answers, with how long it waited. Its
+  // start-up is longer than kMaxStartupQuietMicros, so a silent co-process
+  // of it waits that long before its input is closed, counted from its read:
+  // not less (closed as soon as it has read), and not up to twice that (its
+  // read noticed only at the end of a quiet period). The second co-process
+  // starts with that quiet period already learnt.
+  static_assert(kMaxStartupQuietMicros < 1200000);
   Use(
-      WaitsForTheEndOfItsInput("time.sleep(1.5)\n"
+      WaitsForTheEndOfItsInput("time.sleep(1.2)\n"
                                "data = b\"\"\n"));
   Queue("a0");
   ASSERT_TRUE(RunUntilResults(1));
-  ASSERT_TRUE(Find(0)->ok) << Find(0)->value;
-  std::string value = Find(0)->value;
-  ASSERT_EQ(value.rfind("a0 ", 0), 0u) << value;
-  EXPECT_GE(std::stod(value.substr(3)), 0.9) << "closed before it was silent for its start-up";
+  ASSERT_TRUE(RunUntil([this] { return payload_->co_processes() == 0; }));
+  Queue("a1");
+  ASSERT_TRUE(RunUntilResults(2));
+  for (uint64_t index : {0, 1}) {
+    ASSERT_TRUE(Find(index)->ok) << Find(index)->value;
+    std::string value = Find(index)->value;
+    ASSERT_EQ(value.rfind("a" + std::to_string(index) + " ", 0), 0u) << value;
+    double waited = std::stod(value.substr(3));
+    EXPECT_GE(waited, 0.9) << "item " << index << ": closed before it was silent for its start-up";
+    EXPECT_LT(waited, 1.35) << "item " << index << ": its read was noticed late";
+  }
 }
 
 TEST_F(PipePayloadTest, TheWaitForAStartUpIsNotLearntAsTheItemsQuietPeriod) {

@@ -101,16 +101,17 @@ struct PipePayload::CoProcess {
   int64_t stdout_closed_us = 0;       // when its stdout reached end-of-file; 0: open
   std::optional<uint64_t> cancelled;  // an item that must get no result
   // Its silence, and the close that may end it (PipeFlushPolicy).
-  int64_t quiet_since_us = 0;  // its last output, or when it last got work
-  bool line_by_line = false;   // has answered all it held, with its stdin open
-  int64_t closed_us = 0;       // when its stdin was closed for silence; 0: never
-  int64_t quiet_used_us = 0;   // the silence that preceded the close
-  size_t batch = 0;            // items it held at the close
-  bool flush_noted = false;    // the policy has heard how the close ended
-  bool prompt_flush = false;   // ... and it was prompt
-  int64_t drained_us = 0;      // closed, and holding nothing since; 0: not yet
-  int64_t spawned_us = 0;      // when it was started
-  bool started = false;        // has been seen to read input, or has answered
+  int64_t quiet_since_us = 0;   // its last output, or when it last got work
+  bool line_by_line = false;    // has answered all it held, with its stdin open
+  int64_t closed_us = 0;        // when its stdin was closed for silence; 0: never
+  int64_t quiet_used_us = 0;    // the silence that preceded the close
+  int64_t policy_quiet_us = 0;  // ... and the policy's part of it (no start-up floor)
+  size_t batch = 0;             // items it held at the close
+  bool flush_noted = false;     // the policy has heard how the close ended
+  bool prompt_flush = false;    // ... and it was prompt
+  int64_t drained_us = 0;       // closed, and holding nothing since; 0: not yet
+  int64_t spawned_us = 0;       // when it was started
+  bool started = false;         // has been seen to read input, or has answered
   // Events of the current Advance().
   bool touched = false;
   bool exited = false;
@@ -276,9 +277,10 @@ void PipePayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout
     if (paced && (due_us == 0 || co->read_us + kPipeReadPaceMicros < due_us)) {
       due_us = co->read_us + kPipeReadPaceMicros;
     }
-    if (Starting(*co, NowMicros())) {
+    if (Starting(*co)) {
       // Looked at again shortly, to time its start-up (NoteStarted).
-      int64_t probe_us = NowMicros() + kStartupProbeMicros;
+      int64_t now = NowMicros();
+      int64_t probe_us = now + StartupProbeMicros(now - co->spawned_us);
       if (due_us == 0 || probe_us < due_us) due_us = probe_us;
     }
     if (due_us != 0) {
@@ -317,7 +319,7 @@ void PipePayload::Advance(const zmq_pollitem_t* items, size_t count) {
   for (CoProcess* co : touched_) Step(co);
   now = NowMicros();
   for (const auto& co : co_processes_) {
-    if (!Starting(*co, now)) continue;
+    if (!Starting(*co)) continue;
     // Started once it reads: a command that reads a little at a time has
     // started when it takes the first bit, not when it has taken everything.
     int unread = UnreadBytes(co->child->stdin_fd());
@@ -353,17 +355,17 @@ bool PipePayload::Silent(CoProcess* co, int64_t now) {
     return false;
   }
   if (!co->started) {
-    // Seen to read only now (it read between two probes, or it took longer
-    // than kMaxStartupQuietMicros to start): its silence starts now.
+    // Seen to have read only now (between two probes): its silence starts
+    // now.
     NoteStarted(co, now);
     return false;
   }
   return true;
 }
 
-bool PipePayload::Starting(const CoProcess& co, int64_t now) const {
+bool PipePayload::Starting(const CoProcess& co) const {
   return !co.started && !co.done && co.accepting && co.child->stdin_fd() >= 0 &&
-         co.written_bytes > 0 && now - co.spawned_us < kMaxStartupQuietMicros;
+         co.written_bytes > 0;
 }
 
 void PipePayload::NoteStarted(CoProcess* co, int64_t now) {
@@ -386,6 +388,7 @@ void PipePayload::EndInput(CoProcess* co, int64_t now) {
   co->accepting = false;
   co->closed_us = now;
   co->quiet_used_us = now - co->quiet_since_us;
+  co->policy_quiet_us = policy_.QuietMicros(co->line_by_line);
   co->batch = co->held.size();
   // The answers that follow share the time since the close: the silence
   // before may have been idleness, waiting for input with full buffers.
@@ -397,7 +400,7 @@ void PipePayload::NoteFlush(CoProcess* co, int64_t now) {
   co->flush_noted = true;
   // The policy learns from its own quiet period: a longer wait for the
   // command's start-up's sake (QuietMicros) says nothing of its items.
-  int64_t quiet_us = std::min(co->quiet_used_us, policy_.QuietMicros(co->line_by_line));
+  int64_t quiet_us = std::min(co->quiet_used_us, co->policy_quiet_us);
   co->prompt_flush = policy_.OnFlushed(quiet_us, now - co->closed_us, co->batch);
 }
 

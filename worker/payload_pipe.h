@@ -93,6 +93,7 @@
 #ifndef FANMAP_WORKER_PAYLOAD_PIPE_H_
 #define FANMAP_WORKER_PAYLOAD_PIPE_H_
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -180,10 +181,14 @@ class PipeFlushPolicy {
 // The most a silent co-process waits for its start-up time's sake (see
 // PipePayload::QuietMicros): every run's last batch pays the wait.
 constexpr int64_t kMaxStartupQuietMicros = 1000000;
-// How precisely a co-process's start-up is timed: its stdin is looked at this
-// often until it has read some of what it was given (for at most
-// kMaxStartupQuietMicros).
+// How precisely a co-process's start-up is timed: its stdin is looked at
+// every kStartupProbeMicros, or every kStartupProbeShare-th of the time since
+// it was spawned if longer, until it has read some of what it was given.
 constexpr int64_t kStartupProbeMicros = 2000;
+constexpr int64_t kStartupProbeShare = 20;
+inline int64_t StartupProbeMicros(int64_t since_spawn_us) {
+  return std::max(kStartupProbeMicros, since_spawn_us / kStartupProbeShare);
+}
 // A co-process that answers in microseconds and flushes each answer
 // (print(..., flush=True)) wakes the worker for every line; the worker then
 // spends more time in poll() than the command in its work. One that answers
@@ -283,12 +288,9 @@ class PipePayload : public Payload {
   // Tells the policy how the close of `co` ended: `now` is its first output
   // or its exit.
   void NoteFlush(CoProcess* co, int64_t now);
-  // `co` was given input and has neither read any of it nor answered yet,
-  // and was spawned less than kMaxStartupQuietMicros before `now`: it is
-  // looked at every kStartupProbeMicros meanwhile. (Past that, Silent() sees
-  // its first read: longer probing would change nothing, kMaxStartupQuietMicros
-  // is the most QuietMicros waits for a start-up's sake.)
-  bool Starting(const CoProcess& co, int64_t now) const;
+  // `co` was given input and has neither read any of it nor answered yet:
+  // it is looked at every StartupProbeMicros() meanwhile.
+  bool Starting(const CoProcess& co) const;
   // `co` is seen, at `now`, to have read input or to answer: the first
   // time, the command's start-up time is taken from it.
   void NoteStarted(CoProcess* co, int64_t now);

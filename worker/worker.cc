@@ -365,6 +365,7 @@ void WorkerLoop::StartTasks() {
   // One clock read per task: the end of one is the start of the next (tasks
   // that finish at once, such as echo, take well under a microsecond, as
   // long as a read of the clock on some machines).
+  if (queued_.empty() || payload_->running() >= slots_) return;
   int64_t now = NowMicros();
   while (!queued_.empty() && payload_->running() < slots_) {
     Task task = std::move(queued_.front());

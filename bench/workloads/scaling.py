@@ -25,7 +25,8 @@ def measure(b):
         u = resource.getrusage(resource.RUSAGE_CHILDREN)
         return u.ru_utime + u.ru_stime
 
-    if n is None:  # size the run so that -j 1 takes at least --sha-seconds of CPU
+    sized = n is None
+    if sized:  # size the run so that -j 1 takes at least --sha-seconds of CPU
         # per item: the difference between two sizes, so that a run's fixed cost (start-up)
         # does not count; 20% over, as the machine's speed drifts between probe and runs
         costs = {}
@@ -119,7 +120,7 @@ def measure(b):
         f"{m['fanmap -j 2']:.2f} s, {used:.0%} of the two CPUs ({overhead:+.1%} CPU time "
         f"against `-j 1`'s {cpu_m['fanmap -j 1']:.2f} s): the rest of the two CPUs went "
         "to other processes or sat idle.")
-    if cpu_m["fanmap -j 1"] < b.a.sha_seconds:
+    if sized and cpu_m["fanmap -j 1"] < b.a.sha_seconds:
         # the probe overestimated the cost per item (a large fixed cost, or a machine that
         # sped up): say so rather than let the row's "(N s of CPU)" pass unremarked
         short = (f"CPU scaling: `-j 1` used {cpu_m['fanmap -j 1']:.1f} s of CPU, below the "

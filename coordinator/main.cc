@@ -482,7 +482,7 @@ int main(int argc, char** argv) {
       ->group(kIo);
   fanmap::ParallelFlags parallel;
   fanmap::AddParallelOptions(&app, &parallel);
-  // Made only when asked for: naming libcurl's version loads libcurl (lazy_curl.cc).
+  // Made only when asked for: naming libcurl's version loads libcurl (common/lazy_curl.cc).
   app.set_version_flag(
       "--version", [] { return fanmap::VersionText("fanmap"); },
       "print the version (and the protocol, libzmq and libcurl versions)");

@@ -1,7 +1,7 @@
 // HttpTransport's pool (http_transport.h): the worker's side, which makes
 // requests. Apart from the option checks in http_transport.cc so that the
 // coordinator, which only checks jobs, needs none of libcurl's transfer
-// functions (it loads libcurl lazily: coordinator/lazy_curl.cc).
+// functions (it loads libcurl lazily: common/lazy_curl.cc).
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -28,8 +28,10 @@ int main(int argc, char** argv) {
                  "CurveZMQ: this worker's secret key file (from 'fanmap keygen')");
   app.add_option("--server-key", config.server_key,
                  "CurveZMQ: the coordinator's public key, or a file holding it");
-  app.set_version_flag("--version", fanmap::VersionText("fanmap-worker"),
-                       "print the version (and the protocol, libzmq and libcurl versions)");
+  // Made only when asked for: naming libcurl's version loads libcurl (common/lazy_curl.cc).
+  app.set_version_flag(
+      "--version", [] { return fanmap::VersionText("fanmap-worker"); },
+      "print the version (and the protocol, libzmq and libcurl versions)");
   // Set by a coordinator that spawns local workers: die with it.
   app.add_option("--parent-pid", parent_pid)->group("");
   try {

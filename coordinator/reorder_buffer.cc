@@ -1,17 +1,24 @@
 #include "coordinator/reorder_buffer.h"
 
+#include <utility>
+
 namespace fanmap {
 
 uint64_t ReorderBuffer::Add(std::string item) {
+  size_t at = head_ + size_;
+  if (at == blocks_.size() * kBlockSlots) {
+    blocks_.push_back(spare_ != nullptr ? std::move(spare_) : std::make_unique<Block>());
+  }
   item_bytes_ += item.size();
-  slots_.emplace_back();
-  slots_.back().item = std::move(item);
+  blocks_[at / kBlockSlots]->slots[at % kBlockSlots].item = std::move(item);
+  ++size_;
   return end() - 1;
 }
 
 Slot* ReorderBuffer::Find(uint64_t index) {
   if (index < base_ || index >= end()) return nullptr;
-  return &slots_[index - base_];
+  size_t at = head_ + static_cast<size_t>(index - base_);
+  return &blocks_[at / kBlockSlots]->slots[at % kBlockSlots];
 }
 
 bool ReorderBuffer::Complete(uint64_t index, Result&& result) {
@@ -20,6 +27,16 @@ bool ReorderBuffer::Complete(uint64_t index, Result&& result) {
   slot->state = SlotState::kDone;
   slot->result = std::move(result);
   return true;
+}
+
+void ReorderBuffer::PopFront() {
+  ++base_;
+  --size_;
+  // Mid-block (empty or not), the next slot is the one after it.
+  if (++head_ < kBlockSlots) return;
+  head_ = 0;
+  spare_ = std::move(blocks_.front());
+  blocks_.pop_front();
 }
 
 }  // namespace fanmap

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include "common/protocol.h"
@@ -60,20 +61,22 @@ class ReorderBuffer {
   template <typename Emit>
   size_t PopReady(Emit&& emit) {
     size_t popped = 0;
-    while (!slots_.empty() && slots_.front().state == SlotState::kDone) {
-      emit(base_, slots_.front());
+    while (size_ > 0) {
+      Slot& front = blocks_.front()->slots[head_];
+      if (front.state != SlotState::kDone) break;
+      emit(base_, front);
       // emit() may have freed the item already (FreeItem counts that).
-      item_bytes_ -= slots_.front().item.size();
-      slots_.pop_front();
-      ++base_;
+      item_bytes_ -= front.item.size();
+      front = Slot();  // ready for reuse, its strings freed now
+      PopFront();
       ++popped;
     }
     return popped;
   }
 
   // Items in the window.
-  size_t size() const { return slots_.size(); }
-  bool empty() const { return slots_.empty(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
   // Bytes of item text held.
   size_t item_bytes() const { return item_bytes_; }
   // Drops the item text of a slot whose record is written.
@@ -84,10 +87,21 @@ class ReorderBuffer {
   // Index of the oldest slot (the next record to write).
   uint64_t begin() const { return base_; }
   // Index the next Add() will return.
-  uint64_t end() const { return base_ + slots_.size(); }
+  uint64_t end() const { return base_ + size_; }
 
  private:
-  std::deque<Slot> slots_;
+  static constexpr size_t kBlockSlots = 256;
+  struct Block {
+    Slot slots[kBlockSlots];
+  };
+
+  // Drops the front slot (already reset), and its block once it is empty.
+  void PopFront();
+
+  std::deque<std::unique_ptr<Block>> blocks_;  // slot `base_` is blocks_[0]->slots[head_]
+  std::unique_ptr<Block> spare_;               // an emptied block, for the next Add()
+  size_t head_ = 0;
+  size_t size_ = 0;
   uint64_t base_ = 0;
   size_t item_bytes_ = 0;
 };

@@ -195,5 +195,91 @@ TEST_F(ReorderBufferTest, PopsEverythingWhenAllDone) {
   EXPECT_EQ(buffer_.end(), 100u);
 }
 
+// Callers hold Find()'s pointer while more items are added (Dispatch adds
+// nothing, but AddItem completes the slot it just added): a slot must not
+// move while the window grows past any number of blocks.
+TEST_F(ReorderBufferTest, SlotsDoNotMoveWhileTheWindowGrows) {
+  AddItems(1);
+  Slot* first = buffer_.Find(0);
+  first->attempts = 7;
+  AddItems(5000);
+  EXPECT_EQ(buffer_.Find(0), first);
+  EXPECT_EQ(first->item, "item0");
+  EXPECT_EQ(first->attempts, 7u);
+  std::vector<Slot*> seen;
+  for (uint64_t i = 0; i < 5000; ++i) seen.push_back(buffer_.Find(i));
+  AddItems(9000);
+  for (uint64_t i = 0; i < 5000; ++i) {
+    ASSERT_EQ(buffer_.Find(i), seen[i]) << "slot " << i << " moved";
+    ASSERT_EQ(seen[i]->item, "item" + std::to_string(i));
+  }
+}
+
+// Slots are reused once popped: a new item must find none of the state,
+// result or flags of the item that had its place before.
+TEST_F(ReorderBufferTest, ReusedSlotsStartClean) {
+  for (uint64_t round = 0; round < 20; ++round) {
+    uint64_t from = buffer_.end();
+    AddItems(from + 300);  // more than a block, so blocks are emptied and reused
+    for (uint64_t i = from; i < buffer_.end(); ++i) {
+      Slot* slot = buffer_.Find(i);
+      ASSERT_NE(slot, nullptr);
+      ASSERT_EQ(slot->state, SlotState::kPending) << i;
+      ASSERT_EQ(slot->attempts, 0u) << i;
+      ASSERT_FALSE(slot->written) << i;
+      ASSERT_EQ(slot->worker, 0u) << i;
+      ASSERT_EQ(slot->fingerprint, 0u) << i;
+      ASSERT_TRUE(slot->result.value.empty()) << i;
+      ASSERT_TRUE(slot->result.extra.empty()) << i;
+      ASSERT_TRUE(slot->result.limits->empty()) << i;
+      ASSERT_EQ(slot->item, "item" + std::to_string(i));
+      slot->state = SlotState::kInFlight;
+      slot->attempts = 3;
+      slot->written = true;
+      slot->worker = 9;
+      slot->fingerprint = 42;
+      Result result;
+      result.ok = true;
+      result.value = "a value long enough to be on the heap: " + std::to_string(i);
+      result.extra["status"] = int64_t{200};
+      result.limits.mut().limit_requests = 100;
+      slot->state = SlotState::kPending;
+      ASSERT_TRUE(buffer_.Complete(i, std::move(result)));
+    }
+    std::vector<uint64_t> popped;
+    buffer_.PopReady([&](uint64_t index, Slot& slot) {
+      EXPECT_EQ(slot.result.value,
+                "a value long enough to be on the heap: " + std::to_string(index));
+      popped.push_back(index);
+    });
+    ASSERT_EQ(popped.size(), 300u);
+    EXPECT_EQ(popped.front(), from);
+    EXPECT_EQ(popped.back(), from + 299);
+    EXPECT_TRUE(buffer_.empty());
+    EXPECT_EQ(buffer_.item_bytes(), 0u);
+  }
+}
+
+// The window slides across block boundaries, in order, with a finished
+// prefix that ends anywhere in a block.
+TEST_F(ReorderBufferTest, PrefixPopsAcrossBlocks) {
+  AddItems(1000);
+  uint64_t next = 0;
+  for (uint64_t upto : {1u, 255u, 256u, 257u, 511u, 513u, 999u, 1000u}) {
+    for (uint64_t i = next; i < upto; ++i) ASSERT_TRUE(Complete(i));
+    Popped popped = Pop();
+    ASSERT_EQ(popped.size(), upto - next);
+    EXPECT_EQ(popped.front(), std::to_string(next) + ":item" + std::to_string(next) + ":result" +
+                                  std::to_string(next));
+    next = upto;
+    EXPECT_EQ(buffer_.begin(), upto);
+    EXPECT_EQ(buffer_.size(), 1000 - upto);
+    if (upto < 1000) EXPECT_EQ(buffer_.Find(upto)->item, "item" + std::to_string(upto));
+  }
+  EXPECT_EQ(buffer_.Find(999), nullptr);
+  EXPECT_EQ(buffer_.Add("again"), 1000u);
+  EXPECT_EQ(buffer_.Find(1000)->item, "again");
+}
+
 }  // namespace
 }  // namespace fanmap

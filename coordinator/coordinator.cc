@@ -557,6 +557,9 @@ void Coordinator::AddItem(std::string line) {
   window_.Find(index)->fingerprint = fingerprint;
   if (!bad) {
     ++runnable_items_;
+    // A worker takes milliseconds to start: each one starts with the first
+    // item for it, while the rest of the window is read, not after.
+    if (runnable_items_ <= static_cast<uint64_t>(local_target_)) SpawnWanted();
     return;
   }
   // Lines count from 1, as editors do; indexes from 0, as records do.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -345,6 +346,66 @@ TEST_F(HttpPayloadTest, HundredRequestsAreInFlightAtOnce) {
     indexes[r.index]++;
   }
   EXPECT_EQ(indexes.size(), static_cast<size_t>(kConcurrent));
+}
+
+// curl opens a connection for every new transfer it is given before it
+// sends any request: 500 new transfers held every request back until 500
+// connects were made. At most kHttpAddsPerTurn reach curl per turn of the
+// loop, so the first requests are out while later connections are opened.
+// (A listening socket that never answers: curl connects only inside Step(),
+// so what is in its accept queue between steps is exact.)
+TEST_F(HttpPayloadTest, NewConnectionsOpenAFewAtATimeWhileRequestsGoOut) {
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 1024), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Make("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/hold",
+       {{"timeout_ms", "60000"}});
+  const size_t tasks = 3 * kHttpAddsPerTurn + 10;
+  for (size_t i = 0; i < tasks; ++i) Start(i, "x");
+  EXPECT_EQ(payload_->running(), tasks);
+
+  std::vector<int> accepted;
+  // Takes every connection curl has opened; waits (up to 10 s) for `n`.
+  auto accept_up_to = [&](size_t n) {
+    int64_t give_up = NowMillis() + 10000;
+    for (;;) {
+      int fd;
+      while ((fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) accepted.push_back(fd);
+      if (accepted.size() >= n || NowMillis() >= give_up) return;
+      pollfd p = {listener, POLLIN, 0};
+      poll(&p, 1, 100);
+    }
+  };
+  Step();
+  accept_up_to(kHttpAddsPerTurn);
+  EXPECT_EQ(accepted.size(), kHttpAddsPerTurn) << "the first turn opened too many connections";
+  Step();
+  accept_up_to(2 * kHttpAddsPerTurn);
+  EXPECT_EQ(accepted.size(), 2 * kHttpAddsPerTurn) << "the second turn opened too many";
+  // The first turn's connections carry their requests already.
+  for (size_t i = 0; i < kHttpAddsPerTurn && i < accepted.size(); ++i) {
+    pollfd p = {accepted[i], POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10000), 1) << "no request on connection " << i;
+    char head[10] = {};
+    ASSERT_EQ(recv(accepted[i], head, 9, 0), 9);
+    EXPECT_STREQ(head, "POST /hol") << "connection " << i;
+  }
+  // And every task gets its connection in the end.
+  RunWhileNot([&] {
+    accept_up_to(0);
+    return accepted.size() >= tasks;
+  });
+  EXPECT_EQ(accepted.size(), tasks);
+  EXPECT_EQ(payload_->running(), tasks);
+  EXPECT_TRUE(sink_.empty());
+  payload_->Shutdown();
+  for (int fd : accepted) close(fd);
+  close(listener);
 }
 
 TEST_F(HttpPayloadTest, SendsTheApiKeyAndNeverReturnsIt) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -71,7 +72,8 @@ class HttpPayload : public Payload {
   // stable (curl holds pointers to `error` and to the Transfer itself).
   struct Transfer {
     CURL* easy = nullptr;
-    bool active = false;  // added to the multi handle
+    bool active = false;  // started: counted in running_
+    bool added = false;   // ... and added to the multi handle (else in waiting_)
     Task task;            // index and attempt; the item moves into `request`
     std::string request;
     Result::Extra record_fields;  // taken from the item (custom_id, metadata)
@@ -93,6 +95,8 @@ class HttpPayload : public Payload {
   void Release(Transfer* t);
   void Finish(Transfer* t, CURLcode code);
   void CollectDone();
+  // Hands a started transfer to curl; false (and a result) if curl refuses it.
+  bool Add(Transfer* t);
 
   const HttpOptions options_;
   ResultSink* const sink_;
@@ -102,6 +106,11 @@ class HttpPayload : public Payload {
   std::vector<std::unique_ptr<Transfer>> transfers_;  // owns every easy handle
   std::vector<Transfer*> idle_;
   size_t running_ = 0;
+  // Started, not yet given to curl (kHttpAddsPerTurn, payload_http.h): at
+  // most that many are given to curl between two runs of its timers, which
+  // open their connections.
+  std::deque<Transfer*> waiting_;
+  size_t unconnected_adds_ = 0;  // given to curl since it last ran its timers
   // The sockets curl wants watched, polled as one descriptor.
   CurlSocketSet sockets_;
   int64_t timer_us_ = -1;  // when curl wants CURL_SOCKET_TIMEOUT; -1 = never
@@ -239,14 +248,26 @@ void HttpPayload::Start(Task task) {
                      static_cast<curl_off_t>(t->request.size()));
     curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->request.data());
   }
-  CURLMcode rc = curl_multi_add_handle(multi_, t->easy);
-  if (rc != CURLM_OK) {
-    idle_.push_back(t);
-    sink_->push_back(RetryableError(t->task, std::string("curl: ") + curl_multi_strerror(rc)));
-    return;
-  }
   t->active = true;
   ++running_;
+  if (unconnected_adds_ < kHttpAddsPerTurn) {
+    Add(t);
+  } else {
+    waiting_.push_back(t);
+  }
+}
+
+bool HttpPayload::Add(Transfer* t) {
+  ++unconnected_adds_;
+  CURLMcode rc = curl_multi_add_handle(multi_, t->easy);
+  if (rc != CURLM_OK) {
+    Task task = t->task;
+    Release(t);
+    sink_->push_back(RetryableError(task, std::string("curl: ") + curl_multi_strerror(rc)));
+    return false;
+  }
+  t->added = true;
+  return true;
 }
 
 Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
@@ -262,6 +283,7 @@ Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
 
 void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
   if (sockets_.size() > 0) items->push_back(zmq_pollitem_t{nullptr, sockets_.fd(), ZMQ_POLLIN, 0});
+  if (!waiting_.empty()) *timeout_ms = 0;  // more to give curl: look, but do not wait
   if (timer_us_ >= 0) {
     // Rounded up: waking before the timer is due would spin until it is.
     int64_t wait_us = std::max<int64_t>(0, timer_us_ - NowMicros());
@@ -279,10 +301,18 @@ void HttpPayload::Advance(const zmq_pollitem_t* items, size_t count) {
     sockets_.ForEachReady([this, &still_running](curl_socket_t fd, int mask) {
       curl_multi_socket_action(multi_, fd, mask, &still_running);
     });
+    unconnected_adds_ = 0;  // each action runs curl's due timers as well
+  }
+  // After the sockets: requests on connections just opened go out first.
+  while (!waiting_.empty() && unconnected_adds_ < kHttpAddsPerTurn) {
+    Transfer* t = waiting_.front();
+    waiting_.pop_front();
+    Add(t);
   }
   if (timer_us_ >= 0 && NowMicros() >= timer_us_) {
     timer_us_ = -1;  // the callback sets the next one
     curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &still_running);
+    unconnected_adds_ = 0;
   }
   CollectDone();
 }
@@ -341,9 +371,14 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
 }
 
 void HttpPayload::Release(Transfer* t) {
-  if (t->active) {
+  if (t->added) {
     // Ends the transfer; an unfinished one closes its connection.
     curl_multi_remove_handle(multi_, t->easy);
+    t->added = false;
+  } else if (auto it = std::find(waiting_.begin(), waiting_.end(), t); it != waiting_.end()) {
+    waiting_.erase(it);
+  }
+  if (t->active) {
     t->active = false;
     --running_;
   }
@@ -365,11 +400,12 @@ void HttpPayload::Cancel(uint64_t index) {
 void HttpPayload::Shutdown() {
   if (multi_ == nullptr) return;
   for (const auto& t : transfers_) {
-    if (t->active) curl_multi_remove_handle(multi_, t->easy);
+    if (t->added) curl_multi_remove_handle(multi_, t->easy);
     curl_easy_cleanup(t->easy);
   }
   transfers_.clear();
   idle_.clear();
+  waiting_.clear();
   running_ = 0;
   // Closes the pooled connections; curl may still call OnSocket meanwhile.
   curl_multi_cleanup(multi_);

@@ -24,6 +24,12 @@
 
 namespace fanmap {
 
+// Transfers handed to curl per turn of the worker loop. curl opens a
+// connection for each new transfer that finds no idle one, and opens all it
+// is given before it sends any request: so the first turns of a run with
+// hundreds of slots send requests while later connections are opened.
+constexpr size_t kHttpAddsPerTurn = 64;
+
 // Builds the payload for an "http" job. Bad options (a URL that is not
 // http:// or https://, a bad header...) give an error and no payload; the
 // error never contains the API key.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "common/protocol.h"
@@ -67,7 +68,10 @@ class ReorderBuffer {
       emit(base_, front);
       // emit() may have freed the item already (FreeItem counts that).
       item_bytes_ -= front.item.size();
-      front = Slot();  // ready for reuse, its strings freed now
+      // Ready for reuse, its memory freed now (assigning a new Slot would
+      // keep the strings' buffers).
+      std::destroy_at(&front);
+      ::new (&front) Slot();
       PopFront();
       ++popped;
     }

@@ -230,6 +230,8 @@ TEST_F(ReorderBufferTest, ReusedSlotsStartClean) {
       ASSERT_EQ(slot->worker, 0u) << i;
       ASSERT_EQ(slot->fingerprint, 0u) << i;
       ASSERT_TRUE(slot->result.value.empty()) << i;
+      // ... nor keep its memory: a popped slot's buffers are freed.
+      ASSERT_LE(slot->result.value.capacity(), std::string().capacity()) << i;
       ASSERT_TRUE(slot->result.extra.empty()) << i;
       ASSERT_TRUE(slot->result.limits->empty()) << i;
       ASSERT_EQ(slot->item, "item" + std::to_string(i));
@@ -274,7 +276,9 @@ TEST_F(ReorderBufferTest, PrefixPopsAcrossBlocks) {
     next = upto;
     EXPECT_EQ(buffer_.begin(), upto);
     EXPECT_EQ(buffer_.size(), 1000 - upto);
-    if (upto < 1000) EXPECT_EQ(buffer_.Find(upto)->item, "item" + std::to_string(upto));
+    if (upto < 1000) {
+      EXPECT_EQ(buffer_.Find(upto)->item, "item" + std::to_string(upto));
+    }
   }
   EXPECT_EQ(buffer_.Find(999), nullptr);
   EXPECT_EQ(buffer_.Add("again"), 1000u);

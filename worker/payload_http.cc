@@ -258,7 +258,6 @@ void HttpPayload::Start(Task task) {
 }
 
 bool HttpPayload::Add(Transfer* t) {
-  ++unconnected_adds_;
   CURLMcode rc = curl_multi_add_handle(multi_, t->easy);
   if (rc != CURLM_OK) {
     Task task = t->task;
@@ -266,6 +265,9 @@ bool HttpPayload::Add(Transfer* t) {
     sink_->push_back(RetryableError(task, std::string("curl: ") + curl_multi_strerror(rc)));
     return false;
   }
+  // Counted once curl has it: a refused transfer sets no timer of curl's,
+  // so counting it would hold the rest back with nothing to wake the loop.
+  ++unconnected_adds_;
   t->added = true;
   return true;
 }
@@ -283,7 +285,9 @@ Status HttpPayload::PrepareBatchLine(Transfer* t, const std::string& line) {
 
 void HttpPayload::AddPollItems(std::vector<zmq_pollitem_t>* items, long* timeout_ms) {
   if (sockets_.size() > 0) items->push_back(zmq_pollitem_t{nullptr, sockets_.fd(), ZMQ_POLLIN, 0});
-  if (!waiting_.empty()) *timeout_ms = 0;  // more to give curl: look, but do not wait
+  // More to give curl now: look, but do not wait. (Once the turn's share is
+  // given, curl's timer, due at once, wakes the loop.)
+  if (!waiting_.empty() && unconnected_adds_ < kHttpAddsPerTurn) *timeout_ms = 0;
   if (timer_us_ >= 0) {
     // Rounded up: waking before the timer is due would spin until it is.
     int64_t wait_us = std::max<int64_t>(0, timer_us_ - NowMicros());
@@ -298,10 +302,14 @@ void HttpPayload::Advance(const zmq_pollitem_t* items, size_t count) {
   // The socket callback changes the set under us: an event for a socket curl
   // has dropped meanwhile is ignored by curl.
   if (count > 0 && items[0].revents != 0) {
-    sockets_.ForEachReady([this, &still_running](curl_socket_t fd, int mask) {
+    bool acted = false;
+    sockets_.ForEachReady([this, &still_running, &acted](curl_socket_t fd, int mask) {
       curl_multi_socket_action(multi_, fd, mask, &still_running);
+      acted = true;
     });
-    unconnected_adds_ = 0;  // each action runs curl's due timers as well
+    // Each action runs curl's due timers as well (an event on a parked
+    // socket runs none).
+    if (acted) unconnected_adds_ = 0;
   }
   // After the sockets: requests on connections just opened go out first.
   while (!waiting_.empty() && unconnected_adds_ < kHttpAddsPerTurn) {

@@ -1,12 +1,15 @@
 #include "coordinator/local_workers.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 // Boost.Process offers vfork only where _POSIX_C_SOURCE predates 2008, which
 // glibc's does not; glibc has vfork all the same.
 #define BOOST_POSIX_HAS_VFORK 1
+#include <algorithm>
 #include <boost/process.hpp>
 #include <boost/process/posix.hpp>
 #include <chrono>
@@ -14,6 +17,7 @@
 #include <list>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include "common/job_keys.h"
 
@@ -100,6 +104,36 @@ void LocalWorkers::Signal(pid_t pid, int signo) {
   }
 }
 
+namespace {
+
+// Waits until one of `children` exits or `deadline` passes: on their pidfds,
+// which become readable when the process exits, so that the run ends the
+// moment its last worker has (a 5 ms sleep between checks cost every run up
+// to 5 ms); a 5 ms nap where pidfds are missing (kernels before 5.3).
+void WaitForAnExit(const std::list<bp::child>& children,
+                   std::chrono::steady_clock::time_point deadline) {
+  using std::chrono::milliseconds;
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+  int timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count() + 1, 0, 1000));
+  std::vector<pollfd> fds;
+  for (const bp::child& child : children) {
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, child.id(), 0));
+    if (fd < 0) {
+      fds.clear();
+      break;
+    }
+    fds.push_back(pollfd{fd, POLLIN, 0});
+  }
+  if (fds.size() == children.size()) {
+    poll(fds.data(), fds.size(), timeout_ms);
+  } else {
+    std::this_thread::sleep_for(milliseconds(std::min(5, timeout_ms)));
+  }
+  for (const pollfd& p : fds) close(p.fd);
+}
+
+}  // namespace
+
 void LocalWorkers::StopAll(int grace_ms) {
   using std::chrono::milliseconds;
   auto wait_all = [this](int ms) {
@@ -107,7 +141,7 @@ void LocalWorkers::StopAll(int grace_ms) {
     while (!impl_->children.empty()) {
       Reap();
       if (impl_->children.empty() || std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(milliseconds(5));
+      WaitForAnExit(impl_->children, deadline);
     }
   };
   wait_all(grace_ms);

@@ -498,7 +498,7 @@ bool Coordinator::WantInput() const { return WantInput(WindowLimit()); }
 
 bool Coordinator::WantInput(size_t window_limit) const {
   if (!Running() || input_->done()) return false;
-  if (window_.size() >= window_limit) return false;
+  if (window_.size() >= window_limit) return scheduler_.HeadOfLineRoom(window_limit) > 0;
   return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= scheduler_.InFlight() + 1;
 }
 
@@ -506,6 +506,7 @@ void Coordinator::ReadInput() {
   std::string line;
   // Reading items changes no worker's credit: the limit is summed once.
   const size_t window_limit = WindowLimit();
+  scheduler_.ReserveForHeadOfLine(window_limit);
   while (WantInput(window_limit)) {
     if (input_->NextLine(&line)) {
       AddItem(std::move(line));

@@ -329,7 +329,8 @@ int main(int argc, char** argv) {
       ->group(kIo);
   app.add_option("--window", config.window,
                  "items read ahead of the oldest unwritten one (default 8192, grows with "
-                 "the workers' slots)")
+                 "the workers' slots; the worker holding the oldest may get up to its "
+                 "credit more, for a --pipe filter that answers only once given more)")
       ->group(kIo);
 
   const char* kWorkers = "Workers";

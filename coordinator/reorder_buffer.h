@@ -52,6 +52,7 @@ class ReorderBuffer {
 
   // The slot of `index`, or null if it was already popped or never added.
   Slot* Find(uint64_t index);
+  const Slot* Find(uint64_t index) const { return const_cast<ReorderBuffer*>(this)->Find(index); }
 
   // Stores the first result for `index` and marks it done. Returns false
   // (and changes nothing) if the slot is gone or already done: a duplicate.

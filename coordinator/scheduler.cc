@@ -70,6 +70,7 @@ bool Scheduler::NextTask(uint64_t* index) {
 }
 
 Scheduler::Fit Scheduler::Fits(uint64_t index, Worker& worker, size_t queued) {
+  if (index >= reserved_from_ && worker.id != reserved_for_) return Fit::kWorkerBusy;
   if (worker.isolating) {
     const Slot* held = window_.Find(worker.isolated_index);
     worker.isolating = held != nullptr && held->state == SlotState::kInFlight &&
@@ -119,6 +120,36 @@ void Scheduler::Unassign(const std::vector<uint64_t>& indexes, Worker& worker) {
 
 bool Scheduler::HasUnsent() const {
   return !retry_.empty() || !delayed_.empty() || next_new_ < window_.end();
+}
+
+const Worker* Scheduler::HeadOfLine(size_t window_limit) const {
+  if (window_.size() < window_limit || !retry_.empty() || !delayed_.empty()) return nullptr;
+  const Slot* head = window_.Find(window_.begin());
+  if (head == nullptr || head->state != SlotState::kInFlight) return nullptr;
+  return workers_.Find(head->worker);
+}
+
+size_t Scheduler::HeadOfLineRoom(size_t window_limit) const {
+  const Worker* worker = HeadOfLine(window_limit);
+  if (worker == nullptr) return 0;
+  size_t unsent = static_cast<size_t>(window_.end() - next_new_);
+  size_t spare = worker->credit.available();
+  size_t most = window_limit + worker->credit.target();
+  if (spare <= unsent || window_.size() >= most) return 0;
+  return std::min(spare - unsent, most - window_.size());
+}
+
+size_t Scheduler::ReserveForHeadOfLine(size_t window_limit) {
+  const Worker* worker = HeadOfLine(window_limit);
+  if (worker == nullptr || (reserved_from_ != UINT64_MAX && reserved_for_ != worker->id)) {
+    reserved_from_ = UINT64_MAX;
+  }
+  size_t room = HeadOfLineRoom(window_limit);
+  if (room > 0 && reserved_from_ == UINT64_MAX) {
+    reserved_from_ = window_.end();
+    reserved_for_ = worker->id;
+  }
+  return room;
 }
 
 int64_t Scheduler::NextRetryDueMs() const {

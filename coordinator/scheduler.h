@@ -169,6 +169,8 @@ class Scheduler {
     kTakeAlone,   // add it, and nothing more to this worker
     kWorkerBusy,  // this worker runs a suspect alone: send it nothing
     kNotHere,     // a suspect, and this worker holds something: another may take it
+    // (kWorkerBusy also: an item reserved for the head-of-line worker,
+    // and this is another one; so are the items after it.)
   };
   Fit Fits(uint64_t index, Worker& worker, size_t queued);
   // Records that `index` is sent to `worker` now; returns the attempt number.
@@ -178,6 +180,24 @@ class Scheduler {
   void Unassign(const std::vector<uint64_t>& indexes, Worker& worker);
   // True while something waits to be sent (now or after a backoff).
   bool HasUnsent() const;
+
+  // Head of line. The window is full (`window_limit` items) and its oldest
+  // item is in flight at a worker with credit to spare, with nothing else
+  // waiting to be sent: that worker may be waiting for more input to give
+  // the oldest answer back. A --pipe filter that buffers its output (Python,
+  // C stdio on a pipe) keeps its last answers until its buffer fills or its
+  // input ends, while the rest of the window, finished by the other workers,
+  // waits for them: every worker then idles until a quiet period closes the
+  // filter. So items may be read past the limit for that worker alone:
+  // returns how many more now (0: none), at most its spare credit and never
+  // more than its credit target past the limit. Items read past the limit
+  // go to that worker only (Fits), until the window is back within its
+  // limit or the oldest item moves elsewhere (ReserveForHeadOfLine).
+  size_t HeadOfLineRoom(size_t window_limit) const;
+  // Called before reading input: reserves the items read from now on for
+  // the head-of-line worker if HeadOfLineRoom() allows any, and releases a
+  // reservation that no longer applies. Returns HeadOfLineRoom().
+  size_t ReserveForHeadOfLine(size_t window_limit);
   // When the earliest waiting retry is due; INT64_MAX if none.
   int64_t NextRetryDueMs() const;
   // Tasks at workers, not yet answered.
@@ -230,6 +250,11 @@ class Scheduler {
   ChargeFn charges_;
   ReorderBuffer window_;
   WorkerRegistry workers_;
+  // Items from this index on go to reserved_for_ only; none: UINT64_MAX.
+  uint64_t reserved_from_ = UINT64_MAX;
+  WorkerId reserved_for_ = 0;
+  // The head-of-line worker (HeadOfLineRoom), or null.
+  const Worker* HeadOfLine(size_t window_limit) const;
   std::deque<uint64_t> retry_;  // requeued indexes, sent before new ones
   // Retries waiting for their backoff: (due time in ms, index), soonest first.
   std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,

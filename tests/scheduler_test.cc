@@ -643,5 +643,103 @@ TEST_F(SchedulerTest, AHaltingRunDoesNotWaitForASilentHoldersTasks) {
   EXPECT_EQ(scheduler_.InFlightNotHeld(now_ms_), 0u);
 }
 
+// Head of line: items 0-1 at A (4 slots), items 2-5 at B, finished; the
+// window (limit 6) is full and waits for item 0, which A may only answer
+// once it gets more input (a filter that buffers its output).
+class HeadOfLineTest : public SchedulerTest {
+ protected:
+  static constexpr size_t kLimit = 6;
+  void SetUp() override {
+    AddItems(6);
+    a_ = &Join("a", 4, true);
+    b_ = &Join("b", 4, true);
+    to_a_ = Send(*a_, 2);
+    auto to_b = Send(*b_);
+    ASSERT_EQ(to_a_.size(), 2u);
+    ASSERT_EQ(to_b.size(), 4u);
+    for (const auto& [index, attempt] : to_b) Deliver(b_, Answer(index, attempt));
+  }
+  Worker* a_ = nullptr;
+  Worker* b_ = nullptr;
+  std::vector<std::pair<uint64_t, uint32_t>> to_a_;
+};
+
+TEST_F(HeadOfLineTest, TheWorkerHoldingTheOldestItemMayGetItemsPastAFullWindow) {
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit), 2u) << "A's spare credit: 4 slots, 2 held";
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit + 1), 0u) << "the window is not full";
+  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
+  AddItems(1);
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit), 1u) << "an item read is an item waiting for A";
+  AddItems(1);
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit), 0u);
+}
+
+TEST_F(HeadOfLineTest, ItemsReadPastTheWindowGoToTheHeadOfLineWorkerOnly) {
+  ASSERT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
+  AddItems(2);
+  uint64_t index;
+  ASSERT_TRUE(scheduler_.NextTask(&index));
+  EXPECT_EQ(index, 6u);
+  EXPECT_EQ(scheduler_.Fits(index, *b_, 0), Scheduler::Fit::kWorkerBusy);
+  EXPECT_EQ(scheduler_.Fits(index, *a_, 0), Scheduler::Fit::kTake);
+  scheduler_.PutBack(index);
+  auto sent = Send(*a_);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].first, 6u);
+  EXPECT_EQ(sent[1].first, 7u);
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit), 0u) << "A's credit is used up";
+}
+
+TEST_F(HeadOfLineTest, TheReservationEndsOnceTheWindowIsBackWithinItsLimit) {
+  ASSERT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
+  AddItems(2);
+  // A answers the oldest item: the finished prefix is written out.
+  Deliver(a_, Answer(to_a_[0].first, to_a_[0].second));
+  scheduler_.window().PopReady([](uint64_t, Slot&) {});
+  EXPECT_EQ(scheduler_.window().size(), 7u);
+  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit + 2), 0u);
+  uint64_t index;
+  ASSERT_TRUE(scheduler_.NextTask(&index));
+  EXPECT_EQ(scheduler_.Fits(index, *b_, 0), Scheduler::Fit::kTake) << "any worker may take it";
+}
+
+TEST_F(HeadOfLineTest, TheReservationMovesWithTheOldestItem) {
+  ASSERT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
+  AddItems(1);
+  // A's worker is lost: its items go back in line, for anyone.
+  ASSERT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kWorkerBusy);
+  scheduler_.RemoveWorker(a_->id, "lost");
+  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 0u);
+  EXPECT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kTake);
+}
+
+TEST_F(HeadOfLineTest, NoRoomWhileAnotherItemWaitsToBeSent) {
+  AddItems(1);  // within no limit: it waits for whoever has credit
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit + 1), 1u) << "A has 2 spare, 1 is taken";
+  auto sent = Send(*b_);
+  ASSERT_EQ(sent.size(), 1u);
+  // A retry waiting for its backoff: no item past the window before it.
+  Deliver(b_, Answer(sent[0].first, sent[0].second, false, true));
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(kLimit + 1), 0u);
+}
+
+TEST_F(HeadOfLineTest, NeverMoreThanTheWorkersCreditTargetPastTheLimit) {
+  // A limit of 4: the window (6) is already 2 past it, and A's target is 4.
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(4), 2u);
+  // A limit of 2: 4 past it, all of A's target.
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(2), 0u);
+}
+
+TEST_F(SchedulerTest, NoRoomPastTheWindowWhenTheOldestItemIsNotInFlight) {
+  AddItems(2);
+  Worker& a = Join("a", 4, true);
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(2), 0u) << "the oldest item was never sent";
+  auto sent = Send(a);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(2), 2u);
+  Deliver(&a, Answer(0, sent[0].second));
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(2), 0u) << "the oldest item is done, only not written";
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -198,9 +198,15 @@ inline int64_t StartupProbeMicros(int64_t since_spawn_us) {
 // (Options::queue_budget, 2 ms) holds more work than that, so it does not
 // wait for input meanwhile. Not paced: a co-process that owes nothing (a
 // line from it then is an error, seen at once), one whose input is closed,
-// and one whose last read took kPipeFullReadBytes or more (its pipe, 64 KiB,
-// nearly full: long answers would be held to a pipe-full per pace).
-constexpr size_t kPipeFullReadBytes = 32 << 10;
+// and one whose last read took kPipeFullReadBytes or more: a stdio buffer's
+// worth (C stdio flushes 4 KiB at a time on a pipe, Python 8 KiB). A
+// command that writes its answers a buffer at a time (sed, awk, Python
+// without -u) wakes the worker once per buffer, not per line, so reading it
+// late saves nothing; it only holds the buffer's items back, and with them
+// the input that would fill the next buffer. A command that flushes every
+// line reads as a buffer-full now and then once a pace has gathered that
+// much; the read after it is then not paced, and the next is again.
+constexpr size_t kPipeFullReadBytes = 4 << 10;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);

@@ -141,9 +141,11 @@ class Coordinator {
   Status OpenOutput();
   Status StartLocalWorkers();
   size_t WindowLimit() const;
-  // True if another item may be read now; `window_limit`: WindowLimit().
+  // True if another item may be read now; `window_limit`: WindowLimit();
+  // `head_of_line`: past the window for the head-of-line worker too
+  // (Scheduler::HeadOfLineRoom).
   bool WantInput() const;
-  bool WantInput(size_t window_limit) const;
+  bool WantInput(size_t window_limit, bool head_of_line) const;
   void ReadInput();
   void AddItem(std::string line);
   void Dispatch();
@@ -494,11 +496,16 @@ size_t Coordinator::WindowLimit() const {
   return std::max(base, 2 * credit + 1);
 }
 
-bool Coordinator::WantInput() const { return WantInput(WindowLimit()); }
+bool Coordinator::WantInput() const { return WantInput(WindowLimit(), true); }
 
-bool Coordinator::WantInput(size_t window_limit) const {
+bool Coordinator::WantInput(size_t window_limit, bool head_of_line) const {
   if (!Running() || input_->done()) return false;
-  if (window_.size() >= window_limit) return scheduler_.HeadOfLineRoom(window_limit) > 0;
+  if (window_.size() >= window_limit) {
+    // Past the window, for the head-of-line worker only (Scheduler::
+    // HeadOfLineRoom), and within the bytes the window may hold.
+    return head_of_line && window_.item_bytes() < kMaxWindowItemBytes &&
+           scheduler_.HeadOfLineRoom(window_limit) > 0;
+  }
   return window_.item_bytes() < kMaxWindowItemBytes || window_.size() <= scheduler_.InFlight() + 1;
 }
 
@@ -507,7 +514,7 @@ void Coordinator::ReadInput() {
   // Reading items changes no worker's credit: the limit is summed once.
   const size_t window_limit = WindowLimit();
   scheduler_.ReserveForHeadOfLine(window_limit);
-  while (WantInput(window_limit)) {
+  while (WantInput(window_limit, true)) {
     if (input_->NextLine(&line)) {
       AddItem(std::move(line));
       continue;
@@ -526,7 +533,7 @@ void Coordinator::ReadInput() {
     }
     if (!input_->is_regular_file()) {
       // One read per wake-up for pipes and terminals: the next one could block.
-      while (WantInput(window_limit) && input_->NextLine(&line)) AddItem(std::move(line));
+      while (WantInput(window_limit, true) && input_->NextLine(&line)) AddItem(std::move(line));
       if (Status bad = input_->item_error(); !bad.ok()) Stop(kExitUsage, bad.message());
       break;
     }
@@ -927,7 +934,9 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exit
 }
 
 void Coordinator::SendBackups() {
-  bool more_to_send = WantInput();
+  // Not the head-of-line allowance: the oldest item's worker, with credit to
+  // spare, may be stuck on it, and that is what a backup copy is for.
+  bool more_to_send = WantInput(WindowLimit(), false);
   std::vector<Backup> backups = scheduler_.PlanBackups(NowMicros(), NowMillis(), more_to_send);
   if (backups.empty()) return;
   for (const Backup& b : backups) {

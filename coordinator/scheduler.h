@@ -192,7 +192,10 @@ class Scheduler {
   // returns how many more now (0: none), at most its spare credit and never
   // more than its credit target past the limit. Items read past the limit
   // go to that worker only (Fits), until the window is back within its
-  // limit or the oldest item moves elsewhere (ReserveForHeadOfLine).
+  // limit or the oldest item moves elsewhere (ReserveForHeadOfLine). One
+  // that worker cannot take when another reaches it (it runs a suspect
+  // alone, the rate limiter holds it) is put back first in line, which ends
+  // the reservation at the next read: nothing waits on one worker for long.
   size_t HeadOfLineRoom(size_t window_limit) const;
   // Called before reading input: reserves the items read from now on for
   // the head-of-line worker if HeadOfLineRoom() allows any, and releases a

@@ -169,6 +169,27 @@ TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
   EXPECT_EQ(records[2]["result"], "3");
 }
 
+TEST_F(ReliabilityTest, StragglerAtTheHeadOfAFullWindowGetsABackupWhileTheInputWaits) {
+  // Item 0 hangs on its first attempt; the other 99 fill the window (100:
+  // more than twice the credit of these millisecond commands) and are done.
+  // The worker holding item 0 has a slot to spare, so more input would go
+  // to it past the window, but none comes: the input stays open. The
+  // straggler must still get its backup copy, and every record come out
+  // before the input ends.
+  testing_util::InputFifo in(dir_.File("in"));
+  std::string script =
+      "if [ $0 = 0 ] && mkdir " + dir_.path() + "/m 2>/dev/null; then sleep 120; fi; echo $0";
+  auto fanmap = Start({"-j", "2", "--slots", "2", "--speculate", "--window", "100", "-i", in.path(),
+                       "-o", dir_.File("out"), "--", "sh", "-c", script});
+  in.Write(Seq(0, 99));
+  EXPECT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":99,").empty())
+      << ReadFile(dir_.File("err"));
+  in.Close();
+  ASSERT_EQ(fanmap->Wait(), 0) << ReadFile(dir_.File("err"));
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 100);
+  EXPECT_EQ(records[0]["result"], "0");
+}
+
 TEST_F(ReliabilityTest, StragglerWhoseBackupTimesOutTooStillEnds) {
   // The straggler hangs on every attempt: the backup copy times out like the
   // original, and the item must still end (as an error) instead of staying

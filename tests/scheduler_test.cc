@@ -693,14 +693,30 @@ TEST_F(HeadOfLineTest, ItemsReadPastTheWindowGoToTheHeadOfLineWorkerOnly) {
 TEST_F(HeadOfLineTest, TheReservationEndsOnceTheWindowIsBackWithinItsLimit) {
   ASSERT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
   AddItems(2);
-  // A answers the oldest item: the finished prefix is written out.
+  // A answers the oldest item: the window (items 1-7) is still past its
+  // limit, and item 1 is still at A.
   Deliver(a_, Answer(to_a_[0].first, to_a_[0].second));
   scheduler_.window().PopReady([](uint64_t, Slot&) {});
-  EXPECT_EQ(scheduler_.window().size(), 7u);
-  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit + 2), 0u);
+  ASSERT_EQ(scheduler_.window().size(), 7u);
+  scheduler_.ReserveForHeadOfLine(kLimit);
+  EXPECT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kWorkerBusy);
+  // A answers item 1 too: items 1-5 are written out, and the window holds 2.
+  Deliver(a_, Answer(to_a_[1].first, to_a_[1].second));
+  scheduler_.window().PopReady([](uint64_t, Slot&) {});
+  ASSERT_EQ(scheduler_.window().size(), 2u);
+  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 0u);
+  EXPECT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kTake) << "any worker may take it";
+}
+
+TEST_F(HeadOfLineTest, AReservedItemPutBackIsForAnyoneAtTheNextRead) {
+  ASSERT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 2u);
+  AddItems(1);
   uint64_t index;
   ASSERT_TRUE(scheduler_.NextTask(&index));
-  EXPECT_EQ(scheduler_.Fits(index, *b_, 0), Scheduler::Fit::kTake) << "any worker may take it";
+  ASSERT_EQ(scheduler_.Fits(index, *b_, 0), Scheduler::Fit::kWorkerBusy);
+  scheduler_.PutBack(index);  // what Dispatch does; say A could not take it either
+  EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 0u);
+  EXPECT_EQ(scheduler_.Fits(index, *b_, 0), Scheduler::Fit::kTake);
 }
 
 TEST_F(HeadOfLineTest, TheReservationMovesWithTheOldestItem) {
@@ -724,8 +740,9 @@ TEST_F(HeadOfLineTest, NoRoomWhileAnotherItemWaitsToBeSent) {
 }
 
 TEST_F(HeadOfLineTest, NeverMoreThanTheWorkersCreditTargetPastTheLimit) {
-  // A limit of 4: the window (6) is already 2 past it, and A's target is 4.
-  EXPECT_EQ(scheduler_.HeadOfLineRoom(4), 2u);
+  // A limit of 3: the window (6) is already 3 past it, and A's target is 4:
+  // one more, though A has room for 2.
+  EXPECT_EQ(scheduler_.HeadOfLineRoom(3), 1u);
   // A limit of 2: 4 past it, all of A's target.
   EXPECT_EQ(scheduler_.HeadOfLineRoom(2), 0u);
 }

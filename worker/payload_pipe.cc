@@ -65,7 +65,7 @@ bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch
     // after a longer one, it may have spent that long on them. Growing the
     // batch then would grow the next wait with it.
     if (quiet_us_ <= min_quiet_us_) {
-      batch_ = std::min(max_batch_, std::max(batch_, 4 * std::max<size_t>(1, batch)));
+      batch_ = std::min(max_batch_, std::max(batch_, kBatchGrowth * std::max<size_t>(1, batch)));
     }
     quiet_us_ = std::max(min_quiet_us_, quiet_us_ / 2);
     answers_at_end_ = true;

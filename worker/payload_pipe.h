@@ -122,8 +122,8 @@ namespace fanmap {
 //   - Prompt flush: the first output (or the exit) came less than half the
 //     minimum after the close. The co-process was waiting with its answers
 //     buffered: the command answers at end of input. The quiet period halves
-//     (not below the minimum). If it was the minimum, batch() grows to 4
-//     times the items the co-process held, so that a buffering filter gets
+//     (not below the minimum). If it was the minimum, batch() grows to
+//     kBatchGrowth times the items the co-process held, so that a buffering filter gets
 //     big batches after a few flushes (and, with enough items ahead of it,
 //     fills its buffer and answers as it goes); after a longer wait the items
 //     may have cost that long, and the batch stays.
@@ -151,6 +151,10 @@ class PipeFlushPolicy {
   static constexpr std::chrono::milliseconds kLineByLineQuietPeriod{250};
   // The longest: slower items get a fresh co-process each (correct, slower).
   static constexpr std::chrono::seconds kMaxQuietPeriod{60};
+  // A prompt flush at the minimum quiet period grows the batch to this many
+  // times the items the co-process held. Each growth costs a restart of the
+  // command (tens of ms for Python), so it is steep: 1, 16, 256, 4096.
+  static constexpr size_t kBatchGrowth = 16;
 
   // `min_quiet`: the first and least quiet period. `max_batch`: the most
   // items batch() asks for.

@@ -43,13 +43,7 @@ void WorkerCredit::OnResults(size_t tasks, uint64_t total_micros, size_t proven)
   // prefetch down for dozens of batches, as the arithmetic mean would (it
   // forgets a factor of 1000 in 20 batches; this one in 6).
   double log_mean = std::log(batch_mean);
-  double weight = 0.3;
-  if (++batches_ <= kYoungBatches) {
-    // Young: every task so far weighs the same (see typical_task_micros()).
-    young_tasks_ += static_cast<double>(tasks);
-    weight = static_cast<double>(tasks) / young_tasks_;
-  }
-  log_typical_us_ = first ? log_mean : (1 - weight) * log_typical_us_ + weight * log_mean;
+  log_typical_us_ = first ? log_mean : 0.7 * log_typical_us_ + 0.3 * log_mean;
   typical_task_us_ = std::exp(log_typical_us_);
 }
 

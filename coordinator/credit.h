@@ -38,7 +38,6 @@ class WorkerCredit {
   static constexpr size_t kMaxPrefetch = 2048;
   static constexpr size_t kInitialCredit = 32;
   static constexpr int64_t kTailPrefetchMaxMicros = 20000;
-  static constexpr int kYoungBatches = 3;
 
   explicit WorkerCredit(uint32_t slots, Trust trust = Trust::kSpawned);
 
@@ -65,14 +64,10 @@ class WorkerCredit {
   double mean_task_micros() const { return mean_task_us_; }
   // Typical task time (0 before the first result): the same weights in log
   // space, a geometric mean. What sizes the prefetch (target()): a batch
-  // that paid a one-off cost is forgotten in a few batches. Past its young
-  // batches (below) it is at most the mean: with mixed task times (instant failures among long
-  // tasks) the prefetch covers more than kPrefetchHorizonMicros of work, and the tail rule may not
-  // apply. Over the first kYoungBatches batches it is the geometric mean of every task so far, each
-  // task weighing the same: a first batch of one task that paid a one-off cost (a co-process's
-  // start-up) weighs as one task against the next batch's hundred, instead
-  // of holding the prefetch of a --pipe filter that buffers its output, and
-  // with it the filter's batches, down for several of its restarts.
+  // that paid a one-off cost is forgotten in a few batches. It is at most the
+  // mean: with mixed task times (instant failures among long tasks) the
+  // prefetch covers more than kPrefetchHorizonMicros of work, and the tail
+  // rule may not apply.
   double typical_task_micros() const { return typical_task_us_; }
 
   Trust trust() const { return trust_; }
@@ -98,8 +93,6 @@ class WorkerCredit {
   double mean_task_us_ = 0;
   double typical_task_us_ = 0;  // exp(log_typical_us_)
   double log_typical_us_ = 0;
-  int batches_ = 0;         // batches of results seen
-  double young_tasks_ = 0;  // tasks in them while batches_ <= kYoungBatches
 };
 
 }  // namespace fanmap

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -92,26 +91,6 @@ TEST_F(WorkerCreditTest, OneSlowBatchIsForgottenWithinAFewBatches) {
   EXPECT_EQ(Prefetch(credit), 1u);
   Finish(&credit, 1, 100, 6);
   EXPECT_EQ(Prefetch(credit), WorkerCredit::kMaxPrefetch);
-}
-
-TEST_F(WorkerCreditTest, TheFirstBatchesWeighEachTaskTheSame) {
-  // A --pipe filter that buffers its output: its first answer paid the
-  // co-process's start-up and a restart (300 us), the next 16 cost 30 us
-  // each. Weighed as two batches (0.7 and 0.3), the prefetch would stay at
-  // 66 tasks, fewer than the filter's next batch.
-  WorkerCredit credit(1);
-  credit.OnResults(1, 300);
-  credit.OnResults(16, 16 * 30);
-  EXPECT_NEAR(credit.typical_task_micros(), std::exp((std::log(300.0) + 16 * std::log(30.0)) / 17),
-              0.01);
-  EXPECT_EQ(Prefetch(credit), 291u);
-}
-
-TEST_F(WorkerCreditTest, PastTheFirstBatchesEachBatchWeighsTheSame) {
-  WorkerCredit credit(1);
-  Finish(&credit, 1000, 1, WorkerCredit::kYoungBatches);
-  credit.OnResults(100, 100);
-  EXPECT_NEAR(credit.typical_task_micros(), std::pow(1000.0, 0.7), 0.01);
 }
 
 TEST_F(WorkerCreditTest, ABurstOfInstantFailuresRaisesThePrefetchOnlyForAFewBatches) {

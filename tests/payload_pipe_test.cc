@@ -728,14 +728,14 @@ TEST_F(PipeFlushPolicyTest, StartsAtTheMinimumWithNoBatch) {
   EXPECT_EQ(policy_.batch(), 0u);
 }
 
-TEST_F(PipeFlushPolicyTest, PromptFlushesGrowTheBatchSixteenfoldUpToTheMost) {
+TEST_F(PipeFlushPolicyTest, PromptFlushesGrowTheBatchFourfoldUpToTheMost) {
   FlushPromptly(1);
+  EXPECT_EQ(policy_.batch(), 4u);
+  FlushPromptly(4);
   EXPECT_EQ(policy_.batch(), 16u);
-  FlushPromptly(16);
-  EXPECT_EQ(policy_.batch(), 256u);
   FlushPromptly(2);  // fewer items were at hand: the batch does not shrink
-  EXPECT_EQ(policy_.batch(), 256u);
-  FlushPromptly(300);
+  EXPECT_EQ(policy_.batch(), 16u);
+  FlushPromptly(3000);
   EXPECT_EQ(policy_.batch(), 4096u);
   EXPECT_EQ(Quiet(), kMin);
 }
@@ -758,14 +758,14 @@ TEST_F(PipeFlushPolicyTest, PromptFlushesHalveTheQuietPeriodDownToTheMinimum) {
   EXPECT_EQ(Quiet(), kMin);
   FlushPromptly(1);
   EXPECT_EQ(Quiet(), kMin);
-  EXPECT_EQ(policy_.batch(), 16u);
+  EXPECT_EQ(policy_.batch(), 4u);
 }
 
 TEST_F(PipeFlushPolicyTest, LateFlushHalvesTheBatch) {
   FlushPromptly(16);
-  EXPECT_EQ(policy_.batch(), 256u);
-  policy_.OnFlushed(kMin, 40000, 256);
-  EXPECT_EQ(policy_.batch(), 128u);
+  EXPECT_EQ(policy_.batch(), 64u);
+  policy_.OnFlushed(kMin, 40000, 64);
+  EXPECT_EQ(policy_.batch(), 32u);
 }
 
 TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {
@@ -782,11 +782,11 @@ TEST_F(PipeFlushPolicyTest, CoProcessThatAnsweredLineByLineWaitsLonger) {
 
 TEST_F(PipeFlushPolicyTest, AnsweringLineByLineEndsTheBatch) {
   FlushPromptly(1);
-  EXPECT_EQ(policy_.batch(), 16u);
+  EXPECT_EQ(policy_.batch(), 4u);
   policy_.OnLineByLine();
   EXPECT_EQ(policy_.batch(), 0u);
-  FlushPromptly(16);
-  EXPECT_EQ(policy_.batch(), 256u);
+  FlushPromptly(4);
+  EXPECT_EQ(policy_.batch(), 16u);
 }
 
 PipePayload::Options JsonAnswers() {

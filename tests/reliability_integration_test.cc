@@ -170,15 +170,16 @@ TEST_F(ReliabilityTest, StragglerGetsABackupCopyOnAnIdleWorker) {
 }
 
 TEST_F(ReliabilityTest, StragglerAtTheHeadOfAFullWindowGetsABackupWhileTheInputWaits) {
-  // Item 0 hangs on its first attempt; the other 99 fill the window (100:
-  // more than twice the credit of these millisecond commands) and are done.
-  // The worker holding item 0 has a slot to spare, so more input would go
-  // to it past the window, but none comes: the input stays open. The
-  // straggler must still get its backup copy, and every record come out
-  // before the input ends.
+  // Item 0 hangs on its first attempt; the other 99 fill the window and are
+  // done. The window is the 100 asked for: a task of 20 ms or more gets one
+  // task of prefetch (10 ms of work, at least one), so each worker's credit
+  // is 3 and twice their sum is far less. The worker holding item 0 has a
+  // slot to spare, so more input would go to it past the window, but none
+  // comes: the input stays open. The straggler must still get its backup
+  // copy, and every record come out before the input ends.
   testing_util::InputFifo in(dir_.File("in"));
-  std::string script =
-      "if [ $0 = 0 ] && mkdir " + dir_.path() + "/m 2>/dev/null; then sleep 120; fi; echo $0";
+  std::string script = "if [ $0 = 0 ] && mkdir " + dir_.path() +
+                       "/m 2>/dev/null; then sleep 120; fi; sleep 0.02; echo $0";
   auto fanmap = Start({"-j", "2", "--slots", "2", "--speculate", "--window", "100", "-i", in.path(),
                        "-o", dir_.File("out"), "--", "sh", "-c", script});
   in.Write(Seq(0, 99));

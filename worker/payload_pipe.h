@@ -153,8 +153,12 @@ class PipeFlushPolicy {
   static constexpr std::chrono::seconds kMaxQuietPeriod{60};
   // A prompt flush at the minimum quiet period grows the batch to this many
   // times the items the co-process held. Each growth costs a restart of the
-  // command (tens of ms for Python), so it is steep: 1, 16, 256, 4096.
-  static constexpr size_t kBatchGrowth = 16;
+  // command (tens of ms for Python), but a prompt flush only bounds the
+  // items' cost by the quiet period (which waits out the command's start-up,
+  // up to a second): a steeper growth would give a buffering command of
+  // slow items long batches (a --timeout counts from an item's start) and
+  // fewer co-processes than --slots.
+  static constexpr size_t kBatchGrowth = 4;
 
   // `min_quiet`: the first and least quiet period. `max_batch`: the most
   // items batch() asks for.

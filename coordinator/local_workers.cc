@@ -119,6 +119,7 @@ void WaitForAnExit(const std::list<bp::child>& children,
   for (const bp::child& child : children) {
     int fd = static_cast<int>(syscall(SYS_pidfd_open, child.id(), 0));
     if (fd < 0) {
+      for (const pollfd& p : fds) close(p.fd);
       fds.clear();
       break;
     }

@@ -7,6 +7,9 @@
     (bench/peers/http_threads.py)
 Every client's answers are checked ("echo: PROMPT" for each prompt, in order); a peer that
 cannot run (no node, no npm package, an old curl) gets a row saying why.
+A note breaks fanmap's time down beyond the 1.00 s floor, from two more fanmap runs in each rep:
+one item (the fixed cost of starting and stopping), and the same 10,000 with `--rate 1000000/s`
+(no slow start), with the median answer time from `--summary`.
 "pending" unless fanmap --http and mock-llm work."""
 
 import json
@@ -135,12 +138,38 @@ def _measure(b, server, url, fm_args, n, threads, wl):
                     MODEL, str(threads)],
     }
     t_fm, wrk_rps, wrk_errs, wrk_text = [], [], [], []
+    t_one, t_unpaced, p50_ms = [], [], []
+    summary = b.path("http.summary.json")
+    one = b.path("prompt1.in")
+    write_lines(one, prompts[:1])
 
     def run_fanmap():
-        tt, _, _ = run(b.fm("-j", "2", "--slots", "500", *fm_args, "-i", items, "-o", out),
+        tt, _, _ = run(b.fm("-j", "2", "--slots", "500", *fm_args, "-i", items, "-o", out,
+                            "--summary", summary),
                        what="fanmap --http")
         _check(read_records(out, n, "fanmap --http"), prompts, "fanmap --http")
         t_fm.append(tt)
+        with open(summary) as fh:
+            p50_ms.append(json.load(fh)["latency_ms"]["p50"])
+
+    # Where fanmap's time goes beyond the 1.00 s floor (reported in a note, not a peer):
+    # the same run with one item (process start, one request, shutdown) and without slow
+    # start (--rate far above what the server can take: the pacing that keeps a
+    # rate-limited server from refusing a burst is off).
+    def run_fanmap_one():
+        tt, _, _ = run(b.fm("-j", "2", "--slots", "500", *fm_args, "-i", one, "-o", out),
+                       what="fanmap --http (1 item)")
+        _check(read_records(out, 1, "fanmap --http (1 item)"), prompts[:1],
+               "fanmap --http (1 item)")
+        t_one.append(tt)
+
+    def run_fanmap_unpaced():
+        tt, _, _ = run(b.fm("-j", "2", "--slots", "500", "--rate", "1000000/s", *fm_args,
+                            "-i", items, "-o", out),
+                       what="fanmap --http --rate 1000000/s")
+        _check(read_records(out, n, "fanmap --http --rate 1000000/s"), prompts,
+               "fanmap --http --rate 1000000/s")
+        t_unpaced.append(tt)
 
     def run_peer(key):
         peer = peers[key]
@@ -171,7 +200,8 @@ def _measure(b, server, url, fm_args, n, threads, wl):
         wrk_errs.append(errs)
         wrk_text.append(text)
 
-    clients = [run_fanmap] + [lambda key=key: run_peer(key) for key in peers] + [run_wrk]
+    clients = ([run_fanmap, run_fanmap_one, run_fanmap_unpaced] +
+               [lambda key=key: run_peer(key) for key in peers] + [run_wrk])
 
     def body(r):
         # Each client leaves its 1,000 connections in TIME_WAIT (for 60 s), which slows the
@@ -196,7 +226,9 @@ def _measure(b, server, url, fm_args, n, threads, wl):
            "fanmap": "-j 2 --slots 500", "fanmap_s": t_fm, "fanmap_requests_per_s": fr,
            "wrk_requests_per_s": wrk_rps, "wrk_median_requests_per_s": w,
            "wrk_cold_1s_requests_per_s": wrk_cold,
-           "wrk_socket_errors": wrk_errs, "wrk_output_last": wrk_text[-1], "peers": {}}
+           "wrk_socket_errors": wrk_errs, "wrk_output_last": wrk_text[-1], "peers": {},
+           "fanmap_one_item_s": t_one, "fanmap_rate_1000000_s": t_unpaced,
+           "fanmap_latency_p50_ms": p50_ms}
     of_wrk = fr / w
     b.row(wl, f"{f:.2f} s ({fr:,.0f} req/s)", f"ceiling: `wrk -c {threads}` (same server)",
           f"{w:,.0f} req/s ({n / w:.2f} s for {n:,})", of_wrk, f"≥ {WRK_TARGET} of wrk",
@@ -226,3 +258,25 @@ def _measure(b, server, url, fm_args, n, threads, wl):
         f"{floor:.2f} s; fanmap took {f:.2f} s, and wrk at the same concurrency on the same "
         f"server measured {w:,.0f} requests/s once its connections were open "
         f"({median(wrk_cold):,.0f} requests/s in a 1 s run from cold, opening them).")
+    # The breakdown: fixed cost (a 1-item run less its one request), slow start (the same
+    # run unpaced), and the server's answer time above 100 ms in each of the n / threads
+    # rounds; what is left is the ramp (opening 1,000 connections) and the last round's
+    # spread.
+    one_s, unpaced_s, p50 = median(t_one), median(t_unpaced), median(p50_ms)
+    fixed = max(0.0, one_s - 0.1)
+    rounds = n / threads
+    per_round = max(0.0, (p50 - 100) / 1000) * rounds
+    rest = unpaced_s - floor - fixed - per_round
+    res["breakdown_s"] = {"floor": floor, "fixed": fixed, "slow_start": f - unpaced_s,
+                          "server_latency_above_100ms": per_round, "ramp_and_tail": rest}
+    b.notes.append(
+        f"HTTP: where fanmap's {f:.2f} s go: the {floor:.2f} s floor; {fixed * 1000:.0f} ms "
+        f"of fixed cost (a 1-item run took {one_s:.2f} s: starting the coordinator and two "
+        f"workers, loading libcurl, then shutting down); {(f - unpaced_s) * 1000:.0f} ms of "
+        f"slow start (the same run with `--rate 1000000/s` took {unpaced_s:.2f} s: without "
+        f"--rate, fanmap paces its first requests, doubling every 100 ms, so that a server "
+        f"that limits its rate without saying so is not met with a burst of 1,000 "
+        f"requests; the 429 targets of `scripts/bench-ratelimit` rely on it); "
+        f"{per_round * 1000:.0f} ms of the server's answer time above 100 ms (median "
+        f"{p50:.0f} ms, over {rounds:.0f} rounds); {rest * 1000:.0f} ms left for opening "
+        f"the 1,000 connections and the spread of the last round.")

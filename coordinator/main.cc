@@ -373,7 +373,8 @@ int main(int argc, char** argv) {
   app.add_option("--pipe", payload.pipe,
                  "one long-lived 'CMD' (run by sh) per slot: one output line per input line, in "
                  "order; block-buffered filters (sed, awk, tr, python3) work: fanmap closes "
-                 "their input to make them flush")
+                 "their input to make them flush; one that drops or adds lines (grep -v) "
+                 "fails its items")
       ->group(kPayload);
   app.add_option("--pipe-answers", payload.pipe_answers,
                  "lines (default): each answer line is the item's result; json: "

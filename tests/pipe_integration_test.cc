@@ -111,6 +111,29 @@ TEST_F(PipeFarmTest, CoProcessThatAnswersTooManyLinesFailsItems) {
   ExpectNoProcessLeft();
 }
 
+TEST_F(PipeFarmTest, CoProcessThatDropsLinesGivesNoItemAWrongResult) {
+  // grep -v 3 answers nothing for 3, 13, 23...: matched in order, every later
+  // answer would be the next item's. An item either gets its own line or
+  // fails, and the run says so in its exit status.
+  RunResult r = Fanmap({"-j", "2", "--pipe", "grep -v 3"}, Seq(0, 99));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto records = ParseRecords(r.out, 100);
+  size_t failed = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i]["ok"] == true) {
+      EXPECT_EQ(records[i]["result"], std::to_string(i)) << records[i];
+      continue;
+    }
+    ++failed;
+    EXPECT_EQ(records[i]["error"].get<std::string>().rfind(
+                  "co-process wrote fewer lines than it was given items", 0),
+              0u)
+        << records[i];
+  }
+  EXPECT_GT(failed, 0u);
+  ExpectNoProcessLeft();
+}
+
 TEST_F(PipeFarmTest, UnknownCommandStopsTheRunWithoutRetrying) {
   // Retries are left at their default: a command that cannot start is not
   // worth another attempt, for this item or any other, and the run stops

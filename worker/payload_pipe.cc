@@ -36,6 +36,18 @@ constexpr int64_t kExitAfterEofMicros = 100000;
 // so that a co-process that reads slowly costs no quadratic copying.
 constexpr size_t kCompactBytes = 1 << 20;
 constexpr char kTooManyLines[] = "co-process wrote more lines than it was given items";
+constexpr char kTooFewLines[] = "co-process wrote fewer lines than it was given items";
+
+// Complete lines in `out`, counting on from `*counted` bytes known to hold
+// `*lines` of them.
+size_t CountLines(const std::string& out, size_t* counted, size_t* lines) {
+  while (const void* found = std::memchr(out.data() + *counted, '\n', out.size() - *counted)) {
+    *counted = static_cast<size_t>(static_cast<const char*>(found) - out.data()) + 1;
+    ++*lines;
+  }
+  *counted = out.size();
+  return *lines;
+}
 
 // Bytes written to `fd` (a pipe) that its reader has not read yet; 0 if
 // unknown.
@@ -95,6 +107,8 @@ struct PipePayload::CoProcess {
   bool read_full = false;             // ... and that read took nearly a pipe-full
   bool stdout_paced = false;          // AddPollItems left its stdout out (Paced())
   size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
+  size_t counted = 0;                 // leading bytes of stdout_data() whose lines are counted
+  size_t lines = 0;                   // ... in `lines` (answers waiting, see TakeAnswers)
   int64_t busy_since_us = 0;          // since when it owes the next answer
   uint64_t answered = 0;              // lines it has answered
   bool accepting = true;              // false once its stdin or stdout is closed
@@ -430,8 +444,18 @@ void PipePayload::Step(CoProcess* co) {
   }
 }
 
-bool PipePayload::TakeAnswers(CoProcess* co) {
+bool PipePayload::TakeAnswers(CoProcess* co, bool at_end) {
   std::string& out = co->child->stdout_data();
+  // After its input is closed, a co-process's answers wait until there is
+  // one for every item it holds, or until it ends (End checks their number):
+  // a command that drops a line (grep, sed d) is found out at its exit before
+  // any answer it wrote after the close is given to the wrong item.
+  if (co->closed_us != 0 && !at_end && out.size() <= kMaxAnswerBytes &&
+      CountLines(out, &co->counted, &co->lines) < co->held.size()) {
+    if (out.size() > co->scanned) NoteStarted(co, NowMicros());
+    return true;
+  }
+  co->counted = co->lines = 0;
   size_t start = 0;
   size_t from = co->scanned;
   size_t answered = 0;
@@ -543,14 +567,34 @@ void PipePayload::End(CoProcess* co, bool exited) {
     exited = poll(&p, 1, 0) > 0;
   }
   child.Kill();
-  // What it wrote before dying still counts.
   child.ReadAvailable();
-  if (!TakeAnswers(co)) return;
-
   int status = child.wait_status();
   // A SIGKILL it had not died of before is ours: it closed its stdout and
   // lived on, and the signal says nothing about it.
   bool closed_stdout = WIFSIGNALED(status) && !exited && WTERMSIG(status) == SIGKILL;
+  // It read all of its input and ended well with fewer answers than items:
+  // it dropped lines, and which ones cannot be known, so none of the answers
+  // it wrote since the close is given to an item. Like a command that writes
+  // too many lines, a fresh copy would do the same: every later item fails.
+  if (co->closed_us != 0 && !closed_stdout && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    size_t given = co->held.size();
+    size_t answers = CountLines(child.stdout_data(), &co->counted, &co->lines);
+    if (answers < given) {
+      child.stdout_data().clear();
+      co->scanned = co->counted = co->lines = 0;
+      broken_ = std::string(kTooFewLines) + " (" + std::to_string(answers) + " for the last " +
+                std::to_string(given) +
+                " before it exited; answers cannot be matched to items: it must write one "
+                "line for each line it reads)";
+      Result::Extra extra;
+      AddExitFields(status, &extra);
+      FailHeld(co, broken_, false, std::move(extra));
+      co->done = true;
+      return;
+    }
+  }
+  // What it wrote before dying still counts.
+  if (!TakeAnswers(co, true)) return;
   std::string error;
   if (closed_stdout) {
     error = "co-process closed its stdout while holding this item";

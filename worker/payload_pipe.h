@@ -73,6 +73,15 @@
 //   - Cancel(index) kills the co-process holding `index`; `index` gets no
 //     result (the loop reports the timeout), the others it held become
 //     retryable errors.
+//   - A co-process whose input was closed (for silence) and that exits 0
+//     with fewer answers than items dropped lines (grep -v, sed d): which
+//     ones cannot be known, so none of the answers it wrote after the close
+//     goes to an item (they wait for one per item held, or for its exit).
+//     Every item it held gets the non-retryable error "co-process wrote fewer
+//     lines than it was given items (...)", and so does every later item, as
+//     for too many lines below. Answers read before the close were matched
+//     as they came: a command that drops a line while its input is open is
+//     found out only if its exit leaves items unanswered.
 //   - A co-process that writes more lines than it was given items breaks the
 //     protocol: it is killed and the items it held get the non-retryable error
 //     "co-process wrote more lines than it was given items" (with "(the extra
@@ -286,8 +295,9 @@ class PipePayload : public Payload {
   void Flush(CoProcess* co);
   void Step(CoProcess* co);
   // Turns complete stdout lines into results. Returns false if that ended
-  // the co-process (protocol violation, oversized answer).
-  bool TakeAnswers(CoProcess* co);
+  // the co-process (protocol violation, oversized answer). After its input
+  // was closed, answers wait for one per item held, unless `at_end` (End).
+  bool TakeAnswers(CoProcess* co, bool at_end = false);
   // The co-process exited or closed its stdout.
   void End(CoProcess* co, bool exited);
   // Kills the co-process and fails every item it holds with `error`.

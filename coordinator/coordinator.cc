@@ -273,7 +273,7 @@ Status Coordinator::OpenOutput() {
   Status status = ResumeLog::Load(config_.output_path, !config_.resume_failed, !config_.unordered,
                                   resume_.get());
   if (!status.ok()) return status;
-  std::string note = "resuming: " + std::to_string(resume_->kept()) + " record(s) kept";
+  std::string note = "resuming: " + std::to_string(resume_->kept()) + " record(s) found";
   if (resume_->dropped() > 0)
     note += ", " + std::to_string(resume_->dropped()) + " failed to rerun";
   if (resume_->torn_bytes() > 0) note += ", a torn last line cut off";

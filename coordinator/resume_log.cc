@@ -189,8 +189,8 @@ Status ResumeLog::CheckItem(uint64_t index, uint64_t fingerprint) {
 
 Status ResumeLog::CheckTotal(uint64_t items) const {
   if (records_.empty() || records_.back().index < items) return Status::Ok();
-  return Status::Error(path_ + " holds records of " + std::to_string(records_.back().index + 1) +
-                       " items, the input has " + std::to_string(items) + kLeftAsItIs);
+  return Status::Error(path_ + " holds a record of index " + std::to_string(records_.back().index) +
+                       ", the input has only " + std::to_string(items) + " items" + kLeftAsItIs);
 }
 
 bool ResumeLog::Has(uint64_t index, bool* ok) const {

@@ -174,7 +174,7 @@ def main():
             with open(out, "w") as f:
                 f.write("".join(full[:500]) + full[500][:40])
             r = run_fanmap(bin_dir, url, path, ["-o", out, "--resume"])
-            if r.returncode != 1 or "resuming: 500 record(s) kept" not in r.stderr:
+            if r.returncode != 1 or "resuming: 500 record(s) found" not in r.stderr:
                 fail(f"--resume: exit {r.returncode}: {r.stderr}")
             resumed = open(out).read().splitlines(keepends=True)
             if resumed[:500] != full[:500]:

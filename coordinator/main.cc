@@ -439,7 +439,8 @@ int main(int argc, char** argv) {
       app.add_option(
              "--retries", config.retries,
              "extra attempts for a task that timed out, hit a retryable error or lost "
-             "its worker (default 2; --http: 8; a 429 or a failure during an outage uses up none)")
+             "its worker (default 2; --http: 8; a 429 or a failure during an outage uses up "
+             "none); unlike parallel's, not for a command that exits non-zero")
           ->check(CLI::Range(0, 1000))
           ->group(kReliability);
   std::string retry_for = "0";

@@ -136,6 +136,27 @@ TEST_F(ExecPayloadTest, VerbatimOutputKeepsBytesTagsLinesAndPassesStderr) {
   EXPECT_EQ(StringExtra(sink_[0], "stderr"), "3\te\n");
 }
 
+TEST_F(ExecPayloadTest, VerbatimStderrPastTheLimitSaysWhatWasDropped) {
+  // 65 MiB of stderr: passed on verbatim up to 64 MiB, then only a tail is
+  // kept, and the cut must not be silent.
+  job_.options[job_key::kVerbatimOutput] = "1";
+  Use({"sh", "-c", "head -c 68157440 /dev/zero | tr '\\0' e >&2; echo out"});
+  Start(0, "x");
+  ASSERT_TRUE(WaitForResults(1));
+  EXPECT_TRUE(sink_[0].ok) << sink_[0].value;
+  EXPECT_EQ(sink_[0].value, "out\n");
+  std::string err = StringExtra(sink_[0], "stderr");
+  const std::string prefix = "fanmap: this command's stderr passed 64 MiB: its first ";
+  EXPECT_EQ(err.rfind(prefix, 0), 0u) << err.substr(0, 200);
+  size_t at = err.find(" bytes were dropped\n");
+  ASSERT_NE(at, std::string::npos) << err.substr(0, 200);
+  size_t header = at + std::string(" bytes were dropped\n").size();
+  uint64_t dropped = std::stoull(err.substr(prefix.size(), at - prefix.size()));
+  // What was dropped and what was kept add up to what the command wrote.
+  EXPECT_EQ(dropped + (err.size() - header), 68157440u);
+  EXPECT_EQ(err.find_first_not_of('e', header), std::string::npos);
+}
+
 TEST_F(ExecPayloadTest, DryRunGivesTheCommandLine) {
   job_.options[job_key::kDryRun] = "1";
   Result r = RunOne({"echo", "{}"}, "it's");

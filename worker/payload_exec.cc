@@ -91,6 +91,7 @@ class ExecPayload : public Payload {
     bool touched = false;  // had an event in this Advance()
     bool pidfd_ready = false;
     bool done = false;
+    uint64_t stderr_dropped = 0;  // verbatim stderr cut at the limit: bytes dropped
   };
   // Which run a polled item belongs to, recorded by AddPollItems().
   struct PollRef {
@@ -239,8 +240,15 @@ void ExecPayload::Step(Run* run) {
     ReleaseSlot(run->slot);
     return;
   }
-  // Verbatim output passes stderr on whole, up to the stdout's limit.
-  if (!verbatim_ || child.stderr_data().size() > kMaxStdoutBytes) TrimStderr(&child.stderr_data());
+  // Verbatim output passes stderr on whole, up to the stdout's limit; past
+  // it, the cut is said (MakeResult).
+  if (!verbatim_) {
+    TrimStderr(&child.stderr_data());
+  } else if (child.stderr_data().size() > kMaxStdoutBytes) {
+    size_t before = child.stderr_data().size();
+    TrimStderr(&child.stderr_data());
+    run->stderr_dropped += before - child.stderr_data().size();
+  }
 
   // Pipes usually reach end-of-file just before the exit is visible, so a
   // reap is tried then too: it saves a poll round per task.
@@ -268,6 +276,11 @@ Result ExecPayload::MakeResult(Run* run) {
     if (verbatim_ && !child.stdout_data().empty()) {
       r.extra["stdout"] = Tagged(run->tag, child.stdout_data());
     }
+  }
+  if (run->stderr_dropped > 0) {
+    child.stderr_data().insert(0, "fanmap: this command's stderr passed 64 MiB: its first " +
+                                      std::to_string(run->stderr_dropped) +
+                                      " bytes were dropped\n");
   }
   std::string err = verbatim_ ? Tagged(run->tag, child.stderr_data())
                     : r.ok    ? std::string()

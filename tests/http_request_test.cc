@@ -329,6 +329,31 @@ TEST_F(HttpRequestTest, ApiKeyIsRedactedFromEveryText) {
   EXPECT_EQ(r.value.find(kKey), std::string::npos) << r.value;
 }
 
+TEST_F(HttpRequestTest, ApiKeySpelledWithJsonEscapesIsRedactedToo) {
+  // A server that escapes "-" (or "/") echoes the key in a spelling that a
+  // plain search misses and every JSON reader decodes.
+  job_.options["api_key"] = "sk-abc/def";
+  Result r = Classify(200, R"({"auth":"Bearer sk\u002dabc\/def","n":1})");
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(nlohmann::json::parse(r.value),
+            nlohmann::json::parse(R"({"auth":"Bearer [REDACTED]","n":1})"))
+      << r.value;
+  // And in a chat reply, whose content is decoded into the result.
+  Chat();
+  job_.options["api_key"] = "sk-abc/def";
+  r = Classify(200, R"({"choices":[{"message":{"role":"assistant",
+      "content":"key: sk\u002dabc\/def"},"finish_reason":"stop"}]})");
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_EQ(r.value, "key: [REDACTED]");
+}
+
+TEST_F(HttpRequestTest, JsonBodyWithAByteOrderMarkIsEmbeddedWithoutIt) {
+  Result r = Classify(200, "\xEF\xBB\xBF{\"bom\":1}");
+  EXPECT_TRUE(r.ok);
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(r.value, R"({"bom":1})");
+}
+
 TEST_F(HttpRequestTest, ChatResponseGivesContentAndTokenCounts) {
   Chat();
   Result r = Classify(200, R"({"id":"x","choices":[{"index":0,"message":{"role":"assistant",

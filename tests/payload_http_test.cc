@@ -113,6 +113,16 @@ class HttpPayloadTest : public ::testing::Test {
       res.set_content(nlohmann::json{{"auth", req.get_header_value("Authorization")}}.dump(),
                       "application/json");
     });
+    // The same in a request id header, and with "-" escaped in the body, as
+    // a server of the Batch API's kind might.
+    server_.Post("/v1/echo-auth", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      std::string auth = req.get_header_value("Authorization");
+      res.set_header("x-request-id", auth);
+      std::string escaped;
+      for (char c : auth) escaped += c == '-' ? std::string("\\u002d") : std::string(1, c);
+      res.set_content("{\"auth\":\"" + escaped + "\"}", "application/json");
+    });
     server_.Post("/v1/chat/completions",
                  [this](const httplib::Request& req, httplib::Response& res) {
                    Record(req);
@@ -425,6 +435,21 @@ TEST_F(HttpPayloadTest, SendsTheApiKeyAndNeverReturnsIt) {
     }
   }
   for (const Result& r : sink_) EXPECT_EQ(r.value_is_json, r.index < 3) << r.index;
+}
+
+TEST_F(HttpPayloadTest, BatchRecordsNeverCarryTheApiKey) {
+  Make(Url(""), {{"api_key", kKey}, {"input_format", "openai-batch"}});
+  Start(0, R"({"custom_id":"a","method":"POST","url":"/v1/echo-auth","body":{}})");
+  RunUntil(1);
+  ASSERT_EQ(sink_.size(), 1u);
+  ASSERT_EQ(seen().size(), 1u);
+  EXPECT_EQ(seen()[0].authorization, std::string("Bearer ") + kKey);
+  const Result& r = sink_[0];
+  EXPECT_TRUE(r.ok) << r.value;
+  EXPECT_EQ(r.value.find(kKey), std::string::npos) << r.value;
+  nlohmann::json response = nlohmann::json::parse(r.value);
+  EXPECT_EQ(response["request_id"], "Bearer [REDACTED]") << r.value;
+  EXPECT_EQ(response["body"]["auth"], "Bearer [REDACTED]") << r.value;
 }
 
 TEST_F(HttpPayloadTest, ChatModeEndToEnd) {

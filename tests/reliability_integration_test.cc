@@ -72,9 +72,10 @@ TEST_F(ReliabilityTest, TimedOutTaskIsCancelledAndRetried) {
 }
 
 TEST_F(ReliabilityTest, TaskThatAlwaysTimesOutBecomesAnErrorRecordAfterItsRetries) {
-  RunResult r = Fanmap({"-j", "1", "--timeout", testing_util::kShortTimeoutS, "--retries", "1",
-                        "--", "sh", "-c", "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
-                       Seq(1, 3));
+  RunResult r = Fanmap(
+      {"-j", "1", "--timeout", testing_util::kShortTimeoutS, "--retries", "1", "--summary",
+       dir_.File("summary.json"), "--", "sh", "-c", "if [ $0 = 2 ]; then sleep 60; fi; echo $0"},
+      Seq(1, 3));
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto records = ParseRecords(r.out, 3);
   EXPECT_EQ(records[0]["ok"], true);
@@ -82,6 +83,11 @@ TEST_F(ReliabilityTest, TaskThatAlwaysTimesOutBecomesAnErrorRecordAfterItsRetrie
   EXPECT_NE(records[1]["error"].get<std::string>().find("timed out"), std::string::npos);
   EXPECT_EQ(records[1]["attempts"], 2);
   EXPECT_EQ(records[2]["ok"], true);
+  // Both attempts timed out, and the summary says so (not "other").
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(dir_.File("summary.json")));
+  EXPECT_EQ(summary["retries"]["timeout"], 2) << summary;
+  EXPECT_EQ(summary["retries"]["other"], 0) << summary;
+  EXPECT_NE(r.err.find("(2 timeout)"), std::string::npos) << r.err;
 }
 
 TEST_F(ReliabilityTest, PoisonItemBecomesAnErrorRecordAndTheRunEnds) {

@@ -407,6 +407,15 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
       Result::Extra fields;
       Status parsed = ReadChatReply(response.body, &value, &value_is_json, &fields);
       if (parsed.ok()) {
+        // Decoded from the reply: escapes no longer hide the key.
+        if (value_is_json) {
+          RedactJsonText(options.api_key, &value);
+        } else {
+          Redact(options.api_key, &value);
+        }
+        for (auto& [name, field] : fields) {
+          if (auto* text = std::get_if<std::string>(&field)) RedactJsonText(options.api_key, text);
+        }
         result = OkResult(task, std::move(value));
         result.value_is_json = value_is_json;
         result.extra = std::move(fields);
@@ -414,8 +423,9 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
         result = ErrorResult(
             task, parsed.message() + " in " + StatusText(response.status, response.body));
       }
-    } else if (nlohmann::json::accept(response.body)) {
+    } else if (DropByteOrderMark(&response.body), nlohmann::json::accept(response.body)) {
       // The record embeds the value as it is: it must stay on one line.
+      RedactJsonText(options.api_key, &response.body);
       bool multiline = response.body.find_first_of("\r\n") != std::string::npos;
       result =
           OkResult(task, multiline ? CompactJson(response.body) : std::string(Trim(response.body)));
@@ -443,6 +453,54 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
   if (!result.ok) result.cause = FailureCauseOf(response.status, response.curl_code);
   result.limits = response.limits;
   return result;
+}
+
+void DropByteOrderMark(std::string* body) {
+  // JSON parsers skip a UTF-8 byte order mark (some servers send one); a
+  // record that embeds the body must not start its value with it.
+  if (body->rfind("\xEF\xBB\xBF", 0) == 0) body->erase(0, 3);
+}
+
+namespace {
+
+// Redacts `secret` in every string and object key of `value`; true if any
+// held it.
+bool RedactJsonStrings(const std::string& secret, nlohmann::json* value) {
+  bool changed = false;
+  if (value->is_string()) {
+    std::string& text = value->get_ref<std::string&>();
+    if (text.find(secret) != std::string::npos) {
+      Redact(secret, &text);
+      changed = true;
+    }
+  } else if (value->is_array()) {
+    for (nlohmann::json& element : *value) changed |= RedactJsonStrings(secret, &element);
+  } else if (value->is_object()) {
+    nlohmann::json redacted = nlohmann::json::object();
+    for (auto& [key, element] : value->items()) {
+      std::string name = key;
+      if (name.find(secret) != std::string::npos) {
+        Redact(secret, &name);
+        changed = true;
+      }
+      changed |= RedactJsonStrings(secret, &element);
+      redacted[name] = std::move(element);
+    }
+    *value = std::move(redacted);
+  }
+  return changed;
+}
+
+}  // namespace
+
+void RedactJsonText(const std::string& secret, std::string* text) {
+  Redact(secret, text);
+  // Escapes (\u002d, \/) may spell the secret in a way that the plain
+  // search misses and a JSON reader decodes.
+  if (secret.empty() || text->find('\\') == std::string::npos) return;
+  nlohmann::json value = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !RedactJsonStrings(secret, &value)) return;
+  *text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void Redact(const std::string& secret, std::string* text) {

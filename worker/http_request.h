@@ -128,6 +128,12 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
 
 // Replaces every occurrence of `secret` in `*text` (nothing if it is empty).
 void Redact(const std::string& secret, std::string* text);
+// The same for JSON text, where escapes (\u002d) may spell `secret` too: if
+// `*text` is JSON with escapes, its decoded strings and keys are searched,
+// and the text is written again (compact) when one held it.
+void RedactJsonText(const std::string& secret, std::string* text);
+// Drops a leading UTF-8 byte order mark from a response body.
+void DropByteOrderMark(std::string* body);
 
 // At most `max` bytes of `text`, cut on a UTF-8 character boundary and ending
 // in "..." when cut; surrounding whitespace is dropped.

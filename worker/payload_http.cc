@@ -358,10 +358,12 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   long batch_status = response.body_too_large ? 0 : response.status;
   if (options_.batch) {
     batch_body = response.body;
-    Redact(options_.api_key, &batch_body);
+    DropByteOrderMark(&batch_body);
+    RedactJsonText(options_.api_key, &batch_body);
     curl_header* header = nullptr;
     if (curl_easy_header(t->easy, "x-request-id", 0, CURLH_HEADER, -1, &header) == CURLHE_OK) {
       request_id = header->value;
+      Redact(options_.api_key, &request_id);
     }
   }
   ReadRateLimitHeaders(t->easy, &response);

@@ -435,6 +435,7 @@ void WorkerLoop::ExpireDeadlines() {
     std::snprintf(text, sizeof text, "timed out after %.3g s", timeout_us_ / 1e6);
     sink_.push_back(RetryableError(task, text));
     sink_.back().elapsed_us = static_cast<uint64_t>(timeout_us_);
+    sink_.back().cause = FailureCause::kTimeout;
   }
   CollectResults();
 }

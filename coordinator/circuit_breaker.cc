@@ -44,7 +44,10 @@ bool CircuitBreaker::OnAnswer(int64_t now_ms, int64_t sent_ms, ServerHealth heal
       break;
   }
   if (state_ == BreakerState::kClosed) {
-    if (++down_in_a_row_ >= kTripAfter) Open(now_ms);
+    if (++down_in_a_row_ >= kTripAfter) {
+      tripped_since_ms_ = now_ms;
+      Open(now_ms);
+    }
     return false;
   }
   // Answers to requests sent before the probes say nothing new.

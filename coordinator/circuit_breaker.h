@@ -62,6 +62,8 @@ class CircuitBreaker {
 
   // Open or probing: the failures now are the outage's.
   bool tripped() const { return state_ != BreakerState::kClosed; }
+  // When it tripped (valid while tripped()).
+  int64_t tripped_since_ms() const { return tripped_since_ms_; }
   // Tripped, or kSuspectAfter outage-like answers in a row: a failure now is
   // more likely the server's than the item's.
   bool suspect() const { return tripped() || down_in_a_row_ >= kSuspectAfter; }
@@ -79,6 +81,7 @@ class CircuitBreaker {
   int64_t probing_since_ms_ = 0;  // kProbing: answers to older requests do not count as probes
   int probes_left_ = 0;           // kProbing: probes still to send
   int probes_failed_ = 0;         // kProbing: probes that failed
+  int64_t tripped_since_ms_ = 0;  // when the current outage tripped it
   uint64_t openings_ = 0;
 };
 

@@ -149,6 +149,8 @@ class Coordinator {
   void ReadInput();
   void AddItem(std::string line);
   void Dispatch();
+  // An outage that lasted longer than --retry-for fails every item waiting.
+  void GiveUpOnALongOutage(int64_t now_ms);
   bool SendTo(Worker& worker, const std::string& frame);
   void SendToId(const std::string& routing_id, const std::string& frame);
   void ReceiveFrames();
@@ -216,6 +218,8 @@ class Coordinator {
   AdaptiveRate adaptive_;
   bool adaptive_on_ = false;
   CircuitBreaker breaker_;
+  std::string outage_error_;  // the last outage-like failure (GiveUpOnALongOutage)
+  bool gave_up_logged_ = false;
   RunSummary summary_;
   double tokens_per_request_ = 0;  // reported usage, a moving average
   int64_t started_us_ = NowMicros();
@@ -580,10 +584,34 @@ void Coordinator::AddItem(std::string line) {
   scheduler_.Complete(index, std::move(result));
 }
 
+void Coordinator::GiveUpOnALongOutage(int64_t now_ms) {
+  // The probes alone would take each waiting item's first or next attempt
+  // a few at a time, for ever if the server never comes back: an outage
+  // longer than --retry-for ends them all (the probes' own answers still
+  // decide theirs, and the next items fail as they are read).
+  if (!breaker_.tripped() || config_.retry_for_ms <= 0 || !scheduler_.HasUnsent() ||
+      now_ms - breaker_.tripped_since_ms() < config_.retry_for_ms) {
+    return;
+  }
+  std::string error = "not sent: every request failed for " +
+                      std::to_string((now_ms - breaker_.tripped_since_ms()) / 1000) +
+                      " s, longer than --retry-for (the last: " + outage_error_ + ")";
+  size_t failed = scheduler_.FailUnsent(error);
+  if (failed > 0 && !gave_up_logged_) {
+    gave_up_logged_ = true;
+    Log("the server has failed every request for longer than --retry-for: the items not yet "
+        "done fail");
+  }
+}
+
 void Coordinator::Dispatch() {
   const std::vector<Worker*>& workers = scheduler_.workers().all();
-  if (!Running() || workers.empty()) return;
+  if (!Running()) return;
   int64_t now_ms = NowMillis();
+  // Before the outage's pause or a lack of workers can hold them back.
+  scheduler_.ExpireRetries(now_ms);
+  GiveUpOnALongOutage(now_ms);
+  if (workers.empty()) return;
   scheduler_.ReleaseDueRetries(now_ms);
   int64_t now_us = NowMicros();
   if (now_us < rate_wait_until_us_) return;
@@ -790,6 +818,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
   summary_.OnAnswer(result);
   int64_t now_us = NowMicros();
   bool was_tripped = breaker_.tripped();
+  if (HealthOf(result) == ServerHealth::kDown) outage_error_ = result.value.substr(0, 200);
   if (breaker_.OnAnswer(now_us / 1000, slot.sent_us / 1000, HealthOf(result))) {
     adaptive_.OnOutageOver(now_us);
     Log("the server answers again: resuming at full speed");

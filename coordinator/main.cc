@@ -446,9 +446,11 @@ int main(int argc, char** argv) {
   std::string retry_for = "0";
   CLI::Option* retry_for_option =
       app.add_option("--retry-for", retry_for,
-                     "no retry once this long after an item's first attempt: 90s, 10m, 1h, or 0 "
-                     "for no bound. Throttles (429) and failures during an outage (the whole run "
-                     "pauses and probes) do not use up --retries: this bounds them")
+                     "no retry once this long after an item's first attempt (nor one whose wait "
+                     "would end later): 90s, 10m, 1h, or 0 for no bound. Throttles (429) and "
+                     "failures during an outage (the whole run pauses and probes) do not use up "
+                     "--retries: this bounds them, and an outage that lasts longer fails every "
+                     "item still waiting")
           ->option_text("DURATION (default: none; --http: 10m)")
           ->group(kReliability);
   app.add_option("--summary", config.summary_path,

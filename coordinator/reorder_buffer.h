@@ -28,21 +28,22 @@ struct Slot {
   std::string item;
   SlotState state = SlotState::kPending;
   Resumed resumed = Resumed::kNo;
-  bool written = false;        // --unordered: the record is already out
-  bool speculated = false;     // a backup copy was sent
-  uint8_t losses = 0;          // workers that died holding it (saturates)
-  bool suspect = false;        // held by kSuspectAfterLosses of them: runs alone (Scheduler::Fits)
-  uint32_t worker = 0;         // valid when kInFlight
-  uint32_t backup_worker = 0;  // worker running the backup copy, 0 = none
-  uint32_t attempts = 0;       // copies sent so far: the next copy's attempt number
-  uint32_t charged = 0;        // attempts counted against --retries (started ones)
+  bool written = false;         // --unordered: the record is already out
+  bool speculated = false;      // a backup copy was sent
+  uint8_t losses = 0;           // workers that died holding it (saturates)
+  bool suspect = false;         // held by kSuspectAfterLosses of them: runs alone (Scheduler::Fits)
+  bool retry_deadline = false;  // in Scheduler's retry_deadlines_ (--retry-for)
+  uint32_t worker = 0;          // valid when kInFlight
+  uint32_t backup_worker = 0;   // worker running the backup copy, 0 = none
+  uint32_t attempts = 0;        // copies sent so far: the next copy's attempt number
+  uint32_t charged = 0;         // attempts counted against --retries (started ones)
   uint32_t primary_attempt = 0;  // attempt number of the copy at `worker`
   uint32_t backup_attempt = 0;   // attempt number of the copy at `backup_worker`
   int64_t sent_us = 0;           // when the latest attempt was sent
   int64_t first_sent_ms = -1;    // when the first attempt was sent (--retry-for); -1 = never
   uint64_t sent_seq = 0;         // global send order of the latest attempt
   uint64_t fingerprint = 0;      // of the job and the item, for "fp" (item_fingerprint.h)
-  Result result;                 // valid when kDone
+  Result result;                 // valid when kDone; kPending after a failure: that failure
 };
 
 class ReorderBuffer {

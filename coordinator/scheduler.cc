@@ -152,6 +152,37 @@ size_t Scheduler::ReserveForHeadOfLine(size_t window_limit) {
   return room;
 }
 
+size_t Scheduler::ExpireRetries(int64_t now_ms) {
+  size_t expired = 0;
+  while (!retry_deadlines_.empty() && retry_deadlines_.top().first <= now_ms) {
+    uint64_t index = retry_deadlines_.top().second;
+    retry_deadlines_.pop();
+    Slot* slot = window_.Find(index);
+    // Sent again meanwhile: its answer is too late for another retry.
+    if (slot == nullptr || slot->state != SlotState::kPending) continue;
+    Result result = std::move(slot->result);
+    slot->result = Result();
+    result.index = index;
+    result.ok = false;
+    result.retryable = false;
+    if (slot->charged > 1) result.extra["attempts"] = static_cast<int64_t>(slot->charged);
+    Finish(index, std::move(result));
+    ++expired;
+  }
+  return expired;
+}
+
+size_t Scheduler::FailUnsent(const std::string& error) {
+  size_t failed = 0;
+  for (uint64_t i = window_.begin(); i < window_.end(); ++i) {
+    Slot* slot = window_.Find(i);
+    if (slot == nullptr || slot->state != SlotState::kPending) continue;
+    Fail(i, slot, error);
+    ++failed;
+  }
+  return failed;
+}
+
 int64_t Scheduler::NextRetryDueMs() const {
   return delayed_.empty() ? INT64_MAX : delayed_.top().first;
 }
@@ -253,13 +284,23 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
       return Verdict::kCopyClosed;
     }
     if (charges_ && !charges_(*result)) --slot->charged;
-    bool in_time =
-        options_.retry_for_ms <= 0 || now_ms - slot->first_sent_ms < options_.retry_for_ms;
+    // An uncharged failure backs off as after one attempt: the rate
+    // limiter or the outage's pause holds the rest back.
+    uint32_t backoff = std::max<uint32_t>(1, slot->charged);
+    int64_t delay_ms = retry_policy_.DelayMillis(backoff, result->retry_after_ms);
+    // The retry would go out after the backoff (a Retry-After may be long).
+    bool in_time = options_.retry_for_ms <= 0 ||
+                   now_ms + delay_ms - slot->first_sent_ms < options_.retry_for_ms;
     if (in_time && retry_policy_.MayRetry(slot->charged)) {
-      // An uncharged failure backs off as after one attempt: the rate
-      // limiter or the outage's pause holds the rest back.
-      uint32_t backoff = std::max<uint32_t>(1, slot->charged);
-      Requeue(index, slot, retry_policy_.DelayMillis(backoff, result->retry_after_ms), now_ms);
+      if (options_.retry_for_ms > 0) {
+        // Kept, should its time run out while it waits (ExpireRetries).
+        slot->result = *result;
+        if (!slot->retry_deadline) {
+          slot->retry_deadline = true;
+          retry_deadlines_.emplace(slot->first_sent_ms + options_.retry_for_ms, index);
+        }
+      }
+      Requeue(index, slot, delay_ms, now_ms);
       return Verdict::kRequeued;
     }
   }

@@ -149,6 +149,13 @@ class Scheduler {
   // --- dispatch
   // Moves retries whose backoff is over into the queue.
   void ReleaseDueRetries(int64_t now_ms);
+  // Items waiting for a retry (held back by an outage's pause, say) whose
+  // retry_for_ms has run out since their first attempt are finished now with
+  // their last failure. Returns how many.
+  size_t ExpireRetries(int64_t now_ms);
+  // Fails every item not in flight and not done (sent before or not) with
+  // `error`; for a run that gives up on its server. Returns how many.
+  size_t FailUnsent(const std::string& error);
   // The next item to send (retries first, in index order), or false.
   bool NextTask(uint64_t* index);
   // Puts an item NextTask returned back at the front of the line.
@@ -263,6 +270,11 @@ class Scheduler {
   std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,
                       std::greater<>>
       delayed_;
+  // Items ever requeued after a failure, by the end of their retry_for_ms:
+  // (first attempt + retry_for_ms, index), soonest first; one entry per item.
+  std::priority_queue<std::pair<int64_t, uint64_t>, std::vector<std::pair<int64_t, uint64_t>>,
+                      std::greater<>>
+      retry_deadlines_;
   uint64_t next_new_ = 0;  // first index never sent
   uint64_t send_seq_ = 0;
   double mean_task_us_ = 0;  // over all workers, for straggler detection

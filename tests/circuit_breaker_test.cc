@@ -58,6 +58,23 @@ TEST_F(CircuitBreakerTest, ThrottlesAndOtherAnswersSayNothing) {
   EXPECT_TRUE(breaker_.tripped());
 }
 
+TEST_F(CircuitBreakerTest, RemembersWhenTheOutageBeganThroughFailedProbes) {
+  Down(CircuitBreaker::kTripAfter);
+  ASSERT_TRUE(breaker_.tripped());
+  int64_t began = now_;
+  now_ += CircuitBreaker::kFirstPauseMs;
+  ASSERT_EQ(DispatchAll(), CircuitBreaker::kProbes);
+  Down(CircuitBreaker::kProbes, now_);  // the probes fail: open again
+  now_ += 10;
+  EXPECT_TRUE(breaker_.tripped());
+  EXPECT_EQ(breaker_.tripped_since_ms(), began);
+  // Over, and a new outage later: it began then.
+  EXPECT_TRUE(Up(now_));
+  now_ += 60000;
+  Down(CircuitBreaker::kTripAfter);
+  EXPECT_EQ(breaker_.tripped_since_ms(), now_);
+}
+
 TEST_F(CircuitBreakerTest, TripsAndPausesThenProbes) {
   Down(CircuitBreaker::kTripAfter);
   ASSERT_TRUE(breaker_.tripped());

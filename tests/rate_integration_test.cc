@@ -178,6 +178,34 @@ TEST_F(RateIntegrationTest, RetryForBoundsRetriesInTime) {
   }
 }
 
+TEST_F(RateIntegrationTest, RetryForEndsAnOutageForEveryItemNotOnlyTheProbes) {
+  ASSERT_TRUE(StartMock({"--latency-ms", "0", "--p500", "1"}));
+  // 200 items against a server that fails them all: the run pauses and lets
+  // a few probes through at a time. Items waiting for a retry fail once
+  // their --retry-for is over, not when a probe finally takes them (that was
+  // 3 items per pause of up to 5 s: minutes for 200).
+  std::string input = dir_.File("in.txt");
+  {
+    FILE* f = fopen(input.c_str(), "w");
+    fputs(Prompts(200).c_str(), f);
+    fclose(f);
+  }
+  Process run(ChatArgs({testing_util::FanmapPath(), "-j", "2", "--retry-for", "1s"}), input,
+              dir_.File("out"), dir_.File("err"), Env());
+  EXPECT_TRUE(testing_util::WaitUntil([&] { return run.Exited(); }, 60))
+      << ReadFile(dir_.File("err"));
+  EXPECT_EQ(run.Wait(), 1) << ReadFile(dir_.File("err"));
+  std::vector<Json> records = Records(ReadFile(dir_.File("out")));
+  ASSERT_EQ(records.size(), 200u);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i]["index"], i);
+    EXPECT_EQ(records[i]["ok"], false);
+    EXPECT_NE(records[i]["error"].get<std::string>().find("HTTP 500"), std::string::npos)
+        << records[i].dump();
+  }
+  ExpectNoProcessLeft();
+}
+
 TEST_F(RateIntegrationTest, BadRetryForIsAUsageError) {
   RunResult r = Fanmap({"--retry-for", "soon", "--builtin", "echo"}, "x\n");
   EXPECT_EQ(r.exit_code, 2);

@@ -281,10 +281,113 @@ TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
     now_ms_ += 100;
   }
   ASSERT_EQ(completed.size(), 1u);
-  // Given up at the first failure past 5 s, long before 1000 retries.
-  EXPECT_GE(now_ms_ - first, 5000);
-  EXPECT_LE(now_ms_ - first, 5000 + RetryPolicy::kCapMillis + 200);
+  // Given up at the first failure whose retry would go out past 5 s, long
+  // before 1000 retries.
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(now_ms_ - first, 5000 + 100);
   EXPECT_LT(attempts, 1000);
+}
+
+TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
+  // A 30 s Retry-After with 5 s of --retry-for: the retry would go out too
+  // late, so the item fails now instead of waiting 30 s to.
+  SchedulerOptions options = Options();
+  options.retries = 1000;
+  options.retry_for_ms = 5000;
+  Scheduler scheduler(options);
+  std::vector<uint64_t> completed;
+  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  scheduler.AddItem("x");
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
+  uint64_t index;
+  ASSERT_TRUE(scheduler.NextTask(&index));
+  uint32_t attempt = scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+  Result refused = Answer(index, attempt, false, true);
+  refused.value = "HTTP 429: slow down";
+  refused.retry_after_ms = 30000;
+  std::vector<Result> results{refused};
+  scheduler.OnResults(&w, kRun, &results, now_ms_ + 10);
+  ASSERT_EQ(completed.size(), 1u);
+  const Slot* slot = scheduler.window().Find(index);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_FALSE(slot->result.ok);
+  EXPECT_EQ(slot->result.value, "HTTP 429: slow down");
+}
+
+TEST_F(SchedulerTest, ARetryHeldBackPastRetryForFailsWithItsLastError) {
+  // An outage's pause (or a lack of workers) keeps a due retry from going
+  // out: once --retry-for has run out it fails, without another attempt.
+  SchedulerOptions options = Options();
+  options.retries = 1000;
+  options.retry_for_ms = 5000;
+  Scheduler scheduler(options);
+  std::vector<uint64_t> completed;
+  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  scheduler.AddItem("x");
+  scheduler.AddItem("y");
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w", hello, 2, 4242, now_ms_);
+  int64_t first = now_ms_;
+  for (int i = 0; i < 2; ++i) {
+    uint64_t index;
+    ASSERT_TRUE(scheduler.NextTask(&index));
+    uint32_t attempt = scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+    Result failed = Answer(index, attempt, false, true);
+    failed.value = "HTTP 503: down " + std::to_string(index);
+    failed.extra["status"] = int64_t{503};
+    std::vector<Result> results{failed};
+    scheduler.OnResults(&w, kRun, &results, now_ms_);
+  }
+  EXPECT_TRUE(completed.empty());
+  // Item 1 is sent again (and is in flight when the time runs out); item 0
+  // is never sent again.
+  scheduler.ReleaseDueRetries(first + 4000);
+  EXPECT_EQ(scheduler.ExpireRetries(first + 4999), 0u);
+  uint64_t index;
+  ASSERT_TRUE(scheduler.NextTask(&index));
+  ASSERT_EQ(index, 0u);
+  scheduler.PutBack(0);
+  ASSERT_TRUE(scheduler.NextTask(&index));  // 0 again, kept pending
+  ASSERT_TRUE(scheduler.NextTask(&index));
+  ASSERT_EQ(index, 1u);
+  uint32_t attempt = scheduler.Assign(1, w, (first + 4500) * 1000, first + 4500);
+  EXPECT_EQ(scheduler.ExpireRetries(first + 5000), 1u);
+  ASSERT_EQ(completed, (std::vector<uint64_t>{0}));
+  const Slot* slot = scheduler.window().Find(0);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(slot->state, SlotState::kDone);
+  EXPECT_FALSE(slot->result.ok);
+  EXPECT_FALSE(slot->result.retryable);
+  EXPECT_EQ(slot->result.value, "HTTP 503: down 0");
+  EXPECT_EQ(std::get<int64_t>(slot->result.extra.at("status")), 503);
+  // Item 1's answer comes past the limit: it is not retried either.
+  std::vector<Result> results{Answer(1, attempt, false, true)};
+  scheduler.OnResults(&w, kRun, &results, first + 5100);
+  EXPECT_EQ(completed, (std::vector<uint64_t>{0, 1}));
+}
+
+TEST_F(SchedulerTest, FailUnsentFailsWhatWaitsAndLeavesWhatRuns) {
+  std::vector<uint64_t> completed;
+  scheduler_.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  for (int i = 0; i < 4; ++i) scheduler_.AddItem("x" + std::to_string(i));
+  Hello hello;
+  Worker& w = scheduler_.AddWorker("w", hello, 2, 4242, now_ms_);
+  uint64_t index;
+  ASSERT_TRUE(scheduler_.NextTask(&index));
+  uint32_t a0 = scheduler_.Assign(index, w, now_ms_ * 1000, now_ms_);  // 0 runs
+  ASSERT_TRUE(scheduler_.NextTask(&index));
+  uint32_t a1 = scheduler_.Assign(index, w, now_ms_ * 1000, now_ms_);  // 1 fails, waits
+  Deliver(&w, Answer(1, a1, false, true));
+  EXPECT_EQ(scheduler_.FailUnsent("given up"), 3u);  // 1, and 2 and 3 never sent
+  EXPECT_EQ(completed, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(SlotOf(2).result.value, "given up");
+  EXPECT_FALSE(SlotOf(2).result.ok);
+  EXPECT_EQ(SlotOf(0).state, SlotState::kInFlight);
+  EXPECT_FALSE(scheduler_.NextTask(&index));
+  Deliver(&w, Answer(0, a0));
+  EXPECT_EQ(completed, (std::vector<uint64_t>{1, 2, 3, 0}));
+  EXPECT_TRUE(SlotOf(0).result.ok);
 }
 
 TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {

@@ -80,6 +80,13 @@ constexpr uint32_t kProtocolVersion = 3;
 // Items and results are limited by it; a larger one becomes an error record,
 // never a crash.
 constexpr int64_t kMaxFrameBytes = 256ll << 20;
+// A result's value, and each of its text fields, at most: twice the payloads'
+// own cap of 64 MiB (--tag prefixes every line of a capped output). The
+// coordinator turns a larger one from a peer into an error record.
+constexpr size_t kMaxResultBytes = 128u << 20;
+// What a peer that is not a worker (yet) may send in one frame: a HELLO or a
+// heartbeat. The coordinator drops anything larger without decoding it.
+constexpr size_t kMaxStrangerFrameBytes = 64u << 10;
 
 // What one frame may hold. DecodeMessage rejects a frame over any of these:
 // over kMaxFrameElements before it allocates anything for the elements, over

@@ -64,6 +64,9 @@ static_assert(kMaxTasksPerFrame <= kMaxFrameTasks, "workers would refuse our TAS
 // that workers decode them in one pass.
 constexpr size_t kMaxTaskBytesPerFrame = kUnscannedFrameBytes / 2;
 constexpr int kMaxFramesPerWake = 256;
+// ... and no longer than this: heartbeats and ticks must not wait for a burst
+// of big frames to be decoded.
+constexpr int64_t kMaxReceiveMicros = 20000;
 constexpr int64_t kFlushEveryMs = 20;
 constexpr int64_t kTickMs = 100;
 constexpr int64_t kDrainGraceMs = 3000;
@@ -704,7 +707,9 @@ void Coordinator::SendToId(const std::string& routing_id, const std::string& fra
 
 void Coordinator::ReceiveFrames() {
   // A run that must stop (fail fast, --halt now) takes no more results.
-  for (int i = 0; i < kMaxFramesPerWake && fatal_.empty(); ++i) {
+  int64_t until_us = NowMicros() + kMaxReceiveMicros;
+  for (int i = 0; i < kMaxFramesPerWake && fatal_.empty() && (i == 0 || NowMicros() < until_us);
+       ++i) {
     zmq::message_t id;
     if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
     if (!id.more()) {
@@ -726,9 +731,21 @@ void Coordinator::ReceiveFrames() {
 }
 
 void Coordinator::HandleFrame(const std::string& routing_id, const zmq::message_t& frame) {
+  Worker* worker = scheduler_.workers().Find(routing_id);
+  if (worker == nullptr && frame.size() > kMaxStrangerFrameBytes) {
+    // Not a HELLO: a dead worker's late results, or an attack. Decoding it
+    // would cost the run's time for nothing that can count.
+    ++bad_frames_;
+    LogPeerTrouble("dropped a frame of " + std::to_string(frame.size()) +
+                   " bytes from a peer that is not a worker of this run");
+    if (released_.count(routing_id) == 0) {
+      SendToId(routing_id,
+               Running() ? EncodeReset("not a worker of this run") : EncodeStop("the run is over"));
+    }
+    return;
+  }
   Message message;
   Status status = DecodeMessage(frame.data(), frame.size(), &message);
-  Worker* worker = scheduler_.workers().Find(routing_id);
   if (!status.ok()) {
     ++bad_frames_;
     if (message.version != kProtocolVersion && message.type == MessageType::kHello) {
@@ -885,6 +902,21 @@ void Coordinator::ReportSummary() {
 // that file: a field that would shadow the record's own, or "JSON" that is
 // not one JSON value on one line, must not get there.
 void Coordinator::Sanitize(Result* result) {
+  // The payloads' cap holds for every peer's results: a record never carries
+  // more, and a peer cannot fill the window with more either.
+  bool oversized = result->value.size() > kMaxResultBytes;
+  for (const auto& [key, field] : result->extra) {
+    const auto* text = std::get_if<std::string>(&field);
+    oversized |= text != nullptr && text->size() > kMaxResultBytes;
+  }
+  if (oversized) {
+    result->ok = false;
+    result->retryable = false;
+    result->fatal = false;
+    result->value_is_json = false;
+    result->value = "result larger than " + std::to_string(kMaxResultBytes >> 20) + " MiB";
+    result->extra.clear();
+  }
   if (!result->extra.empty()) {
     SanitizeJsonFields(&result->extra);
     for (const char* key : {"index", "ok", "result", "error", "fp"}) {

@@ -10,6 +10,8 @@
 // --retries (only --retry-for bounds them), nor those that come after
 // kSuspectAfter in a row already.
 //
+// The coordinator feeds it the answers of --http jobs only.
+//
 // Throttles (429) are neither: the server is up and asks us to slow down
 // (AdaptiveRate's business). An answer of any other kind (a success, a 4xx)
 // is a success here: the server is up.

@@ -162,6 +162,9 @@ class Coordinator {
   void HandleResults(const std::string& routing_id, Worker* worker, Message* message);
   void OnResponse(const Result& result, const Slot& slot);
   bool Charged(const Result& result) const;
+  // What an answer says of the server (CircuitBreaker): HealthOf for --http
+  // jobs, nothing for the others.
+  ServerHealth Health(const Result& result) const;
   void ReportSummary();
   static void Sanitize(Result* result);
   pid_t SpawnedPid(const zmq::message_t& frame, const Hello& hello) const;
@@ -831,12 +834,19 @@ void Coordinator::HandleHello(const std::string& routing_id, const Hello& hello,
   }
 }
 
+ServerHealth Coordinator::Health(const Result& result) const {
+  // Only a server can be down: a command that times out twenty times in a
+  // row is slow, and its items' --retries still count.
+  return adaptive_on_ ? HealthOf(result) : ServerHealth::kNeutral;
+}
+
 void Coordinator::OnResponse(const Result& result, const Slot& slot) {
   summary_.OnAnswer(result);
   int64_t now_us = NowMicros();
   bool was_tripped = breaker_.tripped();
-  if (HealthOf(result) == ServerHealth::kDown) outage_error_ = result.value.substr(0, 200);
-  if (breaker_.OnAnswer(now_us / 1000, slot.sent_us / 1000, HealthOf(result))) {
+  ServerHealth health = Health(result);
+  if (health == ServerHealth::kDown) outage_error_ = result.value.substr(0, 200);
+  if (breaker_.OnAnswer(now_us / 1000, slot.sent_us / 1000, health)) {
     adaptive_.OnOutageOver(now_us);
     Log("the server answers again: resuming at full speed");
   } else if (!was_tripped && breaker_.tripped()) {
@@ -871,7 +881,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
 // outage's: neither uses up the item's --retries (--retry-for bounds them).
 bool Coordinator::Charged(const Result& result) const {
   if (result.cause == FailureCause::kThrottled) return false;
-  return !(breaker_.suspect() && HealthOf(result) == ServerHealth::kDown);
+  return !(breaker_.suspect() && Health(result) == ServerHealth::kDown);
 }
 
 void Coordinator::ReportSummary() {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +67,17 @@ class SchedulerTest : public ::testing::Test {
   }
 
   const Slot& SlotOf(uint64_t index) { return *scheduler_.window().Find(index); }
+
+  // A scheduler with 1000 retries and 5 s of --retry-for that records the
+  // items it completes in `completed`.
+  std::unique_ptr<Scheduler> RetryForScheduler(std::vector<uint64_t>* completed) {
+    SchedulerOptions options = Options();
+    options.retries = 1000;
+    options.retry_for_ms = 5000;
+    auto scheduler = std::make_unique<Scheduler>(options);
+    scheduler->set_on_complete([completed](uint64_t index) { completed->push_back(index); });
+    return scheduler;
+  }
 
   // Item 0 runs long at *primary while *helper finishes item 1 and is free:
   // returns the backup copy of item 0 that goes to *helper.
@@ -258,12 +270,9 @@ TEST_F(SchedulerTest, UnchargedFailuresDoNotUseUpTheRetries) {
 }
 
 TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
-  SchedulerOptions options = Options();
-  options.retries = 1000;
-  options.retry_for_ms = 5000;
-  Scheduler scheduler(options);
   std::vector<uint64_t> completed;
-  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
   scheduler.AddItem("x");
   Hello hello;
   Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
@@ -291,12 +300,9 @@ TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
 TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
   // A 30 s Retry-After with 5 s of --retry-for: the retry would go out too
   // late, so the item fails now instead of waiting 30 s to.
-  SchedulerOptions options = Options();
-  options.retries = 1000;
-  options.retry_for_ms = 5000;
-  Scheduler scheduler(options);
   std::vector<uint64_t> completed;
-  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
   scheduler.AddItem("x");
   Hello hello;
   Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
@@ -318,12 +324,9 @@ TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
 TEST_F(SchedulerTest, ARetryHeldBackPastRetryForFailsWithItsLastError) {
   // An outage's pause (or a lack of workers) keeps a due retry from going
   // out: once --retry-for has run out it fails, without another attempt.
-  SchedulerOptions options = Options();
-  options.retries = 1000;
-  options.retry_for_ms = 5000;
-  Scheduler scheduler(options);
   std::vector<uint64_t> completed;
-  scheduler.set_on_complete([&completed](uint64_t index) { completed.push_back(index); });
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
   scheduler.AddItem("x");
   scheduler.AddItem("y");
   Hello hello;

@@ -80,9 +80,10 @@ constexpr uint32_t kProtocolVersion = 3;
 // Items and results are limited by it; a larger one becomes an error record,
 // never a crash.
 constexpr int64_t kMaxFrameBytes = 256ll << 20;
-// A result's value, and each of its text fields, at most: twice the payloads'
-// own cap of 64 MiB (--tag prefixes every line of a capped output). The
-// coordinator turns a larger one from a peer into an error record.
+// A result's value, and each of its text fields, at most, from a peer the
+// coordinator did not spawn: twice the payloads' own cap of 64 MiB (--tag
+// prefixes every line of a capped output). It turns a larger one into an
+// error record.
 constexpr size_t kMaxResultBytes = 128u << 20;
 // What a peer that is not a worker (yet) may send in one frame: a HELLO or a
 // heartbeat. The coordinator drops anything larger without decoding it.

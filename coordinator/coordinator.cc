@@ -166,7 +166,8 @@ class Coordinator {
   // jobs, nothing for the others.
   ServerHealth Health(const Result& result) const;
   void ReportSummary();
-  static void Sanitize(Result* result);
+  // `remote`: from a peer this coordinator did not spawn.
+  static void Sanitize(Result* result, bool remote);
   pid_t SpawnedPid(const zmq::message_t& frame, const Hello& hello) const;
   // `exited`: the local process is already reaped (nothing to kill).
   void RemoveWorker(Worker* worker, const std::string& why, bool exited = false,
@@ -224,8 +225,8 @@ class Coordinator {
   AdaptiveRate adaptive_;
   bool adaptive_on_ = false;
   CircuitBreaker breaker_;
-  std::string outage_error_;  // the last outage-like failure (GiveUpOnALongOutage)
-  bool gave_up_logged_ = false;
+  std::string outage_error_;   // the last outage-like failure (GiveUpOnALongOutage)
+  int64_t gave_up_at_ms_ = 0;  // when GiveUpOnALongOutage last failed the items waiting
   RunSummary summary_;
   double tokens_per_request_ = 0;  // reported usage, a moving average
   int64_t started_us_ = NowMicros();
@@ -593,20 +594,23 @@ void Coordinator::AddItem(std::string line) {
 void Coordinator::GiveUpOnALongOutage(int64_t now_ms) {
   // The probes alone would take each waiting item's first or next attempt
   // a few at a time, for ever if the server never comes back: an outage
-  // longer than --retry-for ends them all (the probes' own answers still
-  // decide theirs, and the next items fail as they are read).
+  // longer than --retry-for ends those waiting then (the probes' own answers
+  // still decide theirs). Items read later are probes in their turn, so that
+  // the server's return is seen; those still waiting after another
+  // --retry-for fail too.
+  int64_t since = std::max(breaker_.tripped_since_ms(), gave_up_at_ms_);
   if (!breaker_.tripped() || config_.retry_for_ms <= 0 || !scheduler_.HasUnsent() ||
-      now_ms - breaker_.tripped_since_ms() < config_.retry_for_ms) {
+      now_ms - since < config_.retry_for_ms) {
     return;
   }
+  gave_up_at_ms_ = now_ms;
   std::string error = "not sent: every request failed for " +
                       std::to_string((now_ms - breaker_.tripped_since_ms()) / 1000) +
                       " s, longer than --retry-for (the last: " + outage_error_ + ")";
   size_t failed = scheduler_.FailUnsent(error);
-  if (failed > 0 && !gave_up_logged_) {
-    gave_up_logged_ = true;
-    Log("the server has failed every request for longer than --retry-for: the items not yet "
-        "done fail");
+  if (failed > 0) {
+    Log("the server has failed every request for longer than --retry-for: " +
+        std::to_string(failed) + " item(s) waiting fail");
   }
 }
 
@@ -617,7 +621,8 @@ void Coordinator::Dispatch() {
   // Before the outage's pause or a lack of workers can hold them back.
   scheduler_.ExpireRetries(now_ms);
   GiveUpOnALongOutage(now_ms);
-  if (workers.empty()) return;
+  // Those failures may have halted the run (--halt now).
+  if (!Running() || workers.empty()) return;
   scheduler_.ReleaseDueRetries(now_ms);
   int64_t now_us = NowMicros();
   if (now_us < rate_wait_until_us_) return;
@@ -911,13 +916,15 @@ void Coordinator::ReportSummary() {
 // A worker's result goes into the output file as it is, and --resume trusts
 // that file: a field that would shadow the record's own, or "JSON" that is
 // not one JSON value on one line, must not get there.
-void Coordinator::Sanitize(Result* result) {
-  // The payloads' cap holds for every peer's results: a record never carries
-  // more, and a peer cannot fill the window with more either.
-  bool oversized = result->value.size() > kMaxResultBytes;
+void Coordinator::Sanitize(Result* result, bool remote) {
+  // A peer's results are held to what this build's payloads can make, so
+  // that it cannot fill the window (or a record) with more. (A local worker
+  // is this build: its --tag output may pass the cap, as tags lengthen every
+  // line of an output within it.)
+  bool oversized = remote && result->value.size() > kMaxResultBytes;
   for (const auto& [key, field] : result->extra) {
     const auto* text = std::get_if<std::string>(&field);
-    oversized |= text != nullptr && text->size() > kMaxResultBytes;
+    oversized |= remote && text != nullptr && text->size() > kMaxResultBytes;
   }
   if (oversized) {
     result->ok = false;
@@ -946,8 +953,9 @@ void Coordinator::Sanitize(Result* result) {
 void Coordinator::HandleResults(const std::string& routing_id, Worker* worker, Message* message) {
   // With remote workers, each record says which worker produced it.
   bool name_workers = !config_.listen.empty() && worker != nullptr;
+  bool remote = worker == nullptr || worker->local_pid == 0;
   for (Result& result : message->results) {
-    Sanitize(&result);
+    Sanitize(&result, remote);
     if (name_workers) result.extra["worker"] = worker->hello.name;
   }
   FrameVerdict verdict =

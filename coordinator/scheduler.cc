@@ -180,6 +180,10 @@ size_t Scheduler::FailUnsent(const std::string& error) {
     Fail(i, slot, error);
     ++failed;
   }
+  // Nothing is left to send: no stale entry may make it look otherwise.
+  retry_.clear();
+  delayed_ = decltype(delayed_)();
+  next_new_ = window_.end();
   return failed;
 }
 

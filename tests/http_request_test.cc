@@ -347,6 +347,30 @@ TEST_F(HttpRequestTest, ApiKeySpelledWithJsonEscapesIsRedactedToo) {
   EXPECT_EQ(r.value, "key: [REDACTED]");
 }
 
+TEST_F(HttpRequestTest, RedactionKeepsKeyOrderAndSurvivesDeepNesting) {
+  job_.options["api_key"] = "sk-abc";
+  // Rewritten only where the key was: the order of keys, repeats and the
+  // spelling of numbers stay.
+  Result r = Classify(200, R"({"z":1.50,"a":"sk\u002dabc","z":2})");
+  EXPECT_EQ(r.value, R"({"z":1.50,"a":"[REDACTED]","z":2})");
+  // An error quoting a JSON body is redacted as well.
+  r = Classify(401, R"({"error":"bad key sk\u002dabc"})");
+  EXPECT_EQ(r.value.find("abc"), std::string::npos) << r.value;
+  // 200,000 levels of nesting and an escape: no recursion to overflow.
+  std::string deep = std::string(200000, '[') + "\"sk\\u002dabc\"" + std::string(200000, ']');
+  r = Classify(200, deep);
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.value.find("u002dabc"), std::string::npos);
+  EXPECT_NE(r.value.find("[REDACTED]"), std::string::npos);
+}
+
+TEST_F(HttpRequestTest, TextBodyKeepsItsByteOrderMark) {
+  Result r = Classify(200, "\xEF\xBB\xBFplain text");
+  EXPECT_TRUE(r.ok);
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, "\xEF\xBB\xBFplain text");
+}
+
 TEST_F(HttpRequestTest, JsonBodyWithAByteOrderMarkIsEmbeddedWithoutIt) {
   Result r = Classify(200, "\xEF\xBB\xBF{\"bom\":1}");
   EXPECT_TRUE(r.ok);

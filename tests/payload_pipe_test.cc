@@ -332,6 +332,23 @@ TEST_F(PipePayloadTest, ACommandThatDropsALineGivesNoItemAnotherItemsAnswer) {
   EXPECT_EQ(payload_->co_processes(), 0u);
 }
 
+TEST_F(PipePayloadTest, ACommandThatDropsALineAndLingersOnAClosedStdoutFailsWhatItHeld) {
+  // Its stdout ends but it does not exit: taken for one that closed its
+  // stdout, it is killed; what it answered is still one line short.
+  UseFixedWindow("grep -v 1; exec >&-; sleep 30", 8);
+  QueueNumbers(3);
+  ASSERT_TRUE(RunUntilResults(3));
+  for (uint64_t i = 0; i < 3; ++i) {
+    const Result* r = Find(i);
+    EXPECT_FALSE(r->ok) << i << ": " << r->value;
+    EXPECT_FALSE(r->retryable);
+    EXPECT_EQ(r->value,
+              "co-process wrote fewer lines than it was given items (2 for the last 3 before it "
+              "closed its stdout; answers cannot be matched to items: it must write one line for "
+              "each line it reads)");
+  }
+}
+
 TEST_F(PipePayloadTest, ACommandThatDropsItsLastLineFailsWhatItHeld) {
   // sed '$d' drops the last line it reads: the two answers it writes might
   // as well be the second and third items'.

@@ -391,6 +391,12 @@ TEST_F(SchedulerTest, FailUnsentFailsWhatWaitsAndLeavesWhatRuns) {
   Deliver(&w, Answer(0, a0));
   EXPECT_EQ(completed, (std::vector<uint64_t>{1, 2, 3, 0}));
   EXPECT_TRUE(SlotOf(0).result.ok);
+  // Nothing stale is left to send; an item read later goes out as usual.
+  EXPECT_FALSE(scheduler_.HasUnsent());
+  scheduler_.AddItem("x4");
+  EXPECT_TRUE(scheduler_.HasUnsent());
+  ASSERT_TRUE(scheduler_.NextTask(&index));
+  EXPECT_EQ(index, 4u);
 }
 
 TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/job_keys.h"
 #include "worker/chat_record.h"
@@ -382,7 +383,8 @@ Status BuildRequestBody(const HttpOptions& options, std::string item, std::strin
 }
 
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response) {
-  Redact(options.api_key, &response.body);
+  // Before the body is read, embedded or quoted in an error.
+  RedactJsonText(options.api_key, &response.body);
   Redact(options.api_key, &response.curl_error);
   Result result;
   if (response.body_too_large) {
@@ -423,9 +425,9 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
         result = ErrorResult(
             task, parsed.message() + " in " + StatusText(response.status, response.body));
       }
-    } else if (DropByteOrderMark(&response.body), nlohmann::json::accept(response.body)) {
+    } else if (nlohmann::json::accept(response.body)) {
+      DropByteOrderMark(&response.body);
       // The record embeds the value as it is: it must stay on one line.
-      RedactJsonText(options.api_key, &response.body);
       bool multiline = response.body.find_first_of("\r\n") != std::string::npos;
       result =
           OkResult(task, multiline ? CompactJson(response.body) : std::string(Trim(response.body)));
@@ -463,33 +465,78 @@ void DropByteOrderMark(std::string* body) {
 
 namespace {
 
-// Redacts `secret` in every string and object key of `value`; true if any
-// held it.
-bool RedactJsonStrings(const std::string& secret, nlohmann::json* value) {
-  bool changed = false;
-  if (value->is_string()) {
-    std::string& text = value->get_ref<std::string&>();
-    if (text.find(secret) != std::string::npos) {
-      Redact(secret, &text);
-      changed = true;
-    }
-  } else if (value->is_array()) {
-    for (nlohmann::json& element : *value) changed |= RedactJsonStrings(secret, &element);
-  } else if (value->is_object()) {
-    nlohmann::json redacted = nlohmann::json::object();
-    for (auto& [key, element] : value->items()) {
-      std::string name = key;
-      if (name.find(secret) != std::string::npos) {
-        Redact(secret, &name);
-        changed = true;
-      }
-      changed |= RedactJsonStrings(secret, &element);
-      redacted[name] = std::move(element);
-    }
-    *value = std::move(redacted);
+// Writes JSON text back as a SAX parser reads it, with `secret` redacted in
+// every string and key: iterative however deep the text nests, and no
+// document in memory. Keys keep their order (and repeats), numbers their
+// spelling; strings are written again, escaped as JSON requires.
+class RedactingWriter : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  explicit RedactingWriter(const std::string& secret) : secret_(secret) {}
+
+  bool null() override { return Value("null"); }
+  bool boolean(bool value) override { return Value(value ? "true" : "false"); }
+  bool number_integer(number_integer_t value) override { return Value(std::to_string(value)); }
+  bool number_unsigned(number_unsigned_t value) override { return Value(std::to_string(value)); }
+  bool number_float(number_float_t, const string_t& spelling) override { return Value(spelling); }
+  bool string(string_t& value) override { return Value(Quoted(value)); }
+  bool binary(binary_t&) override { return false; }  // not in JSON text
+  bool start_object(std::size_t) override { return Open("{"); }
+  bool key(string_t& value) override {
+    Separate();
+    out_ += Quoted(value);
+    out_ += ':';
+    after_key_ = true;
+    return true;
   }
-  return changed;
-}
+  bool end_object() override { return Close('}'); }
+  bool start_array(std::size_t) override { return Open("["); }
+  bool end_array() override { return Close(']'); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+  bool redacted() const { return redacted_; }
+  std::string& out() { return out_; }
+
+ private:
+  void Separate() {
+    if (after_key_) {
+      after_key_ = false;
+    } else if (!first_.empty()) {
+      if (!first_.back()) out_ += ',';
+      first_.back() = false;
+    }
+  }
+  bool Value(std::string_view text) {
+    Separate();
+    out_ += text;
+    return true;
+  }
+  bool Open(std::string_view bracket) {
+    Value(bracket);
+    first_.push_back(true);
+    return true;
+  }
+  bool Close(char bracket) {
+    out_ += bracket;
+    first_.pop_back();
+    return true;
+  }
+  std::string Quoted(std::string text) {
+    if (text.find(secret_) != std::string::npos) {
+      Redact(secret_, &text);
+      redacted_ = true;
+    }
+    return nlohmann::json(std::move(text))
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
+  const std::string& secret_;
+  std::string out_;
+  std::vector<bool> first_;  // per open object or array: nothing written in it yet
+  bool after_key_ = false;
+  bool redacted_ = false;
+};
 
 }  // namespace
 
@@ -498,9 +545,9 @@ void RedactJsonText(const std::string& secret, std::string* text) {
   // Escapes (\u002d, \/) may spell the secret in a way that the plain
   // search misses and a JSON reader decodes.
   if (secret.empty() || text->find('\\') == std::string::npos) return;
-  nlohmann::json value = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded() || !RedactJsonStrings(secret, &value)) return;
-  *text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  RedactingWriter writer(secret);
+  if (!nlohmann::json::sax_parse(*text, &writer) || !writer.redacted()) return;
+  *text = std::move(writer.out());
 }
 
 void Redact(const std::string& secret, std::string* text) {

@@ -446,11 +446,14 @@ void PipePayload::Step(CoProcess* co) {
 
 bool PipePayload::TakeAnswers(CoProcess* co, bool at_end) {
   std::string& out = co->child->stdout_data();
-  // After its input is closed, a co-process's answers wait until there is
-  // one for every item it holds, or until it ends (End checks their number):
-  // a command that drops a line (grep, sed d) is found out at its exit before
-  // any answer it wrote after the close is given to the wrong item.
-  if (co->closed_us != 0 && !at_end && out.size() <= kMaxAnswerBytes &&
+  // After its input is closed, a buffering co-process's answers wait until
+  // there is one for every item it holds, or until it ends (End checks their
+  // number): a command that drops a line (grep, sed d) is found out at its
+  // exit before any answer it wrote after the close is given to the wrong
+  // item. (Its answers come at its exit anyway. Those of one that answered
+  // line by line before, closed for a slow item, still flow as they come:
+  // held back, they would wait for the slowest of its items.)
+  if (co->closed_us != 0 && !co->line_by_line && !at_end && out.size() <= kMaxAnswerBytes &&
       CountLines(out, &co->counted, &co->lines) < co->held.size()) {
     if (out.size() > co->scanned) NoteStarted(co, NowMicros());
     return true;
@@ -572,11 +575,13 @@ void PipePayload::End(CoProcess* co, bool exited) {
   // A SIGKILL it had not died of before is ours: it closed its stdout and
   // lived on, and the signal says nothing about it.
   bool closed_stdout = WIFSIGNALED(status) && !exited && WTERMSIG(status) == SIGKILL;
-  // It read all of its input and ended well with fewer answers than items:
-  // it dropped lines, and which ones cannot be known, so none of the answers
-  // it wrote since the close is given to an item. Like a command that writes
-  // too many lines, a fresh copy would do the same: every later item fails.
-  if (co->closed_us != 0 && !closed_stdout && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+  // It read all of its input and ended well (exit 0, or its stdout closed)
+  // with fewer answers than items: it dropped lines, and which ones cannot
+  // be known, so none of the answers it wrote since the close is given to an
+  // item. Like a command that writes too many lines, a fresh copy would do
+  // the same: every later item fails.
+  bool ended_well = closed_stdout || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  if (co->closed_us != 0 && ended_well) {
     size_t given = co->held.size();
     size_t answers = CountLines(child.stdout_data(), &co->counted, &co->lines);
     if (answers < given) {
@@ -584,10 +589,11 @@ void PipePayload::End(CoProcess* co, bool exited) {
       co->scanned = co->counted = co->lines = 0;
       broken_ = std::string(kTooFewLines) + " (" + std::to_string(answers) + " for the last " +
                 std::to_string(given) +
-                " before it exited; answers cannot be matched to items: it must write one "
-                "line for each line it reads)";
+                (closed_stdout ? " before it closed its stdout" : " before it exited") +
+                "; answers cannot be matched to items: it must write one line for each line it "
+                "reads)";
       Result::Extra extra;
-      AddExitFields(status, &extra);
+      if (!closed_stdout) AddExitFields(status, &extra);
       FailHeld(co, broken_, false, std::move(extra));
       co->done = true;
       return;
@@ -673,7 +679,7 @@ void PipePayload::Cancel(uint64_t index) {
   owner->child->Kill();
   // Answers already in the pipe are kept rather than sent again.
   owner->child->ReadAvailable();
-  if (TakeAnswers(owner)) {
+  if (TakeAnswers(owner, true)) {
     FailHeld(owner,
              "co-process stopped because item " + std::to_string(index) +
                  " timed out while it held this item",

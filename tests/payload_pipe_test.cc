@@ -98,6 +98,17 @@ class PipePayloadTest : public ::testing::Test {
     queued_.push_back(Task{next_index_, 0, item});
     return next_index_++;
   }
+  // Items 0..n-1 each failed, not to be retried, with an error starting with `why`.
+  void ExpectFailedFor(uint64_t n, const std::string& why) {
+    for (uint64_t i = 0; i < n; ++i) {
+      const Result* r = Find(i);
+      ASSERT_NE(r, nullptr) << i;
+      EXPECT_FALSE(r->ok) << i << ": " << r->value;
+      EXPECT_FALSE(r->retryable);
+      EXPECT_EQ(r->value.rfind(why, 0), 0u) << r->value;
+    }
+  }
+
   void QueueNumbers(int n) {
     for (int i = 0; i < n; ++i) Queue(std::to_string(i));
   }
@@ -317,13 +328,9 @@ TEST_F(PipePayloadTest, ACommandThatDropsALineGivesNoItemAnotherItemsAnswer) {
   const std::string why =
       "co-process wrote fewer lines than it was given items (2 for the last 3 before it exited; "
       "answers cannot be matched to items: it must write one line for each line it reads)";
-  for (uint64_t i = 0; i < 3; ++i) {
-    const Result* r = Find(i);
-    EXPECT_FALSE(r->ok) << i << ": " << r->value;
-    EXPECT_FALSE(r->retryable);
-    EXPECT_EQ(r->value, why);
-    EXPECT_EQ(IntExtra(*r, "exit_code"), 0);
-  }
+  ExpectFailedFor(3, why);
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(Find(i)->value, why);
+  EXPECT_EQ(IntExtra(*Find(0), "exit_code"), 0);
   // A fresh copy would drop lines too: every later item fails at once.
   EXPECT_EQ(payload_->co_processes(), 0u);
   payload_->Start(Task{3, 0, "3"});
@@ -338,15 +345,10 @@ TEST_F(PipePayloadTest, ACommandThatDropsALineAndLingersOnAClosedStdoutFailsWhat
   UseFixedWindow("grep -v 1; exec >&-; sleep 30", 8);
   QueueNumbers(3);
   ASSERT_TRUE(RunUntilResults(3));
-  for (uint64_t i = 0; i < 3; ++i) {
-    const Result* r = Find(i);
-    EXPECT_FALSE(r->ok) << i << ": " << r->value;
-    EXPECT_FALSE(r->retryable);
-    EXPECT_EQ(r->value,
-              "co-process wrote fewer lines than it was given items (2 for the last 3 before it "
-              "closed its stdout; answers cannot be matched to items: it must write one line for "
-              "each line it reads)");
-  }
+  ExpectFailedFor(3,
+                  "co-process wrote fewer lines than it was given items (2 for the last 3 before "
+                  "it closed its stdout; answers cannot be matched to items: it must write one "
+                  "line for each line it reads)");
 }
 
 TEST_F(PipePayloadTest, ACommandThatDropsItsLastLineFailsWhatItHeld) {
@@ -355,16 +357,8 @@ TEST_F(PipePayloadTest, ACommandThatDropsItsLastLineFailsWhatItHeld) {
   UseFixedWindow("sed '$d'", 8);
   QueueNumbers(3);
   ASSERT_TRUE(RunUntilResults(3));
-  for (uint64_t i = 0; i < 3; ++i) {
-    const Result* r = Find(i);
-    EXPECT_FALSE(r->ok) << i << ": " << r->value;
-    EXPECT_FALSE(r->retryable);
-    EXPECT_EQ(r->value.rfind("co-process wrote fewer lines than it was given items (2 for the "
-                             "last 3 before it exited",
-                             0),
-              0u)
-        << r->value;
-  }
+  ExpectFailedFor(
+      3, "co-process wrote fewer lines than it was given items (2 for the last 3 before it exited");
 }
 
 TEST_F(PipePayloadTest, SummaryAtEndOfInputBreaksTheProtocol) {

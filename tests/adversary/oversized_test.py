@@ -4,8 +4,8 @@ neither its time nor its records' limit.
 
     /usr/bin/python3 tests/adversary/oversized_test.py BIN_DIR
 
-One coordinator, `fanmap -j 0 --listen tcp://127.0.0.1:* --builtin echo`, one
-item, no worker of its own:
+One coordinator, `fanmap -j 0 --listen tcp://127.0.0.1:* --heartbeat 600 --builtin
+echo`, one item, no worker of its own:
 
 1. A peer that never said HELLO sends three RESULTS frames of 100 MiB each.
    The coordinator must drop each without decoding it (decoding one took about
@@ -58,8 +58,12 @@ def main():
         with open(path("in"), "w") as f:
             f.write("only-item\n")
         with open(path("err"), "wb") as err:
+            # --heartbeat: the peer below says nothing while its 130 MiB frame is on
+            # the way, which can take longer than the default 5 s on a loaded machine;
+            # silence is not what this test is about.
             coordinator = procs.start([fanmap, "-j", "0", "--listen", "tcp://127.0.0.1:*",
-                                       "--builtin", "echo", "--progress", "never",
+                                       "--heartbeat", "600", "--builtin", "echo",
+                                       "--progress", "never",
                                        "-i", path("in"), "-o", path("out")], stderr=err)
         m = harness.wait_for_line(path("err"), r"^fanmap: listening on tcp://127\.0\.0\.1:(\d+)$",
                                   15, coordinator)

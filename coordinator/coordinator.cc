@@ -1426,6 +1426,10 @@ int Coordinator::Run() {
     part(bad_frames_, "bad frame(s)");
     Log("dropped " + parts);
   }
+  if (zap_ != nullptr && zap_->refused() > 0) {
+    Log("refused " + std::to_string(zap_->refused()) +
+        " connection(s) from clients whose key is not authorized");
+  }
   if (signals_ > 0) {
     Log("interrupted: " + std::to_string(written_) + " record(s) written" +
         (config_.output_path.empty() ? "" : "; continue with --resume"));

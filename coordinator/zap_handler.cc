@@ -38,8 +38,15 @@ void ZapHandler::Handle() {
     if (!ok) {
       ++refused_;
       std::string who = key.empty() ? "a client without a CURVE key" : "key " + key;
-      if (logged_.insert(who).second) {
-        log_("refused " + who + " from " + address + " (not authorized)");
+      if (logged_.size() < kMaxLoggedKeys) {
+        if (logged_.insert(who).second) {
+          log_("refused " + who + " from " + address + " (not authorized)");
+        }
+      } else if (logged_.count(who) == 0 && !full_logged_) {
+        full_logged_ = true;
+        log_("refused " + who + " from " + address + " (not authorized); more than " +
+             std::to_string(kMaxLoggedKeys) +
+             " different keys refused: further refusals are counted, not logged");
       }
     }
     std::vector<std::string> reply = {

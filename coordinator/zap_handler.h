@@ -5,7 +5,10 @@
 // authorized get "200". The coordinator's task socket also sets
 // ZMQ_ZAP_ENFORCE_DOMAIN, so when no handler answers nothing is accepted
 // (fail closed). The handler lives in the coordinator's poll loop: call
-// Handle() when socket() is readable. Refusals are logged once per key.
+// Handle() when socket() is readable. Refusals are logged once per key, for
+// the first kMaxLoggedKeys keys; a peer that tries more keys than that gets
+// one line saying so, and its further refusals are only counted: neither the
+// log nor the handler's memory grows with the number of keys tried.
 #ifndef FANMAP_COORDINATOR_ZAP_HANDLER_H_
 #define FANMAP_COORDINATOR_ZAP_HANDLER_H_
 
@@ -18,6 +21,7 @@ namespace fanmap {
 
 class ZapHandler {
  public:
+  static constexpr size_t kMaxLoggedKeys = 64;
   using Logger = std::function<void(const std::string&)>;
 
   // Binds the handler in `context`; must happen before the server binds.
@@ -28,6 +32,8 @@ class ZapHandler {
   // Answers every pending request.
   void Handle();
   size_t refused() const { return refused_; }
+  // Different refused keys remembered (to log each once): at most kMaxLoggedKeys.
+  size_t remembered() const { return logged_.size(); }
 
  private:
   zmq::socket_t socket_;
@@ -35,6 +41,7 @@ class ZapHandler {
   std::set<std::string> logged_;
   Logger log_;
   size_t refused_ = 0;
+  bool full_logged_ = false;  // the line saying logged_ is full went out
 };
 
 }  // namespace fanmap

@@ -107,6 +107,8 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersJoinACurveCoordinator) {
   for (auto& record : records) EXPECT_EQ(record["worker"], "good");
   std::string err = ReadFile(Path("err"));
   EXPECT_NE(err.find("refused key"), std::string::npos) << err;
+  EXPECT_NE(err.find("connection(s) from clients whose key is not authorized"), std::string::npos)
+      << "the end of the run counts the refusals: " << err;
   EXPECT_NE(err.find("failed the CurveZMQ handshake"), std::string::npos) << err;
   EXPECT_NE(err.find("worker good joined"), std::string::npos) << err;
   EXPECT_EQ(err.find("worker stranger joined"), std::string::npos) << err;

@@ -52,7 +52,7 @@ fi
 # request: the server is absent, so the item fails with libcurl's own connection error.
 mkdir "$tmp/http"
 out=$(echo hi | LD_DEBUG=files LD_DEBUG_OUTPUT="$tmp/http/ld" "$bin/fanmap" -j 1 \
-  --http 'http://127.0.0.1:9/v1/chat/completions' --chat m --retries 0 --timeout 5 2>&1)
+  --http 'http://127.0.0.1:9/v1/chat/completions' --chat m --retries 0 --timeout 60 2>&1)
 [[ $out == *'"ok":false'* && $out == *'onnect'* ]] ||
   fail "an --http run to a closed port gave no connection error record: $out"
 worker=$(log_of "$tmp/http" "$bin/fanmap-worker")

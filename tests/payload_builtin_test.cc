@@ -18,9 +18,9 @@ class BuiltinPayloadTest : public ::testing::Test {
   }
   void Start(uint64_t index, const std::string& item) { payload_->Start(Task{index, 0, item}); }
   // Drives the payload the way the worker loop does until `n` results are in
-  // the sink; fails the test after 10 s.
+  // the sink; fails the test after 60 s.
   void RunUntil(size_t n) {
-    int64_t give_up = NowMillis() + 10000;
+    int64_t give_up = NowMillis() + 60000;
     while (sink_.size() < n && NowMillis() < give_up) {
       std::vector<zmq_pollitem_t> items;
       long timeout = 100;
@@ -46,14 +46,16 @@ TEST_F(BuiltinPayloadTest, EchoFinishesAtOnce) {
 }
 
 TEST_F(BuiltinPayloadTest, SleepOverlapsTasksAndFinishesInDeadlineOrder) {
-  Make("sleep:200");
+  // Long enough that the first Advance() comes before the timers are due, even
+  // on a loaded machine.
+  Make("sleep:2000");
   for (int i = 0; i < 20; ++i) Start(i, std::to_string(i));
   EXPECT_EQ(payload_->running(), 20u);
   payload_->Advance(nullptr, 0);
   EXPECT_TRUE(sink_.empty()) << "sleep must not finish before its timer";
   // All twenty timers run at once: one Advance() after a single sleep's
   // duration finishes every one of them.
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
   payload_->Advance(nullptr, 0);
   ASSERT_EQ(sink_.size(), 20u);
   for (int i = 0; i < 20; ++i) EXPECT_EQ(sink_[i].value, std::to_string(i));
@@ -73,7 +75,7 @@ TEST_F(BuiltinPayloadTest, Sha256MatchesKnownDigests) {
 }
 
 TEST_F(BuiltinPayloadTest, Sha256YieldsToTheLoopDuringLongTasks) {
-  Make("sha256:3000000");  // far more than one 2 ms slice
+  Make("sha256:300000");  // about 100 ms of CPU: far more than one 2 ms slice
   Start(0, "x");
   std::vector<zmq_pollitem_t> items;
   long timeout = 100;
@@ -82,7 +84,7 @@ TEST_F(BuiltinPayloadTest, Sha256YieldsToTheLoopDuringLongTasks) {
   payload_->Advance(items.data(), items.size());
   EXPECT_TRUE(sink_.empty()) << "one Advance() must not run the whole task";
   RunUntil(1);
-  EXPECT_EQ(sink_[0].value, Sha256Rounds("x", 3000000));
+  EXPECT_EQ(sink_[0].value, Sha256Rounds("x", 300000));
 }
 
 TEST_F(BuiltinPayloadTest, FailOnFailsOnlyTheNamedItem) {

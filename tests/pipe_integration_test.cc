@@ -77,7 +77,8 @@ TEST_F(PipeFarmTest, CoProcessThatHangsIsCancelledAndItsItemsRetried) {
       dir.File("hung") +
       "' 2>/dev/null; then sleep 1000; fi; "
       "echo \"$x\"; done";
-  RunResult r = Fanmap({"-j", "2", "--timeout", "0.5", "--pipe", command}, Seq(0, 199));
+  RunResult r = Fanmap({"-j", "2", "--timeout", testing_util::kShortTimeoutS, "--pipe", command},
+                       Seq(0, 199));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(access(dir.File("hung").c_str(), F_OK), 0) << "no co-process hung";
   auto records = ParseRecords(r.out, 200);

@@ -224,9 +224,12 @@ TEST_F(ReliabilityTest, ResumeRefusesRawOutput) {
 }
 
 TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
-  WriteFile(dir_.File("in"), Seq(0, 99999));
-  auto fanmap = Start({"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", dir_.File("in"),
-                       "-o", dir_.File("out")});
+  // Input that never ends (a FIFO left open): the run is still going when
+  // the signal comes, however late that is.
+  testing_util::InputFifo in(dir_.File("in"));
+  in.Write(Seq(0, 999));
+  auto fanmap = Start(
+      {"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", in.path(), "-o", dir_.File("out")});
   ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":100,").empty())
       << ReadFile(dir_.File("err"));
   kill(fanmap->pid(), SIGINT);
@@ -235,7 +238,8 @@ TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.back(), '\n');
   auto lines = Lines(out);
-  EXPECT_LT(lines.size(), 100000u);
+  EXPECT_GT(lines.size(), 100u);
+  EXPECT_LE(lines.size(), 1000u);
   ParseRecords(out, lines.size());
   EXPECT_NE(ReadFile(dir_.File("err")).find("--resume"), std::string::npos);
 }

@@ -109,9 +109,11 @@ class StatusTest : public testing_util::FarmFixture {
   void StartRun(const std::string& local_workers) {
     in_ = std::make_unique<InputFifo>(dir_.File("in"));
     fanmap_ = std::make_unique<Process>(
+        // --heartbeat: fifty workers on two loaded cores must not be taken for
+        // dead; no test here is about silence.
         std::vector<std::string>{FanmapPath(), "-j", local_workers, "--listen", "tcp://127.0.0.1:*",
-                                 "--status", "127.0.0.1:0", "--builtin", "echo", "-i", in_->path(),
-                                 "-o", dir_.File("out")},
+                                 "--heartbeat", "60", "--status", "127.0.0.1:0", "--builtin",
+                                 "echo", "-i", in_->path(), "-o", dir_.File("out")},
         "", dir_.File("stdout"), dir_.File("err"), Env());
     address_ = StatusAddress(dir_.File("err"));
     ASSERT_FALSE(address_.empty()) << ReadFile(dir_.File("err"));

@@ -271,7 +271,10 @@ class Adversary:
         synced = 0
         if p.run_id is not None:
             self.run_id = self.run_id or p.run_id
-            self.pump(0.2)  # let the TASKS that follow the JOB arrive
+            # Its one slot's task follows the JOB (if any item is left to send);
+            # holding it, it has no room for more. A task that comes later anyway
+            # is reported below: its answer is b's to give.
+            self.wait_for(lambda: p.tasks, 10)
             sent = {index for index, _ in p.tasks}
             entries = self.forged([i for i in range(self.items) if i not in sent], "b")
             self.send_results([p], lambda: p.run_id, entries)
@@ -281,7 +284,9 @@ class Adversary:
             synced = self.sync([p], 20)
         self.forget(p)
         self.phase_done("b-forged-with-run-id", started, joined=bool(joined), forged=forged,
-                        tasks_sent_to_it=len(p.tasks), synced=synced)
+                        tasks_sent_to_it=len(p.tasks),
+                        indices_sent_to_it=sorted({index for index, _ in p.tasks}),
+                        synced=synced)
 
     def forge_other_run(self):
         started = time.monotonic()

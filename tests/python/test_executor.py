@@ -469,7 +469,9 @@ def test_map_with_chunks_and_pickle(fanmap_bin):
 def test_timeout_option_cancels_a_call_that_runs_too_long(fanmap_bin, gate):
     # fanmap's --timeout: the attempt is cancelled (its co-process killed) and, with
     # retries=0, the call fails with fanmap's record; the gate never opens for it.
-    with fanmap.Executor(1, retries=0, timeout=0.5, fanmap_bin=fanmap_bin) as ex:
+    # The next call's clock includes a fresh co-process's start-up (an interpreter
+    # importing fanmap): the timeout leaves room for that on a loaded machine.
+    with fanmap.Executor(1, retries=0, timeout=5, fanmap_bin=fanmap_bin) as ex:
         f = ex.submit(fns.wait_gate, gate.path, 1)
         exc = f.exception(timeout=DEADLINE)
         assert isinstance(exc, fanmap.TaskError)

@@ -356,6 +356,32 @@ TEST_F(PipePayloadTest, ACommandThatDropsALineAndLingersOnAClosedStdoutFailsWhat
                   "line for each line it reads)");
 }
 
+TEST_F(PipePayloadTest, ALastAnswerWithoutALineBreakCountsOnceTheCommandEndsWell) {
+  // awk writes a line break before every answer but the first: its last
+  // answer ends without one, at its exit.
+  UseFixedWindow("awk 'NR > 1 { printf \"\\n\" } { printf \"%s!\", $0 }'", 8);
+  QueueNumbers(3);
+  ASSERT_TRUE(RunUntilResults(3));
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_NE(Find(i), nullptr) << i;
+    EXPECT_TRUE(Find(i)->ok) << i << ": " << Find(i)->value;
+    EXPECT_EQ(Find(i)->value, std::to_string(i) + "!");
+  }
+}
+
+TEST_F(PipePayloadTest, ALastLineCutShortByAFailureIsNoAnswer) {
+  // It answers the first item, writes part of the second answer and fails.
+  UseFixedWindow("read a; echo \"$a!\"; read b; printf 'partial'; exit 3", 8);
+  QueueNumbers(2);
+  ASSERT_TRUE(RunUntilResults(2));
+  ASSERT_NE(Find(0), nullptr);
+  EXPECT_TRUE(Find(0)->ok);
+  EXPECT_EQ(Find(0)->value, "0!");
+  ASSERT_NE(Find(1), nullptr);
+  EXPECT_FALSE(Find(1)->ok);
+  EXPECT_NE(Find(1)->value.find("exited with code 3"), std::string::npos) << Find(1)->value;
+}
+
 TEST_F(PipePayloadTest, ACommandThatDropsItsLastLineFailsWhatItHeld) {
   // sed '$d' drops the last line it reads: the two answers it writes might
   // as well be the second and third items'.

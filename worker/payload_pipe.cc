@@ -581,6 +581,11 @@ void PipePayload::End(CoProcess* co, bool exited) {
   // item. Like a command that writes too many lines, a fresh copy would do
   // the same: every later item fails.
   bool ended_well = closed_stdout || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // A last line without "\n" is a line, as for sed, awk and a command's
+  // output (printf '%s' "$x", "\n".join(...)), once its writer has ended well;
+  // one cut short by a crash is not an answer.
+  std::string& out = child.stdout_data();
+  if (ended_well && !out.empty() && out.back() != '\n') out.push_back('\n');
   if (co->closed_us != 0 && ended_well) {
     size_t given = co->held.size();
     size_t answers = CountLines(child.stdout_data(), &co->counted, &co->lines);

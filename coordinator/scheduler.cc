@@ -295,6 +295,14 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
     // The retry would go out after the backoff (a Retry-After may be long).
     bool in_time = options_.retry_for_ms <= 0 ||
                    now_ms + delay_ms - slot->first_sent_ms < options_.retry_for_ms;
+    if (!in_time && retry_policy_.MayRetry(slot->charged)) {
+      // Say why an error that could be retried was not.
+      result->value += result->retry_after_ms > 0 && result->retry_after_ms >= delay_ms
+                           ? " (not retried: the server asks to wait " +
+                                 std::to_string((result->retry_after_ms + 999) / 1000) +
+                                 " s, beyond --retry-for)"
+                           : " (not retried: the next attempt would start beyond --retry-for)";
+    }
     if (in_time && retry_policy_.MayRetry(slot->charged)) {
       if (options_.retry_for_ms > 0) {
         // Kept, should its time run out while it waits (ExpireRetries).

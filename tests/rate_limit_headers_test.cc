@@ -108,6 +108,19 @@ TEST_F(ServerLimitsTest, RetryAfterMsWinsOverRetryAfter) {
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 1u);
 }
 
+TEST_F(ServerLimitsTest, ARetryAfterTooLargeToReadIsTheLongestWaitNotNow) {
+  // libcurl reads an overflowing Retry-After as 0.
+  headers_ = {{"retry-after", "99999999999999999999"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 600000u);
+  headers_ = {{"retry-after-ms", "99999999999999999999"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 600000u);
+  headers_ = {{"retry-after-ms", " 99999999999999999999.5 "}, {"retry-after", "1"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 1, 600000), 600000u);
+  // Zeros are "now", however many.
+  headers_ = {{"retry-after", "000000000000000000000"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 0u);
+}
+
 TEST_F(ServerLimitsTest, FallsBackToRetryAfterWhenRetryAfterMsIsBad) {
   headers_ = {{"retry-after-ms", "later"}, {"retry-after", "2"}};
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 2, 600000), 2000u);

@@ -290,6 +290,12 @@ TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
     now_ms_ += 100;
   }
   ASSERT_EQ(completed.size(), 1u);
+  const Slot* slot = scheduler.window().Find(0);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_NE(slot->result.value.find("(not retried: the next attempt would start beyond "
+                                    "--retry-for)"),
+            std::string::npos)
+      << slot->result.value;
   // Given up at the first failure whose retry would go out past 5 s, long
   // before 1000 retries.
   EXPECT_GE(attempts, 2);
@@ -318,7 +324,8 @@ TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
   const Slot* slot = scheduler.window().Find(index);
   ASSERT_NE(slot, nullptr);
   EXPECT_FALSE(slot->result.ok);
-  EXPECT_EQ(slot->result.value, "HTTP 429: slow down");
+  EXPECT_EQ(slot->result.value,
+            "HTTP 429: slow down (not retried: the server asks to wait 30 s, beyond --retry-for)");
 }
 
 TEST_F(SchedulerTest, ARetryHeldBackPastRetryForFailsWithItsLastError) {

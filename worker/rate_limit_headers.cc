@@ -26,6 +26,17 @@ std::optional<uint64_t> ParseCount(std::string_view s) {
   return v;
 }
 
+// Digits only, and more of them than ParseCount reads: a count beyond any
+// wait worth keeping.
+bool IsHugeCount(std::string_view s) {
+  s = Trim(s);
+  if (s.size() <= 18) return false;
+  for (char c : s) {
+    if (!IsDigit(c)) return false;
+  }
+  return s.find_first_not_of('0') != std::string_view::npos;
+}
+
 struct Unit {
   std::string_view name;
   double ms;
@@ -142,13 +153,19 @@ std::optional<uint64_t> ReadRetryAfterMs(const HeaderLookup& header, int64_t ret
       }
     }
     if (whole && fraction_ok) return std::min<uint64_t>(*whole + fraction_nonzero, max_ms);
+    if (IsHugeCount(s.substr(0, dot)) && fraction_ok) return max_ms;
   }
   if (retry_after_s > 0) {
     return std::min<uint64_t>(static_cast<uint64_t>(retry_after_s) * 1000, max_ms);
   }
-  // A Retry-After of 0 (or a date in the past) says "now": worth telling
-  // apart from no header only when the header is there.
-  if (header("retry-after")) return 0;
+  if (std::optional<std::string> value = header("retry-after")) {
+    // Seconds past what libcurl reads (it then says 0): the longest wait,
+    // not "now".
+    if (IsHugeCount(*value)) return max_ms;
+    // A Retry-After of 0 (or a date in the past) says "now": worth telling
+    // apart from no header only when the header is there.
+    return 0;
+  }
   return std::nullopt;
 }
 

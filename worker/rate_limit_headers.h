@@ -39,7 +39,8 @@ ServerLimits ReadServerLimits(const HeaderLookup& header);
 // The delay the answer asks for before another request, in milliseconds:
 // retry-after-ms (a decimal number of milliseconds, OpenAI's) if present and
 // valid, else `retry_after_s` (what libcurl parsed from Retry-After, either
-// form), clamped to [0, max_ms]. nullopt if neither says anything.
+// form), clamped to [0, max_ms]; a number of either too large to read is
+// max_ms. nullopt if neither says anything.
 std::optional<uint64_t> ReadRetryAfterMs(const HeaderLookup& header, int64_t retry_after_s,
                                          uint64_t max_ms);
 

@@ -193,6 +193,8 @@ class Coordinator {
   void CheckOutput();
   bool Running() const { return signals_ == 0 && fatal_.empty() && !output_closed_ && !halting_; }
   void OnComplete(uint64_t index);
+  // Stops the run, now or soon, as --halt or fail fast decided.
+  void ActOnHalt(HaltDecision decision);
   void PublishStatus();
 
   const Config& config_;
@@ -211,6 +213,8 @@ class Coordinator {
   // --resume can tell a different job or different items.
   std::unique_ptr<ItemFingerprinter> fingerprinter_;
   bool total_checked_ = false;       // --resume: the file's records vs the input's items
+  bool halt_total_set_ = false;      // --halt knows how many items the run has
+  uint64_t resumed_items_ = 0;       // items whose record --resume kept
   std::unique_ptr<ZapHandler> zap_;  // set when CurveZMQ is on
   std::unique_ptr<zmq::socket_t> monitor_;
   CurveKeyPair server_keys_;
@@ -565,6 +569,7 @@ void Coordinator::AddItem(std::string line) {
     uint64_t index = scheduler_.AddItem(std::string());
     Slot* slot = window_.Find(index);
     slot->resumed = resume_->append() ? Resumed::kInFile : Resumed::kCopy;
+    ++resumed_items_;
     Result result;
     result.ok = resumed_ok;
     scheduler_.Complete(index, std::move(result));
@@ -1131,8 +1136,11 @@ void Coordinator::OnComplete(uint64_t index) {
   Slot& slot = *window_.Find(index);
   if (config_.unordered) WriteRecord(index, slot);
   if (slot.resumed != Resumed::kNo) return;
-  HaltDecision decision =
-      halt_.OnFinished(slot.result.ok, slot.result.fatal, slot.result.ok ? "" : slot.result.value);
+  ActOnHalt(
+      halt_.OnFinished(slot.result.ok, slot.result.fatal, slot.result.ok ? "" : slot.result.value));
+}
+
+void Coordinator::ActOnHalt(HaltDecision decision) {
   if (decision == HaltDecision::kStopNow) {
     Stop(config_.halt.on_success ? kExitOk : kExitRuntime, halt_.reason());
   } else if (decision == HaltDecision::kStopSoon && !halting_) {
@@ -1329,6 +1337,11 @@ int Coordinator::Run() {
     Dispatch();
     WriteReady();
     CheckOutput();
+    if (input_->done() && !halt_total_set_ && Running()) {
+      // --halt's percentages count against every item of the run from now on.
+      halt_total_set_ = true;
+      ActOnHalt(halt_.SetTotal(window_.end() - resumed_items_));
+    }
     if (resume_ != nullptr && input_->done() && !total_checked_ && Running()) {
       total_checked_ = true;
       Status fits = resume_->CheckTotal(window_.end());

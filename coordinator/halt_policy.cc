@@ -68,17 +68,34 @@ HaltDecision HaltPolicy::OnFinished(bool ok, bool fatal, const std::string& erro
   } else {
     fatal_in_a_row_ = any_success_ ? 0 : fatal_in_a_row_;
   }
+  return Decide();
+}
+
+HaltDecision HaltPolicy::SetTotal(uint64_t total) {
+  if (decided_ != HaltDecision::kGoOn) return decided_;
+  total_ = total;
+  return Decide();
+}
+
+HaltDecision HaltPolicy::Decide() {
   if (spec_.when == HaltWhen::kNever) return decided_;
   uint64_t counted = spec_.on_success ? finished_ - failed_ : failed_;
-  bool reached = spec_.percent < 0
-                     ? counted >= spec_.count
-                     : finished_ >= kMinItemsForPercent &&
-                           100.0 * static_cast<double>(counted) / static_cast<double>(finished_) >=
-                               spec_.percent;
+  bool reached;
+  if (spec_.percent < 0) {
+    reached = counted >= spec_.count;
+  } else if (total_ > 0) {
+    // GNU parallel's count: P% of all the items (it reads them all first).
+    reached = counted > 0 &&
+              static_cast<double>(counted) >= static_cast<double>(total_) * spec_.percent / 100;
+  } else {
+    reached =
+        finished_ >= kMinItemsForPercent &&
+        100.0 * static_cast<double>(counted) / static_cast<double>(finished_) >= spec_.percent;
+  }
   if (!reached) return decided_;
   reason_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
             (spec_.on_success ? "succeeded" : "failed") + " of " + std::to_string(finished_) +
-            " finished" +
+            " finished" + (total_ > 0 ? " (of " + std::to_string(total_) + ")" : "") +
             (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
                                            : "; stopping now");
   return decided_ = spec_.when == HaltWhen::kNow ? HaltDecision::kStopNow : HaltDecision::kStopSoon;

@@ -5,8 +5,11 @@
 //   --halt now,fail=N       stop at once when N items have failed
 //   --halt soon,fail=N      stop sending tasks when N items have failed;
 //                           the tasks in flight finish
-//   --halt WHEN,fail=P%     ... when P% of the items finished so far have
-//                           failed (checked from the 10th finished item on)
+//   --halt WHEN,fail=P%     ... when P% of all the items have failed, as
+//                           GNU parallel counts it, once the input has been
+//                           read to its end (SetTotal); before that, when P%
+//                           of the items finished so far have (checked from
+//                           the 10th finished item on)
 //   --halt WHEN,success=N   ... when N items have succeeded (or P%)
 //
 // Fail fast, whatever --halt says: when the first kFailFastItems items to
@@ -49,15 +52,22 @@ class HaltPolicy {
   // `error` is its error text (for the reason). Once it has said stop, it
   // keeps saying so.
   HaltDecision OnFinished(bool ok, bool fatal, const std::string& error);
+  // The input has been read: `total` items are to finish in this run. A
+  // percentage then counts against it; the decision as of now.
+  HaltDecision SetTotal(uint64_t total);
   // Why it said stop.
   const std::string& reason() const { return reason_; }
 
  private:
+  // Applies --halt to the counts so far.
+  HaltDecision Decide();
+
   HaltSpec spec_;
   uint64_t finished_ = 0;
   uint64_t failed_ = 0;
   uint64_t fatal_in_a_row_ = 0;  // from the first item on, while nothing succeeded
   bool any_success_ = false;
+  uint64_t total_ = 0;  // the items of the run, once known (SetTotal); 0 = not yet
   HaltDecision decided_ = HaltDecision::kGoOn;
   std::string reason_;
 };

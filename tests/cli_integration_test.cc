@@ -209,5 +209,17 @@ TEST_F(CliTest, HaltNowStopsAtTheNthFailure) {
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
 }
 
+TEST_F(CliTest, HaltPercentCountsAgainstAllItemsAsParallelDoes) {
+  // 9 items, every one failing: 20% of 9 is 1.8, so GNU parallel stops at
+  // the second failure, and so does fanmap. (A file is read to its end before
+  // any task goes out. The records of items that finished meanwhile are kept.)
+  WriteFile(dir_.File("in"), Seq(1, 9));
+  RunResult r = Fanmap(
+      {"-j", "1", "--halt", "now,fail=20%", "-i", dir_.File("in"), "--", "sh", "-c", "exit 1"}, "");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("--halt: 2 item(s) failed of 2 finished (of 9)"), std::string::npos)
+      << r.err;
+}
+
 }  // namespace
 }  // namespace fanmap

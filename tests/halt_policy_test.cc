@@ -81,5 +81,30 @@ TEST(HaltPolicyTest, PercentWaitsForEnoughItems) {
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow);  // 5 of 10
 }
 
+TEST(HaltPolicyTest, PercentOfAllItemsOnceTheirNumberIsKnown) {
+  // As GNU parallel: 20% of 9 items is 1.8, so the second failure stops it.
+  HaltPolicy policy(Parse("now,fail=20%"));
+  EXPECT_EQ(policy.SetTotal(9), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kStopNow);
+  EXPECT_NE(policy.reason().find("2 item(s) failed of 2 finished (of 9)"), std::string::npos)
+      << policy.reason();
+}
+
+TEST(HaltPolicyTest, PercentOfAllItemsCountsFailuresBeforeTheTotalWasKnown) {
+  HaltPolicy policy(Parse("soon,fail=10%"));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  // 3 failures of 30 items: 10%.
+  EXPECT_EQ(policy.SetTotal(30), HaltDecision::kStopSoon);
+}
+
+TEST(HaltPolicyTest, PercentOfAllItemsOfSuccesses) {
+  HaltPolicy policy(Parse("now,success=50%"));
+  policy.SetTotal(4);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow);
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -374,7 +374,8 @@ int main(int argc, char** argv) {
                  "one long-lived 'CMD' (run by sh) per slot: one output line per input line, in "
                  "order; block-buffered filters (sed, awk, tr, python3) work: fanmap closes "
                  "their input to make them flush; one that drops or adds lines (grep -v) "
-                 "fails its items")
+                 "fails its items, once its exit shows the count is off (a line skipped "
+                 "mid-stream shifts the answers after it: answer every line)")
       ->group(kPayload);
   app.add_option("--pipe-answers", payload.pipe_answers,
                  "lines (default): each answer line is the item's result; json: "
@@ -471,8 +472,8 @@ int main(int argc, char** argv) {
   app.add_option("--halt", halt,
                  "stop early as GNU parallel does: never, now,fail=N, soon,fail=N, "
                  "now,fail=P%, WHEN,success=N (whatever it says, a run whose first 5 items "
-                 "all fail because the command cannot start or the server refuses the "
-                 "credentials stops at once)")
+                 "all fail because the command cannot start, a --pipe command breaks the "
+                 "one-line-per-item rule or the server refuses the credentials stops at once)")
       ->capture_default_str()
       ->group(kReliability);
   double heartbeat_s = 5;

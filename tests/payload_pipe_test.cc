@@ -382,6 +382,38 @@ TEST_F(PipePayloadTest, ALastLineCutShortByAFailureIsNoAnswer) {
   EXPECT_NE(Find(1)->value.find("exited with code 3"), std::string::npos) << Find(1)->value;
 }
 
+TEST_F(PipePayloadTest, ALastAnswerWithoutALineBreakCountsWhenTheCommandClosesItsStdout) {
+  UseFixedWindow("read a; printf '%s!' \"$a\"; exec >&-; sleep 30", 8);
+  QueueNumbers(1);
+  ASSERT_TRUE(RunUntilResults(1));
+  ASSERT_NE(Find(0), nullptr);
+  EXPECT_TRUE(Find(0)->ok) << Find(0)->value;
+  EXPECT_EQ(Find(0)->value, "0!");
+}
+
+TEST_F(PipePayloadTest, TextLeftByACommandKilledForLingeringIsNoAnswer) {
+  // Item 2 is slow: the co-process is closed while it works on it, answers
+  // it, then writes "bye" without a line break and lingers with its stdout
+  // open. Killed for that, it wrote no extra line: the next item goes to a
+  // fresh co-process and succeeds.
+  UseFixedWindow(
+      "while IFS= read -r x; do if [ \"$x\" = 2 ]; then sleep 1; fi; echo \"$x!\"; done; "
+      "printf bye; exec sleep 30",
+      8);
+  QueueNumbers(3);
+  ASSERT_TRUE(RunUntilResults(3));
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_NE(Find(i), nullptr) << i;
+    EXPECT_TRUE(Find(i)->ok) << i << ": " << Find(i)->value;
+  }
+  ASSERT_TRUE(RunUntil([this] { return payload_->co_processes() == 0; }));
+  Queue("3");
+  ASSERT_TRUE(RunUntilResults(4));
+  ASSERT_NE(Find(3), nullptr);
+  EXPECT_TRUE(Find(3)->ok) << Find(3)->value;
+  EXPECT_EQ(Find(3)->value, "3!");
+}
+
 TEST_F(PipePayloadTest, ACommandThatDropsItsLastLineFailsWhatItHeld) {
   // sed '$d' drops the last line it reads: the two answers it writes might
   // as well be the second and third items'.

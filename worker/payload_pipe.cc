@@ -562,6 +562,8 @@ bool PipePayload::TakeAnswers(CoProcess* co, bool at_end) {
 void PipePayload::End(CoProcess* co, bool exited) {
   NoteFlush(co, NowMicros());
   ChildProcess& child = *co->child;
+  // Its stdout reached end-of-file before our kill below (which closes it).
+  const bool stdout_ended = co->stdout_closed_us != 0 || child.stdout_fd() < 0;
   // An exited leader keeps its exit status: SIGKILL cannot change it, and
   // the SIGKILL to its group reaches descendants that kept the pipes open.
   // Reaping it here would make Kill() a no-op, hence a look at the pidfd.
@@ -582,10 +584,14 @@ void PipePayload::End(CoProcess* co, bool exited) {
   // the same: every later item fails.
   bool ended_well = closed_stdout || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
   // A last line without "\n" is a line, as for sed, awk and a command's
-  // output (printf '%s' "$x", "\n".join(...)), once its writer has ended well;
-  // one cut short by a crash is not an answer.
+  // output (printf '%s' "$x", "\n".join(...)), once its writer has ended
+  // well: exited 0, or closed its stdout itself. One cut short by a crash, or
+  // by our kill of a co-process that lingered with its stdout open, is not.
   std::string& out = child.stdout_data();
-  if (ended_well && !out.empty() && out.back() != '\n') out.push_back('\n');
+  bool exit_zero = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if ((exit_zero || (closed_stdout && stdout_ended)) && !out.empty() && out.back() != '\n') {
+    out.push_back('\n');
+  }
   if (co->closed_us != 0 && ended_well) {
     size_t given = co->held.size();
     size_t answers = CountLines(child.stdout_data(), &co->counted, &co->lines);

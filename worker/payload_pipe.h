@@ -5,7 +5,8 @@
 // started when an item first needs it. An item is written to its stdin as one
 // line (the item and "\n"; JSON-lines items are single-line JSON text); each
 // line the co-process writes to stdout is the answer to its OLDEST unanswered
-// item, without the "\n" (and without one trailing "\r"): by default the
+// item, without the "\n" (and without one trailing "\r"; a last line without
+// "\n" counts once the co-process exits 0 or closes its stdout): by default the
 // item's result text, a success; with Options::answers kJson, one JSON object
 // that says whether the item succeeded (worker/pipe_answer.h). Its stderr is read
 // continuously, so a chatty co-process never blocks on it; the last 2000

@@ -297,11 +297,12 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
                    now_ms + delay_ms - slot->first_sent_ms < options_.retry_for_ms;
     if (!in_time && retry_policy_.MayRetry(slot->charged)) {
       // Say why an error that could be retried was not.
-      result->value += result->retry_after_ms > 0 && result->retry_after_ms >= delay_ms
-                           ? " (not retried: the server asks to wait " +
-                                 std::to_string((result->retry_after_ms + 999) / 1000) +
-                                 " s, beyond --retry-for)"
-                           : " (not retried: the next attempt would start beyond --retry-for)";
+      result->value +=
+          result->retry_after_ms > 0 && result->retry_after_ms >= delay_ms
+              ? " (not retried: after the " +
+                    std::to_string((result->retry_after_ms + 999) / 1000) +
+                    " s the server asks to wait, it would start later than --retry-for allows)"
+              : " (not retried: its next attempt would start later than --retry-for allows)";
     }
     if (in_time && retry_policy_.MayRetry(slot->charged)) {
       if (options_.retry_for_ms > 0) {

@@ -116,7 +116,14 @@ TEST_F(ServerLimitsTest, ARetryAfterTooLargeToReadIsTheLongestWaitNotNow) {
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 600000u);
   headers_ = {{"retry-after-ms", " 99999999999999999999.5 "}, {"retry-after", "1"}};
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 1, 600000), 600000u);
-  // Zeros are "now", however many.
+  headers_ = {{"retry-after", "+99999999999999999999"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 600000u);
+  // What libcurl reads but does not fit in milliseconds does not wrap.
+  headers_ = {{"retry-after", "18446744073709552"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 18446744073709552, 600000), 600000u);
+  // Leading zeros are no size: 5 ms; and zeros are "now", however many.
+  headers_ = {{"retry-after-ms", "000000000000000000005"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 5u);
   headers_ = {{"retry-after", "000000000000000000000"}};
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 0u);
 }

@@ -292,8 +292,8 @@ TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
   ASSERT_EQ(completed.size(), 1u);
   const Slot* slot = scheduler.window().Find(0);
   ASSERT_NE(slot, nullptr);
-  EXPECT_NE(slot->result.value.find("(not retried: the next attempt would start beyond "
-                                    "--retry-for)"),
+  EXPECT_NE(slot->result.value.find("(not retried: its next attempt would start later than "
+                                    "--retry-for allows)"),
             std::string::npos)
       << slot->result.value;
   // Given up at the first failure whose retry would go out past 5 s, long
@@ -325,7 +325,8 @@ TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
   ASSERT_NE(slot, nullptr);
   EXPECT_FALSE(slot->result.ok);
   EXPECT_EQ(slot->result.value,
-            "HTTP 429: slow down (not retried: the server asks to wait 30 s, beyond --retry-for)");
+            "HTTP 429: slow down (not retried: after the 30 s the server asks to wait, it would "
+            "start later than --retry-for allows)");
 }
 
 TEST_F(SchedulerTest, ARetryHeldBackPastRetryForFailsWithItsLastError) {

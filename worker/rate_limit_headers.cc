@@ -14,9 +14,11 @@ std::string_view Trim(std::string_view s) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-// A decimal integer of at most 18 digits (no sign, no spaces inside).
+// A decimal integer of at most 18 significant digits (no sign, no spaces
+// inside; leading zeros are allowed).
 std::optional<uint64_t> ParseCount(std::string_view s) {
   s = Trim(s);
+  while (s.size() > 1 && s.front() == '0') s.remove_prefix(1);
   if (s.empty() || s.size() > 18) return std::nullopt;
   uint64_t v = 0;
   for (char c : s) {
@@ -26,15 +28,18 @@ std::optional<uint64_t> ParseCount(std::string_view s) {
   return v;
 }
 
-// Digits only, and more of them than ParseCount reads: a count beyond any
-// wait worth keeping.
+// Digits only (after one "+", which libcurl accepts in Retry-After), and
+// more significant ones than ParseCount reads: a count beyond any wait worth
+// keeping.
 bool IsHugeCount(std::string_view s) {
   s = Trim(s);
-  if (s.size() <= 18) return false;
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return false;
   for (char c : s) {
     if (!IsDigit(c)) return false;
   }
-  return s.find_first_not_of('0') != std::string_view::npos;
+  size_t first = s.find_first_not_of('0');
+  return first != std::string_view::npos && s.size() - first > 18;
 }
 
 struct Unit {
@@ -156,7 +161,9 @@ std::optional<uint64_t> ReadRetryAfterMs(const HeaderLookup& header, int64_t ret
     if (IsHugeCount(s.substr(0, dot)) && fraction_ok) return max_ms;
   }
   if (retry_after_s > 0) {
-    return std::min<uint64_t>(static_cast<uint64_t>(retry_after_s) * 1000, max_ms);
+    // In seconds first: libcurl reads up to 2^63 s, which in ms would wrap.
+    uint64_t seconds = static_cast<uint64_t>(retry_after_s);
+    return seconds >= max_ms / 1000 ? max_ms : std::min<uint64_t>(seconds * 1000, max_ms);
   }
   if (std::optional<std::string> value = header("retry-after")) {
     // Seconds past what libcurl reads (it then says 0): the longest wait,

@@ -195,6 +195,9 @@ class Coordinator {
   void OnComplete(uint64_t index);
   // Stops the run, now or soon, as --halt or fail fast decided.
   void ActOnHalt(HaltDecision decision);
+  // Tells --halt how many items of the run have been read, and whether that
+  // is all of them (its percentages count against them).
+  void TellHaltTheItems();
   void PublishStatus();
 
   const Config& config_;
@@ -212,9 +215,10 @@ class Coordinator {
   // Records in a file carry the fingerprint of their job and item, so that
   // --resume can tell a different job or different items.
   std::unique_ptr<ItemFingerprinter> fingerprinter_;
-  bool total_checked_ = false;       // --resume: the file's records vs the input's items
-  bool halt_total_set_ = false;      // --halt knows how many items the run has
-  uint64_t resumed_items_ = 0;       // items whose record --resume kept
+  bool total_checked_ = false;  // --resume: the file's records vs the input's items
+  uint64_t resumed_items_ = 0;  // items whose record --resume kept
+  uint64_t halt_items_ = 0;     // what --halt was last told (TellHaltTheItems)
+  bool halt_all_items_ = false;
   std::unique_ptr<ZapHandler> zap_;  // set when CurveZMQ is on
   std::unique_ptr<zmq::socket_t> monitor_;
   CurveKeyPair server_keys_;
@@ -1140,6 +1144,18 @@ void Coordinator::OnComplete(uint64_t index) {
       halt_.OnFinished(slot.result.ok, slot.result.fatal, slot.result.ok ? "" : slot.result.value));
 }
 
+void Coordinator::TellHaltTheItems() {
+  uint64_t items = window_.end() - resumed_items_;
+  bool all = input_->done();
+  if (!Running() || (items == halt_items_ && all == halt_all_items_)) return;
+  halt_items_ = items;
+  halt_all_items_ = all;
+  HaltDecision decision = halt_.SetItems(items, all);
+  // A percentage reached only as the input ends, once every item has
+  // finished, stops nothing: the run ends as it would have.
+  if (scheduler_.HasUnsent() || scheduler_.InFlight() > 0) ActOnHalt(decision);
+}
+
 void Coordinator::ActOnHalt(HaltDecision decision) {
   if (decision == HaltDecision::kStopNow) {
     Stop(config_.halt.on_success ? kExitOk : kExitRuntime, halt_.reason());
@@ -1337,16 +1353,12 @@ int Coordinator::Run() {
     Dispatch();
     WriteReady();
     CheckOutput();
-    if (input_->done() && !halt_total_set_ && Running()) {
-      // --halt's percentages count against every item of the run from now on.
-      halt_total_set_ = true;
-      ActOnHalt(halt_.SetTotal(window_.end() - resumed_items_));
-    }
     if (resume_ != nullptr && input_->done() && !total_checked_ && Running()) {
       total_checked_ = true;
       Status fits = resume_->CheckTotal(window_.end());
       if (!fits.ok()) Stop(kExitUsage, fits.message());
     }
+    TellHaltTheItems();
     if (!fatal_.empty() || output_closed_) break;
     if (input_->done() && window_.empty()) break;
     if (signals_ > 1) break;
@@ -1404,6 +1416,11 @@ int Coordinator::Run() {
   progress_->Finish(Counts());
   Shutdown();
   ReportSummary();
+  // However the run ended (but quietly when the reader went away).
+  if (zap_ != nullptr && zap_->refused() > 0 && !output_closed_) {
+    Log("refused " + std::to_string(zap_->refused()) +
+        " connection(s) from clients whose key is not authorized");
+  }
 
   bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_ && !halting_;
   if (!rewrite_path_.empty()) {
@@ -1438,10 +1455,6 @@ int Coordinator::Run() {
     part(drops.other_run, "result(s) of another run");
     part(bad_frames_, "bad frame(s)");
     Log("dropped " + parts);
-  }
-  if (zap_ != nullptr && zap_->refused() > 0) {
-    Log("refused " + std::to_string(zap_->refused()) +
-        " connection(s) from clients whose key is not authorized");
   }
   if (signals_ > 0) {
     Log("interrupted: " + std::to_string(written_) + " record(s) written" +

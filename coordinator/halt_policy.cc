@@ -1,5 +1,6 @@
 #include "coordinator/halt_policy.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace fanmap {
@@ -71,9 +72,10 @@ HaltDecision HaltPolicy::OnFinished(bool ok, bool fatal, const std::string& erro
   return Decide();
 }
 
-HaltDecision HaltPolicy::SetTotal(uint64_t total) {
+HaltDecision HaltPolicy::SetItems(uint64_t items, bool all) {
   if (decided_ != HaltDecision::kGoOn) return decided_;
-  total_ = total;
+  items_ = items;
+  all_items_ = all;
   return Decide();
 }
 
@@ -83,19 +85,21 @@ HaltDecision HaltPolicy::Decide() {
   bool reached;
   if (spec_.percent < 0) {
     reached = counted >= spec_.count;
-  } else if (total_ > 0) {
-    // GNU parallel's count: P% of all the items (it reads them all first).
-    reached = counted > 0 &&
-              static_cast<double>(counted) >= static_cast<double>(total_) * spec_.percent / 100;
   } else {
-    reached =
-        finished_ >= kMinItemsForPercent &&
-        100.0 * static_cast<double>(counted) / static_cast<double>(finished_) >= spec_.percent;
+    // GNU parallel's count: P% of all the items (it reads them all first).
+    // Until all are read, of those read so far (every finished item was),
+    // and of no fewer than kMinItemsForPercent: the first failures of a
+    // stream must not stop it.
+    uint64_t base = std::max(items_, finished_);
+    if (!all_items_) base = std::max(base, kMinItemsForPercent);
+    reached = counted > 0 &&
+              static_cast<double>(counted) >= static_cast<double>(base) * spec_.percent / 100;
   }
   if (!reached) return decided_;
   reason_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
             (spec_.on_success ? "succeeded" : "failed") + " of " + std::to_string(finished_) +
-            " finished" + (total_ > 0 ? " (of " + std::to_string(total_) + ")" : "") +
+            " finished (of " + std::to_string(std::max(items_, finished_)) +
+            (all_items_ ? "" : " read so far") + ")" +
             (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
                                            : "; stopping now");
   return decided_ = spec_.when == HaltWhen::kNow ? HaltDecision::kStopNow : HaltDecision::kStopSoon;

@@ -6,10 +6,10 @@
 //   --halt soon,fail=N      stop sending tasks when N items have failed;
 //                           the tasks in flight finish
 //   --halt WHEN,fail=P%     ... when P% of all the items have failed, as
-//                           GNU parallel counts it, once the input has been
-//                           read to its end (SetTotal); before that, when P%
-//                           of the items finished so far have (checked from
-//                           the 10th finished item on)
+//                           GNU parallel counts it (it reads every item
+//                           first), once the input has been read to its end;
+//                           before that, P% of the items read so far, and of
+//                           no fewer than kMinItemsForPercent (SetItems)
 //   --halt WHEN,success=N   ... when N items have succeeded (or P%)
 //
 // Fail fast, whatever --halt says: when the first kFailFastItems items to
@@ -35,7 +35,7 @@ struct HaltSpec {
   HaltWhen when = HaltWhen::kNever;
   bool on_success = false;  // count successes instead of failures
   uint64_t count = 0;       // stop at this many (when percent < 0)
-  double percent = -1;      // or at this percentage of the finished items
+  double percent = -1;      // or at this percentage of the items (SetItems)
 };
 
 // Parses "never", "now,fail=3", "soon,fail=10%", "now,success=1", ...
@@ -52,9 +52,10 @@ class HaltPolicy {
   // `error` is its error text (for the reason). Once it has said stop, it
   // keeps saying so.
   HaltDecision OnFinished(bool ok, bool fatal, const std::string& error);
-  // The input has been read: `total` items are to finish in this run. A
-  // percentage then counts against it; the decision as of now.
-  HaltDecision SetTotal(uint64_t total);
+  // `items` items of this run have been read; `all`: that is every one (the
+  // input has ended). A percentage counts against them. Returns the
+  // decision as of now.
+  HaltDecision SetItems(uint64_t items, bool all);
   // Why it said stop.
   const std::string& reason() const { return reason_; }
 
@@ -67,7 +68,8 @@ class HaltPolicy {
   uint64_t failed_ = 0;
   uint64_t fatal_in_a_row_ = 0;  // from the first item on, while nothing succeeded
   bool any_success_ = false;
-  uint64_t total_ = 0;  // the items of the run, once known (SetTotal); 0 = not yet
+  uint64_t items_ = 0;      // items of the run read so far (SetItems)
+  bool all_items_ = false;  // ... and that is all of them
   HaltDecision decided_ = HaltDecision::kGoOn;
   std::string reason_;
 };

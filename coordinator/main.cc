@@ -471,7 +471,9 @@ int main(int argc, char** argv) {
   std::string halt = "never";
   app.add_option("--halt", halt,
                  "stop early as GNU parallel does: never, now,fail=N, soon,fail=N, "
-                 "now,fail=P%, WHEN,success=N (whatever it says, a run whose first 5 items "
+                 "WHEN,fail=P% (of all the items once the input is read, until then of those "
+                 "read so far and of at least 10), WHEN,success=N|P% (whatever it says, a run "
+                 "whose first 5 items "
                  "all fail because the command cannot start, a --pipe command breaks the "
                  "one-line-per-item rule or the server refuses the credentials stops at once)")
       ->capture_default_str()

@@ -221,5 +221,38 @@ TEST_F(CliTest, HaltPercentCountsAgainstAllItemsAsParallelDoes) {
       << r.err;
 }
 
+TEST_F(CliTest, HaltPercentOfALongInputIsNotTheShareOfItsFirstItems) {
+  // 20,000 items, more than are read ahead at first; the first 100 fail:
+  // 0.5% of them, far from 20% (parallel would not stop either), though
+  // they are all of the first items to finish.
+  WriteFile(dir_.File("in"), Seq(0, 19999));
+  RunResult r = Fanmap({"-j", "1", "--halt", "soon,fail=20%", "-i", dir_.File("in"),
+                        "--pipe-answers", "json", "--pipe",
+                        R"(awk '{ if ($1 < 100) print "{\"ok\":false,\"error\":\"e\"}"; )"
+                        R"(else print "{\"ok\":true,\"result\":1}"; fflush() }')"},
+                       "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.find("--halt"), std::string::npos) << r.err;
+  EXPECT_EQ(testing_util::Lines(r.out).size(), 20000u);
+}
+
+TEST_F(CliTest, HaltPercentReachedOnlyAsTheInputEndsStopsNothing) {
+  // Five items of a stream fail: under 60% of no fewer than 10 while the
+  // input is open. It ends only after all five have finished: 5 of 5 is over
+  // 60%, but nothing is left to stop.
+  testing_util::InputFifo in(dir_.File("in"));
+  in.Write(Seq(1, 5));
+  testing_util::Process fanmap({FanmapPath(), "-j", "1", "--halt", "now,fail=60%", "-i", in.path(),
+                                "-o", dir_.File("out"), "--", "sh", "-c", "exit 1"},
+                               "", dir_.File("stdout"), dir_.File("err"), Env());
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":4,").empty())
+      << ReadFile(dir_.File("err"));
+  in.Close();
+  EXPECT_EQ(fanmap.Wait(), 1) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("err")).find("--halt"), std::string::npos)
+      << ReadFile(dir_.File("err"));
+  EXPECT_EQ(testing_util::Lines(ReadFile(dir_.File("out"))).size(), 5u);
+}
+
 }  // namespace
 }  // namespace fanmap

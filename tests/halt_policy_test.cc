@@ -74,17 +74,23 @@ TEST(HaltPolicyTest, StopsSoonAtTheNthSuccess) {
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopSoon);
 }
 
-TEST(HaltPolicyTest, PercentWaitsForEnoughItems) {
+TEST(HaltPolicyTest, PercentOfTheItemsReadSoFarAndOfNoFewerThanTen) {
   HaltPolicy policy(Parse("now,fail=50%"));
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
-  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow);  // 5 of 10
+  EXPECT_EQ(policy.SetItems(4, false), HaltDecision::kGoOn);
+  // 4 of the 4 read, but a stream's first failures must not stop it: of 10.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.SetItems(30, false), HaltDecision::kGoOn);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kStopNow);  // 15 of 30
+  EXPECT_NE(policy.reason().find("15 item(s) failed of 15 finished (of 30 read so far)"),
+            std::string::npos)
+      << policy.reason();
 }
 
 TEST(HaltPolicyTest, PercentOfAllItemsOnceTheirNumberIsKnown) {
   // As GNU parallel: 20% of 9 items is 1.8, so the second failure stops it.
   HaltPolicy policy(Parse("now,fail=20%"));
-  EXPECT_EQ(policy.SetTotal(9), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.SetItems(9, true), HaltDecision::kGoOn);
   EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
   EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kStopNow);
   EXPECT_NE(policy.reason().find("2 item(s) failed of 2 finished (of 9)"), std::string::npos)
@@ -92,15 +98,17 @@ TEST(HaltPolicyTest, PercentOfAllItemsOnceTheirNumberIsKnown) {
 }
 
 TEST(HaltPolicyTest, PercentOfAllItemsCountsFailuresBeforeTheTotalWasKnown) {
-  HaltPolicy policy(Parse("soon,fail=10%"));
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
-  // 3 failures of 30 items: 10%.
-  EXPECT_EQ(policy.SetTotal(30), HaltDecision::kStopSoon);
+  // A short stream: 1 failure of the 3 items read is under 20% of 10; once
+  // the input ends with 5 items, it is 20% of them.
+  HaltPolicy policy(Parse("soon,fail=20%"));
+  EXPECT_EQ(policy.SetItems(3, false), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.SetItems(5, true), HaltDecision::kStopSoon);
 }
 
 TEST(HaltPolicyTest, PercentOfAllItemsOfSuccesses) {
   HaltPolicy policy(Parse("now,success=50%"));
-  policy.SetTotal(4);
+  policy.SetItems(4, true);
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
   EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopNow);

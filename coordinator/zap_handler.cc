@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "common/clock.h"
 #include "common/curve_keys.h"
 
 namespace fanmap {
@@ -42,11 +43,15 @@ void ZapHandler::Handle() {
         if (logged_.insert(who).second) {
           log_("refused " + who + " from " + address + " (not authorized)");
         }
-      } else if (logged_.count(who) == 0 && !full_logged_) {
-        full_logged_ = true;
-        log_("refused " + who + " from " + address + " (not authorized); more than " +
-             std::to_string(kMaxLoggedKeys) +
-             " different keys refused: further refusals are counted, not logged");
+      } else if (logged_.count(who) == 0 && others_log_.Allow(NowMillis())) {
+        // A peer trying key after key: a few lines now and then, so that a
+        // real worker's refusal among them still shows.
+        std::string line = "refused " + who + " from " + address + " (not authorized)";
+        if (uint64_t n = others_log_.TakeSuppressed()) {
+          line += "; " + std::to_string(n) + " refusal(s) of other keys not logged";
+        }
+        log_(line + "; more than " + std::to_string(kMaxLoggedKeys) +
+             " different keys refused: further ones are logged a few at a time");
       }
     }
     std::vector<std::string> reply = {

@@ -6,9 +6,11 @@
 // ZMQ_ZAP_ENFORCE_DOMAIN, so when no handler answers nothing is accepted
 // (fail closed). The handler lives in the coordinator's poll loop: call
 // Handle() when socket() is readable. Refusals are logged once per key, for
-// the first kMaxLoggedKeys keys; a peer that tries more keys than that gets
-// one line saying so, and its further refusals are only counted: neither the
-// log nor the handler's memory grows with the number of keys tried.
+// the first kMaxLoggedKeys keys; the refusals of keys beyond those go through
+// a LogLimiter (a few lines, then one per interval, saying how many were not
+// logged): neither the log nor the handler's memory grows with the number of
+// keys a peer tries, and a real worker's refusal among them still shows now
+// and then. refused() counts them all.
 #ifndef FANMAP_COORDINATOR_ZAP_HANDLER_H_
 #define FANMAP_COORDINATOR_ZAP_HANDLER_H_
 
@@ -16,6 +18,8 @@
 #include <set>
 #include <string>
 #include <zmq.hpp>
+
+#include "coordinator/log_limiter.h"
 
 namespace fanmap {
 
@@ -41,7 +45,7 @@ class ZapHandler {
   std::set<std::string> logged_;
   Logger log_;
   size_t refused_ = 0;
-  bool full_logged_ = false;  // the line saying logged_ is full went out
+  LogLimiter others_log_;  // refusals of keys not in logged_ once it is full
 };
 
 }  // namespace fanmap

@@ -228,8 +228,9 @@ TEST_F(ReliabilityTest, InterruptWritesAValidPrefixAndExits130) {
   // the signal comes, however late that is.
   testing_util::InputFifo in(dir_.File("in"));
   in.Write(Seq(0, 999));
-  auto fanmap = Start(
-      {"-j", "2", "--builtin", "sleep:1", "--slots", "8", "-i", in.path(), "-o", dir_.File("out")});
+  // 20 ms per item: tasks are in flight when the signal comes, to be drained.
+  auto fanmap = Start({"-j", "2", "--builtin", "sleep:20", "--slots", "8", "-i", in.path(), "-o",
+                       dir_.File("out")});
   ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":100,").empty())
       << ReadFile(dir_.File("err"));
   kill(fanmap->pid(), SIGINT);

@@ -992,7 +992,7 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exit
   std::string name = Printable(worker->hello.name);
   std::string routing_id = worker->routing_id;
   pid_t local_pid = worker->local_pid;
-  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, why, charge);
+  WorkerLoss loss = scheduler_.RemoveWorker(worker->id, why, NowMillis(), charge);
   bool expected = local_pid != 0 && why == "exit code 0";
   if (!expected) {
     std::string line =
@@ -1084,7 +1084,7 @@ void Coordinator::ReleaseIdleWorkers() {
     if (w->local_pid != 0 || w->credit.outstanding() > 0) continue;
     SendToId(w->routing_id, stop);
     released_.insert(w->routing_id);
-    scheduler_.RemoveWorker(w->id, "released");
+    scheduler_.RemoveWorker(w->id, "released", NowMillis());
     --remaining;
   }
 }

@@ -328,7 +328,8 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
   return Verdict::kAccepted;
 }
 
-WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, LossCharge charge) {
+WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t now_ms,
+                                   LossCharge charge) {
   WorkerLoss loss;
   Worker* worker = workers_.Find(id);
   if (worker == nullptr) return loss;
@@ -376,6 +377,12 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, LossChar
            "worker lost " + std::to_string(slot->charged) +
                " time(s) while running this item (last: " + Printable(worker->hello.name) + " " +
                why + ")");
+      loss.failed.push_back(index);
+      continue;
+    } else if (options_.retry_for_ms > 0 && now_ms - slot->first_sent_ms >= options_.retry_for_ms) {
+      Fail(index, slot,
+           "worker lost while running this item (" + Printable(worker->hello.name) + " " + why +
+               ") (not retried: its next attempt would start later than --retry-for allows)");
       loss.failed.push_back(index);
       continue;
     }

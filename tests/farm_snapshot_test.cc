@@ -116,7 +116,7 @@ TEST_F(FarmSnapshotTest, WorkersThatLeftKeepTheirCountsAndSayWhy) {
   Run(a, 2, 1000);
   Hold(a, 2);
   WorkerId id = a.id;
-  scheduler_.RemoveWorker(id, "silent for 5000 ms");
+  scheduler_.RemoveWorker(id, "silent for 5000 ms", now_ms_);
   FarmSnapshot s = Take();
   ASSERT_EQ(s.workers.size(), 1u);
   EXPECT_EQ(s.workers[0].name, "b");
@@ -134,7 +134,7 @@ TEST_F(FarmSnapshotTest, OnlyTheLastDepartedWorkersAreKeptButAllAreCounted) {
   size_t n = WorkerRegistry::kKeptDeparted + 5;
   for (size_t i = 0; i < n; ++i) {
     Worker& w = Join("w" + std::to_string(i), "h", 1);
-    scheduler_.RemoveWorker(w.id, "released");
+    scheduler_.RemoveWorker(w.id, "released", now_ms_);
   }
   FarmSnapshot s = Take();
   EXPECT_EQ(s.departed_count, n);
@@ -174,7 +174,7 @@ TEST_F(FarmSnapshotTest, JsonHasTheCountsAndEveryWorker) {
   AddItems(5);
   Worker& a = Join("a", "h1", 3);
   Run(a, 2, 4000);
-  scheduler_.RemoveWorker(Join("gone", "h2", 1).id, "left (shutting down)");
+  scheduler_.RemoveWorker(Join("gone", "h2", 1).id, "left (shutting down)", now_ms_);
   RunCounts counts;
   counts.done = 2;
   counts.failed = 1;

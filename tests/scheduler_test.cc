@@ -303,6 +303,36 @@ TEST_F(SchedulerTest, NoRetryPastRetryForAfterTheFirstAttempt) {
   EXPECT_LT(attempts, 1000);
 }
 
+TEST_F(SchedulerTest, AnItemWhoseWorkerDiesPastRetryForFailsInsteadOfGoingAgain) {
+  // Its worker dies 6 s after its first attempt, with 5 s of --retry-for:
+  // going again would be a retry past its time. Attempts are not the limit.
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
+  scheduler.AddItem("x");
+  scheduler.AddItem("y");
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
+  uint64_t index;
+  ASSERT_TRUE(scheduler.NextTask(&index));
+  scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+  // The second task never ran (one slot): it keeps its attempt and goes again.
+  ASSERT_TRUE(scheduler.NextTask(&index));
+  scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+  WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", now_ms_ + 6000);
+  ASSERT_EQ(completed.size(), 1u);
+  EXPECT_EQ(completed[0], 0u);
+  const Slot* slot = scheduler.window().Find(0);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_FALSE(slot->result.ok);
+  EXPECT_NE(slot->result.value.find("worker lost while running this item"), std::string::npos)
+      << slot->result.value;
+  EXPECT_NE(slot->result.value.find("later than --retry-for allows"), std::string::npos)
+      << slot->result.value;
+  EXPECT_EQ(loss.failed, std::vector<uint64_t>{0});
+  EXPECT_TRUE(scheduler.HasUnsent()) << "the task that never ran goes again";
+}
+
 TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
   // A 30 s Retry-After with 5 s of --retry-for: the retry would go out too
   // late, so the item fails now instead of waiting 30 s to.
@@ -412,7 +442,7 @@ TEST_F(SchedulerTest, AResultForAnAttemptThatWasRequeuedIsNotTheNewAttempts) {
   Worker& a = Join("a", 1, true);
   Worker& b = Join("b", 1, true);
   auto first = Send(a);
-  scheduler_.RemoveWorker(a.id, "lost");
+  scheduler_.RemoveWorker(a.id, "lost", now_ms_);
   auto second = Send(b);
   ASSERT_EQ(second.size(), 1u);
   EXPECT_NE(second[0].second, first[0].second);
@@ -467,7 +497,7 @@ TEST_F(SchedulerTest, ItemsTwoLostWorkersHeldRunAloneSoThatOnlyThePoisonIsCharge
       if (index >= 4) extra.push_back(index);
     }
     scheduler_.Unassign(extra, w);
-    scheduler_.RemoveWorker(w.id, "killed");
+    scheduler_.RemoveWorker(w.id, "killed", now_ms_);
   }
   EXPECT_EQ(SlotOf(0).charged, 2u);  // the oldest: charged each time
   EXPECT_EQ(SlotOf(1).charged, 0u);  // never started, by what the coordinator knows
@@ -484,7 +514,7 @@ TEST_F(SchedulerTest, ItemsTwoLostWorkersHeldRunAloneSoThatOnlyThePoisonIsCharge
   ASSERT_EQ(to_d.size(), 1u);
   EXPECT_EQ(to_d[0].first, 1u);
   // Item 1 is the poison: d dies running it alone, and only item 1 pays.
-  scheduler_.RemoveWorker(d.id, "killed");
+  scheduler_.RemoveWorker(d.id, "killed", now_ms_);
   EXPECT_EQ(SlotOf(1).charged, 1u);
 
   // e takes a suspect alone; a busy worker lets suspects go past to take
@@ -513,7 +543,7 @@ TEST_F(SchedulerTest, APeerThatLeavesOrAnswersAnotherRunChargesNothing) {
   for (int round = 0; round < 5; ++round) {
     Worker& w = Join("peer" + std::to_string(round), 1, false);
     ASSERT_FALSE(SendFitting(scheduler_, w, now_ms_).empty());
-    scheduler_.RemoveWorker(w.id, "left", Scheduler::LossCharge::kChargeNone);
+    scheduler_.RemoveWorker(w.id, "left", now_ms_, Scheduler::LossCharge::kChargeNone);
   }
   for (uint64_t i = 0; i < 4; ++i) {
     EXPECT_EQ(SlotOf(i).charged, 0u) << i;
@@ -529,7 +559,7 @@ TEST_F(SchedulerTest, ABusyWorkerTakesTheItemsBehindASuspect) {
     auto held = SendFitting(scheduler_, w, now_ms_);
     ASSERT_EQ(held.size(), 1u);
     EXPECT_EQ(held[0].first, 0u);
-    scheduler_.RemoveWorker(w.id, "killed");
+    scheduler_.RemoveWorker(w.id, "killed", now_ms_);
   }
   ASSERT_TRUE(SlotOf(0).suspect);
   Worker& busy = Join("busy", 2, true);
@@ -612,7 +642,7 @@ TEST_F(SchedulerTest, LosingAnUnprovenPeerChargesAtMostOneAttempt) {
   Worker& peer = Join("peer", 65536, false);
   auto held = Send(peer);
   ASSERT_EQ(held.size(), WorkerCredit::kInitialCredit);
-  WorkerLoss loss = scheduler_.RemoveWorker(peer.id, "silent");
+  WorkerLoss loss = scheduler_.RemoveWorker(peer.id, "silent", now_ms_);
   EXPECT_EQ(loss.resent, held.size());
   EXPECT_TRUE(loss.failed.empty());
   size_t charged = 0;
@@ -626,7 +656,7 @@ TEST_F(SchedulerTest, AnItemLostWithItsWorkerOnEveryAttemptFails) {
   for (int i = 0; i < 3; ++i) {
     Worker& w = Join("w" + std::to_string(i), 1, true);
     ASSERT_EQ(Send(w).size(), 1u);
-    WorkerLoss loss = scheduler_.RemoveWorker(w.id, "crashed");
+    WorkerLoss loss = scheduler_.RemoveWorker(w.id, "crashed", now_ms_);
     if (i < 2) {
       EXPECT_TRUE(loss.failed.empty());
     } else {
@@ -642,7 +672,7 @@ TEST_F(SchedulerTest, WorkersAreFoundByRoutingIdAndNotAfterRemoval) {
   Join("route-b", 1, true);
   EXPECT_EQ(scheduler_.workers().Find("route-a"), &a);
   EXPECT_EQ(scheduler_.workers().Find(a.id), &a);
-  scheduler_.RemoveWorker(a.id, "gone");
+  scheduler_.RemoveWorker(a.id, "gone", now_ms_);
   EXPECT_EQ(scheduler_.workers().Find("route-a"), nullptr);
   EXPECT_EQ(scheduler_.workers().size(), 1u);
 }
@@ -844,7 +874,7 @@ TEST_F(HeadOfLineTest, TheReservationMovesWithTheOldestItem) {
   AddItems(1);
   // A's worker is lost: its items go back in line, for anyone.
   ASSERT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kWorkerBusy);
-  scheduler_.RemoveWorker(a_->id, "lost");
+  scheduler_.RemoveWorker(a_->id, "lost", now_ms_);
   EXPECT_EQ(scheduler_.ReserveForHeadOfLine(kLimit), 0u);
   EXPECT_EQ(scheduler_.Fits(6, *b_, 0), Scheduler::Fit::kTake);
 }

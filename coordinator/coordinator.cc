@@ -597,6 +597,9 @@ void Coordinator::AddItem(std::string line) {
   Result result;
   result.ok = false;
   result.value = std::move(message);
+  // --halt's percentage counts against the items read so far, this one
+  // included: it must hear of them before this failure.
+  TellHaltTheItems();
   scheduler_.Complete(index, std::move(result));
 }
 
@@ -1010,7 +1013,8 @@ void Coordinator::RemoveWorker(Worker* worker, const std::string& why, bool exit
   }
   if (!loss.failed.empty()) {
     Log("gave up on item(s) " + std::to_string(loss.failed.front()) +
-        (loss.failed.size() > 1 ? ", ..." : "") + " after losing a worker on each attempt");
+        (loss.failed.size() > 1 ? ", ..." : "") +
+        " with this worker: out of --retries or past --retry-for (see their records)");
   }
   if (local_pid != 0 && local_ != nullptr && !exited) {
     local_->Signal(local_pid, SIGKILL);

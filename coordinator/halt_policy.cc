@@ -8,9 +8,9 @@ namespace fanmap {
 Status ParseHalt(const std::string& text, HaltSpec* out) {
   HaltSpec spec;
   auto bad = [&text]() {
-    return Status::Error("--halt '" + text +
-                         "' is not never, now,fail=N, soon,fail=N, now,fail=P% or "
-                         "WHEN,success=N");
+    return Status::Error(
+        "--halt '" + text +
+        "' is not never or WHEN,fail=N|P% or WHEN,success=N|P% (WHEN: now or soon)");
   };
   if (text == "never") {
     *out = spec;

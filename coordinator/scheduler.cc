@@ -6,6 +6,14 @@
 #include "common/printable.h"
 
 namespace fanmap {
+namespace {
+
+// Ends the error of an item that could have been retried, but not within
+// --retry-for of its first attempt.
+constexpr char kTooLateNote[] =
+    " (not retried: its next attempt would start later than --retry-for allows)";
+
+}  // namespace
 
 Scheduler::Scheduler(SchedulerOptions options)
     : options_(std::move(options)), retry_policy_(options_.retries, options_.seed) {}
@@ -152,19 +160,34 @@ size_t Scheduler::ReserveForHeadOfLine(size_t window_limit) {
   return room;
 }
 
+bool Scheduler::RetryForIsOver(const Slot& slot, int64_t now_ms) const {
+  return options_.retry_for_ms > 0 && now_ms - slot.first_sent_ms >= options_.retry_for_ms;
+}
+
+void Scheduler::WatchRetryFor(uint64_t index, Slot* slot) {
+  if (options_.retry_for_ms <= 0 || slot->retry_deadline) return;
+  slot->retry_deadline = true;
+  retry_deadlines_.emplace(slot->first_sent_ms + options_.retry_for_ms, index);
+}
+
 size_t Scheduler::ExpireRetries(int64_t now_ms) {
   size_t expired = 0;
   while (!retry_deadlines_.empty() && retry_deadlines_.top().first <= now_ms) {
     uint64_t index = retry_deadlines_.top().second;
     retry_deadlines_.pop();
     Slot* slot = window_.Find(index);
+    if (slot == nullptr) continue;
+    // The deadline is spent: should the item come back to wait again (its
+    // worker lost), WatchRetryFor sets another.
+    slot->retry_deadline = false;
     // Sent again meanwhile: its answer is too late for another retry.
-    if (slot == nullptr || slot->state != SlotState::kPending) continue;
+    if (slot->state != SlotState::kPending) continue;
     Result result = std::move(slot->result);
     slot->result = Result();
     result.index = index;
     result.ok = false;
     result.retryable = false;
+    result.value += kTooLateNote;
     if (slot->charged > 1) result.extra["attempts"] = static_cast<int64_t>(slot->charged);
     Finish(index, std::move(result));
     ++expired;
@@ -297,21 +320,21 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
                    now_ms + delay_ms - slot->first_sent_ms < options_.retry_for_ms;
     if (!in_time && retry_policy_.MayRetry(slot->charged)) {
       // Say why an error that could be retried was not.
+      // What the server asked, as the delay used it (a peer may send any
+      // number; at most RetryPolicy::kMaxRetryAfterMillis counts).
+      int64_t asked_ms =
+          std::min<int64_t>(result->retry_after_ms, RetryPolicy::kMaxRetryAfterMillis);
       result->value +=
-          result->retry_after_ms > 0 && result->retry_after_ms >= delay_ms
-              ? " (not retried: after the " +
-                    std::to_string((result->retry_after_ms + 999) / 1000) +
+          asked_ms > 0 && asked_ms >= delay_ms
+              ? " (not retried: after the " + std::to_string((asked_ms + 999) / 1000) +
                     " s the server asks to wait, it would start later than --retry-for allows)"
-              : " (not retried: its next attempt would start later than --retry-for allows)";
+              : std::string(kTooLateNote);
     }
     if (in_time && retry_policy_.MayRetry(slot->charged)) {
       if (options_.retry_for_ms > 0) {
         // Kept, should its time run out while it waits (ExpireRetries).
         slot->result = *result;
-        if (!slot->retry_deadline) {
-          slot->retry_deadline = true;
-          retry_deadlines_.emplace(slot->first_sent_ms + options_.retry_for_ms, index);
-        }
+        WatchRetryFor(index, slot);
       }
       Requeue(index, slot, delay_ms, now_ms);
       return Verdict::kRequeued;
@@ -371,7 +394,18 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
     if (charge == LossCharge::kChargeRunning && slot->losses < UINT8_MAX) ++slot->losses;
     if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
+      // It never started there: that attempt is not charged. An item that
+      // failed before is still a retry, within --retry-for of its first
+      // attempt.
       --slot->charged;
+      if (slot->charged > 0 && RetryForIsOver(*slot, now_ms)) {
+        Fail(index, slot,
+             (slot->result.value.empty() ? "worker lost while holding this item"
+                                         : slot->result.value) +
+                 kTooLateNote);
+        loss.failed.push_back(index);
+        continue;
+      }
     } else if (!retry_policy_.MayRetry(slot->charged)) {
       Fail(index, slot,
            "worker lost " + std::to_string(slot->charged) +
@@ -379,13 +413,20 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
                why + ")");
       loss.failed.push_back(index);
       continue;
-    } else if (options_.retry_for_ms > 0 && now_ms - slot->first_sent_ms >= options_.retry_for_ms) {
+    } else if (RetryForIsOver(*slot, now_ms)) {
       Fail(index, slot,
            "worker lost while running this item (" + Printable(worker->hello.name) + " " + why +
-               ") (not retried: its next attempt would start later than --retry-for allows)");
+               ")" + kTooLateNote);
       loss.failed.push_back(index);
       continue;
+    } else if (options_.retry_for_ms > 0) {
+      // Should its time run out while it waits (ExpireRetries), this is
+      // what its record says.
+      slot->result = Result();
+      slot->result.value =
+          "worker lost while running this item (" + Printable(worker->hello.name) + " " + why + ")";
     }
+    if (slot->charged > 0) WatchRetryFor(index, slot);
     Requeue(index, slot, 0, 0);
     ++loss.resent;
   }

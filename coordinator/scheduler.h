@@ -252,6 +252,11 @@ class Scheduler {
  private:
   Verdict OnResult(Worker& from, Result* result, int64_t now_ms);
   void Requeue(uint64_t index, Slot* slot, int64_t delay_ms, int64_t now_ms);
+  // --retry-for is set and has passed since the item's first attempt.
+  bool RetryForIsOver(const Slot& slot, int64_t now_ms) const;
+  // Fails the item with its kept result (slot->result) should it still be
+  // waiting once --retry-for has passed (ExpireRetries).
+  void WatchRetryFor(uint64_t index, Slot* slot);
   void Fail(uint64_t index, Slot* slot, std::string error);
   void Finish(uint64_t index, Result&& result);
 

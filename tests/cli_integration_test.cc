@@ -236,6 +236,24 @@ TEST_F(CliTest, HaltPercentOfALongInputIsNotTheShareOfItsFirstItems) {
   EXPECT_EQ(testing_util::Lines(r.out).size(), 20000u);
 }
 
+TEST_F(CliTest, HaltPercentCountsAnInvalidJsonLineAgainstTheItemsReadWithIt) {
+  // Regression: a line that is not JSON fails as it is read, before --halt
+  // had heard of the items read with it, and 1 of the floor of 10 is 10%.
+  // It is 1 of 1,000: far from 10%.
+  std::string in;
+  for (int i = 0; i < 1000; ++i) in += (i == 500 ? "{oops" : std::to_string(i)) + "\n";
+  WriteFile(dir_.File("in"), in);
+  RunResult r = Fanmap({"-j", "1", "--halt", "now,fail=10%", "--input-format", "jsonl", "-i",
+                        dir_.File("in"), "--builtin", "echo"},
+                       "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.find("--halt"), std::string::npos) << r.err;
+  std::vector<std::string> lines = testing_util::Lines(r.out);
+  ASSERT_EQ(lines.size(), 1000u) << r.err;
+  EXPECT_NE(lines[500].find("\"ok\":false"), std::string::npos) << lines[500];
+  EXPECT_NE(lines[500].find("invalid JSON"), std::string::npos) << lines[500];
+}
+
 TEST_F(CliTest, HaltPercentReachedOnlyAsTheInputEndsStopsNothing) {
   // Five items of a stream fail: under 60% of no fewer than 10 while the
   // input is open. It ends only after all five have finished: 5 of 5 is over

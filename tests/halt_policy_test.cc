@@ -27,6 +27,12 @@ TEST(HaltPolicyTest, ParsesGnuParallelsSpellings) {
     HaltSpec spec;
     EXPECT_FALSE(ParseHalt(bad, &spec).ok()) << bad;
   }
+  // The error names every form that is accepted.
+  HaltSpec spec;
+  EXPECT_EQ(ParseHalt("later,fail=1", &spec).message(),
+            "--halt 'later,fail=1' is not never or WHEN,fail=N|P% or WHEN,success=N|P% (WHEN: "
+            "now or soon)");
+  EXPECT_TRUE(ParseHalt("soon,success=50%", &spec).ok());
 }
 
 TEST(HaltPolicyTest, NeverStopsOnOrdinaryFailures) {

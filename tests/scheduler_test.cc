@@ -79,6 +79,28 @@ class SchedulerTest : public ::testing::Test {
     return scheduler;
   }
 
+  // One item refused (429) with `retry_after_ms` under 5 s of --retry-for:
+  // its record's error, or "" if it is not finished.
+  std::string FailedAfterRetryAfter(uint32_t retry_after_ms) {
+    std::vector<uint64_t> completed;
+    std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+    Scheduler& scheduler = *owned;
+    scheduler.AddItem("x");
+    Hello hello;
+    Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
+    uint64_t index;
+    if (!scheduler.NextTask(&index)) return "";
+    uint32_t attempt = scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+    Result refused = Answer(index, attempt, false, true);
+    refused.value = "HTTP 429: slow down";
+    refused.retry_after_ms = retry_after_ms;
+    std::vector<Result> results{refused};
+    scheduler.OnResults(&w, kRun, &results, now_ms_ + 10);
+    const Slot* slot = scheduler.window().Find(index);
+    if (completed.size() != 1 || slot == nullptr || slot->result.ok) return "";
+    return slot->result.value;
+  }
+
   // Item 0 runs long at *primary while *helper finishes item 1 and is free:
   // returns the backup copy of item 0 that goes to *helper.
   Backup Straggle(Worker** primary, Worker** helper, uint32_t* primary_attempt) {
@@ -333,29 +355,96 @@ TEST_F(SchedulerTest, AnItemWhoseWorkerDiesPastRetryForFailsInsteadOfGoingAgain)
   EXPECT_TRUE(scheduler.HasUnsent()) << "the task that never ran goes again";
 }
 
-TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
-  // A 30 s Retry-After with 5 s of --retry-for: the retry would go out too
-  // late, so the item fails now instead of waiting 30 s to.
+// Item 0 fails at once and is sent again at 4 s, queued behind item 1 at a
+// one-slot worker (5 s of --retry-for from item 0's first attempt, now_ms_).
+// Returns the worker.
+Worker& QueueARetryBehindAnotherItem(Scheduler& scheduler, int64_t first) {
+  scheduler.AddItem("x");
+  scheduler.AddItem("y");
+  Hello hello;
+  hello.name = "w";
+  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, first);
+  uint64_t index;
+  EXPECT_TRUE(scheduler.NextTask(&index));
+  uint32_t attempt = scheduler.Assign(index, w, first * 1000, first);
+  Result failed;
+  failed.index = index;
+  failed.attempt = attempt;
+  failed.ok = false;
+  failed.retryable = true;
+  failed.value = "HTTP 503: down";
+  std::vector<Result> results{failed};
+  scheduler.OnResults(&w, kRun, &results, first);
+  EXPECT_TRUE(scheduler.NextTask(&index));
+  EXPECT_EQ(index, 1u);
+  scheduler.Assign(index, w, first * 1000, first);  // runs in the one slot
+  scheduler.ReleaseDueRetries(first + 4000);
+  EXPECT_TRUE(scheduler.NextTask(&index));
+  EXPECT_EQ(index, 0u);
+  scheduler.Assign(index, w, (first + 4000) * 1000, first + 4000);  // waits behind item 1
+  return w;
+}
+
+TEST_F(SchedulerTest, ARetryQueuedAtAWorkerLostPastRetryForFails) {
+  // Regression: item 0's --retry-for runs out while it waits at the worker;
+  // when the worker is lost, the attempt that never started is not charged,
+  // but the item is a retry all the same, and too late for another.
   std::vector<uint64_t> completed;
   std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
   Scheduler& scheduler = *owned;
-  scheduler.AddItem("x");
-  Hello hello;
-  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
-  uint64_t index;
-  ASSERT_TRUE(scheduler.NextTask(&index));
-  uint32_t attempt = scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
-  Result refused = Answer(index, attempt, false, true);
-  refused.value = "HTTP 429: slow down";
-  refused.retry_after_ms = 30000;
-  std::vector<Result> results{refused};
-  scheduler.OnResults(&w, kRun, &results, now_ms_ + 10);
-  ASSERT_EQ(completed.size(), 1u);
-  const Slot* slot = scheduler.window().Find(index);
+  Worker& w = QueueARetryBehindAnotherItem(scheduler, now_ms_);
+  EXPECT_EQ(scheduler.ExpireRetries(now_ms_ + 5000), 0u) << "in flight";
+  WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", now_ms_ + 6000);
+  EXPECT_EQ(loss.resent, 0u);
+  ASSERT_EQ(completed.size(), 2u);
+  const Slot* slot = scheduler.window().Find(0);
   ASSERT_NE(slot, nullptr);
-  EXPECT_FALSE(slot->result.ok);
+  EXPECT_EQ(slot->state, SlotState::kDone);
   EXPECT_EQ(slot->result.value,
+            "HTTP 503: down (not retried: its next attempt would start later than --retry-for "
+            "allows)");
+  EXPECT_FALSE(scheduler.HasUnsent()) << "nothing goes again past --retry-for";
+}
+
+TEST_F(SchedulerTest, ItemsRequeuedAfterAWorkerLossStillExpireWithRetryFor) {
+  // The worker is lost at 4.5 s, in time: both items go back to wait, and
+  // then nothing can take them before 5 s. Item 1's first attempt died with
+  // the worker, item 0 is a retry: both fail once --retry-for has run out,
+  // each saying why.
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
+  Worker& w = QueueARetryBehindAnotherItem(scheduler, now_ms_);
+  WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", now_ms_ + 4500);
+  EXPECT_EQ(loss.resent, 2u);
+  EXPECT_TRUE(completed.empty());
+  EXPECT_EQ(scheduler.ExpireRetries(now_ms_ + 4999), 0u);
+  EXPECT_EQ(scheduler.ExpireRetries(now_ms_ + 5000), 2u);
+  ASSERT_EQ(completed.size(), 2u);
+  EXPECT_EQ(scheduler.window().Find(0)->result.value,
+            "HTTP 503: down (not retried: its next attempt would start later than --retry-for "
+            "allows)");
+  EXPECT_EQ(scheduler.window().Find(1)->result.value,
+            "worker lost while running this item (w killed) (not retried: its next attempt "
+            "would start later than --retry-for allows)");
+  uint64_t index;
+  EXPECT_FALSE(scheduler.NextTask(&index)) << "nothing goes again past --retry-for";
+}
+
+TEST_F(SchedulerTest, NoRetryWhoseRetryAfterEndsPastRetryFor) {
+  // A 30 s Retry-After with 5 s of --retry-for: the retry would go out too
+  // late, so the item fails now instead of waiting 30 s to.
+  EXPECT_EQ(FailedAfterRetryAfter(30000),
             "HTTP 429: slow down (not retried: after the 30 s the server asks to wait, it would "
+            "start later than --retry-for allows)");
+}
+
+TEST_F(SchedulerTest, TheNotRetriedNoteSaysTheRetryAfterThatCounted) {
+  // Regression: a peer may send any Retry-After; the note said "after the
+  // 0 s" for one near 2^32 ms (the sum wrapped), and the raw figure above
+  // the 600 s that the delay actually uses.
+  EXPECT_EQ(FailedAfterRetryAfter(UINT32_MAX),
+            "HTTP 429: slow down (not retried: after the 600 s the server asks to wait, it would "
             "start later than --retry-for allows)");
 }
 
@@ -400,7 +489,9 @@ TEST_F(SchedulerTest, ARetryHeldBackPastRetryForFailsWithItsLastError) {
   EXPECT_EQ(slot->state, SlotState::kDone);
   EXPECT_FALSE(slot->result.ok);
   EXPECT_FALSE(slot->result.retryable);
-  EXPECT_EQ(slot->result.value, "HTTP 503: down 0");
+  EXPECT_EQ(slot->result.value,
+            "HTTP 503: down 0 (not retried: its next attempt would start later than --retry-for "
+            "allows)");
   EXPECT_EQ(std::get<int64_t>(slot->result.extra.at("status")), 503);
   // Item 1's answer comes past the limit: it is not retried either.
   std::vector<Result> results{Answer(1, attempt, false, true)};

@@ -198,6 +198,32 @@ TEST(PipeReadPacedTest, AFastCoProcessIsReadAtMostOncePerPace) {
   EXPECT_FALSE(PipeReadPaced(5, kPipeReadPaceMicros));
 }
 
+TEST(NextAnswerMicrosTest, FollowsTheAverageOfAnswersRead) {
+  EXPECT_DOUBLE_EQ(NextAnswerMicros(0, 8, false), 8);  // the first measure
+  EXPECT_DOUBLE_EQ(NextAnswerMicros(10, 5, false), 9);
+  EXPECT_DOUBLE_EQ(NextAnswerMicros(1000, 2000, true), 1200) << "not paced: no drain rule";
+}
+
+TEST(NextAnswerMicrosTest, AFastCoProcessThatDrainedItsWindowGetsAWiderOne) {
+  EXPECT_DOUBLE_EQ(NextAnswerMicros(5, 5, true), 2.5) << "at least halved";
+  // Regression: a co-process that answers in 1.2 us, read every 2 ms (a paced
+  // read and the worker's loop), with a window of 2 ms by the estimate.
+  // Drained, the answers shared the whole 2 ms: 5 us each, just what the
+  // estimate said, so the average stayed at 5 us and the co-process sat idle
+  // three quarters of the time. Each drain now widens the window until it
+  // holds more than a read's worth of work.
+  const double cost_us = 1.2, cycle_us = 2000, budget_us = 2000;
+  double answer_us = 5;
+  bool drained = true;
+  for (int read = 0; read < 20; ++read) {
+    double window = std::min(4096.0, budget_us / answer_us);
+    drained = window * cost_us < cycle_us;
+    answer_us = NextAnswerMicros(answer_us, drained ? cycle_us / window : cost_us, drained);
+  }
+  EXPECT_FALSE(drained) << "window " << budget_us / answer_us;
+  EXPECT_GE(std::min(4096.0, budget_us / answer_us) * cost_us, cycle_us);
+}
+
 TEST(PipeReadPacedTest, ASlowOrUnmeasuredCoProcessIsReadAsItAnswers) {
   EXPECT_FALSE(PipeReadPaced(kPipePacedBelowMicros, 0));
   EXPECT_FALSE(PipeReadPaced(1000, 0));

@@ -220,6 +220,12 @@ bool PipeReadPaced(double answer_micros, int64_t since_read_us) {
          since_read_us < kPipeReadPaceMicros;
 }
 
+double NextAnswerMicros(double answer_micros, double each, bool drained) {
+  double next = answer_micros <= 0 ? each : 0.8 * answer_micros + 0.2 * each;
+  if (drained && next < kPipePacedBelowMicros) next = std::min(next, each / 2);
+  return next;
+}
+
 bool PipePayload::Paced(const CoProcess& co, int64_t now) const {
   // Once its input is closed, or while it owes nothing, every line is read as
   // it comes; after a read that nearly filled its pipe, too (the pipe, not
@@ -523,7 +529,7 @@ bool PipePayload::TakeAnswers(CoProcess* co, bool at_end) {
       each = std::min(each, least_micros_);
     } else if (co->closed_us == 0) {
       // The window follows the pace of answers while items keep coming in.
-      answer_micros_ = answer_micros_ <= 0 ? each : 0.8 * answer_micros_ + 0.2 * each;
+      answer_micros_ = NextAnswerMicros(answer_micros_, each, co->held.empty());
     }
     least_micros_ = least_micros_ <= 0 ? measured : std::min(least_micros_, measured);
     for (size_t i = first_result; i < sink_->size(); ++i) {

@@ -228,6 +228,18 @@ constexpr size_t kPipeFullReadBytes = 4 << 10;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
+// The time per answer that sizes the window (see Windows), after answers that
+// took `each` microseconds each (the time since the previous read, shared)
+// were read. It follows a moving average. But a paced co-process that
+// answered everything it held (`drained`) sat waiting for input part of that
+// time: `each` is then only an upper bound, and the window it gives was too
+// small. Averaged in, it keeps the window just as small: the co-process
+// drains it between two paced reads, answers look slower than they are, and
+// the window stays where it was (a Python filter that flushes each line ran
+// at half its speed, idle half the time). So a drain at least halves the
+// estimate, and the window grows until the co-process holds more than it can
+// answer between two reads.
+double NextAnswerMicros(double answer_micros, double each, bool drained);
 
 class PipePayload : public Payload {
  public:

@@ -197,7 +197,9 @@ class Coordinator {
   void ActOnHalt(HaltDecision decision);
   // Tells --halt how many items of the run have been read, and whether that
   // is all of them (its percentages count against them).
-  void TellHaltTheItems();
+  // Tells --halt how many items were read, and whether that is all of them
+  // (never when `input_may_have_ended` is false); acts on what it decides.
+  void TellHaltTheItems(bool input_may_have_ended = true);
   void PublishStatus();
 
   const Config& config_;
@@ -598,8 +600,11 @@ void Coordinator::AddItem(std::string line) {
   result.ok = false;
   result.value = std::move(message);
   // --halt's percentage counts against the items read so far, this one
-  // included: it must hear of them before this failure.
-  TellHaltTheItems();
+  // included: it must hear of them before this failure. Not yet that the
+  // input has ended: the main loop says so once this failure is recorded,
+  // and a percentage reached only then, with nothing left to run, stops
+  // nothing.
+  TellHaltTheItems(/*input_may_have_ended=*/false);
   scheduler_.Complete(index, std::move(result));
 }
 
@@ -1148,9 +1153,9 @@ void Coordinator::OnComplete(uint64_t index) {
       halt_.OnFinished(slot.result.ok, slot.result.fatal, slot.result.ok ? "" : slot.result.value));
 }
 
-void Coordinator::TellHaltTheItems() {
+void Coordinator::TellHaltTheItems(bool input_may_have_ended) {
   uint64_t items = window_.end() - resumed_items_;
-  bool all = input_->done();
+  bool all = input_may_have_ended && input_->done();
   if (!Running() || (items == halt_items_ && all == halt_all_items_)) return;
   halt_items_ = items;
   halt_all_items_ = all;

@@ -33,6 +33,7 @@ struct Slot {
   uint8_t losses = 0;           // workers that died holding it (saturates)
   bool suspect = false;         // held by kSuspectAfterLosses of them: runs alone (Scheduler::Fits)
   bool retry_deadline = false;  // in Scheduler's retry_deadlines_ (--retry-for)
+  bool failed_before = false;   // an attempt started and ended without its record: a retry
   uint32_t worker = 0;          // valid when kInFlight
   uint32_t backup_worker = 0;   // worker running the backup copy, 0 = none
   uint32_t attempts = 0;        // copies sent so far: the next copy's attempt number

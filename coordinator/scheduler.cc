@@ -121,6 +121,7 @@ void Scheduler::Unassign(const std::vector<uint64_t>& indexes, Worker& worker) {
     slot->state = SlotState::kPending;
     slot->worker = 0;
     --slot->charged;
+    if (!slot->failed_before) slot->first_sent_ms = -1;  // it was never sent
     retry_.push_front(*it);
     worker.credit.OnNotSent(1);
   }
@@ -331,6 +332,7 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
               : std::string(kTooLateNote);
     }
     if (in_time && retry_policy_.MayRetry(slot->charged)) {
+      slot->failed_before = true;
       if (options_.retry_for_ms > 0) {
         // Kept, should its time run out while it waits (ExpireRetries).
         slot->result = *result;
@@ -395,10 +397,12 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
     if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
       // It never started there: that attempt is not charged. An item that
-      // failed before is still a retry, within --retry-for of its first
-      // attempt.
+      // failed before is still a retry (whether or not its failures were
+      // charged, as a 429's is not), within --retry-for of its first
+      // attempt; one that never started has not had its first attempt yet.
       --slot->charged;
-      if (slot->charged > 0 && RetryForIsOver(*slot, now_ms)) {
+      if (!slot->failed_before) slot->first_sent_ms = -1;
+      if (slot->failed_before && RetryForIsOver(*slot, now_ms)) {
         Fail(index, slot,
              (slot->result.value.empty() ? "worker lost while holding this item"
                                          : slot->result.value) +
@@ -426,7 +430,8 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
       slot->result.value =
           "worker lost while running this item (" + Printable(worker->hello.name) + " " + why + ")";
     }
-    if (slot->charged > 0) WatchRetryFor(index, slot);
+    if (k < running) slot->failed_before = true;
+    if (slot->failed_before) WatchRetryFor(index, slot);
     Requeue(index, slot, 0, 0);
     ++loss.resent;
   }

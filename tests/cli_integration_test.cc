@@ -272,5 +272,30 @@ TEST_F(CliTest, HaltPercentReachedOnlyAsTheInputEndsStopsNothing) {
   EXPECT_EQ(testing_util::Lines(ReadFile(dir_.File("out"))).size(), 5u);
 }
 
+TEST_F(CliTest, HaltPercentReachedOnlyWithALastInvalidLineStopsNothing) {
+  // Regression: the same when the input ends with a line that is not JSON
+  // (without "\n", so it is read only with the end of the input): --halt
+  // heard that the input had ended before that line's failure was recorded,
+  // while the line itself counted as work left, and stopped the run.
+  testing_util::InputFifo in(dir_.File("in"));
+  in.Write(Seq(1, 5));
+  // 5 of no fewer than 10 is under 70% while the input is open; the last
+  // line's failure makes it 6 of 10, still under.
+  testing_util::Process fanmap(
+      {FanmapPath(), "-j", "1", "--halt", "now,fail=70%", "--input-format", "jsonl", "-i",
+       in.path(), "-o", dir_.File("out"), "--", "sh", "-c", "exit 1"},
+      "", dir_.File("stdout"), dir_.File("err"), Env());
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":4,").empty())
+      << ReadFile(dir_.File("err"));
+  in.Write("{oops");
+  in.Close();
+  EXPECT_EQ(fanmap.Wait(), 1) << ReadFile(dir_.File("err"));
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_EQ(err.find("--halt"), std::string::npos) << err;
+  std::vector<std::string> lines = testing_util::Lines(ReadFile(dir_.File("out")));
+  ASSERT_EQ(lines.size(), 6u) << err;
+  EXPECT_NE(lines[5].find("invalid JSON"), std::string::npos) << lines[5];
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -101,6 +101,23 @@ class SchedulerTest : public ::testing::Test {
     return slot->result.value;
   }
 
+  // Adds items 0 and 1 and sends both, now, to a new one-slot worker "w":
+  // item 1 waits behind item 0. Returns the worker.
+  Worker& SendTwoItemsToOneSlot(Scheduler& scheduler) {
+    scheduler.AddItem("x");
+    scheduler.AddItem("y");
+    Hello hello;
+    hello.name = "w";
+    Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
+    uint64_t index;
+    for (uint64_t expected = 0; expected < 2; ++expected) {
+      EXPECT_TRUE(scheduler.NextTask(&index));
+      EXPECT_EQ(index, expected);
+      scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+    }
+    return w;
+  }
+
   // Item 0 runs long at *primary while *helper finishes item 1 and is free:
   // returns the backup copy of item 0 that goes to *helper.
   Backup Straggle(Worker** primary, Worker** helper, uint32_t* primary_attempt) {
@@ -331,16 +348,8 @@ TEST_F(SchedulerTest, AnItemWhoseWorkerDiesPastRetryForFailsInsteadOfGoingAgain)
   std::vector<uint64_t> completed;
   std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
   Scheduler& scheduler = *owned;
-  scheduler.AddItem("x");
-  scheduler.AddItem("y");
-  Hello hello;
-  Worker& w = scheduler.AddWorker("w", hello, 1, 4242, now_ms_);
-  uint64_t index;
-  ASSERT_TRUE(scheduler.NextTask(&index));
-  scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
-  // The second task never ran (one slot): it keeps its attempt and goes again.
-  ASSERT_TRUE(scheduler.NextTask(&index));
-  scheduler.Assign(index, w, now_ms_ * 1000, now_ms_);
+  // The second task never runs (one slot): it keeps its attempt and goes again.
+  Worker& w = SendTwoItemsToOneSlot(scheduler);
   WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", now_ms_ + 6000);
   ASSERT_EQ(completed.size(), 1u);
   EXPECT_EQ(completed[0], 0u);
@@ -385,16 +394,15 @@ Worker& QueueARetryBehindAnotherItem(Scheduler& scheduler, int64_t first) {
   return w;
 }
 
-TEST_F(SchedulerTest, ARetryQueuedAtAWorkerLostPastRetryForFails) {
-  // Regression: item 0's --retry-for runs out while it waits at the worker;
-  // when the worker is lost, the attempt that never started is not charged,
-  // but the item is a retry all the same, and too late for another.
-  std::vector<uint64_t> completed;
-  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
-  Scheduler& scheduler = *owned;
-  Worker& w = QueueARetryBehindAnotherItem(scheduler, now_ms_);
-  EXPECT_EQ(scheduler.ExpireRetries(now_ms_ + 5000), 0u) << "in flight";
-  WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", now_ms_ + 6000);
+// Item 0's --retry-for runs out while its retry waits at the worker; the
+// worker is lost at 6 s. The attempt that never started is not charged, but
+// the item is a retry all the same, and too late for another: it fails.
+void ExpectAQueuedRetryFailsWithItsWorkerPastRetryFor(Scheduler& scheduler,
+                                                      const std::vector<uint64_t>& completed,
+                                                      int64_t first) {
+  Worker& w = QueueARetryBehindAnotherItem(scheduler, first);
+  EXPECT_EQ(scheduler.ExpireRetries(first + 5000), 0u) << "in flight";
+  WorkerLoss loss = scheduler.RemoveWorker(w.id, "killed", first + 6000);
   EXPECT_EQ(loss.resent, 0u);
   ASSERT_EQ(completed.size(), 2u);
   const Slot* slot = scheduler.window().Find(0);
@@ -404,6 +412,51 @@ TEST_F(SchedulerTest, ARetryQueuedAtAWorkerLostPastRetryForFails) {
             "HTTP 503: down (not retried: its next attempt would start later than --retry-for "
             "allows)");
   EXPECT_FALSE(scheduler.HasUnsent()) << "nothing goes again past --retry-for";
+}
+
+TEST_F(SchedulerTest, ARetryQueuedAtAWorkerLostPastRetryForFails) {
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  ExpectAQueuedRetryFailsWithItsWorkerPastRetryFor(*owned, completed, now_ms_);
+}
+
+TEST_F(SchedulerTest, ARetryAfterAnUnchargedFailureQueuedAtAWorkerLostPastRetryForFails) {
+  // Regression: the same when item 0's failure was not charged (a 429, or
+  // an outage's): it was judged by its charged attempts, none once the lost
+  // attempt was taken back, and went out again past --retry-for.
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  owned->set_charges([](const Result&) { return false; });
+  ExpectAQueuedRetryFailsWithItsWorkerPastRetryFor(*owned, completed, now_ms_);
+}
+
+TEST_F(SchedulerTest, RetryForCountsFromTheFirstAttemptThatStarted) {
+  // Regression: an item sent to a worker that was lost before it started
+  // it had its --retry-for counted from that send. Item 1 waits behind
+  // item 0 at a one-slot worker lost at 4.5 s; sent again at 6 s, it fails
+  // and, 0.1 s into its first real attempt, is retried.
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
+  Worker& lost = SendTwoItemsToOneSlot(scheduler);
+  WorkerLoss loss = scheduler.RemoveWorker(lost.id, "killed", now_ms_ + 4500);
+  EXPECT_EQ(loss.resent, 2u);
+  EXPECT_EQ(scheduler.window().Find(1)->first_sent_ms, -1) << "its attempt never started";
+  Hello hello;
+  Worker& w = scheduler.AddWorker("w2", hello, 2, 4243, now_ms_ + 6000);
+  uint64_t index;
+  uint32_t attempt = 0;
+  for (uint64_t expected = 0; expected < 2; ++expected) {
+    ASSERT_TRUE(scheduler.NextTask(&index));
+    ASSERT_EQ(index, expected);
+    attempt = scheduler.Assign(index, w, (now_ms_ + 6000) * 1000, now_ms_ + 6000);
+  }
+  Result failed = Answer(1, attempt, false, true);
+  failed.value = "HTTP 503: down";
+  std::vector<Result> results{failed};
+  scheduler.OnResults(&w, kRun, &results, now_ms_ + 6100);
+  EXPECT_EQ(scheduler.window().Find(1)->state, SlotState::kPending) << "waits for its retry";
+  EXPECT_TRUE(completed.empty());
 }
 
 TEST_F(SchedulerTest, ItemsRequeuedAfterAWorkerLossStillExpireWithRetryFor) {

@@ -137,6 +137,15 @@ TEST_F(ServerLimitsTest, FallsBackToRetryAfterWhenRetryAfterMsIsBad) {
   EXPECT_FALSE(ReadRetryAfterMs(Lookup(), 0, 600000));
 }
 
+TEST_F(ServerLimitsTest, ASignedRetryAfterMsIsBadHoweverLarge) {
+  // Regression: "+5" was ignored (the Retry-After was used) while a "+"
+  // before a huge count made it the longest wait.
+  headers_ = {{"retry-after-ms", "+5"}, {"retry-after", "2"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 2, 600000), 2000u);
+  headers_ = {{"retry-after-ms", "+99999999999999999999"}, {"retry-after", "2"}};
+  EXPECT_EQ(ReadRetryAfterMs(Lookup(), 2, 600000), 2000u);
+}
+
 TEST_F(ServerLimitsTest, ClampsRetryDelays) {
   headers_ = {{"retry-after-ms", "99999999999"}};
   EXPECT_EQ(ReadRetryAfterMs(Lookup(), 0, 600000), 600000u);

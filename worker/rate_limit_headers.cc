@@ -28,12 +28,12 @@ std::optional<uint64_t> ParseCount(std::string_view s) {
   return v;
 }
 
-// Digits only (after one "+", which libcurl accepts in Retry-After), and
-// more significant ones than ParseCount reads: a count beyond any wait worth
-// keeping.
-bool IsHugeCount(std::string_view s) {
+// Digits only (after one "+" where `plus` allows it: libcurl accepts one in
+// Retry-After, ParseCount never does), and more significant ones than
+// ParseCount reads: a count beyond any wait worth keeping.
+bool IsHugeCount(std::string_view s, bool plus) {
   s = Trim(s);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (plus && !s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty()) return false;
   for (char c : s) {
     if (!IsDigit(c)) return false;
@@ -158,7 +158,8 @@ std::optional<uint64_t> ReadRetryAfterMs(const HeaderLookup& header, int64_t ret
       }
     }
     if (whole && fraction_ok) return std::min<uint64_t>(*whole + fraction_nonzero, max_ms);
-    if (IsHugeCount(s.substr(0, dot)) && fraction_ok) return max_ms;
+    // Unsigned, as ParseCount reads it: "+5" is no more read than "+5000...".
+    if (IsHugeCount(s.substr(0, dot), /*plus=*/false) && fraction_ok) return max_ms;
   }
   if (retry_after_s > 0) {
     // In seconds first: libcurl reads up to 2^63 s, which in ms would wrap.
@@ -168,7 +169,7 @@ std::optional<uint64_t> ReadRetryAfterMs(const HeaderLookup& header, int64_t ret
   if (std::optional<std::string> value = header("retry-after")) {
     // Seconds past what libcurl reads (it then says 0): the longest wait,
     // not "now".
-    if (IsHugeCount(*value)) return max_ms;
+    if (IsHugeCount(*value, /*plus=*/true)) return max_ms;
     // A Retry-After of 0 (or a date in the past) says "now": worth telling
     // apart from no header only when the header is there.
     return 0;

@@ -195,8 +195,6 @@ class Coordinator {
   void OnComplete(uint64_t index);
   // Stops the run, now or soon, as --halt or fail fast decided.
   void ActOnHalt(HaltDecision decision);
-  // Tells --halt how many items of the run have been read, and whether that
-  // is all of them (its percentages count against them).
   // Tells --halt how many items were read, and whether that is all of them
   // (never when `input_may_have_ended` is false); acts on what it decides.
   void TellHaltTheItems(bool input_may_have_ended = true);

@@ -41,7 +41,8 @@ struct Slot {
   uint32_t primary_attempt = 0;  // attempt number of the copy at `worker`
   uint32_t backup_attempt = 0;   // attempt number of the copy at `backup_worker`
   int64_t sent_us = 0;           // when the latest attempt was sent
-  int64_t first_sent_ms = -1;    // when the first attempt was sent (--retry-for); -1 = never
+  int64_t first_sent_ms = -1;    // when its first attempt was sent (--retry-for); -1 = none yet
+                                 // (an attempt lost before it started is none)
   uint64_t sent_seq = 0;         // global send order of the latest attempt
   uint64_t fingerprint = 0;      // of the job and the item, for "fp" (item_fingerprint.h)
   Result result;                 // valid when kDone; kPending after a failure: that failure

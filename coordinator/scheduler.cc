@@ -239,7 +239,8 @@ void Scheduler::Fail(uint64_t index, Slot* slot, std::string error) {
   result.index = index;
   result.ok = false;
   result.value = std::move(error);
-  result.extra["attempts"] = static_cast<int64_t>(slot->charged);
+  // None when every failure was uncharged (429s): not "0 attempts".
+  if (slot->charged > 0) result.extra["attempts"] = static_cast<int64_t>(slot->charged);
   slot->worker = 0;
   slot->backup_worker = 0;
   Finish(index, std::move(result));
@@ -304,6 +305,7 @@ Verdict Scheduler::OnResult(Worker& from, Result* result, int64_t now_ms) {
   if (!result->ok && result->retryable) {
     if (other != 0) {
       // That copy may still succeed: only this one is closed.
+      slot->failed_before = true;
       if (primary) {
         slot->worker = slot->backup_worker;
         slot->primary_attempt = slot->backup_attempt;
@@ -368,6 +370,8 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
     if (slot->worker != id) continue;
     if (slot->backup_worker != 0) {
       // The backup copy still runs elsewhere: it becomes the only copy.
+      // The lost one may have run: --retry-for keeps counting from it.
+      slot->failed_before = true;
       slot->worker = slot->backup_worker;
       slot->primary_attempt = slot->backup_attempt;
       slot->backup_worker = 0;
@@ -396,7 +400,8 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
     if (charge == LossCharge::kChargeRunning && slot->losses < UINT8_MAX) ++slot->losses;
     if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
-      // It never started there: that attempt is not charged. An item that
+      // It never started there (for a peer that earns its credit: beyond
+      // what it has proven it runs at once): that attempt is not charged. An item that
       // failed before is still a retry (whether or not its failures were
       // charged, as a 429's is not), within --retry-for of its first
       // attempt; one that never started has not had its first attempt yet.

@@ -140,8 +140,10 @@ class Scheduler {
   // kChargeNone: it did not die of its tasks (it said BYE, it answered with
   // another run's id): nothing is charged and no item becomes a suspect, so
   // that a peer that leaves and joins again cannot use up an item's attempts.
-  // A charged item whose first attempt is --retry-for or more before
-  // `now_ms` fails instead of going again, as any retry would.
+  // An item that failed before (charged or not, as a 429 is not) and whose
+  // first attempt is --retry-for or more before `now_ms` fails instead of
+  // going again, as any retry would; one whose only attempt never started
+  // has its first attempt cleared.
   enum class LossCharge : uint8_t { kChargeRunning, kChargeNone };
   WorkerLoss RemoveWorker(WorkerId id, const std::string& why, int64_t now_ms,
                           LossCharge charge = LossCharge::kChargeRunning);

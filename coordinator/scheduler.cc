@@ -401,10 +401,10 @@ WorkerLoss Scheduler::RemoveWorker(WorkerId id, const std::string& why, int64_t 
     if (slot->losses >= kSuspectAfterLosses) slot->suspect = true;
     if (k >= running) {
       // It never started there (for a peer that earns its credit: beyond
-      // what it has proven it runs at once): that attempt is not charged. An item that
-      // failed before is still a retry (whether or not its failures were
-      // charged, as a 429's is not), within --retry-for of its first
-      // attempt; one that never started has not had its first attempt yet.
+      // what it has proven it runs at once): that attempt is not charged.
+      // An item that failed before is still a retry (whether or not its
+      // failures were charged, as a 429's is not), within --retry-for of
+      // its first attempt; one that never started has had no attempt yet.
       --slot->charged;
       if (!slot->failed_before) slot->first_sent_ms = -1;
       if (slot->failed_before && RetryForIsOver(*slot, now_ms)) {

@@ -442,6 +442,9 @@ TEST_F(SchedulerTest, RetryForCountsFromTheFirstAttemptThatStarted) {
   WorkerLoss loss = scheduler.RemoveWorker(lost.id, "killed", now_ms_ + 4500);
   EXPECT_EQ(loss.resent, 2u);
   EXPECT_EQ(scheduler.window().Find(1)->first_sent_ms, -1) << "its attempt never started";
+  // Both go out again at 6 s: item 0 (a retry, past its own --retry-for,
+  // which only ExpireRetries would act on while it waits) just fills the
+  // queue ahead of item 1, whose answer is the one looked at.
   Hello hello;
   Worker& w = scheduler.AddWorker("w2", hello, 2, 4243, now_ms_ + 6000);
   uint64_t index;

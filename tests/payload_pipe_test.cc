@@ -198,6 +198,17 @@ TEST(PipeReadPacedTest, AFastCoProcessIsReadAtMostOncePerPace) {
   EXPECT_FALSE(PipeReadPaced(5, kPipeReadPaceMicros));
 }
 
+TEST(PipeReadFullTest, APacedReadIsFullOnlyNearAQuarterOfAPipe) {
+  // Woken by output: a stdio buffer at once means a command that writes a
+  // buffer at a time.
+  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes - 1, false));
+  EXPECT_TRUE(PipeReadFull(kPipeFullReadBytes, false));
+  // Paced: what a pace gathered from a command that flushes each short line.
+  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes, true));
+  EXPECT_FALSE(PipeReadFull(kPipePacedFullReadBytes - 1, true));
+  EXPECT_TRUE(PipeReadFull(kPipePacedFullReadBytes, true));
+}
+
 TEST(NextAnswerMicrosTest, FollowsTheAverageOfAnswersRead) {
   EXPECT_DOUBLE_EQ(NextAnswerMicros(0, 8, false), 8);  // the first measure
   EXPECT_DOUBLE_EQ(NextAnswerMicros(10, 5, false), 9);

@@ -215,6 +215,10 @@ Status PipePayload::Spawn(CoProcess** out) {
   return Status::Ok();
 }
 
+bool PipeReadFull(size_t bytes, bool paced) {
+  return bytes >= (paced ? kPipePacedFullReadBytes : kPipeFullReadBytes);
+}
+
 bool PipeReadPaced(double answer_micros, int64_t since_read_us) {
   return answer_micros > 0 && answer_micros < kPipePacedBelowMicros && since_read_us >= 0 &&
          since_read_us < kPipeReadPaceMicros;
@@ -433,7 +437,7 @@ void PipePayload::Step(CoProcess* co) {
   size_t before = stdout_before + child.stderr_data().size();
   child.ReadAvailable();
   co->read_us = NowMicros();
-  co->read_full = child.stdout_data().size() >= stdout_before + kPipeFullReadBytes;
+  co->read_full = PipeReadFull(child.stdout_data().size() - stdout_before, co->stdout_paced);
   bool wrote = child.stdout_data().size() + child.stderr_data().size() != before;
   TrimStderr(&child.stderr_data());
   if (wrote) {

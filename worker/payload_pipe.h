@@ -221,13 +221,22 @@ inline int64_t StartupProbeMicros(int64_t since_spawn_us) {
 // command that writes its answers a buffer at a time (sed, awk, Python
 // without -u) wakes the worker once per buffer, not per line, so reading it
 // late saves nothing; it only holds the buffer's items back, and with them
-// the input that would fill the next buffer. A command that flushes every
-// line reads as a buffer-full now and then once a pace has gathered that
-// much; the read after it is then not paced, and the next is again.
+// the input that would fill the next buffer. Only a read that the output
+// itself woke tells how the command writes: a paced read takes what a whole
+// pace gathered, a few KiB from a command that flushes short lines, and so
+// counts as full only at kPipePacedFullReadBytes, a quarter of a pipe (the
+// pipe, not the command, would then set the pace). Were it judged like a woken
+// read, every other read of such a command would be unpaced and the worker
+// would wake for the next line written (two wakes a millisecond instead of
+// one).
 constexpr size_t kPipeFullReadBytes = 4 << 10;
+constexpr size_t kPipePacedFullReadBytes = 16 << 10;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
+// Whether a read of `bytes` from a co-process's stdout took a buffer-full
+// (see above): `paced` says it was a paced read, not one woken by output.
+bool PipeReadFull(size_t bytes, bool paced);
 // The time per answer that sizes the window (see Windows), after answers that
 // took `each` microseconds each (the time since the previous read, shared)
 // were read. It follows a moving average. But a paced co-process that

@@ -462,6 +462,68 @@ TEST_F(SchedulerTest, RetryForCountsFromTheFirstAttemptThatStarted) {
   EXPECT_TRUE(completed.empty());
 }
 
+TEST_F(SchedulerTest, ATaskTakenBackUnsentKeepsItsFirstAttemptOnlyIfItIsARetry) {
+  // A frame that never left (Unassign): item 1 was never sent, so its
+  // --retry-for has not begun; item 0 failed before and keeps counting from
+  // its first attempt, as any retry does.
+  std::vector<uint64_t> completed;
+  std::unique_ptr<Scheduler> owned = RetryForScheduler(&completed);
+  Scheduler& scheduler = *owned;
+  Worker& w = QueueARetryBehindAnotherItem(scheduler, now_ms_);
+  scheduler.Unassign({0, 1}, w);
+  EXPECT_EQ(w.credit.outstanding(), 0u);
+  EXPECT_EQ(scheduler.window().Find(0)->first_sent_ms, now_ms_);
+  EXPECT_EQ(scheduler.window().Find(1)->first_sent_ms, -1);
+  EXPECT_EQ(scheduler.ExpireRetries(now_ms_ + 6000), 1u);
+  EXPECT_EQ(completed, std::vector<uint64_t>{0});
+  EXPECT_EQ(scheduler.window().Find(1)->state, SlotState::kPending);
+}
+
+// A scheduler that copies stragglers (Straggle: 10 s) under 60 s of
+// --retry-for.
+class RetryForBackupTest : public SchedulerTest {
+ protected:
+  RetryForBackupTest() : SchedulerTest(RetryForOptions()) {}
+  static SchedulerOptions RetryForOptions() {
+    SchedulerOptions options = Options();
+    options.retries = 1000;
+    options.retry_for_ms = 60000;
+    return options;
+  }
+  // Item 0 is the one copy left, 70 s after its first attempt, at a worker
+  // that now leaves (BYE: nothing charged, as if it never started item 0).
+  // It ran before, so it is a retry past its time: it fails.
+  void ExpectTheLastCopyLeftPastRetryForFails(Worker* holder) {
+    now_ms_ += 60000;
+    WorkerLoss loss =
+        scheduler_.RemoveWorker(holder->id, "left", now_ms_, Scheduler::LossCharge::kChargeNone);
+    EXPECT_EQ(loss.failed, std::vector<uint64_t>{0});
+    EXPECT_EQ(SlotOf(0).state, SlotState::kDone);
+    EXPECT_NE(SlotOf(0).result.value.find("later than --retry-for allows"), std::string::npos)
+        << SlotOf(0).result.value;
+    EXPECT_FALSE(scheduler_.HasUnsent()) << "nothing goes again past --retry-for";
+  }
+};
+
+TEST_F(RetryForBackupTest, APrimaryWhoseBackupFailedIsARetryWhenItsWorkerLeaves) {
+  Worker* primary;
+  Worker* helper;
+  uint32_t primary_attempt;
+  Backup backup = Straggle(&primary, &helper, &primary_attempt);
+  Deliver(helper, Answer(0, backup.attempt, false, true));  // that copy closes
+  ExpectTheLastCopyLeftPastRetryForFails(primary);
+}
+
+TEST_F(RetryForBackupTest, ABackupLeftAloneByItsLostPrimaryIsARetryWhenItsWorkerLeaves) {
+  Worker* primary;
+  Worker* helper;
+  uint32_t primary_attempt;
+  Straggle(&primary, &helper, &primary_attempt);
+  WorkerLoss loss = scheduler_.RemoveWorker(primary->id, "killed", now_ms_);
+  EXPECT_EQ(loss.resent, 1u) << "the backup runs on";
+  ExpectTheLastCopyLeftPastRetryForFails(helper);
+}
+
 TEST_F(SchedulerTest, ItemsRequeuedAfterAWorkerLossStillExpireWithRetryFor) {
   // The worker is lost at 4.5 s, in time: both items go back to wait, and
   // then nothing can take them before 5 s. Item 1's first attempt died with

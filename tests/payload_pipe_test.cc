@@ -199,14 +199,21 @@ TEST(PipeReadPacedTest, AFastCoProcessIsReadAtMostOncePerPace) {
 }
 
 TEST(PipeReadFullTest, APacedReadIsFullOnlyNearAQuarterOfAPipe) {
-  // Woken by output: a stdio buffer at once means a command that writes a
-  // buffer at a time.
-  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes - 1, false));
-  EXPECT_TRUE(PipeReadFull(kPipeFullReadBytes, false));
+  constexpr size_t kPipe = 64 << 10;  // Linux's default
+  // Its stdout polled: a stdio buffer at once means a command that writes a
+  // buffer at a time, whatever the pipe.
+  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes - 1, false, kPipe));
+  EXPECT_TRUE(PipeReadFull(kPipeFullReadBytes, false, kPipe));
+  EXPECT_TRUE(PipeReadFull(kPipeFullReadBytes, false, 0));
   // Paced: what a pace gathered from a command that flushes each short line.
-  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes, true));
-  EXPECT_FALSE(PipeReadFull(kPipePacedFullReadBytes - 1, true));
-  EXPECT_TRUE(PipeReadFull(kPipePacedFullReadBytes, true));
+  EXPECT_FALSE(PipeReadFull(kPipeFullReadBytes, true, kPipe));
+  EXPECT_FALSE(PipeReadFull(kPipePacedFullReadBytes - 1, true, kPipe));
+  EXPECT_TRUE(PipeReadFull(kPipePacedFullReadBytes, true, kPipe));
+  EXPECT_TRUE(PipeReadFull(kPipePacedFullReadBytes, true, 1 << 20)) << "at most 16 KiB";
+  // A small pipe fills within a pace: a quarter of it is full enough.
+  EXPECT_FALSE(PipeReadFull(1023, true, 4096));
+  EXPECT_TRUE(PipeReadFull(1024, true, 4096));
+  EXPECT_TRUE(PipeReadFull(2048, true, 8192));
 }
 
 TEST(NextAnswerMicrosTest, FollowsTheAverageOfAnswersRead) {

@@ -1,5 +1,6 @@
 #include "worker/payload_pipe.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -56,6 +57,15 @@ int UnreadBytes(int fd) {
   return ioctl(fd, FIONREAD, &n) == 0 ? n : 0;
 }
 
+// The capacity of a co-process's stdout pipe, asked at each paced read: the
+// command may change it (F_SETPIPE_SZ).
+size_t PipeBytes(const ChildProcess& child) {
+  constexpr size_t kDefaultPipeBytes = 64 << 10;
+  int fd = child.stdout_fd();
+  int bytes = fd < 0 ? -1 : fcntl(fd, F_GETPIPE_SZ);
+  return bytes > 0 ? static_cast<size_t>(bytes) : kDefaultPipeBytes;
+}
+
 }  // namespace
 
 PipeFlushPolicy::PipeFlushPolicy(std::chrono::microseconds min_quiet, size_t max_batch)
@@ -104,7 +114,7 @@ struct PipePayload::CoProcess {
   uint64_t queued_bytes = 0;          // input stream offset past the last queued item
   uint64_t written_bytes = 0;         // input stream offset the co-process may have read
   int64_t read_us = 0;                // when its output was last read
-  bool read_full = false;             // ... and that read took nearly a pipe-full
+  bool read_full = false;             // ... and that read took a buffer-full (PipeReadFull)
   bool stdout_paced = false;          // AddPollItems left its stdout out (Paced())
   size_t scanned = 0;                 // leading bytes of stdout_data() known to hold no "\n"
   size_t counted = 0;                 // leading bytes of stdout_data() whose lines are counted
@@ -215,8 +225,9 @@ Status PipePayload::Spawn(CoProcess** out) {
   return Status::Ok();
 }
 
-bool PipeReadFull(size_t bytes, bool paced) {
-  return bytes >= (paced ? kPipePacedFullReadBytes : kPipeFullReadBytes);
+bool PipeReadFull(size_t bytes, bool paced, size_t pipe_bytes) {
+  if (!paced) return bytes >= kPipeFullReadBytes;
+  return bytes >= std::clamp<size_t>(pipe_bytes / 4, 1, kPipePacedFullReadBytes);
 }
 
 bool PipeReadPaced(double answer_micros, int64_t since_read_us) {
@@ -232,8 +243,7 @@ double NextAnswerMicros(double answer_micros, double each, bool drained) {
 
 bool PipePayload::Paced(const CoProcess& co, int64_t now) const {
   // Once its input is closed, or while it owes nothing, every line is read as
-  // it comes; after a read that nearly filled its pipe, too (the pipe, not
-  // the command, would set the pace).
+  // it comes; after a read that took a buffer-full, too (PipeReadFull).
   return co.closed_us == 0 && !co.held.empty() && co.read_us != 0 && !co.read_full &&
          PipeReadPaced(answer_micros_, now - co.read_us);
 }
@@ -437,7 +447,12 @@ void PipePayload::Step(CoProcess* co) {
   size_t before = stdout_before + child.stderr_data().size();
   child.ReadAvailable();
   co->read_us = NowMicros();
-  co->read_full = PipeReadFull(child.stdout_data().size() - stdout_before, co->stdout_paced);
+  // A round woken by its stdin or stderr may find nothing on stdout: that
+  // says nothing of how the command writes.
+  size_t got = child.stdout_data().size() - stdout_before;
+  if (got > 0) {
+    co->read_full = PipeReadFull(got, co->stdout_paced, co->stdout_paced ? PipeBytes(child) : 0);
+  }
   bool wrote = child.stdout_data().size() + child.stderr_data().size() != before;
   TrimStderr(&child.stderr_data());
   if (wrote) {

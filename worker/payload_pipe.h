@@ -216,27 +216,30 @@ inline int64_t StartupProbeMicros(int64_t since_spawn_us) {
 // (Options::queue_budget, 2 ms) holds more work than that, so it does not
 // wait for input meanwhile. Not paced: a co-process that owes nothing (a
 // line from it then is an error, seen at once), one whose input is closed,
-// and one whose last read took kPipeFullReadBytes or more: a stdio buffer's
-// worth (C stdio flushes 4 KiB at a time on a pipe, Python 8 KiB). A
-// command that writes its answers a buffer at a time (sed, awk, Python
-// without -u) wakes the worker once per buffer, not per line, so reading it
-// late saves nothing; it only holds the buffer's items back, and with them
-// the input that would fill the next buffer. Only a read that the output
-// itself woke tells how the command writes: a paced read takes what a whole
-// pace gathered, a few KiB from a command that flushes short lines, and so
-// counts as full only at kPipePacedFullReadBytes, a quarter of a pipe (the
-// pipe, not the command, would then set the pace). Were it judged like a woken
-// read, every other read of such a command would be unpaced and the worker
-// would wake for the next line written (two wakes a millisecond instead of
-// one).
+// and one whose last read took a buffer-full (PipeReadFull). A command that
+// writes its answers a buffer at a time (sed, awk, Python without -u) wakes
+// the worker once per buffer, not per line, so reading it late saves
+// nothing; it only holds the buffer's items back, and with them the input
+// that would fill the next buffer. While its stdout is polled, a read of
+// kPipeFullReadBytes or more is such a buffer: a stdio buffer's worth (C
+// stdio flushes 4 KiB at a time on a pipe, Python 8 KiB). A paced read (its
+// stdout was not polled) takes what a whole pace gathered, a few KiB from a
+// command that flushes short lines, and counts as full only at a quarter of
+// its pipe's capacity, kPipePacedFullReadBytes at most (the pipe, not the
+// command, would then set the pace: a co-process whose pipe is small, as
+// past the user's pipe-user-pages-soft, fills it within a pace). Were it
+// judged like a polled read, every other read of such a command would be
+// unpaced and the worker would wake for the next line written (two wakes a
+// millisecond instead of one).
 constexpr size_t kPipeFullReadBytes = 4 << 10;
 constexpr size_t kPipePacedFullReadBytes = 16 << 10;
 constexpr double kPipePacedBelowMicros = 50;
 constexpr int64_t kPipeReadPaceMicros = 1000;
 bool PipeReadPaced(double answer_micros, int64_t since_read_us);
 // Whether a read of `bytes` from a co-process's stdout took a buffer-full
-// (see above): `paced` says it was a paced read, not one woken by output.
-bool PipeReadFull(size_t bytes, bool paced);
+// (see above): `paced` says its stdout was not polled; `pipe_bytes` is the
+// capacity of that pipe (used only when paced).
+bool PipeReadFull(size_t bytes, bool paced, size_t pipe_bytes);
 // The time per answer that sizes the window (see Windows), after answers that
 // took `each` microseconds each (the time since the previous read, shared)
 // were read. It follows a moving average. But a paced co-process that

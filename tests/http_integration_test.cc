@@ -119,6 +119,25 @@ TEST_F(HttpIntegrationTest, InjectedFaultsAreRetriedAfterRetryAfterUntilAllSucce
   ExpectNoProcessLeft();
 }
 
+TEST_F(HttpIntegrationTest, AServerSendingAHugeHeaderFailsItsItemsOnceWithAClearError) {
+  // Regression: libcurl refuses a header line over 100 KiB as "Out of
+  // memory"; each item was retried and its record blamed memory.
+  ASSERT_TRUE(StartMock({"--latency-ms", "1", "--header-bytes", "200000"}));
+  RunResult r = Chat({"-j", "1", "--retries", "3"}, {"one", "two"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Json rec = Json::parse(lines[i]);
+    EXPECT_EQ(rec["index"], i);
+    EXPECT_EQ(rec["ok"], false);
+    EXPECT_EQ(rec["error"], "response header line larger than 100 KiB (libcurl: Out of memory)");
+    EXPECT_FALSE(rec.contains("attempts")) << "not retried: " << rec.dump();
+  }
+  EXPECT_EQ(CountOf(Stats(), "200"), 2) << "one request per item";
+  ExpectNoProcessLeft();
+}
+
 TEST_F(HttpIntegrationTest, ApiKeyReachesTheServerButNeverTheOutput) {
   const std::string key = "sk-integration-" + token_;
   ASSERT_TRUE(StartMock({"--api-key", key}));

@@ -301,6 +301,23 @@ TEST_F(HttpRequestTest, TransportFailuresAreRetryableWithCurlsText) {
   EXPECT_FALSE(ClassifyResponse(Parse(), Task{1, 0, ""}, response).retryable);
 }
 
+TEST_F(HttpRequestTest, AHeaderLineOverLibcurlsLimitIsAFinalErrorThatSaysSo) {
+  // Regression: libcurl refuses such a line with CURLE_OUT_OF_MEMORY, and the
+  // record said "Out of memory" and was retried.
+  HttpResponse response;
+  response.curl_code = CURLE_OUT_OF_MEMORY;
+  response.status = 200;
+  Result r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_FALSE(r.ok);
+  EXPECT_FALSE(r.retryable);
+  EXPECT_EQ(r.value, "response header line larger than 100 KiB (libcurl: Out of memory)");
+  // Before any status line it may be this process's memory: retried.
+  response.status = 0;
+  r = ClassifyResponse(Parse(), Task{1, 0, ""}, response);
+  EXPECT_TRUE(r.retryable);
+  EXPECT_EQ(r.value, "Out of memory");
+}
+
 TEST_F(HttpRequestTest, OversizedBodyIsAFinalError) {
   HttpResponse response;
   response.curl_code = CURLE_WRITE_ERROR;

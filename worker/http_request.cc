@@ -395,6 +395,13 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
         task, CertificateErrorText(options.transport, response.curl_code, response.curl_error));
     // Every request to this server fails alike until the user acts.
     result.fatal = true;
+  } else if (response.curl_code == CURLE_OUT_OF_MEMORY && response.status != 0) {
+    // After the status line, this is libcurl refusing a header line longer
+    // than CURL_MAX_HTTP_HEADER: the server's doing, and the same request
+    // gets the same answer.
+    result = ErrorResult(
+        task, "response header line larger than " + std::to_string(CURL_MAX_HTTP_HEADER >> 10) +
+                  " KiB (libcurl: " + curl_easy_strerror(response.curl_code) + ")");
   } else if (response.curl_code != CURLE_OK) {
     std::string text = curl_easy_strerror(response.curl_code);
     if (!response.curl_error.empty() && response.curl_error != text) {

@@ -117,7 +117,9 @@ struct HttpResponse {
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
 //                  attempt cannot fix (malformed URL, certificate rejected,
-//                  body over kMaxHttpBodyBytes). A certificate the server's
+//                  body over kMaxHttpBodyBytes, a header line over libcurl's
+//                  CURL_MAX_HTTP_HEADER: "response header line larger than
+//                  100 KiB"). A certificate the server's
 //                  TLS handshake fails is also `fatal`, with a text naming
 //                  the host and the problem (http_transport.h).
 // Every result with a status carries extra["status"], "latency_ms" (the

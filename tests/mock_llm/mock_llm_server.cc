@@ -41,6 +41,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -82,6 +83,7 @@ struct MockLlmConfig {
   double pslow = 0;
   int retry_after_s = 1;
   int slow_ms = 2000;
+  size_t header_bytes = 0;  // an x-padding header this long (0: none), but not on /stats
   MockLimitConfig limits;
   double outage_at_s = 0;
   double outage_for_s = 0;
@@ -433,6 +435,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.set(http::field::server, "mock-llm");
     response_.set("x-request-id", "req_" + std::to_string(state_.next_request_id++));
 
+    padded_ = path != "/stats";
     if (path == "/stats" && request.method() == http::verb::get) {
       SetJson(http::status::ok, state_.stats.ToJson());
       return Write();
@@ -610,8 +613,23 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Write() {
     Sending();
+    if (state_.config.header_bytes > 0 && padded_) return WritePadded();
     http::async_write(
         socket_, response_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
+  }
+
+  // --header-bytes: the answer with an x-padding line after its status line,
+  // written by hand (Beast caps a field's value at 64 KiB).
+  void WritePadded() {
+    std::ostringstream message;
+    message << response_;
+    raw_ = message.str();
+    size_t after_status = raw_.find("\r\n") + 2;
+    raw_.insert(after_status,
+                "x-padding: " + std::string(state_.config.header_bytes, 'a') + "\r\n");
+    asio::async_write(
+        socket_, asio::buffer(raw_),
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
   }
 
@@ -678,6 +696,8 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::empty_body> continue_;
   http::response<http::string_body> response_;
   std::optional<http::response_serializer<http::string_body>> serializer_;
+  std::string raw_;      // WritePadded's message, alive until written
+  bool padded_ = false;  // this answer gets --header-bytes (all but /stats's)
   std::optional<std::string> rate_limited_prompt_;  // set while a 429 waits to be sent
   bool request_open_ = false;                       // counted in Stats' in-flight requests
   MockRateLimit::Headers limit_headers_;            // x-ratelimit-* of the current request
@@ -858,6 +878,12 @@ int main(int argc, char** argv) {
       ->group(kFaults);
   app.add_option("--slow-ms", config.slow_ms, "time over which a slow answer's body is sent")
       ->check(CLI::Range(0, 3600000))
+      ->capture_default_str()
+      ->group(kFaults);
+  app.add_option("--header-bytes", config.header_bytes,
+                 "an x-padding header of this many bytes on every answer but /stats's (a "
+                 "server that sends huge headers)")
+      ->check(CLI::Range(0, 64 << 20))
       ->capture_default_str()
       ->group(kFaults);
   app.add_option("--seed", config.seed, "seed of the PRNG deciding faults and jitter")

@@ -277,6 +277,19 @@ TEST_F(MockLlmTest, KeepsConnectionAlive) {
   EXPECT_EQ(stats["connections_total"], 2);  // ours and Stats()'s
 }
 
+TEST_F(MockLlmTest, HeaderBytesPadsEachAnswerAndKeepsTheConnection) {
+  ASSERT_TRUE(Start({"--latency-ms", "0", "--header-bytes", "50000"}));
+  for (int i = 0; i < 3; ++i) {
+    Reply reply = Chat("p" + std::to_string(i));
+    EXPECT_EQ(reply.status, 200);
+    EXPECT_EQ(reply.headers["x-padding"], std::string(50000, 'a'));
+    EXPECT_EQ(reply.BodyJson()["choices"][0]["message"]["content"], "echo: p" + std::to_string(i));
+  }
+  Json stats = Stats();  // not padded
+  EXPECT_EQ(stats["requests_total"], 3);
+  EXPECT_EQ(stats["connections_total"], 2);  // ours and Stats()'s
+}
+
 TEST_F(MockLlmTest, Answers100ContinueForLargeBodies) {
   ASSERT_TRUE(Start({"--latency-ms", "0"}));
   // Without the server's "100 Continue" curl would wait for this timeout

@@ -382,6 +382,10 @@ Status BuildRequestBody(const HttpOptions& options, std::string item, std::strin
   return ChatBodyFromJson(options, item, body, record_fields);
 }
 
+bool HeaderLineTooLong(const HttpResponse& response) {
+  return response.curl_code == CURLE_OUT_OF_MEMORY && response.status != 0;
+}
+
 Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpResponse response) {
   // Before the body is read, embedded or quoted in an error.
   RedactJsonText(options.api_key, &response.body);
@@ -395,10 +399,8 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
         task, CertificateErrorText(options.transport, response.curl_code, response.curl_error));
     // Every request to this server fails alike until the user acts.
     result.fatal = true;
-  } else if (response.curl_code == CURLE_OUT_OF_MEMORY && response.status != 0) {
-    // After the status line, this is libcurl refusing a header line longer
-    // than CURL_MAX_HTTP_HEADER: the server's doing, and the same request
-    // gets the same answer.
+  } else if (HeaderLineTooLong(response)) {
+    // The server's doing: the same request gets the same answer.
     result = ErrorResult(
         task, "response header line larger than " + std::to_string(CURL_MAX_HTTP_HEADER >> 10) +
                   " KiB (libcurl: " + curl_easy_strerror(response.curl_code) + ")");

@@ -104,6 +104,12 @@ struct HttpResponse {
   std::optional<uint64_t> retry_after_ms;
 };
 
+// Whether libcurl refused a response header line longer than its
+// CURL_MAX_HTTP_HEADER (HTTP/1.1 only; over HTTP/2 nghttp2 refuses long
+// headers as a stream error, retried): CURLE_OUT_OF_MEMORY once the status
+// line has come. A true allocation failure at that point reads the same.
+bool HeaderLineTooLong(const HttpResponse& response);
+
 // Turns one attempt into the task's Result:
 //   2xx            ok. Generic: value = body, embedded as JSON when it is a
 //                  JSON value (compacted onto one line), else a string. Chat:
@@ -117,9 +123,8 @@ struct HttpResponse {
 //   curl failure   retryable with curl's text (connection refused, timeouts,
 //                  resets, empty replies...), except failures that another
 //                  attempt cannot fix (malformed URL, certificate rejected,
-//                  body over kMaxHttpBodyBytes, a header line over libcurl's
-//                  CURL_MAX_HTTP_HEADER: "response header line larger than
-//                  100 KiB"). A certificate the server's
+//                  body over kMaxHttpBodyBytes, HeaderLineTooLong: "response
+//                  header line larger than 100 KiB"). A certificate the server's
 //                  TLS handshake fails is also `fatal`, with a text naming
 //                  the host and the problem (http_transport.h).
 // Every result with a status carries extra["status"], "latency_ms" (the

@@ -355,7 +355,8 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   transport_.OnDone(t->easy);
   // The Batch record holds the reply itself (batch_format.h).
   std::string batch_body, request_id;
-  long batch_status = response.body_too_large ? 0 : response.status;
+  // A reply refused halfway never fully came: no status.
+  long batch_status = response.body_too_large || HeaderLineTooLong(response) ? 0 : response.status;
   if (options_.batch) {
     batch_body = response.body;
     DropByteOrderMark(&batch_body);

@@ -666,6 +666,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWritten(beast::error_code ec) {
     FinishRequest();
     serializer_.reset();
+    raw_.clear();
+    raw_.shrink_to_fit();
     if (ec) return Close();
     if (response_.need_eof()) {
       beast::error_code ignored;
@@ -697,7 +699,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> response_;
   std::optional<http::response_serializer<http::string_body>> serializer_;
   std::string raw_;      // WritePadded's message, alive until written
-  bool padded_ = false;  // this answer gets --header-bytes (all but /stats's)
+  bool padded_ = false;  // this answer gets --header-bytes (all but /stats's; --pslow's are not)
   std::optional<std::string> rate_limited_prompt_;  // set while a 429 waits to be sent
   bool request_open_ = false;                       // counted in Stats' in-flight requests
   MockRateLimit::Headers limit_headers_;            // x-ratelimit-* of the current request
@@ -881,8 +883,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->group(kFaults);
   app.add_option("--header-bytes", config.header_bytes,
-                 "an x-padding header of this many bytes on every answer but /stats's (a "
-                 "server that sends huge headers)")
+                 "an x-padding header of this many bytes on every answer but /stats's and "
+                 "--pslow's (a server that sends huge headers)")
       ->check(CLI::Range(0, 64 << 20))
       ->capture_default_str()
       ->group(kFaults);

@@ -292,6 +292,10 @@ def test_a_call_sent_as_fanmap_exits_fails_with_the_runs_error(fanmap_bin):
     ex = fanmap.Executor(1, fanmap_bin=fanmap_bin, window="not-a-number")
     first = ex.submit(fns.square, 2)
     assert isinstance(first.exception(timeout=DEADLINE), concurrent.futures.BrokenExecutor)
+    # The first call may have failed in submit() (fanmap already gone) while
+    # the reader thread had yet to report the end: wait until it has, or its
+    # report would break the executor again after the reset below.
+    ex._run.join(DEADLINE)
     assert ex._run.ended is not None
     ex._broken = None  # as if the end had not been reported yet
     late = ex.submit(fns.square, 3)

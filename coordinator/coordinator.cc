@@ -215,9 +215,10 @@ class Coordinator {
   // Records in a file carry the fingerprint of their job and item, so that
   // --resume can tell a different job or different items.
   std::unique_ptr<ItemFingerprinter> fingerprinter_;
-  bool total_checked_ = false;  // --resume: the file's records vs the input's items
-  uint64_t resumed_items_ = 0;  // items whose record --resume kept
-  uint64_t halt_items_ = 0;     // what --halt was last told (TellHaltTheItems)
+  bool total_checked_ = false;        // --resume: the file's records vs the input's items
+  uint64_t resumed_items_ = 0;        // items whose record --resume kept
+  uint64_t halt_items_ = 0;           // what --halt was last told (TellHaltTheItems)
+  bool halt_success_at_end_ = false;  // WHEN,success=P% reached as the input ended
   bool halt_all_items_ = false;
   std::unique_ptr<ZapHandler> zap_;  // set when CurveZMQ is on
   std::unique_ptr<zmq::socket_t> monitor_;
@@ -1158,9 +1159,15 @@ void Coordinator::TellHaltTheItems(bool input_may_have_ended) {
   halt_items_ = items;
   halt_all_items_ = all;
   HaltDecision decision = halt_.SetItems(items, all);
-  // A percentage reached only as the input ends, once every item has
-  // finished, stops nothing: the run ends as it would have.
-  if (scheduler_.HasUnsent() || scheduler_.InFlight() > 0) ActOnHalt(decision);
+  if (scheduler_.HasUnsent() || scheduler_.InFlight() > 0) {
+    ActOnHalt(decision);
+  } else if (decision != HaltDecision::kGoOn && config_.halt.on_success) {
+    // A percentage reached only as the input ends, once every item has
+    // finished, stops nothing. But a success share reached is what GNU
+    // parallel exits 0 for, whatever else failed, as the same run does
+    // when the input ends sooner (before the last items finish).
+    halt_success_at_end_ = true;
+  }
 }
 
 void Coordinator::ActOnHalt(HaltDecision decision) {
@@ -1475,6 +1482,10 @@ int Coordinator::Run() {
   }
   if (failed_ > 0) {
     Log(std::to_string(failed_) + " of " + std::to_string(written_) + " item(s) failed");
+    if (halt_success_at_end_) {
+      Log(halt_.counts());
+      return kExitOk;
+    }
     return kExitItemsFailed;
   }
   return kExitOk;

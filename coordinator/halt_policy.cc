@@ -96,12 +96,12 @@ HaltDecision HaltPolicy::Decide() {
               static_cast<double>(counted) >= static_cast<double>(base) * spec_.percent / 100;
   }
   if (!reached) return decided_;
-  reason_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
+  counts_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
             (spec_.on_success ? "succeeded" : "failed") + " of " + std::to_string(finished_) +
             " finished (of " + std::to_string(std::max(items_, finished_)) +
-            (all_items_ ? "" : " read so far") + ")" +
-            (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
-                                           : "; stopping now");
+            (all_items_ ? "" : " read so far") + ")";
+  reason_ = counts_ + (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
+                                                     : "; stopping now");
   return decided_ = spec_.when == HaltWhen::kNow ? HaltDecision::kStopNow : HaltDecision::kStopSoon;
 }
 

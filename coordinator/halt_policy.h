@@ -58,6 +58,9 @@ class HaltPolicy {
   HaltDecision SetItems(uint64_t items, bool all);
   // Why it said stop.
   const std::string& reason() const { return reason_; }
+  // The counts that made it say stop, without what the run does about it
+  // ("--halt: 2 item(s) succeeded of 4 finished (of 4)").
+  const std::string& counts() const { return counts_; }
 
  private:
   // Applies --halt to the counts so far.
@@ -71,6 +74,7 @@ class HaltPolicy {
   uint64_t items_ = 0;      // items of the run read so far (SetItems)
   bool all_items_ = false;  // ... and that is all of them
   HaltDecision decided_ = HaltDecision::kGoOn;
+  std::string counts_;
   std::string reason_;
 };
 

@@ -38,6 +38,7 @@ class CliTest : public testing_util::FarmFixture {
     return testing_util::Run({"/bin/bash", "-c", "FANMAP=" + FanmapPath() + "; " + pipeline}, "",
                              Env(), 60);
   }
+  int HaltSuccessAsTheInputEnds(int first_success);
   TempDir dir_;
 };
 
@@ -270,6 +271,44 @@ TEST_F(CliTest, HaltPercentReachedOnlyAsTheInputEndsStopsNothing) {
   EXPECT_EQ(ReadFile(dir_.File("err")).find("--halt"), std::string::npos)
       << ReadFile(dir_.File("err"));
   EXPECT_EQ(testing_util::Lines(ReadFile(dir_.File("out"))).size(), 5u);
+}
+
+// Items 1 to 4 through a FIFO that is closed only once all four have
+// finished, under --halt now,success=50%; items from `first_success` on
+// succeed. Returns fanmap's exit status; its stderr is in dir_/err.
+int CliTest::HaltSuccessAsTheInputEnds(int first_success) {
+  testing_util::InputFifo in(dir_.File("in"));
+  in.Write(Seq(1, 4));
+  testing_util::Process fanmap({FanmapPath(), "-j", "1", "--halt", "now,success=50%", "-i",
+                                in.path(), "-o", dir_.File("out"), "--", "sh", "-c",
+                                "test \"$0\" -ge " + std::to_string(first_success), "{}"},
+                               "", dir_.File("stdout"), dir_.File("err"), Env());
+  EXPECT_FALSE(testing_util::WaitForText(dir_.File("out"), "\"index\":3,").empty())
+      << ReadFile(dir_.File("err"));
+  in.Close();
+  return fanmap.Wait();
+}
+
+TEST_F(CliTest, HaltSuccessPercentReachedOnlyAsTheInputEndsExitsZeroAsParallelDoes) {
+  // Regression: items 3 and 4 of 4 succeed. While the stream is open that
+  // is 2 of no fewer than 10, under 50%; it ends only after all four have
+  // finished: 2 of 4 is 50%. GNU parallel exits 0 (so does fanmap when the
+  // input ends sooner); fanmap exited 1, as if --halt had not been given.
+  EXPECT_EQ(HaltSuccessAsTheInputEnds(3), 0) << ReadFile(dir_.File("err"));
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_NE(err.find("--halt: 2 item(s) succeeded of 4 finished (of 4)\n"), std::string::npos)
+      << err;
+  std::vector<std::string> lines = testing_util::Lines(ReadFile(dir_.File("out")));
+  ASSERT_EQ(lines.size(), 4u) << err;
+  EXPECT_NE(lines[0].find("\"ok\":false"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[3].find("\"ok\":true"), std::string::npos) << lines[3];
+}
+
+TEST_F(CliTest, HaltSuccessPercentNotReachedAsTheInputEndsExitsOne) {
+  // One success in four: 25%, under 50%.
+  EXPECT_EQ(HaltSuccessAsTheInputEnds(4), 1) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("err")).find("--halt"), std::string::npos)
+      << ReadFile(dir_.File("err"));
 }
 
 TEST_F(CliTest, HaltPercentReachedOnlyWithALastInvalidLineStopsNothing) {

@@ -80,6 +80,17 @@ TEST(HaltPolicyTest, StopsSoonAtTheNthSuccess) {
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopSoon);
 }
 
+TEST(HaltPolicyTest, CountsAreTheReasonWithoutWhatTheRunDoes) {
+  HaltSpec spec;
+  ASSERT_TRUE(ParseHalt("now,success=50%", &spec).ok());
+  HaltPolicy policy(spec);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);  // 1 of at least 10
+  EXPECT_EQ(policy.OnFinished(false, false, "e"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.SetItems(2, /*all=*/true), HaltDecision::kStopNow);
+  EXPECT_EQ(policy.counts(), "--halt: 1 item(s) succeeded of 2 finished (of 2)");
+  EXPECT_EQ(policy.reason(), policy.counts() + "; stopping now");
+}
+
 TEST(HaltPolicyTest, PercentOfTheItemsReadSoFarAndOfNoFewerThanTen) {
   HaltPolicy policy(Parse("now,fail=50%"));
   EXPECT_EQ(policy.SetItems(4, false), HaltDecision::kGoOn);

@@ -1173,7 +1173,9 @@ void Coordinator::TellHaltTheItems(bool input_may_have_ended) {
 
 void Coordinator::ActOnHalt(HaltDecision decision) {
   if (decision == HaltDecision::kStopNow) {
-    Stop(config_.halt.on_success ? kExitOk : kExitRuntime, halt_.reason());
+    // --halt WHEN,success= reached is a success; failing fast never is.
+    bool succeeded = config_.halt.on_success && !halt_.failed_fast();
+    Stop(succeeded ? kExitOk : kExitRuntime, halt_.reason());
   } else if (decision == HaltDecision::kStopSoon && !halting_) {
     halting_ = true;
     Log(halt_.reason());
@@ -1484,7 +1486,7 @@ int Coordinator::Run() {
   if (failed_ > 0) {
     Log(std::to_string(failed_) + " of " + std::to_string(written_) + " item(s) failed");
     if (halt_success_at_end_) {
-      Log(halt_.counts());
+      Log(halt_.counts() + ": the share of successes --halt asks for, so exit status 0");
       return kExitOk;
     }
     return kExitItemsFailed;

@@ -64,6 +64,7 @@ HaltDecision HaltPolicy::OnFinished(bool ok, bool fatal, const std::string& erro
     if (++fatal_in_a_row_ >= kFailFastItems) {
       reason_ = "stopping: the first " + std::to_string(kFailFastItems) +
                 " items all failed and none succeeded: " + error;
+      failed_fast_ = true;
       return decided_ = HaltDecision::kStopNow;
     }
   } else {

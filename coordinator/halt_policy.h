@@ -58,6 +58,10 @@ class HaltPolicy {
   HaltDecision SetItems(uint64_t items, bool all);
   // Why it said stop.
   const std::string& reason() const { return reason_; }
+  // True when it said stop because the first items all failed fatally (fail
+  // fast), not because --halt's count was reached: a failure even under
+  // WHEN,success=.
+  bool failed_fast() const { return failed_fast_; }
   // The counts that made it say stop, without what the run does about it
   // ("--halt: 2 item(s) succeeded of 4 finished (of 4)").
   const std::string& counts() const { return counts_; }
@@ -74,6 +78,7 @@ class HaltPolicy {
   uint64_t items_ = 0;      // items of the run read so far (SetItems)
   bool all_items_ = false;  // ... and that is all of them
   HaltDecision decided_ = HaltDecision::kGoOn;
+  bool failed_fast_ = false;
   std::string counts_;
   std::string reason_;
 };

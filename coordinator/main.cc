@@ -37,9 +37,10 @@ constexpr const char* kDescription =
     "\n"
     "Records (jsonl): {\"index\":0,\"ok\":true,\"result\":...} or "
     "{\"index\":3,\"ok\":false,\"error\":...}\n"
-    "Exit status: 0 all items ok, 1 some items failed (their records are written), 2 usage or\n"
-    "input error, 3 the run could not go on (workers keep failing, output cannot be written),\n"
-    "130 interrupted (SIGINT, SIGTERM, SIGHUP), 141 the output was closed (e.g. | head).\n";
+    "Exit status: 0 all items ok (or --halt WHEN,success= reached), 1 some items failed (their\n"
+    "records are written), 2 usage or input error, 3 the run could not go on (workers keep\n"
+    "failing, output cannot be written, the command cannot start) or --halt WHEN,fail= stopped\n"
+    "it, 130 interrupted (SIGINT, SIGTERM, SIGHUP), 141 the output was closed (e.g. | head).\n";
 
 // Overloaded HTTP servers answer 429 often; a few retries would fail items
 // that the next attempt gets through.

@@ -199,6 +199,17 @@ TEST_F(CliTest, ACommandThatCannotStartStopsTheRunAtOnce) {
   EXPECT_LT(testing_util::Lines(r.out).size(), 1000u) << "it must not run all 100,000 items";
 }
 
+TEST_F(CliTest, ACommandThatCannotStartFailsTheRunEvenUnderHaltSuccess) {
+  // Regression: --halt WHEN,success= made every early stop exit 0, failing
+  // fast included.
+  for (const char* halt : {"now,success=1", "soon,success=50%"}) {
+    RunResult r = Fanmap({"-j", "1", "--halt", halt, "--", "/nonexistent-command"}, Seq(1, 100));
+    EXPECT_EQ(r.exit_code, 3) << halt << ": " << r.err;
+    EXPECT_NE(r.err.find("none succeeded: cannot run '/nonexistent-command'"), std::string::npos)
+        << r.err;
+  }
+}
+
 TEST_F(CliTest, HaltNowStopsAtTheNthFailure) {
   RunResult r = Fanmap({"-j", "1", "--halt", "now,fail=2", "--", "sh", "-c",
                         "[ $0 = 3 ] || [ $0 = 5 ] && exit 1; echo $0"},
@@ -296,7 +307,9 @@ TEST_F(CliTest, HaltSuccessPercentReachedOnlyAsTheInputEndsExitsZeroAsParallelDo
   // input ends sooner); fanmap exited 1, as if --halt had not been given.
   EXPECT_EQ(HaltSuccessAsTheInputEnds(3), 0) << ReadFile(dir_.File("err"));
   std::string err = ReadFile(dir_.File("err"));
-  EXPECT_NE(err.find("--halt: 2 item(s) succeeded of 4 finished (of 4)\n"), std::string::npos)
+  EXPECT_NE(err.find("--halt: 2 item(s) succeeded of 4 finished (of 4): the share of successes "
+                     "--halt asks for, so exit status 0\n"),
+            std::string::npos)
       << err;
   std::vector<std::string> lines = testing_util::Lines(ReadFile(dir_.File("out")));
   ASSERT_EQ(lines.size(), 4u) << err;

@@ -137,7 +137,10 @@ bool Scheduler::InTail(bool input_done) const {
   uint64_t unsent = retry_.size() + delayed_.size() + (window_.end() - next_new_);
   uint64_t slots = 0;
   for (const Worker* w : workers_.all()) {
-    slots += w->credit.slots();
+    // What it may hold without prefetch, not what it claims: a peer's credit
+    // is what it has earned (a hoarder's, none), and a worker running a
+    // suspect alone takes nothing else.
+    slots += w->isolating ? 1 : std::min<uint64_t>(w->credit.slots(), w->credit.target(true));
     if (slots >= unsent) return true;
   }
   return slots >= unsent;

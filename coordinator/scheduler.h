@@ -192,7 +192,8 @@ class Scheduler {
   // True while something waits to be sent (now or after a backoff).
   bool HasUnsent() const;
   // The run's last tasks: the input is read (`input_done`) and what waits to
-  // be sent, retries included, fits in the slots of the workers present. From
+  // be sent, retries included, fits in the slots of the workers present (as
+  // far as their credit goes: a peer counts the tasks it has earned). From
   // then on a task queued at a worker behind its busy slots may wait there
   // while another worker's slot is free, so long tasks get no prefetch
   // (WorkerCredit::target). Before then every slot has work to come, and a

@@ -488,6 +488,17 @@ TEST_F(SchedulerTest, TheTailBeginsWhenWhatIsLeftToSendFitsInTheWorkersSlots) {
   EXPECT_TRUE(scheduler_.InTail(true));
 }
 
+TEST_F(SchedulerTest, APeerCountsTowardsTheTailWithTheTasksItHasEarnedNotTheSlotsItClaims) {
+  AddItems(40);
+  Worker& peer = Join("peer", 100, /*spawned=*/false);
+  EXPECT_FALSE(scheduler_.InTail(true));  // 40 left; it may hold 32 before it answers
+  Worker& local = Join("local", 8, true);
+  EXPECT_TRUE(scheduler_.InTail(true));  // 32 + 8
+  local.isolating = true;                // it runs a suspect alone: it takes one
+  EXPECT_FALSE(scheduler_.InTail(true));
+  EXPECT_EQ(peer.credit.target(true), WorkerCredit::kInitialCredit);
+}
+
 TEST_F(SchedulerTest, ATaskTakenBackUnsentKeepsItsFirstAttemptOnlyIfItIsARetry) {
   // A frame that never left (Unassign): item 1 was never sent, so its
   // --retry-for has not begun; item 0 failed before and keeps counting from

@@ -652,12 +652,11 @@ void Coordinator::Dispatch() {
   std::vector<uint64_t> passed;  // suspects this worker cannot take (Scheduler::Fits)
   bool progress = true;
   bool rate_limited = false;
-  const bool tail = scheduler_.InTail(input_->done());
   while (progress && !rate_limited) {
     progress = false;
     for (size_t k = 0; k < workers.size() && !rate_limited; ++k) {
       Worker& worker = *workers[(round_robin_ + k) % workers.size()];
-      size_t budget = std::min(worker.credit.available(tail), kMaxTasksPerFrame);
+      size_t budget = std::min(worker.credit.available(input_->done()), kMaxTasksPerFrame);
       uint64_t index;
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
         if (!scheduler_.NextTask(&index)) break;

@@ -9,9 +9,9 @@ namespace fanmap {
 WorkerCredit::WorkerCredit(uint32_t slots, Trust trust)
     : slots_(std::max<uint32_t>(1, slots)), trust_(trust) {}
 
-size_t WorkerCredit::target(bool tail) const {
+size_t WorkerCredit::target(bool input_done) const {
   size_t target = slots_;  // nothing measured yet: one task per slot
-  bool tail_of_long_tasks = tail && typical_task_us_ >= kTailPrefetchMaxMicros;
+  bool tail_of_long_tasks = input_done && typical_task_us_ >= kTailPrefetchMaxMicros;
   if (typical_task_us_ > 0 && !tail_of_long_tasks) {
     // A worker finishes slots_/typical tasks per microsecond.
     // (The tolerance absorbs exp(log(x)) != x in the last bit.)

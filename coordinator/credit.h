@@ -41,23 +41,20 @@ class WorkerCredit {
 
   explicit WorkerCredit(uint32_t slots, Trust trust = Trust::kSpawned);
 
-  // Tasks that may be sent now. `tail`: the run's last tasks are being sent
-  // (Scheduler::InTail; see target()).
-  size_t available(bool tail = false) const {
-    size_t t = target(tail);
+  // Tasks that may be sent now. `input_done`: every item has been read (see
+  // target()).
+  size_t available(bool input_done = false) const {
+    size_t t = target(input_done);
     return t > outstanding_ ? t - outstanding_ : 0;
   }
-  // Outstanding tasks allowed in all. In the tail, tasks of
+  // Outstanding tasks allowed in all. Once the input is done, tasks of
   // kTailPrefetchMaxMicros or longer get no prefetch: a task queued behind
   // busy slots then waits a whole task time while another worker may have a
   // slot free in a moment; with same-length tasks in lockstep rounds the
   // worker that got the prefetch ran one round more than the others (0.1 s
-  // of a 1.1 s run of 100 ms requests). Before the tail they keep it: without
-  // a queued task a worker waits a round trip to the coordinator for each
-  // next one, and with hundreds of requests in flight per worker that round
-  // trip is several ms (the results and tasks of a burst of answers queue
-  // behind each other), 10% of a 100 ms request.
-  size_t target(bool tail = false) const;
+  // of a 1.1 s run of 100 ms requests), while the round trip prefetch hides
+  // is a few percent of such a task.
+  size_t target(bool input_done = false) const;
   size_t outstanding() const { return outstanding_; }
   uint32_t slots() const { return slots_; }
   // Mean task time seen so far (0 before the first result), weighted towards

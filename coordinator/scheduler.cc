@@ -131,21 +131,6 @@ bool Scheduler::HasUnsent() const {
   return !retry_.empty() || !delayed_.empty() || next_new_ < window_.end();
 }
 
-bool Scheduler::InTail(bool input_done) const {
-  if (!input_done) return false;
-  // An upper bound: retry_ may still name items finished meanwhile.
-  uint64_t unsent = retry_.size() + delayed_.size() + (window_.end() - next_new_);
-  uint64_t slots = 0;
-  for (const Worker* w : workers_.all()) {
-    // What it may hold without prefetch, not what it claims: a peer's credit
-    // is what it has earned (a hoarder's, none), and a worker running a
-    // suspect alone takes nothing else.
-    slots += w->isolating ? 1 : std::min<uint64_t>(w->credit.slots(), w->credit.target(true));
-    if (slots >= unsent) return true;
-  }
-  return slots >= unsent;
-}
-
 const Worker* Scheduler::HeadOfLine(size_t window_limit) const {
   if (window_.size() < window_limit || !retry_.empty() || !delayed_.empty()) return nullptr;
   const Slot* head = window_.Find(window_.begin());

@@ -191,15 +191,6 @@ class Scheduler {
   void Unassign(const std::vector<uint64_t>& indexes, Worker& worker);
   // True while something waits to be sent (now or after a backoff).
   bool HasUnsent() const;
-  // The run's last tasks: the input is read (`input_done`) and what waits to
-  // be sent, retries included, fits in the slots of the workers present (as
-  // far as their credit goes: a peer counts the tasks it has earned). From
-  // then on a task queued at a worker behind its busy slots may wait there
-  // while another worker's slot is free, so long tasks get no prefetch
-  // (WorkerCredit::target). Before then every slot has work to come, and a
-  // queued task is what lets a worker start the next one the moment a slot
-  // frees, instead of a round trip to the coordinator later.
-  bool InTail(bool input_done) const;
 
   // Head of line. The window is full (`window_limit` items) and its oldest
   // item is in flight at a worker with credit to spare, with nothing else

@@ -32,16 +32,16 @@ TEST_F(WorkerCreditTest, LongTasksGetOneTaskOfPrefetch) {
   EXPECT_EQ(credit.target(), 5u);
 }
 
-TEST_F(WorkerCreditTest, InTheTailLongTasksGetNoPrefetchShortOnesKeepIt) {
+TEST_F(WorkerCreditTest, OnceTheInputIsDoneLongTasksGetNoPrefetchShortOnesKeepIt) {
   WorkerCredit slow(500);
   Finish(&slow, 100000, 500);  // 100 ms requests
   EXPECT_EQ(slow.target(), 550u);
-  EXPECT_EQ(slow.target(/*tail=*/true), 500u);
-  EXPECT_EQ(slow.available(/*tail=*/true), 500u);
+  EXPECT_EQ(slow.target(/*input_done=*/true), 500u);
+  EXPECT_EQ(slow.available(/*input_done=*/true), 500u);
   WorkerCredit fast(2);
   Finish(&fast, 1000, 100);  // 1 ms tasks: the round trip matters
-  EXPECT_EQ(fast.target(/*tail=*/true), fast.target());
-  EXPECT_GT(fast.target(/*tail=*/true), 2u);
+  EXPECT_EQ(fast.target(/*input_done=*/true), fast.target());
+  EXPECT_GT(fast.target(/*input_done=*/true), 2u);
 }
 
 TEST_F(WorkerCreditTest, VeryShortTasksGetPrefetchCappedAtMax) {

@@ -462,43 +462,6 @@ TEST_F(SchedulerTest, RetryForCountsFromTheFirstAttemptThatStarted) {
   EXPECT_TRUE(completed.empty());
 }
 
-// The tail (no prefetch for long tasks) begins only when what is left to send
-// fits in the workers' slots: a 10,000-line file is read at once, and long
-// tasks then waited a round trip to the coordinator for each next one, all
-// run long.
-TEST_F(SchedulerTest, TheTailBeginsWhenWhatIsLeftToSendFitsInTheWorkersSlots) {
-  AddItems(10);
-  Worker& a = Join("a", 3, true);
-  Worker& b = Join("b", 2, true);
-  EXPECT_FALSE(scheduler_.InTail(/*input_done=*/false));
-  EXPECT_FALSE(scheduler_.InTail(/*input_done=*/true));  // 10 to send, 5 slots
-  auto to_a = Send(a);
-  ASSERT_EQ(to_a.size(), 3u);
-  EXPECT_FALSE(scheduler_.InTail(true));  // 7 left
-  ASSERT_EQ(Send(b).size(), 2u);
-  EXPECT_TRUE(scheduler_.InTail(true));    // 5 left: the workers' slots take them all
-  EXPECT_FALSE(scheduler_.InTail(false));  // more may still come
-  // A failure waiting for its retry is something left to send.
-  Deliver(&a, Answer(to_a[0].first, to_a[0].second, false, true));
-  EXPECT_FALSE(scheduler_.InTail(true));  // 6 left
-  Deliver(&a, Answer(to_a[1].first, to_a[1].second));
-  EXPECT_FALSE(scheduler_.InTail(true));  // still 6: a finished item sends nothing
-  // A worker that joins brings slots.
-  Join("c", 1, true);
-  EXPECT_TRUE(scheduler_.InTail(true));
-}
-
-TEST_F(SchedulerTest, APeerCountsTowardsTheTailWithTheTasksItHasEarnedNotTheSlotsItClaims) {
-  AddItems(40);
-  Worker& peer = Join("peer", 100, /*spawned=*/false);
-  EXPECT_FALSE(scheduler_.InTail(true));  // 40 left; it may hold 32 before it answers
-  Worker& local = Join("local", 8, true);
-  EXPECT_TRUE(scheduler_.InTail(true));  // 32 + 8
-  local.isolating = true;                // it runs a suspect alone: it takes one
-  EXPECT_FALSE(scheduler_.InTail(true));
-  EXPECT_EQ(peer.credit.target(true), WorkerCredit::kInitialCredit);
-}
-
 TEST_F(SchedulerTest, ATaskTakenBackUnsentKeepsItsFirstAttemptOnlyIfItIsARetry) {
   // A frame that never left (Unassign): item 1 was never sent, so its
   // --retry-for has not begun; item 0 failed before and keeps counting from

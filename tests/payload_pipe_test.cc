@@ -917,6 +917,18 @@ TEST_F(PipeFlushPolicyTest, LateFlushHalvesTheBatch) {
   EXPECT_EQ(policy_.batch(), 32u);
 }
 
+TEST_F(PipeFlushPolicyTest, SlowExitsOnABusyMachineDoNotGrowTheQuietPeriodWithoutBound) {
+  // Regression: with both CPUs busy a block-buffered python3 filter took
+  // 40 ms to flush and exit after each close, over half the minimum quiet
+  // period. Each flush was late, and each doubled the quiet period (twice
+  // the silence plus the 40 ms), up to a minute for every batch.
+  for (int i = 0; i < 30; ++i) policy_.OnFlushed(Quiet(), 40000, 1);
+  EXPECT_LE(Quiet(), 4 * (kMin + 40000)) << "it should stay within a few times the exit time";
+  // A slow item still lengthens it: answered 1.97 s after a close.
+  EXPECT_FALSE(policy_.OnFlushed(Quiet(), 1970000, 1));
+  EXPECT_GE(Quiet(), 3940000);
+}
+
 TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {
   policy_.OnFlushed(kMin, 3600000000, 1);
   EXPECT_EQ(Quiet(), std::chrono::microseconds(PipeFlushPolicy::kMaxQuietPeriod).count());

@@ -81,8 +81,11 @@ int64_t PipeFlushPolicy::QuietMicros(bool line_by_line) const {
 bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch) {
   // A process that only has to flush and exit does so in well under a
   // millisecond (a few on a busy machine); half the minimum quiet period
-  // leaves room for that and still sets it apart from a slow item.
-  if (after_us < min_quiet_us_ / 2) {
+  // leaves room for that and still sets it apart from a slow item. After a
+  // longer silence, an answer within half of it came with the close: a slow
+  // item that took that long would have needed more than 1.5 times the
+  // silence, and its next flush (at half the quiet period) is late again.
+  if (after_us < std::max(min_quiet_us_, quiet_us) / 2) {
     // Only a batch flushed after the minimum wait shows that items are cheap:
     // after a longer one, it may have spent that long on them. Growing the
     // batch then would grow the next wait with it.

@@ -130,7 +130,8 @@ namespace fanmap {
 //   - It starts at the minimum (Options::quiet_period, kQuietPeriod by
 //     default).
 //   - Prompt flush: the first output (or the exit) came less than half the
-//     minimum after the close. The co-process was waiting with its answers
+//     minimum after the close (or less than half the silence before the
+//     close, when that was longer). The co-process was waiting with its answers
 //     buffered: the command answers at end of input. The quiet period halves
 //     (not below the minimum). If it was the minimum, batch() grows to
 //     kBatchGrowth times the items the co-process held, so that a buffering filter gets
@@ -180,7 +181,14 @@ class PipeFlushPolicy {
   int64_t QuietMicros(bool line_by_line) const;
   // A co-process that held `batch` items had its stdin closed after
   // `quiet_us` of silence; its first output, or its exit, came `after_us`
-  // after the close. Returns true if that was prompt.
+  // after the close. Returns true if that was prompt: within half the
+  // minimum quiet period, or within half the silence before the close (the
+  // close, not the end of its work, is what made it answer). Judged against
+  // the minimum alone, a busy machine's slow exits (a block-buffered python3
+  // filter took 20-40 ms to flush and exit while both CPUs were busy) were
+  // late each time: the quiet period doubled each time up to kMaxQuietPeriod
+  // and the batch halved to one item, and 100,000 lines that take 2 s once
+  // took ten minutes.
   bool OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch);
   // A co-process answered everything it held with its stdin open.
   void OnLineByLine() { answers_at_end_ = false; }

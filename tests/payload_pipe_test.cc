@@ -917,16 +917,29 @@ TEST_F(PipeFlushPolicyTest, LateFlushHalvesTheBatch) {
   EXPECT_EQ(policy_.batch(), 32u);
 }
 
-TEST_F(PipeFlushPolicyTest, SlowExitsOnABusyMachineDoNotGrowTheQuietPeriodWithoutBound) {
+TEST_F(PipeFlushPolicyTest, SlowExitsOnABusyMachineNeitherStallNorShrinkTheBatch) {
   // Regression: with both CPUs busy a block-buffered python3 filter took
   // 40 ms to flush and exit after each close, over half the minimum quiet
-  // period. Each flush was late, and each doubled the quiet period (twice
-  // the silence plus the 40 ms), up to a minute for every batch.
-  for (int i = 0; i < 30; ++i) policy_.OnFlushed(Quiet(), 40000, 1);
+  // period. Each flush was late: each doubled the quiet period (twice the
+  // silence plus the 40 ms), up to a minute, and halved the batch, down to
+  // one item. Every item then waited a minute.
+  FlushPromptly(16);
+  ASSERT_EQ(policy_.batch(), 64u);
+  for (int i = 0; i < 30; ++i) policy_.OnFlushed(Quiet(), 40000, policy_.batch());
   EXPECT_LE(Quiet(), 4 * (kMin + 40000)) << "it should stay within a few times the exit time";
+  EXPECT_GE(policy_.batch(), 64u) << "slow exits must not shrink the batch";
   // A slow item still lengthens it: answered 1.97 s after a close.
   EXPECT_FALSE(policy_.OnFlushed(Quiet(), 1970000, 1));
   EXPECT_GE(Quiet(), 3940000);
+}
+
+TEST_F(PipeFlushPolicyTest, TheLineByLineFloorIsNoSilenceToJudgeAFlushBy) {
+  // A co-process that answered line by line waits at least 250 ms before a
+  // close; an answer 50 ms after that close is a 300 ms item, not a flush
+  // the close brought about: late, as at the minimum quiet period.
+  policy_.OnLineByLine();
+  EXPECT_FALSE(policy_.OnFlushed(policy_.QuietMicros(true), 50000, 1));
+  EXPECT_EQ(policy_.batch(), 0u);
 }
 
 TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {

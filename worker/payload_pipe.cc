@@ -82,14 +82,17 @@ bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch
   // A process that only has to flush and exit does so in well under a
   // millisecond (a few on a busy machine); half the minimum quiet period
   // leaves room for that and still sets it apart from a slow item. After a
-  // longer silence, an answer within half of it came with the close: a slow
-  // item that took that long would have needed more than 1.5 times the
-  // silence, and its next flush (at half the quiet period) is late again.
-  if (after_us < std::max(min_quiet_us_, quiet_us) / 2) {
-    // Only a batch flushed after the minimum wait shows that items are cheap:
+  // longer silence that the policy itself asked for (not the floor of a
+  // co-process that answered line by line), an answer within half of it is
+  // taken as one the close brought about. An item that really took between
+  // 1 and 1.5 times that silence is misjudged once: the quiet period halves,
+  // and its next close is late.
+  int64_t silence = std::min(std::max<int64_t>(0, quiet_us), quiet_us_);
+  if (after_us < std::max(min_quiet_us_, silence) / 2) {
+    // Only a batch flushed after a short wait shows that items are cheap:
     // after a longer one, it may have spent that long on them. Growing the
     // batch then would grow the next wait with it.
-    if (quiet_us_ <= min_quiet_us_) {
+    if (quiet_us_ <= kBatchGrowthQuiet * min_quiet_us_) {
       batch_ = std::min(max_batch_, std::max(batch_, kBatchGrowth * std::max<size_t>(1, batch)));
     }
     quiet_us_ = std::max(min_quiet_us_, quiet_us_ / 2);
@@ -99,7 +102,10 @@ bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch
   int64_t needed = 2 * (std::max<int64_t>(0, quiet_us) + after_us);
   int64_t most = std::chrono::microseconds(kMaxQuietPeriod).count();
   quiet_us_ = std::min(most, std::max(quiet_us_, needed));
-  batch_ = std::max<size_t>(1, std::min(batch_, batch / 2));
+  // Slow items: the co-process needed at least as long after the close as
+  // the silence before it. A slow exit (a busy machine) is no reason to
+  // give it fewer items.
+  if (after_us >= quiet_us) batch_ = std::max<size_t>(1, std::min(batch_, batch / 2));
   return false;
 }
 

@@ -131,16 +131,16 @@ namespace fanmap {
 //     default).
 //   - Prompt flush: the first output (or the exit) came less than half the
 //     minimum after the close (or less than half the silence before the
-//     close, when that was longer). The co-process was waiting with its answers
-//     buffered: the command answers at end of input. The quiet period halves
-//     (not below the minimum). If it was the minimum, batch() grows to
-//     kBatchGrowth times the items the co-process held, so that a buffering filter gets
-//     big batches after a few flushes (and, with enough items ahead of it,
-//     fills its buffer and answers as it goes); after a longer wait the items
-//     may have cost that long, and the batch stays.
+//     close, when the policy's quiet period was longer). The co-process was waiting with its
+//     answers buffered: the command answers at end of input. The quiet period halves (not below the
+//     minimum). If it was the minimum, batch() grows to kBatchGrowth times the items the co-process
+//     held, so that a buffering filter gets big batches after a few flushes (and, with enough items
+//     ahead of it, fills its buffer and answers as it goes); after a longer wait the items may have
+//     cost that long, and the batch stays.
 //   - Late flush: the co-process was still working. The next quiet period is
 //     at least twice the silence it needed (before and after the close), up
-//     to kMaxQuietPeriod, and batch() halves. A co-process that takes 2 s
+//     to kMaxQuietPeriod, and batch() halves if it needed as long after the
+//     close as before it (a slow item, not a slow exit). A co-process that takes 2 s
 //     per item and flushes is closed once after kQuietPeriod, answers 2 s
 //     later, and is left alone from then on.
 //   - Line by line: a co-process that has answered everything it held with
@@ -170,6 +170,10 @@ class PipeFlushPolicy {
   // slow items long batches (a --timeout counts from an item's start) and
   // fewer co-processes than --slots.
   static constexpr size_t kBatchGrowth = 4;
+  // ... on a prompt flush after a quiet period of at most this many times the
+  // minimum (on a busy machine the quiet period seldom gets back to the
+  // minimum: exits there take more than half of it).
+  static constexpr int64_t kBatchGrowthQuiet = 4;
 
   // `min_quiet`: the first and least quiet period. `max_batch`: the most
   // items batch() asks for.

@@ -913,7 +913,7 @@ TEST_F(PipeFlushPolicyTest, PromptFlushesHalveTheQuietPeriodDownToTheMinimum) {
 TEST_F(PipeFlushPolicyTest, LateFlushHalvesTheBatch) {
   FlushPromptly(16);
   EXPECT_EQ(policy_.batch(), 64u);
-  policy_.OnFlushed(kMin, 40000, 64);
+  policy_.OnFlushed(kMin, 200000, 64);  // work left after the close
   EXPECT_EQ(policy_.batch(), 32u);
 }
 
@@ -925,21 +925,26 @@ TEST_F(PipeFlushPolicyTest, SlowExitsOnABusyMachineNeitherStallNorShrinkTheBatch
   // one item. Every item then waited a minute.
   FlushPromptly(16);
   ASSERT_EQ(policy_.batch(), 64u);
+  EXPECT_FALSE(policy_.OnFlushed(Quiet(), 40000, 64));
+  EXPECT_EQ(policy_.batch(), 64u) << "a slow exit is not work";
   for (int i = 0; i < 30; ++i) policy_.OnFlushed(Quiet(), 40000, policy_.batch());
   EXPECT_LE(Quiet(), 4 * (kMin + 40000)) << "it should stay within a few times the exit time";
-  EXPECT_GE(policy_.batch(), 64u) << "slow exits must not shrink the batch";
+  EXPECT_EQ(policy_.batch(), 64u);
   // A slow item still lengthens it: answered 1.97 s after a close.
-  EXPECT_FALSE(policy_.OnFlushed(Quiet(), 1970000, 1));
+  EXPECT_FALSE(policy_.OnFlushed(Quiet(), 1970000, 64));
   EXPECT_GE(Quiet(), 3940000);
+  EXPECT_EQ(policy_.batch(), 32u);
 }
 
 TEST_F(PipeFlushPolicyTest, TheLineByLineFloorIsNoSilenceToJudgeAFlushBy) {
   // A co-process that answered line by line waits at least 250 ms before a
   // close; an answer 50 ms after that close is a 300 ms item, not a flush
-  // the close brought about: late, as at the minimum quiet period.
+  // the close brought about: late, as at the minimum quiet period, even if
+  // the policy's quiet period has grown since the close.
   policy_.OnLineByLine();
-  EXPECT_FALSE(policy_.OnFlushed(policy_.QuietMicros(true), 50000, 1));
-  EXPECT_EQ(policy_.batch(), 0u);
+  EXPECT_FALSE(policy_.OnFlushed(policy_.QuietMicros(true), 50000, 1, /*own_quiet_us=*/kMin));
+  EXPECT_EQ(Quiet(), 600000);
+  EXPECT_FALSE(policy_.OnFlushed(policy_.QuietMicros(true), 250000, 1, /*own_quiet_us=*/kMin));
 }
 
 TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {

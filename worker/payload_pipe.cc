@@ -78,21 +78,23 @@ int64_t PipeFlushPolicy::QuietMicros(bool line_by_line) const {
   return std::max<int64_t>(quiet_us_, std::chrono::microseconds(kLineByLineQuietPeriod).count());
 }
 
-bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch) {
+bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch,
+                                int64_t own_quiet_us) {
   // A process that only has to flush and exit does so in well under a
   // millisecond (a few on a busy machine); half the minimum quiet period
   // leaves room for that and still sets it apart from a slow item. After a
   // longer silence that the policy itself asked for (not the floor of a
-  // co-process that answered line by line), an answer within half of it is
-  // taken as one the close brought about. An item that really took between
-  // 1 and 1.5 times that silence is misjudged once: the quiet period halves,
-  // and its next close is late.
-  int64_t silence = std::min(std::max<int64_t>(0, quiet_us), quiet_us_);
+  // co-process that answered line by line, nor a start-up wait), an answer
+  // within half of it is taken as one the close brought about. An item that
+  // really took between 1 and 1.5 times that silence is misjudged once: the
+  // quiet period halves, and its next close is late.
+  int64_t own = own_quiet_us >= 0 ? own_quiet_us : quiet_us_;
+  int64_t silence = std::min(std::max<int64_t>(0, quiet_us), own);
   if (after_us < std::max(min_quiet_us_, silence) / 2) {
-    // Only a batch flushed after a short wait shows that items are cheap:
+    // Only a batch flushed after the minimum wait shows that items are cheap:
     // after a longer one, it may have spent that long on them. Growing the
     // batch then would grow the next wait with it.
-    if (quiet_us_ <= kBatchGrowthQuiet * min_quiet_us_) {
+    if (quiet_us_ <= min_quiet_us_) {
       batch_ = std::min(max_batch_, std::max(batch_, kBatchGrowth * std::max<size_t>(1, batch)));
     }
     quiet_us_ = std::max(min_quiet_us_, quiet_us_ / 2);
@@ -102,10 +104,12 @@ bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch
   int64_t needed = 2 * (std::max<int64_t>(0, quiet_us) + after_us);
   int64_t most = std::chrono::microseconds(kMaxQuietPeriod).count();
   quiet_us_ = std::min(most, std::max(quiet_us_, needed));
-  // Slow items: the co-process needed at least as long after the close as
-  // the silence before it. A slow exit (a busy machine) is no reason to
-  // give it fewer items.
-  if (after_us >= quiet_us) batch_ = std::max<size_t>(1, std::min(batch_, batch / 2));
+  // A slow exit (a busy machine keeps a finished process waiting for a CPU
+  // for tens of ms) is no reason to give the command fewer items; work left
+  // after the close is.
+  if (after_us >= kSlowExitQuiets * min_quiet_us_) {
+    batch_ = std::max<size_t>(1, std::min(batch_, batch / 2));
+  }
   return false;
 }
 
@@ -139,6 +143,7 @@ struct PipePayload::CoProcess {
   int64_t closed_us = 0;        // when its stdin was closed for silence; 0: never
   int64_t quiet_used_us = 0;    // the silence that preceded the close
   int64_t policy_quiet_us = 0;  // ... and the policy's part of it (no start-up floor)
+  int64_t own_quiet_us = -1;    // ... without the line-by-line floor either
   size_t batch = 0;             // items it held at the close
   bool flush_noted = false;     // the policy has heard how the close ended
   bool prompt_flush = false;    // ... and it was prompt
@@ -432,6 +437,7 @@ void PipePayload::EndInput(CoProcess* co, int64_t now) {
   co->closed_us = now;
   co->quiet_used_us = now - co->quiet_since_us;
   co->policy_quiet_us = policy_.QuietMicros(co->line_by_line);
+  co->own_quiet_us = policy_.QuietMicros(false);
   co->batch = co->held.size();
   // The answers that follow share the time since the close: the silence
   // before may have been idleness, waiting for input with full buffers.
@@ -444,7 +450,7 @@ void PipePayload::NoteFlush(CoProcess* co, int64_t now) {
   // The policy learns from its own quiet period: a longer wait for the
   // command's start-up's sake (QuietMicros) says nothing of its items.
   int64_t quiet_us = std::min(co->quiet_used_us, co->policy_quiet_us);
-  co->prompt_flush = policy_.OnFlushed(quiet_us, now - co->closed_us, co->batch);
+  co->prompt_flush = policy_.OnFlushed(quiet_us, now - co->closed_us, co->batch, co->own_quiet_us);
 }
 
 void PipePayload::Step(CoProcess* co) {

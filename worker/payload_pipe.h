@@ -139,8 +139,8 @@ namespace fanmap {
 //     cost that long, and the batch stays.
 //   - Late flush: the co-process was still working. The next quiet period is
 //     at least twice the silence it needed (before and after the close), up
-//     to kMaxQuietPeriod, and batch() halves if it needed as long after the
-//     close as before it (a slow item, not a slow exit). A co-process that takes 2 s
+//     to kMaxQuietPeriod, and batch() halves unless the answer came within
+//     kSlowExitQuiets minimum quiet periods (a slow exit, not work). A co-process that takes 2 s
 //     per item and flushes is closed once after kQuietPeriod, answers 2 s
 //     later, and is left alone from then on.
 //   - Line by line: a co-process that has answered everything it held with
@@ -170,10 +170,9 @@ class PipeFlushPolicy {
   // slow items long batches (a --timeout counts from an item's start) and
   // fewer co-processes than --slots.
   static constexpr size_t kBatchGrowth = 4;
-  // ... on a prompt flush after a quiet period of at most this many times the
-  // minimum (on a busy machine the quiet period seldom gets back to the
-  // minimum: exits there take more than half of it).
-  static constexpr int64_t kBatchGrowthQuiet = 4;
+  // A late flush that came within this many minimum quiet periods of the
+  // close is a slow exit (a busy machine), not work: the batch stays.
+  static constexpr int64_t kSlowExitQuiets = 2;
 
   // `min_quiet`: the first and least quiet period. `max_batch`: the most
   // items batch() asks for.
@@ -193,7 +192,9 @@ class PipeFlushPolicy {
   // late each time: the quiet period doubled each time up to kMaxQuietPeriod
   // and the batch halved to one item, and 100,000 lines that take 2 s once
   // took ten minutes.
-  bool OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch);
+  // `own_quiet_us`: the policy's own quiet period at the close, without the
+  // line-by-line floor (QuietMicros(false)); -1: the one in force now.
+  bool OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch, int64_t own_quiet_us = -1);
   // A co-process answered everything it held with its stdin open.
   void OnLineByLine() { answers_at_end_ = false; }
   // Items a co-process may hold when the command has shown that it answers

@@ -947,6 +947,20 @@ TEST_F(PipeFlushPolicyTest, TheLineByLineFloorIsNoSilenceToJudgeAFlushBy) {
   EXPECT_FALSE(policy_.OnFlushed(policy_.QuietMicros(true), 250000, 1, /*own_quiet_us=*/kMin));
 }
 
+TEST_F(PipeFlushPolicyTest, ABatchClosedAfterALongWaitDoesNotGrowTheBatch) {
+  // With several co-processes, one is closed after a 200 ms quiet period;
+  // before its flush comes, the others' prompt flushes bring the quiet
+  // period back to the minimum. Its batch, flushed after 200 ms, says
+  // nothing of the cost of items: the batch stays.
+  EXPECT_FALSE(policy_.OnFlushed(kMin, 70000, 1));  // 200 ms from now on
+  ASSERT_EQ(Quiet(), 200000);
+  for (int i = 0; i < 3; ++i) FlushPromptly(1);
+  ASSERT_EQ(Quiet(), kMin);
+  ASSERT_EQ(policy_.batch(), 1u);
+  EXPECT_TRUE(policy_.OnFlushed(200000, 50000, 16, /*own_quiet_us=*/200000));
+  EXPECT_EQ(policy_.batch(), 1u);
+}
+
 TEST_F(PipeFlushPolicyTest, QuietPeriodHasACeiling) {
   policy_.OnFlushed(kMin, 3600000000, 1);
   EXPECT_EQ(Quiet(), std::chrono::microseconds(PipeFlushPolicy::kMaxQuietPeriod).count());

@@ -93,8 +93,9 @@ bool PipeFlushPolicy::OnFlushed(int64_t quiet_us, int64_t after_us, size_t batch
   if (after_us < std::max(min_quiet_us_, silence) / 2) {
     // Only a batch flushed after the minimum wait shows that items are cheap:
     // after a longer one, it may have spent that long on them. Growing the
-    // batch then would grow the next wait with it.
-    if (quiet_us_ <= min_quiet_us_) {
+    // batch then would grow the next wait with it. (The wait in force at its
+    // close: another co-process's flushes may have changed it since.)
+    if (own <= min_quiet_us_) {
       batch_ = std::min(max_batch_, std::max(batch_, kBatchGrowth * std::max<size_t>(1, batch)));
     }
     quiet_us_ = std::max(min_quiet_us_, quiet_us_ / 2);

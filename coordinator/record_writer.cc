@@ -105,9 +105,15 @@ void AppendBatchRecord(uint64_t index, const Result& result, std::string* out,
     out->append(",\"error\":null}\n");
     return;
   }
+  // The code names the HTTP status only when the status was the failure: a
+  // 2xx answer that still failed (a body over the size limit, a header line
+  // too long) failed for the reason its message gives.
   auto status = result.extra.find("status");
+  bool status_failed =
+      status != result.extra.end() && std::holds_alternative<int64_t>(status->second) &&
+      (std::get<int64_t>(status->second) < 200 || std::get<int64_t>(status->second) > 299);
   out->append(",\"error\":{\"code\":\"");
-  if (status != result.extra.end() && std::holds_alternative<int64_t>(status->second)) {
+  if (status_failed) {
     out->append("http_");
     out->append(std::to_string(std::get<int64_t>(status->second)));
   } else {

@@ -171,6 +171,26 @@ TEST_F(RecordWriterTest, FormatsOpenAiBatchLinesLedByTheResumeFields) {
                  "\n");
 }
 
+// Regression: a failure after a 2xx answer (a body over the size limit, a
+// header line too long) said "http_200", as if the status were the error.
+TEST_F(RecordWriterTest, ABatchErrorNamesTheStatusOnlyWhenTheStatusWasTheFailure) {
+  Result too_large = Failed("response larger than 64 MiB");
+  too_large.extra["status"] = int64_t{200};
+  std::string out;
+  RecordWriter::FormatRecord(OutputFormat::kOpenAiBatch, 7, too_large, &out);
+  EXPECT_EQ(out, R"({"index":7,"ok":false,"id":"batch_req_7","custom_id":null,"response":null,)"
+                 R"("error":{"code":"request_failed","message":"response larger than 64 MiB"}})"
+                 "\n");
+  for (int64_t status : {int64_t{199}, int64_t{300}, int64_t{503}}) {
+    Result failed = Failed("HTTP " + std::to_string(status));
+    failed.extra["status"] = status;
+    out.clear();
+    RecordWriter::FormatRecord(OutputFormat::kOpenAiBatch, 8, failed, &out);
+    EXPECT_NE(out.find(R"("code":"http_)" + std::to_string(status) + "\""), std::string::npos)
+        << out;
+  }
+}
+
 TEST_F(RecordWriterTest, QuotesJsonLookingTextThatIsNotMarkedJson) {
   EXPECT_EQ(Jsonl(2, Ok("{\"n\":1}")), "{\"index\":2,\"ok\":true,\"result\":\"{\\\"n\\\":1}\"}\n");
 }

@@ -91,7 +91,10 @@ double AdaptiveRate::CurrentRate(int64_t now_us) const {
   return std::max(kMinRate, sent);
 }
 
-void AdaptiveRate::OnSent(int64_t now_us) { BinAt(now_us).sent += 1; }
+void AdaptiveRate::OnSent(int64_t now_us) {
+  if (first_sent_us_ < 0) first_sent_us_ = now_us;
+  BinAt(now_us).sent += 1;
+}
 
 void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   Grow(now_us);
@@ -106,7 +109,12 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   // take equally long), and the rest were accepted.
   double sent, refused_then;
   Count(sent_us - kEstimateUs, sent_us, &sent, &refused_then);
-  double span_s = (sent_us % kBinUs + kEstimateUs + 1) / 1e6;
+  // Over the time requests were sent in: a refusal a few milliseconds into
+  // the run says nothing of the window's time before the first request (an
+  // estimate over it cut a run against a limiter of 500 requests/s to
+  // 19/s, and it took 12 s to grow back).
+  int64_t from_us = std::max((sent_us - kEstimateUs) / kBinUs * kBinUs, first_sent_us_);
+  double span_s = std::max<int64_t>(kBinUs, sent_us - from_us + 1) / 1e6;
   double accepted = std::max(0.0, sent - refused_then) / span_s;
   if (sent_us <= last_cut_us_) {
     // Requests sent before the last cut were sent too fast for the old rate,

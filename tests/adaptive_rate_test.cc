@@ -246,6 +246,26 @@ TEST(AdaptiveRateTest, ABatchOfRefusalsRefinesTheCut) {
   EXPECT_NEAR(adaptive.RequestRate(now), 500, 60);
 }
 
+// Regression: a refusal a few milliseconds into the run was judged as if
+// the window before it (100 ms) had been spent sending: 4 accepted of 5 sent
+// read as 40/s, and the cut fell to its floor (a tenth of the rate). Against
+// nginx's limit_req without burst a run fell to 19 requests/s and took 12 s
+// to grow back to the server's 500/s.
+TEST(AdaptiveRateTest, ARefusalEarlyInTheRunIsJudgedByTheTimeRequestsWereSentIn) {
+  AdaptiveRate adaptive(0);  // slow start, at kStartRate
+  int64_t now = kStartUs;
+  ASSERT_EQ(adaptive.RequestRate(now), AdaptiveRate::kStartRate);
+  for (int ms = 0; ms < 5; ++ms) adaptive.OnSent(now + ms * kMs);
+  // The last of the five is refused at once: the server took 4 in 5 ms.
+  adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
+  double rate = adaptive.RequestRate(now + 5 * kMs);
+  EXPECT_FALSE(adaptive.slow_start());
+  // What the server took over the time requests were sent in (a 10 ms bin at
+  // least), capped by the deep cut that ends slow start.
+  EXPECT_NEAR(rate, 400, 1);
+  EXPECT_LE(rate, AdaptiveRate::kDeepCut * AdaptiveRate::kStartRate);
+}
+
 TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {
   AdaptiveRate adaptive(0);
   int64_t now = kStartUs;

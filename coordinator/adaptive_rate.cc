@@ -109,12 +109,15 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   // take equally long), and the rest were accepted.
   double sent, refused_then;
   Count(sent_us - kEstimateUs, sent_us, &sent, &refused_then);
-  // Over the time requests were sent in: a refusal a few milliseconds into
-  // the run says nothing of the window's time before the first request (an
-  // estimate over it cut a run against a limiter of 500 requests/s to
-  // 19/s, and it took 12 s to grow back).
+  // Per second of the time those bins cover (to the end of this one's bin,
+  // or now: Count counts whole bins), from the first request sent since the
+  // run began or came back from an outage: a refusal a few milliseconds in
+  // says nothing of the window's time before it (an estimate over it cut
+  // runs against nginx's limit_req without burst, 500 requests/s, down to
+  // 19/s, and they took 12 s to grow back).
   int64_t from_us = std::max((sent_us - kEstimateUs) / kBinUs * kBinUs, first_sent_us_);
-  double span_s = std::max<int64_t>(kBinUs, sent_us - from_us + 1) / 1e6;
+  int64_t to_us = std::min(now_us, (sent_us / kBinUs + 1) * kBinUs);
+  double span_s = std::max<int64_t>(kBinUs, to_us - from_us) / 1e6;
   double accepted = std::max(0.0, sent - refused_then) / span_s;
   if (sent_us <= last_cut_us_) {
     // Requests sent before the last cut were sent too fast for the old rate,
@@ -194,9 +197,11 @@ void AdaptiveRate::OnOutageOver(int64_t now_us) {
     rate_before_cuts_ = -1;
   }
   // Refusals of requests sent during the outage must not cut again, nor
-  // refine its cuts.
+  // refine its cuts; and the pause, when nothing was sent, is no time the
+  // server refused anything in.
   last_cut_us_ = now_us;
   refine_until_us_ = 0;
+  first_sent_us_ = -1;
 }
 
 double AdaptiveRate::RequestRate(int64_t now_us) {

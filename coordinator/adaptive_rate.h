@@ -16,7 +16,7 @@
 //   the requests sent in the kEstimateUs before the refused one (sent minus
 //   refused: their refusals are back when refusals take equally long; per
 //   second of the time they were sent in, which starts at the run's first
-//   request), but
+//   request, or the first after an outage), but
 //   never below kMaxCut of it; the rest of a batch of refusals refines that
 //   estimate for kEstimateUs. The rate then grows back by kMaxGrowth per
 //   second up to kNearCeiling of what the server answered in the second
@@ -109,7 +109,7 @@ class AdaptiveRate {
   double rate_;  // AIMD or slow-start rate; 0 = none
   bool slow_start_;
   int64_t start_us_ = -1;
-  int64_t first_sent_us_ = -1;  // when the first request was sent
+  int64_t first_sent_us_ = -1;  // the first request of the run, or since an outage
   int64_t last_us_ = -1;
   int64_t last_cut_us_ = -1;
   double rate_before_cuts_ = -1;  // -1: no cuts lately

@@ -260,10 +260,27 @@ TEST(AdaptiveRateTest, ARefusalEarlyInTheRunIsJudgedByTheTimeRequestsWereSentIn)
   adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
   double rate = adaptive.RequestRate(now + 5 * kMs);
   EXPECT_FALSE(adaptive.slow_start());
-  // What the server took over the time requests were sent in (a 10 ms bin at
-  // least), capped by the deep cut that ends slow start.
-  EXPECT_NEAR(rate, 400, 1);
-  EXPECT_LE(rate, AdaptiveRate::kDeepCut * AdaptiveRate::kStartRate);
+  // Cut, but to the order of what the server took (4 of 5 sent at 1000/s;
+  // the estimate's unit is a 10 ms bin), not to the floor.
+  EXPECT_LT(rate, AdaptiveRate::kStartRate);
+  EXPECT_GE(rate, 300);
+}
+
+// The same after an outage: the pause, when nothing was sent, is not judged.
+TEST(AdaptiveRateTest, ARefusalJustAfterAnOutageIsJudgedByTheTimeRequestsWereSentIn) {
+  AdaptiveRate adaptive(1000);
+  int64_t now = kStartUs;
+  for (int ms = 0; ms < 1000; ++ms) adaptive.OnSent(now + ms * kMs);
+  now += kSecond;
+  adaptive.OnOverloaded(now, now - kMs);
+  now += 5 * kSecond;  // the run paused: nothing sent
+  adaptive.OnOutageOver(now);
+  ASSERT_EQ(adaptive.RequestRate(now), 1000);
+  for (int ms = 0; ms < 5; ++ms) adaptive.OnSent(now + ms * kMs);
+  adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
+  double rate = adaptive.RequestRate(now + 5 * kMs);
+  EXPECT_LT(rate, 1000);
+  EXPECT_GE(rate, 300);
 }
 
 TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {

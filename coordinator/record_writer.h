@@ -24,7 +24,8 @@
 //        custom_id is the extra "custom_id" (null if none); response is the
 //        value of an ok result that is JSON, else the extra "response:json"
 //        (null if none); error is null for an ok result, else
-//        {"code":"http_<status>" (or "request_failed" without a status),
+//        {"code":"http_<status>" when the status (outside 2xx) was the
+//         failure, else "request_failed",
 //         "message":<the error text>}. Other extra fields are left out.
 #ifndef FANMAP_COORDINATOR_RECORD_WRITER_H_
 #define FANMAP_COORDINATOR_RECORD_WRITER_H_

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/record_fields.h"
 #include "common/version.h"
 #include "tests/loopback_port.h"
 
@@ -122,6 +123,15 @@ class HttpPayloadTest : public ::testing::Test {
       std::string escaped;
       for (char c : auth) escaped += c == '-' ? std::string("\\u002d") : std::string(1, c);
       res.set_content("{\"auth\":\"" + escaped + "\"}", "application/json");
+    });
+    // Promises 1,000 bytes, sends 10 and closes: a reply cut off halfway.
+    server_.Post("/v1/cut-off", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      res.set_content_provider(1000, "application/json",
+                               [](size_t offset, size_t, httplib::DataSink& sink) {
+                                 if (offset == 0) sink.write("{\"partial\"", 10);
+                                 return offset == 0;
+                               });
     });
     server_.Post("/v1/chat/completions",
                  [this](const httplib::Request& req, httplib::Response& res) {
@@ -450,6 +460,20 @@ TEST_F(HttpPayloadTest, BatchRecordsNeverCarryTheApiKey) {
   nlohmann::json response = nlohmann::json::parse(r.value);
   EXPECT_EQ(response["request_id"], "Bearer [REDACTED]") << r.value;
   EXPECT_EQ(response["body"]["auth"], "Bearer [REDACTED]") << r.value;
+}
+
+// Regression: a reply cut off after its 2xx status line became the Batch
+// record's "response" (status 200, the body's first bytes), as if the server
+// had answered that.
+TEST_F(HttpPayloadTest, ABatchReplyCutOffHalfwayIsNoResponse) {
+  Make(Url(""), {{"input_format", "openai-batch"}});
+  Start(0, R"({"custom_id":"a","method":"POST","url":"/v1/cut-off","body":{}})");
+  RunUntil(1);
+  ASSERT_EQ(sink_.size(), 1u);
+  const Result& r = sink_[0];
+  EXPECT_FALSE(r.ok) << r.value;
+  EXPECT_EQ(r.extra.count(JsonFieldKey("response")), 0u) << r.value;
+  EXPECT_EQ(std::get<std::string>(r.extra.at("custom_id")), "a");
 }
 
 TEST_F(HttpPayloadTest, ChatModeEndToEnd) {

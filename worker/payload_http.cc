@@ -355,8 +355,9 @@ void HttpPayload::Finish(Transfer* t, CURLcode code) {
   transport_.OnDone(t->easy);
   // The Batch record holds the reply itself (batch_format.h).
   std::string batch_body, request_id;
-  // A reply refused halfway never fully came: no status.
-  long batch_status = response.body_too_large || HeaderLineTooLong(response) ? 0 : response.status;
+  // A reply that did not fully come (refused for its size, cut off, timed
+  // out halfway) is no response of the server's: no status.
+  long batch_status = response.curl_code == CURLE_OK ? response.status : 0;
   if (options_.batch) {
     batch_body = response.body;
     DropByteOrderMark(&batch_body);

@@ -107,15 +107,16 @@ void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
   // What the server accepted of the requests sent in the kEstimateUs up to
   // this one: their refusals, sent no later, are back by now (if refusals
   // take equally long), and the rest were accepted.
-  double sent, refused_then;
-  Count(sent_us - kEstimateUs, sent_us, &sent, &refused_then);
-  // Per second of the time those bins cover (to the end of this one's bin,
-  // or now: Count counts whole bins), from the first request sent since the
-  // run began or came back from an outage: a refusal a few milliseconds in
-  // says nothing of the window's time before it (an estimate over it cut
-  // runs against nginx's limit_req without burst, 500 requests/s, down to
-  // 19/s, and they took 12 s to grow back).
+  // Only since the first request of the run, or the first after an outage:
+  // a refusal a few milliseconds in says nothing of the window's time before
+  // it (an estimate over it cut runs against nginx's limit_req without
+  // burst, 500 requests/s, down to 19/s, and they took 12 s to grow back),
+  // and an outage's probes are not what the server accepts now.
   int64_t from_us = std::max((sent_us - kEstimateUs) / kBinUs * kBinUs, first_sent_us_);
+  double sent, refused_then;
+  Count(from_us, sent_us, &sent, &refused_then);
+  // Per second of the time those bins cover: to the end of this one's bin,
+  // or now (Count counts whole bins).
   int64_t to_us = std::min(now_us, (sent_us / kBinUs + 1) * kBinUs);
   double span_s = std::max<int64_t>(kBinUs, to_us - from_us) / 1e6;
   double accepted = std::max(0.0, sent - refused_then) / span_s;

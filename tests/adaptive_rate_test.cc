@@ -283,6 +283,24 @@ TEST(AdaptiveRateTest, ARefusalJustAfterAnOutageIsJudgedByTheTimeRequestsWereSen
   EXPECT_GE(rate, 300);
 }
 
+// The outage's probes, sent just before it ended, are not counted as what the
+// server accepts since: three of them would have read 4 of 5 as 7.
+TEST(AdaptiveRateTest, AnOutagesProbesAreNotCountedAfterIt) {
+  AdaptiveRate adaptive(1000);
+  int64_t now = kStartUs;
+  for (int ms = 0; ms < 1000; ++ms) adaptive.OnSent(now + ms * kMs);
+  now += kSecond;
+  adaptive.OnOverloaded(now, now - kMs);
+  now += 5 * kSecond;
+  for (int probe = 0; probe < 3; ++probe) adaptive.OnSent(now - 30 * kMs);
+  adaptive.OnOutageOver(now);
+  for (int ms = 0; ms < 5; ++ms) adaptive.OnSent(now + ms * kMs);
+  adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
+  double rate = adaptive.RequestRate(now + 5 * kMs);
+  EXPECT_GE(rate, 300);
+  EXPECT_LT(rate, 500);
+}
+
 TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {
   AdaptiveRate adaptive(0);
   int64_t now = kStartUs;

@@ -883,10 +883,10 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
   }
   if (result.extra.empty() && result.limits->empty()) return;  // nothing to learn
   int64_t status = ExtraInt(result, "status", 0);
-  if (adaptive_on_ && status == 503) {
+  if (status == 503) {
     // An outage is the breaker's: its 503s must not drag the rate down.
     if (!breaker_.tripped()) adaptive_.OnOverloaded(now_us, slot.sent_us);
-  } else if (adaptive_on_ && status != 0) {
+  } else if (status != 0) {
     adaptive_.OnAnswer(now_us, slot.sent_us, status == 429);
   }
   int64_t tokens = ExtraInt(result, "total_tokens", -1);
@@ -895,7 +895,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
     tokens_per_request_ = tokens_per_request_ <= 0 ? static_cast<double>(tokens)
                                                    : 0.9 * tokens_per_request_ + 0.1 * tokens;
   }
-  if (adaptive_on_ && !result.limits->empty()) {
+  if (!result.limits->empty()) {
     double in_flight = static_cast<double>(scheduler_.InFlight());
     adaptive_.OnServerLimits(now_us, *result.limits, in_flight, in_flight * tokens_per_request_);
   }

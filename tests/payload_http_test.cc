@@ -472,6 +472,9 @@ TEST_F(HttpPayloadTest, ABatchReplyCutOffHalfwayIsNoResponse) {
   ASSERT_EQ(sink_.size(), 1u);
   const Result& r = sink_[0];
   EXPECT_FALSE(r.ok) << r.value;
+  // The status line did come: the reply was cut off after it.
+  ASSERT_EQ(r.extra.count("status"), 1u) << r.value;
+  EXPECT_EQ(std::get<int64_t>(r.extra.at("status")), 200);
   EXPECT_EQ(r.extra.count(JsonFieldKey("response")), 0u) << r.value;
   EXPECT_EQ(std::get<std::string>(r.extra.at("custom_id")), "a");
 }

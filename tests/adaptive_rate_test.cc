@@ -267,14 +267,22 @@ TEST(AdaptiveRateTest, ARefusalEarlyInTheRunIsJudgedByTheTimeRequestsWereSentIn)
 }
 
 // The same after an outage: the pause, when nothing was sent, is not judged.
+// 1000/s for a second, then an outage of 5 s (nothing sent but `probes`
+// requests 30 ms before its end); returns when it ended.
+int64_t SendThenRecoverFromAnOutage(AdaptiveRate* adaptive, int probes) {
+  int64_t now = kStartUs;
+  for (int ms = 0; ms < 1000; ++ms) adaptive->OnSent(now + ms * kMs);
+  now += kSecond;
+  adaptive->OnOverloaded(now, now - kMs);
+  now += 5 * kSecond;
+  for (int probe = 0; probe < probes; ++probe) adaptive->OnSent(now - 30 * kMs);
+  adaptive->OnOutageOver(now);
+  return now;
+}
+
 TEST(AdaptiveRateTest, ARefusalJustAfterAnOutageIsJudgedByTheTimeRequestsWereSentIn) {
   AdaptiveRate adaptive(1000);
-  int64_t now = kStartUs;
-  for (int ms = 0; ms < 1000; ++ms) adaptive.OnSent(now + ms * kMs);
-  now += kSecond;
-  adaptive.OnOverloaded(now, now - kMs);
-  now += 5 * kSecond;  // the run paused: nothing sent
-  adaptive.OnOutageOver(now);
+  int64_t now = SendThenRecoverFromAnOutage(&adaptive, 0);
   ASSERT_EQ(adaptive.RequestRate(now), 1000);
   for (int ms = 0; ms < 5; ++ms) adaptive.OnSent(now + ms * kMs);
   adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
@@ -287,13 +295,7 @@ TEST(AdaptiveRateTest, ARefusalJustAfterAnOutageIsJudgedByTheTimeRequestsWereSen
 // server accepts since: three of them would have read 4 of 5 as 7.
 TEST(AdaptiveRateTest, AnOutagesProbesAreNotCountedAfterIt) {
   AdaptiveRate adaptive(1000);
-  int64_t now = kStartUs;
-  for (int ms = 0; ms < 1000; ++ms) adaptive.OnSent(now + ms * kMs);
-  now += kSecond;
-  adaptive.OnOverloaded(now, now - kMs);
-  now += 5 * kSecond;
-  for (int probe = 0; probe < 3; ++probe) adaptive.OnSent(now - 30 * kMs);
-  adaptive.OnOutageOver(now);
+  int64_t now = SendThenRecoverFromAnOutage(&adaptive, 3);
   for (int ms = 0; ms < 5; ++ms) adaptive.OnSent(now + ms * kMs);
   adaptive.OnAnswer(now + 4 * kMs + 500, now + 4 * kMs, true);
   double rate = adaptive.RequestRate(now + 5 * kMs);

@@ -13,7 +13,7 @@ double Tighter(double a, double b) {
   return std::min(a, b);
 }
 
-double Capacity(double rate) { return std::max(1.0, rate * RateLimiter::kBurstSeconds); }
+double Capacity(double rate) { return 1 + rate * RateLimiter::kLatenessSeconds; }
 
 }  // namespace
 
@@ -45,7 +45,8 @@ void RateLimiter::Apply() {
   // keeps no more than its new capacity.
   if (rate_ > 0) requests_ = old_rate > 0 ? std::min(requests_, Capacity(rate_)) : 1;
   if (token_rate_ > 0) {
-    tokens_ = old_token_rate > 0 ? std::min(tokens_, token_rate_) : token_rate_ * kBurstSeconds;
+    tokens_ =
+        old_token_rate > 0 ? std::min(tokens_, token_rate_) : token_rate_ * kTokenStartSeconds;
   }
 }
 

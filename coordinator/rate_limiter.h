@@ -3,10 +3,12 @@
 // Two token buckets, one for requests and one for estimated LLM tokens. Each
 // paces to the smaller of its configured limit (--rate, --tokens-per-min)
 // and a dynamic one that the caller sets from what the server says
-// (AdaptiveRate); 0 means "none" for every limit. A bucket holds at most
-// kBurstSeconds of its rate (at least one request), so that requests go out
-// evenly (a server such as nginx's limit_req refuses bursts) and a pause is
-// not followed by a burst.
+// (AdaptiveRate); 0 means "none" for every limit. The request bucket holds
+// one request plus kLatenessSeconds of its rate: requests go out one at a
+// time, evenly (nginx's limit_req without burst refuses any two closer than
+// its rate allows), a pause is not followed by a burst, and a caller that
+// polls up to kLatenessSeconds late still gets the whole rate (the bucket
+// carries the fraction of a request it gained while waiting).
 //
 // Times are in microseconds on the caller's clock, so tests can drive it.
 #ifndef FANMAP_COORDINATOR_RATE_LIMITER_H_
@@ -18,7 +20,8 @@ namespace fanmap {
 
 class RateLimiter {
  public:
-  static constexpr double kBurstSeconds = 0.05;
+  static constexpr double kLatenessSeconds = 0.002;   // request bucket: 1 + this much rate
+  static constexpr double kTokenStartSeconds = 0.05;  // a new token limit starts this full
 
   // 0 means "no limit" for either.
   RateLimiter(double requests_per_s, double tokens_per_min);

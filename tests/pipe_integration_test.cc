@@ -126,9 +126,12 @@ TEST_F(PipeFarmTest, CoProcessThatDropsLinesGivesNoItemAWrongResult) {
       continue;
     }
     ++failed;
-    EXPECT_EQ(records[i]["error"].get<std::string>().rfind(
-                  "co-process wrote fewer lines than it was given items", 0),
-              0u)
+    // Either the lines came short, or a restarted grep that was given only
+    // items with a 3 selected nothing and exited 1 at its end of input
+    // (which of the two depends on how the items were batched).
+    std::string error = records[i]["error"].get<std::string>();
+    EXPECT_TRUE(error.rfind("co-process wrote fewer lines than it was given items", 0) == 0 ||
+                error.rfind("co-process exited with code 1 while holding this item", 0) == 0)
         << records[i];
   }
   EXPECT_GT(failed, 0u);

@@ -89,6 +89,10 @@ void AppendJsonString(std::string_view text, std::string* out) {
 }
 
 bool IsJsonValue(std::string_view text, std::string* error) {
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    if (error != nullptr) *error = "a NUL byte at byte " + std::to_string(nul + 1);
+    return false;
+  }
   // accept() validates without building a document; only a failure pays for
   // a second parse that explains it.
   if (nlohmann::json::accept(text.begin(), text.end())) return true;
@@ -105,6 +109,28 @@ bool IsJsonValue(std::string_view text, std::string* error) {
     }
     return false;
   }
+}
+
+bool JsonDepthWithin(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
 }
 
 }  // namespace fanmap

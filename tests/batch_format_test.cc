@@ -147,5 +147,29 @@ TEST_F(BatchFormatTest, OkResultCarriesTheResponseAsItsValueAFailedOneAsAField) 
   EXPECT_EQ(std::get<std::string>(no_reply.extra["custom_id"]), "c-3");
 }
 
+// A line nested deeper than the worker can write out again is refused, not a
+// crash (150,000 levels overflowed the stack in nlohmann's dump()).
+TEST_F(BatchFormatTest, ALineNestedTooDeeplyIsRefused) {
+  std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  Refused(
+      R"({"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"a":)" + deep + "}}",
+      "nested deeper than");
+}
+
+// Azure's base URLs carry ?api-version=: the path was appended after it
+// ("/openai/v1?api-version=X/v1/chat/completions"), and after a fragment.
+TEST_F(BatchFormatTest, ABaseUrlsQueryStaysAtTheEndAndItsFragmentIsDropped) {
+  BatchRequest request;
+  std::string line = R"({"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{}})";
+  ASSERT_TRUE(
+      ParseBatchLine(BatchBaseUrl("https://h/openai/v1/?api-version=2024-10-21"), line, &request)
+          .ok());
+  EXPECT_EQ(request.url, "https://h/openai/v1/chat/completions?api-version=2024-10-21");
+  ASSERT_TRUE(ParseBatchLine(BatchBaseUrl("http://h:1/v1#frag"), line, &request).ok());
+  EXPECT_EQ(request.url, "http://h:1/v1/chat/completions");
+  ASSERT_TRUE(ParseBatchLine(BatchBaseUrl("http://h:1/p?a=1#f"), line, &request).ok());
+  EXPECT_EQ(request.url, "http://h:1/p/v1/chat/completions?a=1");
+}
+
 }  // namespace
 }  // namespace fanmap

@@ -233,6 +233,51 @@ TEST_F(HttpRequestTest, ClientErrorsAreFinal) {
   EXPECT_FALSE(Classify(301, "moved").retryable);
 }
 
+// `python3 -m http.server` answers POST 501: every retry for 10 minutes got
+// the same answer.
+TEST_F(HttpRequestTest, NotImplementedAndVersionNotSupportedAreFinal) {
+  for (long status : {501, 505}) {
+    Result r = Classify(status, "no");
+    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(r.retryable) << status;
+  }
+}
+
+// A reply that was not HTTP at all (stray bytes on a kept-alive connection)
+// failed its item for good as an "unsupported protocol": the URL was checked
+// before the run, and a fresh connection gets past it.
+TEST_F(HttpRequestTest, AReplyThatIsNotHttpIsRetryable) {
+  HttpResponse response;
+  response.curl_code = CURLE_UNSUPPORTED_PROTOCOL;
+  response.curl_error = "Received HTTP/0.9 when not allowed";
+  EXPECT_TRUE(ClassifyResponse(Parse(), Task{1, 0, ""}, response).retryable);
+}
+
+// nlohmann's parser stops at a NUL: `{"a":1}\0,"ok":false` was embedded as
+// JSON, and the record line was no longer JSON (nor readable by --resume).
+TEST_F(HttpRequestTest, ABodyWithANulByteIsTextNotJson) {
+  std::string body = std::string("{\"a\":1}") + '\0' + ",\"ok\":false,\"index\":7";
+  Result r = Classify(200, body);
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, body);
+}
+
+// 150,000 levels of nesting overflowed the worker's stack when the message
+// was written out again (SIGSEGV, the worker lost with all its requests).
+TEST_F(HttpRequestTest, AReplyNestedTooDeeplyIsAnErrorNotACrash) {
+  Chat();
+  std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  Result r = Classify(200, R"({"choices":[{"message":{"role":"assistant","content":null,
+      "tool_calls":)" + deep + "}}]}");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.value.find("nested deeper than"), std::string::npos) << r.value.substr(0, 200);
+  job_.options["input_format"] = "jsonl";
+  std::string body;
+  Status status = BuildRequestBody(Parse(), R"({"messages":)" + deep + "}", &body);
+  EXPECT_FALSE(status.ok());
+}
+
 TEST_F(HttpRequestTest, OverloadAndServerErrorsAreRetryable) {
   for (long status : {408, 429, 500, 502, 503, 504}) {
     Result r = Classify(status, "busy");
@@ -498,6 +543,33 @@ TEST_F(HttpRequestTest, ChatReplyWithoutTextIsTheMessageObject) {
   ASSERT_TRUE(r.ok) << r.value;
   EXPECT_TRUE(r.value_is_json);
   EXPECT_EQ(nlohmann::json::parse(r.value)["refusal"], "I can't.");
+}
+
+// vLLM and Ollama send tool calls with "content":"" (or text beside them):
+// the record held "" and the tool calls were gone. Content as a list of parts
+// was an error record, the paid answer left in an excerpt.
+TEST_F(HttpRequestTest, ToolCallsBesideTextAndContentInPartsKeepTheWholeMessage) {
+  Chat();
+  for (const char* content : {R"("")", R"("Let me look.")"}) {
+    Result r =
+        Classify(200, std::string(R"({"choices":[{"message":{"role":"assistant","content":)") +
+                          content + R"(,"tool_calls":[{"id":"c","type":"function",
+        "function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]})");
+    ASSERT_TRUE(r.ok) << r.value;
+    EXPECT_TRUE(r.value_is_json);
+    EXPECT_EQ(nlohmann::json::parse(r.value)["tool_calls"][0]["function"]["name"], "f");
+  }
+  Result r = Classify(
+      200,
+      R"({"choices":[{"message":{"role":"assistant","content":[{"type":"text","text":"hi"}]}}]})");
+  ASSERT_TRUE(r.ok) << r.value;
+  EXPECT_TRUE(r.value_is_json);
+  EXPECT_EQ(nlohmann::json::parse(r.value)["content"][0]["text"], "hi");
+  // Plain text stays plain text.
+  r = Classify(200, R"({"choices":[{"message":{"role":"assistant","content":"hi"}}]})");
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, "hi");
 }
 
 TEST_F(HttpRequestTest, CustomIdAndMetadataStayOutOfTheRequestAndGoToTheRecord) {

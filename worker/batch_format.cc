@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "common/json_text.h"
 #include "common/record_fields.h"
 
 namespace fanmap {
@@ -79,12 +80,21 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 }  // namespace
 
 std::string BatchBaseUrl(const std::string& base) {
-  std::string out = base;
+  // The path ends at a query (Azure's ?api-version=), which stays at the
+  // end; a fragment is never sent.
+  size_t end = base.find_first_of("?#");
+  std::string out = base.substr(0, end);
   while (!out.empty() && out.back() == '/') out.pop_back();
+  if (end != std::string::npos && base[end] == '?')
+    out += base.substr(end, base.find('#', end) - end);
   return out;
 }
 
 Status ParseBatchLine(const std::string& base_url, const std::string& line, BatchRequest* out) {
+  if (!JsonDepthWithin(line)) {
+    return Status::Error("Batch line nested deeper than " + std::to_string(kMaxJsonDepth) +
+                         " levels");
+  }
   Json json = Json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Status::Error("Batch line is not valid JSON");
   if (!json.is_object()) {
@@ -123,11 +133,15 @@ Status ParseBatchLine(const std::string& base_url, const std::string& line, Batc
   if (body == json.end() || !body->is_object()) {
     return Status::Error("Batch line's \"body\" is not a JSON object");
   }
-  // "https://host/v1" + "/v1/chat/completions": one "/v1".
-  if (EndsWith(base_url, "/v1") && (path == "/v1" || path.substr(0, 4) == "/v1/")) {
+  // "https://host/v1" + "/v1/chat/completions": one "/v1". The path goes
+  // before the base's query, if it has one.
+  size_t query = base_url.find('?');
+  std::string_view base_path = std::string_view(base_url).substr(0, query);
+  if (EndsWith(base_path, "/v1") && (path == "/v1" || path.substr(0, 4) == "/v1/")) {
     path.remove_prefix(3);
   }
-  out->url = base_url + std::string(path);
+  out->url = std::string(base_path) + std::string(path) +
+             (query == std::string::npos ? std::string() : base_url.substr(query));
   out->body = Dump(*body);
   return Status::Ok();
 }
@@ -138,7 +152,9 @@ std::string BatchResponseJson(long status, const std::string& request_id, const 
   Ordered response = Ordered::object();
   response["status_code"] = status;
   response["request_id"] = request_id.empty() ? Ordered(nullptr) : Ordered(request_id);
-  Ordered parsed = Ordered::parse(body, nullptr, /*allow_exceptions=*/false);
+  // Too deep to write out again: kept as the text it was.
+  Ordered parsed = JsonDepthWithin(body) ? Ordered::parse(body, nullptr, /*allow_exceptions=*/false)
+                                         : Ordered(Ordered::value_t::discarded);
   response["body"] = parsed.is_discarded() ? Ordered(body) : std::move(parsed);
   return response.dump(-1, ' ', false, Ordered::error_handler_t::replace);
 }

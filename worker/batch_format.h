@@ -36,8 +36,9 @@ struct BatchRequest {
   std::string body;  // compact JSON
 };
 
-// The base URL's form that lines' paths are appended to: `base` without a
-// trailing "/".
+// The base URL's form that lines' paths are inserted into: `base` without a
+// trailing "/" on its path, or its fragment; a query stays, and
+// ParseBatchLine puts the path before it.
 std::string BatchBaseUrl(const std::string& base);
 
 // Reads one line. On error, `*out` may hold the custom_id if the line had a

@@ -1,5 +1,6 @@
 #include "worker/chat_record.h"
 
+#include "common/json_text.h"
 #include "common/record_fields.h"
 
 namespace fanmap {
@@ -23,6 +24,10 @@ void CopyString(const nlohmann::json& object, const char* key, Result::Extra* ex
 
 Status ReadChatReply(const std::string& body, std::string* value, bool* value_is_json,
                      Result::Extra* extra) {
+  if (!JsonDepthWithin(body)) {
+    return Status::Error("response nested deeper than " + std::to_string(kMaxJsonDepth) +
+                         " levels");
+  }
   nlohmann::json response = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (response.is_discarded()) return Status::Error("response is not JSON");
   if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
@@ -34,18 +39,20 @@ Status ReadChatReply(const std::string& body, std::string* value, bool* value_is
     return Status::Error("no choices[0].message object");
   }
   const nlohmann::json& message = choice["message"];
+  // Text alone is the result; anything more (tool calls next to text or an
+  // empty one, as vLLM and Ollama send them, a refusal, content as a list
+  // of parts) makes the whole message the result: nothing said is dropped.
   auto content = message.find("content");
-  if (content != message.end() && content->is_string()) {
+  bool more_than_text = Present(message, "tool_calls") || Present(message, "function_call") ||
+                        Present(message, "refusal");
+  if (content != message.end() && content->is_string() && !more_than_text) {
     *value = content->get<std::string>();
     *value_is_json = false;
-  } else if ((content == message.end() || content->is_null()) &&
-             (Present(message, "tool_calls") || Present(message, "function_call") ||
-              Present(message, "refusal"))) {
+  } else if (more_than_text || Present(message, "content")) {
     *value = Dump(message);
     *value_is_json = true;
   } else {
-    return Status::Error(
-        "choices[0].message has no content string, tool_calls, function_call or refusal");
+    return Status::Error("choices[0].message has no content, tool_calls, function_call or refusal");
   }
   CopyString(choice, "finish_reason", extra);
   CopyString(response, "model", extra);

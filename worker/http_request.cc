@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/job_keys.h"
+#include "common/json_text.h"
 #include "worker/chat_record.h"
 #include "worker/task_result.h"
 
@@ -197,12 +198,18 @@ FailureCause FailureCauseOf(long status, CURLcode code) {
   }
 }
 
-bool IsRetryableStatus(long status) { return status == 408 || status == 429 || status >= 500; }
+// 501 (the method is not implemented) and 505 (nor the HTTP version): the
+// same request gets the same answer.
+bool IsRetryableStatus(long status) {
+  return status == 408 || status == 429 || (status >= 500 && status != 501 && status != 505);
+}
 
 // Failures that the same request cannot overcome on another attempt.
 bool IsRetryableCurlCode(CURLcode code) {
+  // (CURLE_UNSUPPORTED_PROTOCOL is not here: the URL was checked before the
+  // run, so it means a reply that was not HTTP, such as stray bytes on a
+  // kept-alive connection, which a fresh connection gets past.)
   switch (code) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:
     case CURLE_BAD_FUNCTION_ARGUMENT:
@@ -253,6 +260,10 @@ std::string ChatBody(const HttpOptions& options, const std::string& text) {
 
 Status ChatBodyFromJson(const HttpOptions& options, const std::string& item, std::string* body,
                         Result::Extra* fields) {
+  if (!JsonDepthWithin(item)) {
+    return Status::Error("jsonl item nested deeper than " + std::to_string(kMaxJsonDepth) +
+                         " levels");
+  }
   OrderedJson request = OrderedJson::parse(item, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) return Status::Error("jsonl item is not valid JSON");
   if (request.is_string()) {
@@ -434,7 +445,7 @@ Result ClassifyResponse(const HttpOptions& options, const Task& task, HttpRespon
         result = ErrorResult(
             task, parsed.message() + " in " + StatusText(response.status, response.body));
       }
-    } else if (nlohmann::json::accept(response.body)) {
+    } else if (IsJsonValue(response.body, nullptr)) {
       DropByteOrderMark(&response.body);
       // The record embeds the value as it is: it must stay on one line.
       bool multiline = response.body.find_first_of("\r\n") != std::string::npos;

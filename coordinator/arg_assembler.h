@@ -104,6 +104,7 @@ struct ArgInput {
   // the input's records are the first source.
   std::vector<std::string> first_values;
   std::vector<std::vector<std::string>> others;  // the later sources' records
+  std::vector<std::string> files;  // every source read from a file (-a, ::::), in order
   // How many items (tables) there will be, when every source is known in
   // advance (for the progress display); 0 = not known.
   uint64_t KnownItems() const;

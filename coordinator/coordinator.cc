@@ -179,6 +179,9 @@ class Coordinator {
   void SpawnDueWorkers();
   void HandleSignals();
   void WriteReady();
+  // --resume rewriting, interrupted: writes every finished record to the new
+  // file, which then replaces the old one.
+  Status FinishInterruptedRewrite();
   void WriteRecord(uint64_t index, Slot& slot);
   long PollTimeout();
   ProgressCounts Counts() const;
@@ -259,7 +262,8 @@ class Coordinator {
   int64_t drain_deadline_ms_ = 0;
   int64_t last_tick_ms_ = 0;
   int64_t last_flush_ms_ = 0;
-  std::string fatal_;  // set when the run cannot go on
+  std::string fatal_;          // set when the run cannot go on
+  std::string summary_error_;  // --summary FILE could not be written
   ExitStatus fatal_status_ = kExitRuntime;
   bool output_closed_ = false;   // the reader of the records went away
   int output_pipe_fd_ = -1;      // stdout when it is a pipe or socket: polled for its closing
@@ -313,7 +317,47 @@ Status Coordinator::SetUp() {
     if (!started.ok()) return started;
     Log("status on http://" + status_->address() + "/");
   }
-  Status status = InputReader::Open(config_.input_path, &input_);
+  // Then whatever else can fail on the command line's account (keys, the
+  // endpoints), for the same reason.
+  job_ = config_.job;
+  job_.run_id = scheduler_.run_id();
+  scheduler_.set_on_response(
+      [this](const Result& result, const Slot& slot) { OnResponse(result, slot); });
+  halt_ = HaltPolicy(config_.halt);
+  scheduler_.set_on_complete([this](uint64_t index) { OnComplete(index); });
+  scheduler_.set_charges([this](const Result& result) { return Charged(result); });
+  adaptive_on_ = job_.kind == "http";
+  job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
+  Status status = SetUpSecurity();
+  if (!status.ok()) return status;
+
+  try {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
+    router_.set(zmq::sockopt::sndhwm, 0);
+    router_.set(zmq::sockopt::rcvhwm, 0);
+    router_.set(zmq::sockopt::router_mandatory, 1);
+    router_.set(zmq::sockopt::backlog, kListenBacklog);
+  } catch (const zmq::error_t& e) {
+    return Status::Error(std::string("cannot set up the task socket: ") + e.what());
+  }
+  for (const std::string& endpoint : config_.listen) {
+    // libzmq binds to an interface or an address, not a host name: the one
+    // name everybody means is localhost.
+    std::string bind = endpoint;
+    if (bind.rfind("tcp://localhost:", 0) == 0) bind = "tcp://127.0.0.1:" + bind.substr(16);
+    try {
+      if (bind.find('[') != std::string::npos) router_.set(zmq::sockopt::ipv6, 1);
+      router_.bind(bind);
+    } catch (const zmq::error_t& e) {
+      return Status::Error("cannot listen on " + endpoint + ": " + e.what());
+    }
+    if (endpoint.find('*') != std::string::npos) {
+      Log("listening on " + router_.get(zmq::sockopt::last_endpoint));
+    }
+  }
+
+  status = InputReader::Open(config_.input_path, &input_);
   if (status.ok()) status = AttachArgInput(config_.arg_input, input_.get());
   if (status.ok() && !config_.joblog_path.empty()) {
     status = Joblog::Open(config_.joblog_path, config_.resume, &joblog_);
@@ -353,43 +397,6 @@ Status Coordinator::SetUp() {
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
 
-  job_ = config_.job;
-  job_.run_id = scheduler_.run_id();
-  scheduler_.set_on_response(
-      [this](const Result& result, const Slot& slot) { OnResponse(result, slot); });
-  halt_ = HaltPolicy(config_.halt);
-  scheduler_.set_on_complete([this](uint64_t index) { OnComplete(index); });
-  scheduler_.set_charges([this](const Result& result) { return Charged(result); });
-  adaptive_on_ = job_.kind == "http";
-  job_.options[job_key::kLivenessMs] = std::to_string(config_.heartbeat_ms);
-  status = SetUpSecurity();
-  if (!status.ok()) return status;
-
-  try {
-    router_.set(zmq::sockopt::linger, 0);
-    router_.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
-    router_.set(zmq::sockopt::sndhwm, 0);
-    router_.set(zmq::sockopt::rcvhwm, 0);
-    router_.set(zmq::sockopt::router_mandatory, 1);
-    router_.set(zmq::sockopt::backlog, kListenBacklog);
-  } catch (const zmq::error_t& e) {
-    return Status::Error(std::string("cannot set up the task socket: ") + e.what());
-  }
-  for (const std::string& endpoint : config_.listen) {
-    // libzmq binds to an interface or an address, not a host name: the one
-    // name everybody means is localhost.
-    std::string bind = endpoint;
-    if (bind.rfind("tcp://localhost:", 0) == 0) bind = "tcp://127.0.0.1:" + bind.substr(16);
-    try {
-      if (bind.find('[') != std::string::npos) router_.set(zmq::sockopt::ipv6, 1);
-      router_.bind(bind);
-    } catch (const zmq::error_t& e) {
-      return Status::Error("cannot listen on " + endpoint + ": " + e.what());
-    }
-    if (endpoint.find('*') != std::string::npos) {
-      Log("listening on " + router_.get(zmq::sockopt::last_endpoint));
-    }
-  }
   return StartLocalWorkers();
 }
 
@@ -657,6 +664,14 @@ void Coordinator::Dispatch() {
     for (size_t k = 0; k < workers.size() && !rate_limited; ++k) {
       Worker& worker = *workers[(round_robin_ + k) % workers.size()];
       size_t budget = std::min(worker.credit.available(input_->done()), kMaxTasksPerFrame);
+      // --halt soon: no command or request may start after the halt, and a
+      // task queued at a worker (its prefetch) would; so no more than one a
+      // slot. (A --pipe co-process is already running: its items are lines
+      // it reads, and it needs more than one a slot to answer promptly.)
+      if (config_.halt.when == HaltWhen::kSoon && job_.kind != "pipe") {
+        size_t slots = worker.credit.slots(), held = worker.credit.outstanding();
+        budget = std::min(budget, slots > held ? slots - held : 0);
+      }
       uint64_t index;
       while (encoder.count() < budget && encoder.bytes() < kMaxTaskBytesPerFrame) {
         if (!scheduler_.NextTask(&index)) break;
@@ -928,7 +943,8 @@ void Coordinator::ReportSummary() {
   bool written = file != nullptr && std::fwrite(json.data(), 1, json.size(), file) == json.size();
   if (file != nullptr && std::fclose(file) != 0) written = false;
   if (!written) {
-    Log("cannot write the summary to '" + config_.summary_path + "': " + std::strerror(errno));
+    summary_error_ =
+        "cannot write the summary to '" + config_.summary_path + "': " + std::strerror(errno);
   }
 }
 
@@ -1256,8 +1272,29 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   window_.FreeItem(&slot);
 }
 
+Status Coordinator::FinishInterruptedRewrite() {
+  // The window's finished items that wait for an earlier one, then the old
+  // file's kept records of items not read yet: out of input order, which
+  // the next --resume reads (and rewrites again).
+  for (uint64_t index = window_.begin(); index < window_.end(); ++index) {
+    Slot* slot = window_.Find(index);
+    if (slot != nullptr && slot->state == SlotState::kDone) WriteRecord(index, *slot);
+  }
+  if (!fatal_.empty()) return Status::Error(fatal_);
+  for (uint64_t index : resume_->KeptFrom(window_.end())) {
+    std::string line;
+    Status status = resume_->Line(index, &line);
+    if (!status.ok()) return status;
+    writer_->WriteVerbatim(line);
+  }
+  return writer_->Flush();
+}
+
 void Coordinator::WriteReady() {
-  window_.PopReady([this](uint64_t index, Slot& slot) { WriteRecord(index, slot); });
+  // A reader that is not reading holds the records back, and with them the
+  // window, and so the input: memory stays bounded, heartbeats go on.
+  window_.PopReady([this](uint64_t index, Slot& slot) { WriteRecord(index, slot); },
+                   [this] { return writer_->full(); });
 }
 
 long Coordinator::PollTimeout() {
@@ -1276,7 +1313,7 @@ long Coordinator::PollTimeout() {
   if (writer_->buffered() > 0) {
     if (writer_->buffered() >= (64u << 10) || now - last_flush_ms_ >= kFlushEveryMs) {
       progress_->BeforeOutput();
-      writer_->Flush();
+      writer_->FlushSome();
       last_flush_ms_ = now;
     } else {
       timeout = std::min<long>(timeout, kFlushEveryMs);
@@ -1379,7 +1416,7 @@ int Coordinator::Run() {
     }
     TellHaltTheItems();
     if (!fatal_.empty() || output_closed_) break;
-    if (input_->done() && window_.empty()) break;
+    if (input_->done() && window_.empty() && !writer_->waiting()) break;
     if (signals_ > 1) break;
     if (signals_ == 1 && (scheduler_.InFlight() == 0 || NowMillis() >= drain_deadline_ms_)) break;
     // --halt soon: the running tasks finish; a peer that holds tasks and
@@ -1413,8 +1450,18 @@ int Coordinator::Run() {
       output_item = items.size();
       items.push_back({nullptr, output_pipe_fd_, ZMQ_POLLERR, 0});
     }
+    size_t writable_item = 0;
+    if (writer_->waiting()) {
+      writable_item = items.size();
+      items.push_back({nullptr, writer_->fd(), ZMQ_POLLOUT, 0});
+    }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
     if (output_item != 0 && (items[output_item].revents & ZMQ_POLLERR)) output_closed_ = true;
+    if (writable_item != 0 && (items[writable_item].revents & (ZMQ_POLLOUT | ZMQ_POLLERR))) {
+      progress_->BeforeOutput();
+      writer_->FlushSome();
+      CheckOutput();
+    }
     if (input_item != 0 && (items[input_item].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
       input_readable_ = true;
     }
@@ -1443,13 +1490,19 @@ int Coordinator::Run() {
 
   bool complete = fatal_.empty() && flushed.ok() && signals_ == 0 && !output_closed_ && !halting_;
   if (!rewrite_path_.empty()) {
+    // Interrupted (a signal, --halt): what is done is kept, as an appending
+    // run keeps it. Refused or failed: the old file stays as it was.
+    bool keep = complete || (fatal_.empty() && flushed.ok() && !output_closed_);
+    if (keep && !complete) flushed = FinishInterruptedRewrite();
     writer_.reset();
-    if (complete && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
+    if (keep && flushed.ok() && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
       flushed = Status::Error("cannot replace '" + config_.output_path + "': " + strerror(errno));
-    } else if (!complete) {
-      unlink(rewrite_path_.c_str());  // the old file is still whole; resume again from it
     }
+    if (!keep || !flushed.ok()) unlink(rewrite_path_.c_str());  // resume again from the old file
   }
+  // The summary file is output too: one that cannot be written fails the run
+  // as the records would (exit 3), once they are safe.
+  if (!summary_error_.empty() && flushed.ok()) flushed = Status::Error(summary_error_);
   if (!fatal_.empty()) {
     Log(fatal_);
     return fatal_status_;

@@ -54,6 +54,8 @@ constexpr char kHttpRetryFor[] = "10m";
 // More local workers than this is a typo (each is a process).
 constexpr int kMaxLocalWorkers = 1024;
 constexpr int kMaxSlots = 65536;
+// Items read ahead: beyond this many the window is memory, not speed.
+constexpr long long kMaxWindow = 100000000;
 
 // A validator that names the option and its range in plain words, instead
 // of CLI11's "Value 0 not in range 0.000000 to 1797693134862315...".
@@ -125,6 +127,47 @@ std::string UnknownOption(const CLI::App& app, const std::string& arg) {
 // True if `a` and `b` name the same file.
 bool SameFile(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// What a file the run writes (-o, --joblog) would destroy of what it reads
+// (the input, -a / :::: files, each other); "" if nothing.
+std::string InputClash(const fanmap::Config& config) {
+  struct Named {
+    std::string what;
+    struct stat st;
+  };
+  std::vector<Named> reads;
+  struct stat st;
+  if (config.input_path.empty() || config.input_path == "-") {
+    if (fstat(0, &st) == 0 && S_ISREG(st.st_mode)) reads.push_back({"the input", st});
+  } else if (stat(config.input_path.c_str(), &st) == 0) {
+    reads.push_back({"the input", st});
+  }
+  for (const std::string& path : config.arg_input.files) {
+    if (stat(path.c_str(), &st) == 0) reads.push_back({"the input", st});
+  }
+  std::vector<std::pair<std::string, std::string>> writes;
+  if (!config.output_path.empty() && config.output_path != "-") {
+    writes.emplace_back("output", config.output_path);
+  }
+  if (!config.joblog_path.empty()) writes.emplace_back("job log", config.joblog_path);
+  for (size_t i = 0; i < writes.size(); ++i) {
+    if (stat(writes[i].second.c_str(), &st) != 0) continue;
+    for (const Named& read : reads) {
+      if (SameFile(read.st, st)) {
+        return "the " + writes[i].first + " '" + writes[i].second + "' is also " + read.what +
+               ": write it to another file";
+      }
+    }
+    if (i == 1) {
+      struct stat first;
+      if (stat(writes[0].second.c_str(), &first) == 0 && SameFile(first, st)) {
+        return "the job log '" + writes[1].second +
+               "' is also the output: write it to another file";
+      }
+    }
+  }
+  return "";
 }
 
 // The payload flags, turned into the JobSpec workers receive.
@@ -332,6 +375,7 @@ int main(int argc, char** argv) {
                  "items read ahead of the oldest unwritten one (default 8192, grows with "
                  "the workers' slots; the worker holding the oldest may get up to its "
                  "credit more, for a --pipe filter that answers only once given more)")
+      ->check(IntRange(1, kMaxWindow))
       ->group(kIo);
 
   const char* kWorkers = "Workers";
@@ -558,33 +602,11 @@ int main(int argc, char** argv) {
     return usage_error("--retry-for '" + retry_for +
                        "' is not a duration (90s, 10m, 1h, or a number of minutes; 0: no bound)");
   }
-  if ((config.resume || config.resume_failed) && config.output_path.empty()) {
-    return usage_error("--resume needs -o FILE");
-  }
-  if (config.resume_failed) config.resume = true;
-  if (config.resume && config.output_format != fanmap::OutputFormat::kJsonl &&
-      config.output_format != fanmap::OutputFormat::kOpenAiBatch) {
-    return usage_error(
-        "--resume needs jsonl or openai-batch records (raw lines and command output do not say "
-        "which item they are)");
-  }
   if (fanmap::Status parsed = fanmap::ParseHalt(halt, &config.halt); !parsed.ok()) {
     return usage_error(parsed.message());
   }
   if (config.speculate && no_speculate) {
     return usage_error("--speculate and --no-speculate contradict each other");
-  }
-  // Reading and writing one file would overwrite the items before they are read.
-  struct stat out_stat, in_stat;
-  if (!config.output_path.empty() && config.output_path != "-" &&
-      stat(config.output_path.c_str(), &out_stat) == 0) {
-    bool same = config.input_path.empty() || config.input_path == "-"
-                    ? fstat(0, &in_stat) == 0 && S_ISREG(in_stat.st_mode)
-                    : stat(config.input_path.c_str(), &in_stat) == 0;
-    if (same && SameFile(in_stat, out_stat)) {
-      return usage_error("the output '" + config.output_path +
-                         "' is also the input: write the records to another file");
-    }
   }
   config.heartbeat_ms = static_cast<int>(heartbeat_s * 1000);
   if (timeout->count() == 0 && !payload.http.empty()) timeout_s = kHttpTimeoutSeconds;
@@ -594,5 +616,27 @@ int main(int argc, char** argv) {
   if (job.ok())
     job = fanmap::ApplyParallelFlags(parallel, output_format_option->count() > 0, &config);
   if (!job.ok()) return usage_error(job.message());
+  // After ApplyParallelFlags: -a, :::: and --dry-run change the input and
+  // the output format.
+  if ((config.resume || config.resume_failed) &&
+      (config.output_path.empty() || config.output_path == "-")) {
+    return usage_error("--resume needs -o FILE");
+  }
+  if (config.resume_failed) config.resume = true;
+  struct stat resumed;
+  if (config.resume && stat(config.output_path.c_str(), &resumed) == 0 &&
+      !S_ISREG(resumed.st_mode)) {
+    return usage_error("--resume needs -o FILE: '" + config.output_path +
+                       "' is not a regular file");
+  }
+  if (config.resume && config.output_format != fanmap::OutputFormat::kJsonl &&
+      config.output_format != fanmap::OutputFormat::kOpenAiBatch) {
+    return usage_error(
+        "--resume needs jsonl or openai-batch records (raw lines, command output and --dry-run "
+        "do not say which item they are)");
+  }
+  // Writing a file that is also read would destroy the items before they
+  // are read.
+  if (std::string clash = InputClash(config); !clash.empty()) return usage_error(clash);
   return fanmap::RunCoordinator(config);
 }

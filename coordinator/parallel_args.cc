@@ -234,6 +234,7 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
   input.options.max_chars = kFillMaxChars;
   for (size_t k = 0; k < sources.size(); ++k) {
     Source& s = sources[k];
+    if (s.file) input.files.push_back(s.path);
     if (k == 0) {
       if (s.file) {
         config->input_path = s.path;

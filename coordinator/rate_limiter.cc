@@ -22,7 +22,11 @@ RateLimiter::RateLimiter(double requests_per_s, double tokens_per_min)
       max_token_rate_(tokens_per_min / 60.0),
       rate_(requests_per_s),
       token_rate_(tokens_per_min / 60.0) {
-  requests_ = rate_ > 0 ? Capacity(rate_) : 0;
+  // A configured --rate starts with a share of a second at once: the first
+  // answers of a run against a server that is down then come back
+  // together, and CircuitBreaker suspects an outage before an item's early
+  // retry is charged too (with --retries 1, one failed for good).
+  requests_ = rate_ > 0 ? std::max(Capacity(rate_), rate_ * kStartSeconds) : 0;
   tokens_ = token_rate_;
 }
 
@@ -30,7 +34,10 @@ void RateLimiter::Refill(int64_t now_us) {
   if (last_us_ < 0) last_us_ = now_us;
   double dt = std::max<int64_t>(0, now_us - last_us_) / 1e6;
   last_us_ = now_us;
-  if (rate_ > 0) requests_ = std::min(Capacity(rate_), requests_ + rate_ * dt);
+  // (The starting share above is spent before the bucket refills.)
+  if (rate_ > 0 && dt > 0) {
+    requests_ = std::max(requests_, std::min(Capacity(rate_), requests_ + rate_ * dt));
+  }
   // A request's tokens may exceed a short burst: the token bucket holds a
   // second's worth.
   if (token_rate_ > 0) tokens_ = std::min(token_rate_, tokens_ + token_rate_ * dt);
@@ -43,7 +50,9 @@ void RateLimiter::Apply() {
   token_rate_ = Tighter(max_token_rate_, dynamic_token_rate_);
   // A limit that begins starts with one request's worth; one that shrinks
   // keeps no more than its new capacity.
-  if (rate_ > 0) requests_ = old_rate > 0 ? std::min(requests_, Capacity(rate_)) : 1;
+  if (rate_ > 0 && rate_ != old_rate) {
+    requests_ = old_rate > 0 ? std::min(requests_, Capacity(rate_)) : 1;
+  }
   if (token_rate_ > 0) {
     tokens_ =
         old_token_rate > 0 ? std::min(tokens_, token_rate_) : token_rate_ * kTokenStartSeconds;

@@ -22,6 +22,7 @@ class RateLimiter {
  public:
   static constexpr double kLatenessSeconds = 0.002;   // request bucket: 1 + this much rate
   static constexpr double kTokenStartSeconds = 0.05;  // a new token limit starts this full
+  static constexpr double kStartSeconds = 0.05;       // ... and a configured --rate
 
   // 0 means "no limit" for either.
   RateLimiter(double requests_per_s, double tokens_per_min);

@@ -2,18 +2,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/json_text.h"
 #include "common/record_fields.h"
-#include "common/write_all.h"
 #include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
 namespace {
 
 constexpr size_t kFlushBytes = 1 << 20;
+// A reader that is not reading gets this much buffered before full().
+constexpr size_t kMaxBufferedBytes = 4 * kFlushBytes;
 
 void AppendUint(uint64_t v, std::string* out) {
   char buf[24];
@@ -30,12 +34,27 @@ void AppendUint(uint64_t v, std::string* out) {
 RecordWriter::RecordWriter(int fd, bool owned, OutputFormat format)
     : fd_(fd), owned_(owned), format_(format) {
   buffer_.reserve(kFlushBytes + 4096);
+  struct stat st;
+  if (fd_ < 0 || fstat(fd_, &st) != 0 || S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return;
+  if (S_ISSOCK(st.st_mode)) {
+    sink_ = Sink::kSocket;
+    return;
+  }
+  // A descriptor of our own: O_NONBLOCK on the one shared with the shell
+  // (and whoever else writes to the pipe or terminal) would make their
+  // writes fail with EAGAIN. Without /proc, writes block, as they did.
+  std::string own = "/proc/self/fd/" + std::to_string(fd_);
+  nonblocking_fd_ = open(own.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (nonblocking_fd_ >= 0) sink_ = Sink::kNonBlocking;
 }
 
 RecordWriter::~RecordWriter() {
   Flush();
+  if (nonblocking_fd_ >= 0) close(nonblocking_fd_);
   if (owned_ && fd_ >= 0) close(fd_);
 }
+
+bool RecordWriter::full() const { return sink_ != Sink::kFile && buffered() >= kMaxBufferedBytes; }
 
 Status RecordWriter::Open(const std::string& path, OutputFormat format,
                           std::unique_ptr<RecordWriter>* out) {
@@ -53,20 +72,22 @@ Status RecordWriter::OpenAppend(const std::string& path, uint64_t keep_bytes, Ou
                                 std::unique_ptr<RecordWriter>* out) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Error("cannot open output '" + path + "': " + strerror(errno));
-  if (ftruncate(fd, static_cast<off_t>(keep_bytes)) != 0 ||
-      lseek(fd, 0, SEEK_END) != static_cast<off_t>(keep_bytes)) {
+  // The torn tail is cut only when the first record is written: a resume
+  // refused before then leaves the file as it was.
+  if (lseek(fd, static_cast<off_t>(keep_bytes), SEEK_SET) != static_cast<off_t>(keep_bytes)) {
     int err = errno;
     close(fd);
     return Status::Error("cannot resume output '" + path + "': " + strerror(err));
   }
   *out = std::make_unique<RecordWriter>(fd, true, format);
+  (*out)->truncate_at_ = static_cast<int64_t>(keep_bytes);
   return Status::Ok();
 }
 
 void RecordWriter::WriteVerbatim(const std::string& line) {
   if (!error_.ok()) return;
   buffer_.append(line);
-  if (buffer_.size() >= kFlushBytes) Flush();
+  if (buffered() >= kFlushBytes) FlushSome();
 }
 
 namespace {
@@ -194,17 +215,27 @@ void RecordWriter::Write(uint64_t index, const Result& result,
   if (format_ == OutputFormat::kStdout) {
     std::string err = StderrOf(index, result);
     if (!err.empty()) {
-      // What the command wrote to stdout before comes first on a terminal.
-      Flush();
-      for (size_t done = 0; done < err.size();) {
-        ssize_t n = write(2, err.data() + done, err.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;  // stderr is gone: nothing to tell
-        done += static_cast<size_t>(n);
-      }
+      // What the command wrote to stdout before comes first on a terminal:
+      // the text waits for it.
+      stderr_due_.emplace_back(flushed_ + buffered(), std::move(err));
+      FlushSome();
+      return;
     }
   }
-  if (buffer_.size() >= kFlushBytes) Flush();
+  if (buffered() >= kFlushBytes) FlushSome();
+}
+
+void RecordWriter::WriteDueStderr() {
+  while (!stderr_due_.empty() && stderr_due_.front().first <= flushed_) {
+    const std::string& err = stderr_due_.front().second;
+    for (size_t done = 0; done < err.size();) {
+      ssize_t n = write(2, err.data() + done, err.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // stderr is gone: nothing to tell
+      done += static_cast<size_t>(n);
+    }
+    stderr_due_.pop_front();
+  }
 }
 
 std::string RecordWriter::StderrOf(uint64_t index, const Result& result) {
@@ -220,11 +251,52 @@ std::string RecordWriter::StderrOf(uint64_t index, const Result& result) {
   return err;
 }
 
-Status RecordWriter::Flush() {
+Status RecordWriter::Flush() { return WriteOut(true); }
+
+Status RecordWriter::FlushSome() { return WriteOut(sink_ == Sink::kFile); }
+
+Status RecordWriter::WriteOut(bool block) {
   if (!error_.ok()) return error_;
-  int err = WriteAll(fd_, buffer_.data(), buffer_.size());
-  buffer_.clear();
-  if (err != 0) error_ = Status::Error(std::string("cannot write output: ") + strerror(err));
+  int out = sink_ == Sink::kNonBlocking ? nonblocking_fd_ : fd_;
+  WriteDueStderr();
+  if (truncate_at_ >= 0 && sent_ < buffer_.size()) {
+    if (ftruncate(fd_, static_cast<off_t>(truncate_at_)) != 0) {
+      error_ = Status::Error(std::string("cannot resume output: ") + strerror(errno));
+      buffer_.clear();
+      sent_ = 0;
+      return error_;
+    }
+    truncate_at_ = -1;
+  }
+  while (sent_ < buffer_.size()) {
+    const char* data = buffer_.data() + sent_;
+    size_t size = buffer_.size() - sent_;
+    ssize_t n = sink_ == Sink::kSocket ? send(out, data, size, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                       : write(out, data, size);
+    if (n >= 0) {
+      sent_ += static_cast<size_t>(n);
+      flushed_ += static_cast<uint64_t>(n);
+      WriteDueStderr();
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      error_ = Status::Error(std::string("cannot write output: ") + strerror(errno));
+      break;
+    }
+    if (!block) break;
+    // An error or hang-up shows in the next write.
+    pollfd ready = {out, POLLOUT, 0};
+    poll(&ready, 1, -1);
+  }
+  if (!error_.ok() || sent_ == buffer_.size()) {
+    buffer_.clear();
+    sent_ = 0;
+  } else if (sent_ >= kFlushBytes) {
+    buffer_.erase(0, sent_);
+    sent_ = 0;
+  }
+  if (!error_.ok()) stderr_due_.clear();
   return error_;
 }
 

@@ -1,6 +1,16 @@
 // RecordWriter: turns results into output records and writes them to a file
 // descriptor through its own buffer (one write(2) per ~1 MiB).
 //
+// A regular file (or block device) is written with plain write(2). A pipe, a
+// terminal or a socket may block a write for as long as its reader pleases
+// (`| less` left on its first page), and the coordinator must go on
+// answering its workers meanwhile: those are written without blocking (a
+// pipe or terminal through a descriptor of its own opened O_NONBLOCK from
+// /proc/self/fd, which leaves the shared one as it is; a socket with
+// MSG_DONTWAIT). Buffered records then wait for the caller to see fd()
+// writable (waiting()) and call FlushSome(); full() says when to stop
+// producing records.
+//
 // jsonl: {"index":N,"ok":true,"result":...} or
 //        {"index":N,"ok":false,"error":"..."}, then, when the caller gives the
 //        item's fingerprint (records written to a file, for --resume),
@@ -31,9 +41,11 @@
 #define FANMAP_COORDINATOR_RECORD_WRITER_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/protocol.h"
 #include "common/status.h"
@@ -55,7 +67,8 @@ class RecordWriter {
                      std::unique_ptr<RecordWriter>* out);
 
   // Opens `path` for appending after its first `keep_bytes` bytes (the rest,
-  // e.g. a torn last line, is cut off). Used by --resume.
+  // e.g. a torn last line, is cut off when the first record is written).
+  // Used by --resume.
   static Status OpenAppend(const std::string& path, uint64_t keep_bytes, OutputFormat format,
                            std::unique_ptr<RecordWriter>* out);
 
@@ -66,10 +79,20 @@ class RecordWriter {
              std::optional<uint64_t> fingerprint = std::nullopt);
   // Buffers an already formatted record (a line with its "\n").
   void WriteVerbatim(const std::string& line);
-  // Writes everything buffered. After a write error (e.g. EPIPE) every call
-  // returns that error and further records are discarded.
+  // Writes everything buffered, waiting for a reader that is slow. After a
+  // write error (e.g. EPIPE) every call returns that error and further
+  // records are discarded.
   Status Flush();
-  size_t buffered() const { return buffer_.size(); }
+  // Writes what can be written without blocking (all of it to a regular
+  // file); returns the write error, if any, as Flush() does.
+  Status FlushSome();
+  size_t buffered() const { return buffer_.size() - sent_; }
+  // Records are buffered for a reader that is not reading: poll fd() for
+  // POLLOUT, then FlushSome().
+  bool waiting() const { return sink_ != Sink::kFile && buffered() > 0; }
+  // As many records are buffered as should be: make no more until some are
+  // written.
+  bool full() const;
   // The descriptor records go to (e.g. to tell whether it is the terminal
   // the progress line is drawn on).
   int fd() const { return fd_; }
@@ -83,10 +106,25 @@ class RecordWriter {
   static std::string StderrOf(uint64_t index, const Result& result);
 
  private:
+  enum class Sink : uint8_t { kFile, kNonBlocking, kSocket };
+
+  // Writes buffer_ from sent_ on, until done or (`block` false) the reader
+  // is full.
+  Status WriteOut(bool block);
+  // The stderr text of records already written goes out.
+  void WriteDueStderr();
+
   int fd_;
   bool owned_;
+  int nonblocking_fd_ = -1;  // Sink::kNonBlocking: our own descriptor of fd_'s file
+  Sink sink_ = Sink::kFile;
   OutputFormat format_;
   std::string buffer_;
+  int64_t truncate_at_ = -1;  // OpenAppend: cut the file here before the first write
+  size_t sent_ = 0;           // bytes of buffer_ already written
+  uint64_t flushed_ = 0;      // bytes written in all
+  // The stdout format's stderr text, due once the output before it is out.
+  std::deque<std::pair<uint64_t, std::string>> stderr_due_;
   Status error_;
 };
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "common/protocol.h"
 
@@ -62,11 +63,12 @@ class ReorderBuffer {
   bool Complete(uint64_t index, Result&& result);
 
   // Calls emit(index, slot) for each slot of the finished prefix, in order,
-  // then drops them. Returns how many were popped.
-  template <typename Emit>
-  size_t PopReady(Emit&& emit) {
+  // then drops them, until `stop()` says so before one. Returns how many
+  // were popped.
+  template <typename Emit, typename Stop>
+  size_t PopReady(Emit&& emit, Stop&& stop) {
     size_t popped = 0;
-    while (size_ > 0) {
+    while (size_ > 0 && !stop()) {
       Slot& front = blocks_.front()->slots[head_];
       if (front.state != SlotState::kDone) break;
       emit(base_, front);
@@ -80,6 +82,10 @@ class ReorderBuffer {
       ++popped;
     }
     return popped;
+  }
+  template <typename Emit>
+  size_t PopReady(Emit&& emit) {
+    return PopReady(std::forward<Emit>(emit), [] { return false; });
   }
 
   // Items in the window.

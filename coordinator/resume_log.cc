@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -27,6 +28,10 @@ struct Record {
 };
 
 LineKind ParseRecord(const char* begin, const char* end, Record* out) {
+  // nlohmann's parser stops at a NUL and accepts what came before it.
+  if (std::memchr(begin, '\0', static_cast<size_t>(end - begin)) != nullptr) {
+    return LineKind::kNotRecord;
+  }
   nlohmann::json record = nlohmann::json::parse(begin, end, nullptr, /*allow_exceptions=*/false);
   if (!record.is_object()) return LineKind::kNotRecord;
   auto i = record.find("index");
@@ -209,6 +214,15 @@ Status ResumeLog::Line(uint64_t index, std::string* line) const {
     return Status::Error(std::string("cannot re-read a record to resume: ") + strerror(errno));
   }
   return Status::Ok();
+}
+
+std::vector<uint64_t> ResumeLog::KeptFrom(uint64_t from) const {
+  std::vector<uint64_t> kept;
+  auto it = std::lower_bound(records_.begin(), records_.end(), Entry{from, 0, 0, 0, false});
+  for (; it != records_.end(); ++it) {
+    if (IsKept(*it)) kept.push_back(it->index);
+  }
+  return kept;
 }
 
 }  // namespace fanmap

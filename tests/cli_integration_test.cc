@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
@@ -88,6 +90,73 @@ TEST_F(CliTest, OneFileAsInputAndOutputIsRefusedAndLeftAlone) {
   EXPECT_EQ(ReadFile(dir_.File("f")), Seq(1, 3));
 }
 
+// The input given with -a or :::: (or read as it), and the job log, are
+// files the run reads or writes too: each was destroyed with exit 0.
+TEST_F(CliTest, EveryFileTheRunReadsIsSafeFromWhatItWrites) {
+  std::string f = dir_.File("f"), other = dir_.File("other");
+  std::vector<std::vector<std::string>> clashes = {
+      {"-j", "1", "-a", f, "-o", f, "echo"},
+      {"-j", "1", "-o", f, "echo", "::::", f},
+      {"-j", "1", "-o", f, "echo", ":::", "x", "::::", f},
+      {"-j", "1", "-i", f, "--joblog", f, "echo"},
+      {"-j", "1", "-i", other, "-o", f, "--joblog", f, "echo"},
+  };
+  for (const auto& args : clashes) {
+    WriteFile(f, Seq(1, 3));
+    WriteFile(other, Seq(1, 3));
+    RunResult r = Fanmap(args, "");
+    EXPECT_EQ(r.exit_code, 2) << testing::PrintToString(args) << r.err;
+    EXPECT_NE(r.err.find("is also the"), std::string::npos) << r.err;
+    EXPECT_EQ(ReadFile(f), Seq(1, 3)) << testing::PrintToString(args);
+  }
+}
+
+// A mistake on the command line found while setting up (keys, endpoints)
+// used to be found after the output file had been opened, and emptied.
+TEST_F(CliTest, ASetUpErrorLeavesTheOutputAsItWas) {
+  std::string out = dir_.File("out");
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--listen", "tcp://0.0.0.0:0"},
+        std::vector<std::string>{"--listen", "bogus"},
+        std::vector<std::string>{"--authorized-keys", dir_.File("keys")}}) {
+    WriteFile(out, "keep\n");
+    std::vector<std::string> args = {"--builtin", "echo", "-o", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = Fanmap(args, "1\n");
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(ReadFile(out), "keep\n") << testing::PrintToString(extra);
+  }
+}
+
+TEST_F(CliTest, ResumeAndWindowValuesThatCannotWorkAreUsageErrors) {
+  WriteFile(dir_.File("out"), "");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--builtin", "echo", "-o", "-", "--resume"},
+        std::vector<std::string>{"-o", dir_.File("out"), "--resume", "--dry-run", "echo"},
+        std::vector<std::string>{"--builtin", "echo", "--window", "-1"},
+        std::vector<std::string>{"--builtin", "echo", "--window", "0"}}) {
+    RunResult r = Fanmap(args, "1\n");
+    EXPECT_EQ(r.exit_code, 2) << testing::PrintToString(args) << r.err;
+    EXPECT_EQ(r.out, "") << testing::PrintToString(args);
+  }
+  EXPECT_FALSE(access("-", F_OK) == 0) << "a file named '-' was written";
+  // A pipe cannot be resumed: it was read for records, and the run hung.
+  RunResult r = Shell(
+      "echo 1 | $FANMAP --builtin echo -o /dev/stdout --resume | cat; "
+      "echo ${PIPESTATUS[1]}");
+  EXPECT_EQ(r.out, "2\n") << r.err;
+  EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+}
+
+// An unwritable --summary was only logged: a script checking the exit status
+// went on without its figures.
+TEST_F(CliTest, ASummaryThatCannotBeWrittenFailsTheRun) {
+  RunResult r = Fanmap({"--builtin", "echo", "--summary", "/dev/full"}, "1\n");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("cannot write the summary"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "{\"index\":0,\"ok\":true,\"result\":\"1\"}\n");
+}
+
 TEST_F(CliTest, WorkerCountAboveTheLimitIsRefusedInPlainWords) {
   RunResult r = Fanmap({"-j", "100000", "--builtin", "echo"}, "1\n");
   EXPECT_EQ(r.exit_code, 2);
@@ -115,6 +184,25 @@ TEST_F(CliTest, NeverStartsMoreLocalWorkersThanItems) {
   kill(run.pid(), SIGTERM);
   run.Wait();
   ExpectNoProcessLeft();
+}
+
+// A reader that stops reading (`| less` left on its first page) must not stop
+// the coordinator: blocked in write(2), it sent the workers no heartbeat, they
+// gave it up as gone after --heartbeat and exited, and the tasks they had
+// run were sent again. Here each item prints 4 KB: 100 items fill the pipe
+// many times over, and the reader waits three --heartbeat periods before it
+// reads on.
+TEST_F(CliTest, AReaderThatPausesMakesNoTaskRunTwice) {
+  std::string runs = dir_.File("runs");
+  RunResult r = Shell("seq 100 | $FANMAP -j 2 --heartbeat 1 -- sh -c 'echo $1 >> " + runs +
+                      "; printf \"%04000d\\n\" $1' sh | (sleep 3; cat) > " + dir_.File("out") +
+                      "; echo ${PIPESTATUS[1]}");
+  EXPECT_EQ(r.out, "0\n") << r.err;
+  std::string ran = ReadFile(runs);
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), '\n'), 100) << r.err;
+  std::string out = ReadFile(dir_.File("out"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 100);
+  EXPECT_EQ(r.err.find("silent"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, ClosedOutputStopsQuietlyWithStatus141) {
@@ -208,6 +296,17 @@ TEST_F(CliTest, ACommandThatCannotStartFailsTheRunEvenUnderHaltSuccess) {
     EXPECT_NE(r.err.find("none succeeded: cannot run '/nonexistent-command'"), std::string::npos)
         << r.err;
   }
+}
+
+// --halt soon: "no new tasks" held for the coordinator only; tasks already
+// queued at a worker (its prefetch) still started: 104 commands ran where
+// `parallel -j1 --halt soon,fail=1` runs 100.
+TEST_F(CliTest, HaltSoonStartsNoTaskAfterTheHalt) {
+  std::string started = dir_.path() + "/started";
+  RunResult r = Shell("seq 1 500 | $FANMAP -q -j 1 --halt soon,fail=1 -- sh -c 'echo $1 >> " +
+                      started + "; test $1 -ne 100' sh > /dev/null; echo $?");
+  EXPECT_EQ(r.out, "3\n") << r.err;
+  EXPECT_EQ(testing_util::Lines(ReadFile(started)).size(), 100u);
 }
 
 TEST_F(CliTest, HaltNowStopsAtTheNthFailure) {

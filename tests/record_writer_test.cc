@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -260,6 +261,49 @@ TEST_F(RecordWriterTest, RecordsWithFingerprintAreReadBackByResumeLog) {
   EXPECT_TRUE(log.CheckItem(0, fingerprinter.Fingerprint("zero")).ok());
   EXPECT_TRUE(log.CheckItem(1, fingerprinter.Fingerprint("one")).ok());
   EXPECT_FALSE(log.CheckItem(2, fingerprinter.Fingerprint("three")).ok());
+}
+
+// Records for a pipe nobody reads stay buffered instead of blocking the
+// caller; the pipe's descriptor itself stays blocking (the shell shares it);
+// once the reader reads, everything arrives, in order.
+TEST(RecordWriterPipeTest, APipeNobodyReadsNeverBlocksTheWriter) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::string line(1000, 'x');
+  {
+    RecordWriter writer(fds[1], false, OutputFormat::kRaw);
+    size_t written = 0;
+    while (!writer.full()) {
+      writer.Write(written++, Ok(line));
+      ASSERT_TRUE(writer.FlushSome().ok());
+      ASSERT_LT(written, 100000u) << "never full";
+    }
+    EXPECT_TRUE(writer.waiting());
+    EXPECT_EQ(fcntl(fds[1], F_GETFL) & O_NONBLOCK, 0);
+    // Nothing is lost once the reader reads: Flush waits for it.
+    pid_t reader = fork();
+    ASSERT_GE(reader, 0);
+    if (reader == 0) {
+      // (The writer's own descriptor of the pipe is open here too: no EOF.)
+      char buf[65536];
+      size_t bytes = 0, expected = written * (line.size() + 1);
+      for (ssize_t n; bytes < expected && (n = read(fds[0], buf, sizeof buf)) > 0;) {
+        for (ssize_t i = 0; i < n; ++i) {
+          bool end_of_line = (bytes + i) % (line.size() + 1) == line.size();
+          if (buf[i] != (end_of_line ? '\n' : 'x')) _exit(2);
+        }
+        bytes += static_cast<size_t>(n);
+      }
+      _exit(bytes == expected ? 0 : 1);
+    }
+    close(fds[0]);
+    EXPECT_TRUE(writer.Flush().ok());
+    EXPECT_FALSE(writer.waiting());
+    int status = 0;
+    ASSERT_EQ(waitpid(reader, &status, 0), reader);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "records lost or out of order";
+  }
+  close(fds[1]);
 }
 
 TEST_F(RecordWriterTest, RawWritesTextAndNewline) {

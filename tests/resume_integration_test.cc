@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/job_keys.h"
@@ -98,6 +99,63 @@ TEST_F(ResumeTest, CutsATornLastLine) {
   EXPECT_NE(r.err.find("torn"), std::string::npos) << r.err;
   auto records = ParseRecords(ReadFile(dir_.File("out")), 10);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
+}
+
+// A resume refused at its first item must not have cut the torn last line
+// already: "leaves the file as it is" means every byte.
+TEST_F(ResumeTest, ARefusedResumeLeavesATornLastLineAsItWas) {
+  WriteFile(dir_.File("in"), Seq(201, 210));
+  std::string before;
+  for (int i = 0; i < 4; ++i) before += EchoRecord(i, std::to_string(i), true, std::to_string(i));
+  before += "{\"index\":4,\"ok\":tr";
+  WriteFile(dir_.File("out"), before);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), before);
+}
+
+// A --resume that rewrites the file (here its first record is missing), then
+// is interrupted, keeps what it finished: before, the new file was thrown
+// away and the next run did every item again. Item 0 waits for `release`,
+// so the runs end with it unfinished, the others done; each item leaves a
+// line in `runs` whenever it runs.
+TEST_F(ResumeTest, AnInterruptedRewriteKeepsWhatItFinished) {
+  std::string runs = dir_.File("runs"), release = dir_.File("release");
+  std::string script = "if [ $1 = 0 ]; then while [ ! -e " + release +
+                       " ]; do sleep 0.05; done; fi; echo $1 >> " + runs + "; echo $1";
+  auto run_until = [&](int last, size_t runs_seen, const char* flag) {
+    WriteFile(dir_.File("in"), Seq(0, last));
+    std::vector<std::string> argv = {
+        FanmapPath(), "-j", "2", "--slots", "4", "-i", dir_.File("in"), "-o", dir_.File("out")};
+    if (flag != nullptr) argv.push_back(flag);
+    for (const char* a : {"--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back(script);
+    argv.push_back("sh");
+    Process run(argv, "", dir_.File("stdout"), dir_.File("stderr"), Env());
+    // Every item but 0 has finished; one SIGINT then drains: the results on
+    // their way still count, and the run ends when item 0 has had its grace.
+    EXPECT_TRUE(testing_util::WaitForCount(runs, "\n", runs_seen));
+    kill(run.pid(), SIGINT);
+    return run.Wait();
+  };
+  EXPECT_EQ(run_until(9, 9, "--unordered"), 130);
+  // Records 1-9, no 0: a --resume of it rewrites.
+  EXPECT_EQ(Lines(ReadFile(dir_.File("out"))).size(), 9u);
+  EXPECT_EQ(run_until(19, 19, "--resume"), 130) << ReadFile(dir_.File("stderr"));
+  EXPECT_EQ(Lines(ReadFile(dir_.File("out"))).size(), 19u) << ReadFile(dir_.File("stderr"));
+  WriteFile(release, "");
+  WriteFile(dir_.File("in"), Seq(0, 19));
+  RunResult r = Fanmap({"-j", "2", "-i", dir_.File("in"), "-o", dir_.File("out"), "--resume", "--",
+                        "sh", "-c", script, "sh"},
+                       "");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = ParseRecords(ReadFile(dir_.File("out")), 20);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(records[i]["index"], i);
+  // Items 1-19 ran once, item 0 once (it never finished before).
+  std::vector<std::string> ran = Lines(ReadFile(runs));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(std::count(ran.begin(), ran.end(), std::to_string(i)), 1) << "item " << i;
+  }
 }
 
 TEST_F(ResumeTest, KeepsRecordsItDidNotRunAgain) {

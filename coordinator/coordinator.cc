@@ -178,10 +178,11 @@ class Coordinator {
   void ReapLocalWorkers();
   void SpawnDueWorkers();
   void HandleSignals();
-  void WriteReady();
+  // Writes the finished prefix's records; `all`: even past a full writer.
+  void WriteReady(bool all = false);
   // --resume rewriting, interrupted: writes every finished record to the new
-  // file, which then replaces the old one.
-  Status FinishInterruptedRewrite();
+  // file, which may then replace the old one (true); false if it may not.
+  bool FinishInterruptedRewrite();
   void WriteRecord(uint64_t index, Slot& slot);
   long PollTimeout();
   ProgressCounts Counts() const;
@@ -1272,29 +1273,37 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   window_.FreeItem(&slot);
 }
 
-Status Coordinator::FinishInterruptedRewrite() {
-  // The window's finished items that wait for an earlier one, then the old
-  // file's kept records of items not read yet: out of input order, which
-  // the next --resume reads (and rewrites again).
+bool Coordinator::FinishInterruptedRewrite() {
+  // The old file's records of items not read yet were never checked against
+  // their items: they cannot go into the new file, and the old one cannot be
+  // replaced without them.
+  if (resume_->HasRecordFrom(window_.end())) {
+    Log("the records this run finished are not kept: the input was not read to its last record "
+        "in '" +
+        config_.output_path + "', which stays as it was");
+    return false;
+  }
+  // The window's finished items that wait for an earlier one, out of input
+  // order (the next --resume reads that, and rewrites again), and the old
+  // failed records of items --resume-failed has not run again yet.
   for (uint64_t index = window_.begin(); index < window_.end(); ++index) {
     Slot* slot = window_.Find(index);
-    if (slot != nullptr && slot->state == SlotState::kDone) WriteRecord(index, *slot);
-  }
-  if (!fatal_.empty()) return Status::Error(fatal_);
-  for (uint64_t index : resume_->KeptFrom(window_.end())) {
+    if (slot == nullptr) continue;
+    if (slot->state == SlotState::kDone) {
+      WriteRecord(index, *slot);
+      continue;
+    }
     std::string line;
-    Status status = resume_->Line(index, &line);
-    if (!status.ok()) return status;
-    writer_->WriteVerbatim(line);
+    if (resume_->OldLine(index, &line).ok()) writer_->WriteVerbatim(line);
   }
-  return writer_->Flush();
+  return fatal_.empty() && writer_->Flush().ok();
 }
 
-void Coordinator::WriteReady() {
+void Coordinator::WriteReady(bool all) {
   // A reader that is not reading holds the records back, and with them the
   // window, and so the input: memory stays bounded, heartbeats go on.
   window_.PopReady([this](uint64_t index, Slot& slot) { WriteRecord(index, slot); },
-                   [this] { return writer_->full(); });
+                   [this, all] { return !all && writer_->full(); });
 }
 
 long Coordinator::PollTimeout() {
@@ -1451,7 +1460,10 @@ int Coordinator::Run() {
       items.push_back({nullptr, output_pipe_fd_, ZMQ_POLLERR, 0});
     }
     size_t writable_item = 0;
-    if (writer_->waiting()) {
+    // Woken by every page the reader frees, the loop would write a few KB at
+    // a time: until the records are held back (full), or are all there is
+    // left to do, PollTimeout's flushes write them in bulk.
+    if (writer_->waiting() && (writer_->full() || (input_->done() && window_.empty()))) {
       writable_item = items.size();
       items.push_back({nullptr, writer_->fd(), ZMQ_POLLOUT, 0});
     }
@@ -1473,7 +1485,8 @@ int Coordinator::Run() {
   }
   Status flushed = Status::Ok();
   if (!output_closed_) {
-    WriteReady();
+    // Everything finished, however full the writer: the run is over.
+    WriteReady(/*all=*/true);
     progress_->BeforeOutput();
     flushed = writer_->Flush();
     CheckOutput();
@@ -1493,16 +1506,14 @@ int Coordinator::Run() {
     // Interrupted (a signal, --halt): what is done is kept, as an appending
     // run keeps it. Refused or failed: the old file stays as it was.
     bool keep = complete || (fatal_.empty() && flushed.ok() && !output_closed_);
-    if (keep && !complete) flushed = FinishInterruptedRewrite();
+    if (keep && !complete) keep = FinishInterruptedRewrite();
     writer_.reset();
     if (keep && flushed.ok() && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
       flushed = Status::Error("cannot replace '" + config_.output_path + "': " + strerror(errno));
     }
     if (!keep || !flushed.ok()) unlink(rewrite_path_.c_str());  // resume again from the old file
   }
-  // The summary file is output too: one that cannot be written fails the run
-  // as the records would (exit 3), once they are safe.
-  if (!summary_error_.empty() && flushed.ok()) flushed = Status::Error(summary_error_);
+  if (!summary_error_.empty()) Log(summary_error_);
   if (!fatal_.empty()) {
     Log(fatal_);
     return fatal_status_;
@@ -1538,6 +1549,9 @@ int Coordinator::Run() {
         (config_.output_path.empty() ? "" : "; continue with --resume"));
     return config_.halt.on_success ? kExitOk : kExitRuntime;
   }
+  // The summary file is output too: one that cannot be written fails a run
+  // that would otherwise end 0 or 1, as the records would (exit 3).
+  if (!summary_error_.empty()) return kExitRuntime;
   if (failed_ > 0) {
     Log(std::to_string(failed_) + " of " + std::to_string(written_) + " item(s) failed");
     if (halt_success_at_end_) {

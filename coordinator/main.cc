@@ -136,15 +136,17 @@ std::string InputClash(const fanmap::Config& config) {
     std::string what;
     struct stat st;
   };
+  // Regular files only: /dev/null, a terminal or a pipe read and written
+  // at once destroys nothing.
   std::vector<Named> reads;
   struct stat st;
   if (config.input_path.empty() || config.input_path == "-") {
     if (fstat(0, &st) == 0 && S_ISREG(st.st_mode)) reads.push_back({"the input", st});
-  } else if (stat(config.input_path.c_str(), &st) == 0) {
+  } else if (stat(config.input_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     reads.push_back({"the input", st});
   }
   for (const std::string& path : config.arg_input.files) {
-    if (stat(path.c_str(), &st) == 0) reads.push_back({"the input", st});
+    if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) reads.push_back({"the input", st});
   }
   std::vector<std::pair<std::string, std::string>> writes;
   if (!config.output_path.empty() && config.output_path != "-") {
@@ -152,7 +154,7 @@ std::string InputClash(const fanmap::Config& config) {
   }
   if (!config.joblog_path.empty()) writes.emplace_back("job log", config.joblog_path);
   for (size_t i = 0; i < writes.size(); ++i) {
-    if (stat(writes[i].second.c_str(), &st) != 0) continue;
+    if (stat(writes[i].second.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     for (const Named& read : reads) {
       if (SameFile(read.st, st)) {
         return "the " + writes[i].first + " '" + writes[i].second + "' is also " + read.what +
@@ -501,7 +503,7 @@ int main(int argc, char** argv) {
           ->group(kReliability);
   app.add_option("--summary", config.summary_path,
                  "write the end-of-run summary to FILE as JSON (items, retries by cause, "
-                 "requests/s, latency percentiles, tokens)")
+                 "requests/s, latency percentiles, tokens); exit 3 if it cannot be written")
       ->option_text("FILE")
       ->group(kIo);
   app.add_flag("-q,--quiet", config.quiet, "no summary on stderr at the end of the run")

@@ -45,7 +45,11 @@ RecordWriter::RecordWriter(int fd, bool owned, OutputFormat format)
   // writes fail with EAGAIN. Without /proc, writes block, as they did.
   std::string own = "/proc/self/fd/" + std::to_string(fd_);
   nonblocking_fd_ = open(own.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (nonblocking_fd_ >= 0) sink_ = Sink::kNonBlocking;
+  if (nonblocking_fd_ < 0) return;
+  sink_ = Sink::kNonBlocking;
+  // A pipe of a flush's size takes a flush in one write instead of 16
+  // (best effort: the system's pipe-max-size may be smaller).
+  if (S_ISFIFO(st.st_mode)) fcntl(nonblocking_fd_, F_SETPIPE_SZ, static_cast<int>(kFlushBytes));
 }
 
 RecordWriter::~RecordWriter() {
@@ -296,7 +300,12 @@ Status RecordWriter::WriteOut(bool block) {
     buffer_.erase(0, sent_);
     sent_ = 0;
   }
-  if (!error_.ok()) stderr_due_.clear();
+  if (!error_.ok()) {
+    // The records are lost with their reader; what the commands said on
+    // stderr is not.
+    flushed_ = UINT64_MAX;
+    WriteDueStderr();
+  }
   return error_;
 }
 

@@ -208,6 +208,12 @@ bool ResumeLog::Has(uint64_t index, bool* ok) const {
 Status ResumeLog::Line(uint64_t index, std::string* line) const {
   const Entry* entry = Find(index);
   if (entry == nullptr || !IsKept(*entry)) return Status::Error("no record to resume");
+  return OldLine(index, line);
+}
+
+Status ResumeLog::OldLine(uint64_t index, std::string* line) const {
+  const Entry* entry = Find(index);
+  if (entry == nullptr) return Status::Error("no record");
   line->resize(entry->length);
   ssize_t n = pread(fd_, &(*line)[0], entry->length, static_cast<off_t>(entry->offset));
   if (n != static_cast<ssize_t>(entry->length)) {
@@ -216,13 +222,8 @@ Status ResumeLog::Line(uint64_t index, std::string* line) const {
   return Status::Ok();
 }
 
-std::vector<uint64_t> ResumeLog::KeptFrom(uint64_t from) const {
-  std::vector<uint64_t> kept;
-  auto it = std::lower_bound(records_.begin(), records_.end(), Entry{from, 0, 0, 0, false});
-  for (; it != records_.end(); ++it) {
-    if (IsKept(*it)) kept.push_back(it->index);
-  }
-  return kept;
+bool ResumeLog::HasRecordFrom(uint64_t from) const {
+  return !records_.empty() && records_.back().index >= from;
 }
 
 }  // namespace fanmap

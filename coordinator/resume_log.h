@@ -23,10 +23,12 @@
 //    later, read after every kept record's item was checked) are appended;
 //  - rewrite: otherwise; the records are written to a new file, kept ones
 //    copied from the old one by offset, and the new file replaces the old
-//    when the run ends: complete, or interrupted (then with every record
-//    finished so far, the kept ones not yet copied included, in any order:
-//    the next --resume rewrites again). A refused rewrite, or one that
-//    failed, leaves the old file as it is.
+//    when the run ends: complete, or interrupted once every record of the old
+//    file was checked against its item (then with every record finished so
+//    far, and the old failed ones not run again yet, in any order: the next
+//    --resume rewrites again). A refused rewrite, one that failed, or one
+//    interrupted before the input reached the old file's last record, leaves
+//    the old file as it is.
 #ifndef FANMAP_COORDINATOR_RESUME_LOG_H_
 #define FANMAP_COORDINATOR_RESUME_LOG_H_
 
@@ -64,8 +66,11 @@ class ResumeLog {
   bool Has(uint64_t index, bool* ok) const;
   // The kept record line of `index` (with its "\n"), read from the old file.
   Status Line(uint64_t index, std::string* line) const;
-  // The indexes >= `from` with a kept record, in order.
-  std::vector<uint64_t> KeptFrom(uint64_t from) const;
+  // The record line of `index`, kept or not (a failed one --resume-failed
+  // runs again), read from the old file.
+  Status OldLine(uint64_t index, std::string* line) const;
+  // True if the old file holds a record (kept or not) of an index >= `from`.
+  bool HasRecordFrom(uint64_t from) const;
 
   bool append() const { return append_; }
   // Bytes of the file that hold whole lines (append: truncate here).

@@ -101,6 +101,11 @@ TEST_F(CliTest, EveryFileTheRunReadsIsSafeFromWhatItWrites) {
       {"-j", "1", "-i", f, "--joblog", f, "echo"},
       {"-j", "1", "-i", other, "-o", f, "--joblog", f, "echo"},
   };
+  // Not a regular file: nothing to destroy (the first source of ::: reads
+  // /dev/null).
+  RunResult fine = Fanmap(
+      {"-j", "1", "-o", "/dev/null", "--joblog", dir_.File("jl"), "echo", ":::", "a", "b"}, "");
+  EXPECT_EQ(fine.exit_code, 0) << fine.err;
   for (const auto& args : clashes) {
     WriteFile(f, Seq(1, 3));
     WriteFile(other, Seq(1, 3));
@@ -189,20 +194,35 @@ TEST_F(CliTest, NeverStartsMoreLocalWorkersThanItems) {
 // A reader that stops reading (`| less` left on its first page) must not stop
 // the coordinator: blocked in write(2), it sent the workers no heartbeat, they
 // gave it up as gone after --heartbeat and exited, and the tasks they had
-// run were sent again. Here each item prints 4 KB: 100 items fill the pipe
-// many times over, and the reader waits three --heartbeat periods before it
-// reads on.
+// run were sent again. Here each item prints 4 KB: 3,000 items fill the pipe
+// and the records held back for it (4 MiB), and the reader waits three
+// --heartbeat periods before it reads on.
 TEST_F(CliTest, AReaderThatPausesMakesNoTaskRunTwice) {
   std::string runs = dir_.File("runs");
-  RunResult r = Shell("seq 100 | $FANMAP -j 2 --heartbeat 1 -- sh -c 'echo $1 >> " + runs +
+  RunResult r = Shell("seq 3000 | $FANMAP -j 2 --heartbeat 1 -- sh -c 'echo $1 >> " + runs +
                       "; printf \"%04000d\\n\" $1' sh | (sleep 3; cat) > " + dir_.File("out") +
                       "; echo ${PIPESTATUS[1]}");
   EXPECT_EQ(r.out, "0\n") << r.err;
   std::string ran = ReadFile(runs);
-  EXPECT_EQ(std::count(ran.begin(), ran.end(), '\n'), 100) << r.err;
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), '\n'), 3000) << r.err;
   std::string out = ReadFile(dir_.File("out"));
-  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 100);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3000);
   EXPECT_EQ(r.err.find("silent"), std::string::npos) << r.err;
+}
+
+// Interrupted while the reader was not reading, the run wrote only the
+// records that fitted before the writer was full (425 of 3,000 finished).
+TEST_F(CliTest, InterruptedWhileTheReaderPausesWritesEveryFinishedRecord) {
+  std::string runs = dir_.File("runs"), fifo = dir_.File("fifo");
+  RunResult r =
+      Shell("mkfifo " + fifo + "; seq 3000 > " + dir_.File("in") + "; $FANMAP -j 2 -i " +
+            dir_.File("in") + " -- sh -c 'echo $1 >> " + runs +
+            "; printf \"%04000d\\n\" $1' sh > " + fifo + " & P=$!; exec 3< " + fifo + "; " +
+            "until [ \"$(wc -l < " + runs + " 2>/dev/null)\" = 3000 ]; do sleep 0.05; done; " +
+            "kill -INT $P; cat <&3 > " + dir_.File("out") + "; wait $P; echo $?");
+  EXPECT_EQ(r.out, "130\n") << r.err;
+  std::string out = ReadFile(dir_.File("out"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3000) << r.err;
 }
 
 TEST_F(CliTest, ClosedOutputStopsQuietlyWithStatus141) {

@@ -243,16 +243,6 @@ TEST_F(HttpRequestTest, NotImplementedAndVersionNotSupportedAreFinal) {
   }
 }
 
-// A reply that was not HTTP at all (stray bytes on a kept-alive connection)
-// failed its item for good as an "unsupported protocol": the URL was checked
-// before the run, and a fresh connection gets past it.
-TEST_F(HttpRequestTest, AReplyThatIsNotHttpIsRetryable) {
-  HttpResponse response;
-  response.curl_code = CURLE_UNSUPPORTED_PROTOCOL;
-  response.curl_error = "Received HTTP/0.9 when not allowed";
-  EXPECT_TRUE(ClassifyResponse(Parse(), Task{1, 0, ""}, response).retryable);
-}
-
 // nlohmann's parser stops at a NUL: `{"a":1}\0,"ok":false` was embedded as
 // JSON, and the record line was no longer JSON (nor readable by --resume).
 TEST_F(HttpRequestTest, ABodyWithANulByteIsTextNotJson) {
@@ -565,8 +555,13 @@ TEST_F(HttpRequestTest, ToolCallsBesideTextAndContentInPartsKeepTheWholeMessage)
   ASSERT_TRUE(r.ok) << r.value;
   EXPECT_TRUE(r.value_is_json);
   EXPECT_EQ(nlohmann::json::parse(r.value)["content"][0]["text"], "hi");
-  // Plain text stays plain text.
+  // Plain text stays plain text, with the empty fields vLLM sends beside it.
   r = Classify(200, R"({"choices":[{"message":{"role":"assistant","content":"hi"}}]})");
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(r.value_is_json);
+  EXPECT_EQ(r.value, "hi");
+  r = Classify(200, R"({"choices":[{"message":{"role":"assistant","content":"hi",
+      "tool_calls":[],"refusal":null,"function_call":null}}]})");
   ASSERT_TRUE(r.ok);
   EXPECT_FALSE(r.value_is_json);
   EXPECT_EQ(r.value, "hi");

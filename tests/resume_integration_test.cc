@@ -158,6 +158,63 @@ TEST_F(ResumeTest, AnInterruptedRewriteKeepsWhatItFinished) {
   }
 }
 
+// An interrupted --resume-failed kept only what it had written: the failed
+// record of an item it had not run again yet was gone from the file. Item 5
+// fails in the first run; in the second it starts and waits for `release`.
+TEST_F(ResumeTest, AnInterruptedResumeFailedKeepsTheFailuresItHasNotRunAgain) {
+  std::string fail = dir_.File("fail"), started = dir_.File("started"),
+              release = dir_.File("release");
+  std::string script = "if [ $1 = 5 ]; then [ -e " + fail + " ] && exit 1; touch " + started +
+                       "; while [ ! -e " + release + " ]; do sleep 0.05; done; fi; echo $1";
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  WriteFile(fail, "");
+  std::vector<std::string> argv = {FanmapPath(),     "-j", "2",  "-i", dir_.File("in"), "-o",
+                                   dir_.File("out"), "--", "sh", "-c", script,          "sh"};
+  ASSERT_EQ(testing_util::Run(argv, "", Env(), 60).exit_code, 1);
+  std::string before = ReadFile(dir_.File("out"));
+  unlink(fail.c_str());
+  argv.insert(argv.begin() + 7, "--resume-failed");
+  Process run(argv, "", dir_.File("stdout"), dir_.File("stderr"), Env());
+  // Item 5 runs again (and waits): every other item was kept.
+  for (int i = 0; i < 6000 && access(started.c_str(), F_OK) != 0; ++i) usleep(10000);
+  ASSERT_EQ(access(started.c_str(), F_OK), 0);
+  kill(run.pid(), SIGINT);
+  EXPECT_EQ(run.Wait(), 130) << ReadFile(dir_.File("stderr"));
+  auto records = Lines(ReadFile(dir_.File("out")));
+  ASSERT_EQ(records.size(), 10u) << ReadFile(dir_.File("stderr"));
+  EXPECT_NE(ReadFile(dir_.File("out")).find("\"index\":5,\"ok\":false"), std::string::npos);
+}
+
+// Interrupted before the input reached the file's last record, a rewrite
+// cannot keep what it finished: the records after it were never checked
+// against their items (another job's file was replaced with a mix of both).
+// The file stays as it was.
+TEST_F(ResumeTest, AnInterruptedRewriteThatHasNotReadEveryRecordsItemLeavesTheFile) {
+  WriteFile(dir_.File("in"), Seq(0, 9));
+  ASSERT_EQ(
+      Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out")}, "")
+          .exit_code,
+      0);
+  std::vector<std::string> lines = Lines(ReadFile(dir_.File("out")));
+  std::string gapped;
+  for (size_t i = 1; i < lines.size(); ++i) gapped += lines[i] + "\n";
+  WriteFile(dir_.File("out"), gapped);
+  testing_util::InputFifo input(dir_.File("pipe"));
+  Process run({FanmapPath(), "-j", "1", "--builtin", "sha256:1", "-i", input.path(), "-o",
+               dir_.File("out"), "--resume"},
+              "", dir_.File("stdout"), dir_.File("stderr"), Env());
+  // Item 0 has no record: it runs, under another job. Items 1-9 are not
+  // read before the interrupt, so their records are never checked.
+  input.Write("0\n");
+  ASSERT_FALSE(testing_util::WaitForText(dir_.File("stderr"), "resuming").empty());
+  kill(run.pid(), SIGINT);
+  EXPECT_EQ(run.Wait(), 130) << ReadFile(dir_.File("stderr"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), gapped);
+  EXPECT_NE(ReadFile(dir_.File("stderr")).find("not kept"), std::string::npos)
+      << ReadFile(dir_.File("stderr"));
+  input.Close();
+}
+
 TEST_F(ResumeTest, KeepsRecordsItDidNotRunAgain) {
   WriteFile(dir_.File("in"), Seq(0, 5));
   // Records 0-2 claim results an echo would never give: resume must keep them.

@@ -10,9 +10,12 @@ std::string Dump(const nlohmann::json& json) {
   return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Present and not empty: vLLM sends "tool_calls":[] with every message.
 bool Present(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
-  return it != object.end() && !it->is_null();
+  return it != object.end() && !it->is_null() && !(it->is_array() && it->empty()) &&
+         !(it->is_object() && it->empty()) &&
+         !(it->is_string() && it->get_ref<const std::string&>().empty());
 }
 
 void CopyString(const nlohmann::json& object, const char* key, Result::Extra* extra) {

@@ -206,10 +206,8 @@ bool IsRetryableStatus(long status) {
 
 // Failures that the same request cannot overcome on another attempt.
 bool IsRetryableCurlCode(CURLcode code) {
-  // (CURLE_UNSUPPORTED_PROTOCOL is not here: the URL was checked before the
-  // run, so it means a reply that was not HTTP, such as stray bytes on a
-  // kept-alive connection, which a fresh connection gets past.)
   switch (code) {
+    case CURLE_UNSUPPORTED_PROTOCOL:  // (also a reply that is not HTTP: a TLS port)
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:
     case CURLE_BAD_FUNCTION_ARGUMENT:

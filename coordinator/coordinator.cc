@@ -228,7 +228,8 @@ class Coordinator {
   std::unique_ptr<zmq::socket_t> monitor_;
   CurveKeyPair server_keys_;
   size_t handshake_failures_ = 0;
-  std::string rewrite_path_;  // --resume that rewrites: the new file, renamed at the end
+  std::string rewrite_path_;    // --resume that rewrites: the new file, renamed at the end
+  std::string rewrite_target_;  // ... onto this: -o's file, its links followed
   JobSpec job_;
   Scheduler scheduler_;
   ReorderBuffer& window_ = scheduler_.window();
@@ -307,8 +308,20 @@ Status Coordinator::OpenOutput() {
     return RecordWriter::OpenAppend(config_.output_path, resume_->valid_bytes(),
                                     config_.output_format, &writer_);
   }
-  rewrite_path_ = config_.output_path + ".resume-tmp";
-  return RecordWriter::Open(rewrite_path_, config_.output_format, &writer_);
+  // Next to the file itself, which replaces it with its permissions: a
+  // symbolic link named by -o stays one.
+  rewrite_target_ = config_.output_path;
+  if (char* real = realpath(config_.output_path.c_str(), nullptr)) {
+    rewrite_target_ = real;
+    free(real);
+  }
+  rewrite_path_ = rewrite_target_ + ".resume-tmp";
+  status = RecordWriter::Open(rewrite_path_, config_.output_format, &writer_);
+  struct stat old_file;
+  if (status.ok() && stat(rewrite_target_.c_str(), &old_file) == 0) {
+    chmod(rewrite_path_.c_str(), old_file.st_mode & 07777);
+  }
+  return status;
 }
 
 Status Coordinator::SetUp() {
@@ -1508,7 +1521,7 @@ int Coordinator::Run() {
     bool keep = complete || (fatal_.empty() && flushed.ok() && !output_closed_);
     if (keep && !complete) keep = FinishInterruptedRewrite();
     writer_.reset();
-    if (keep && flushed.ok() && rename(rewrite_path_.c_str(), config_.output_path.c_str()) != 0) {
+    if (keep && flushed.ok() && rename(rewrite_path_.c_str(), rewrite_target_.c_str()) != 0) {
       flushed = Status::Error("cannot replace '" + config_.output_path + "': " + strerror(errno));
     }
     if (!keep || !flushed.ok()) unlink(rewrite_path_.c_str());  // resume again from the old file

@@ -242,6 +242,9 @@ fanmap::Status BuildJob(const PayloadFlags& f, fanmap::Config* config) {
   if (f.pipe.empty() && !f.pipe_answers.empty()) {
     return fanmap::Status::Error("--pipe-answers needs --pipe CMD");
   }
+  if (f.chat.empty() && (!f.system.empty() || f.max_tokens > 0 || f.temperature >= 0)) {
+    return fanmap::Status::Error("--system, --max-tokens and --temperature need --chat MODEL");
+  }
   if (f.http.empty() && (!f.chat.empty() || !f.method.empty() || !f.headers.empty() ||
                          !f.cacert.empty() || f.http11)) {
     return fanmap::Status::Error(
@@ -618,6 +621,9 @@ int main(int argc, char** argv) {
   if (job.ok())
     job = fanmap::ApplyParallelFlags(parallel, output_format_option->count() > 0, &config);
   if (!job.ok()) return usage_error(job.message());
+  if (keep_order && config.unordered) {
+    return usage_error("-k (--keep-order) and --unordered contradict each other");
+  }
   // After ApplyParallelFlags: -a, :::: and --dry-run change the input and
   // the output format.
   if ((config.resume || config.resume_failed) &&

@@ -268,6 +268,19 @@ TEST_F(CliTest, HttpOnlyFlagsAndTheBatchFormatNeedTheirPayload) {
   r = Fanmap({"--cacert", "ca.pem", "--builtin", "echo"}, "a\n");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--cacert and --http1.1 need --http URL"), std::string::npos) << r.err;
+  // Chat's own flags without --chat were accepted and ignored.
+  for (const std::vector<std::string>& flag : {std::vector<std::string>{"--system", "be brief"},
+                                               std::vector<std::string>{"--max-tokens", "5"},
+                                               std::vector<std::string>{"--temperature", "0"}}) {
+    std::vector<std::string> args = {"--builtin", "echo"};
+    args.insert(args.end(), flag.begin(), flag.end());
+    r = Fanmap(args, "a\n");
+    EXPECT_EQ(r.exit_code, 2) << flag[0];
+    EXPECT_NE(r.err.find("need --chat MODEL"), std::string::npos) << r.err;
+  }
+  r = Fanmap({"-k", "--unordered", "--builtin", "echo"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("contradict"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, ListeningOnLocalhostAndIpv6LoopbackWorks) {

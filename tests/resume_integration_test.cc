@@ -5,6 +5,7 @@
 // was.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -213,6 +214,26 @@ TEST_F(ResumeTest, AnInterruptedRewriteThatHasNotReadEveryRecordsItemLeavesTheFi
   EXPECT_NE(ReadFile(dir_.File("stderr")).find("not kept"), std::string::npos)
       << ReadFile(dir_.File("stderr"));
   input.Close();
+}
+
+// A rewrite renamed its new file over the link -o named: the link became a
+// file of mode 0644 and its target kept the old records.
+TEST_F(ResumeTest, ARewriteReplacesTheFileALinkPointsToAndKeepsItsMode) {
+  WriteFile(dir_.File("in"), Seq(0, 5));
+  std::string gapped = EchoRecord(0, "0", true, "0") + EchoRecord(2, "2", true, "2");
+  WriteFile(dir_.File("real"), gapped);
+  ASSERT_EQ(chmod(dir_.File("real").c_str(), 0600), 0);
+  ASSERT_EQ(symlink(dir_.File("real").c_str(), dir_.File("out").c_str()), 0);
+  RunResult r = Resume({"-j", "1", "--builtin", "echo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat link, real;
+  ASSERT_EQ(lstat(dir_.File("out").c_str(), &link), 0);
+  EXPECT_TRUE(S_ISLNK(link.st_mode));
+  ASSERT_EQ(stat(dir_.File("real").c_str(), &real), 0);
+  EXPECT_EQ(real.st_mode & 0777, 0600u);
+  auto records = ParseRecords(ReadFile(dir_.File("real")), 6);
+  ASSERT_EQ(records.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(records[i]["result"], std::to_string(i));
 }
 
 TEST_F(ResumeTest, KeepsRecordsItDidNotRunAgain) {

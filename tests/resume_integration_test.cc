@@ -46,6 +46,13 @@ class ResumeTest : public testing_util::FarmFixture {
     return line;
   }
 
+  // A whole `--builtin echo` run from "in" to "out".
+  void RunEcho() {
+    RunResult r =
+        Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out")}, "");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
   RunResult Resume(std::vector<std::string> args, const std::string& flag = "--resume") {
     args.insert(args.end(), {"-i", dir_.File("in"), "-o", dir_.File("out"), flag});
     return Fanmap(args, "");
@@ -192,10 +199,7 @@ TEST_F(ResumeTest, AnInterruptedResumeFailedKeepsTheFailuresItHasNotRunAgain) {
 // The file stays as it was.
 TEST_F(ResumeTest, AnInterruptedRewriteThatHasNotReadEveryRecordsItemLeavesTheFile) {
   WriteFile(dir_.File("in"), Seq(0, 9));
-  ASSERT_EQ(
-      Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out")}, "")
-          .exit_code,
-      0);
+  ASSERT_NO_FATAL_FAILURE(RunEcho());
   std::vector<std::string> lines = Lines(ReadFile(dir_.File("out")));
   std::string gapped;
   for (size_t i = 1; i < lines.size(); ++i) gapped += lines[i] + "\n";
@@ -277,10 +281,7 @@ TEST_F(ResumeTest, PlainResumeKeepsFailedRecordsAndReportsThem) {
 // of `seq 1 100`: other items are refused, naming the item, file untouched.
 TEST_F(ResumeTest, RefusesOtherItemsAndLeavesTheFileAsItWas) {
   WriteFile(dir_.File("in"), Seq(1, 100));
-  ASSERT_EQ(
-      Fanmap({"-j", "1", "--builtin", "echo", "-i", dir_.File("in"), "-o", dir_.File("out")}, "")
-          .exit_code,
-      0);
+  ASSERT_NO_FATAL_FAILURE(RunEcho());
   std::string before = ReadFile(dir_.File("out"));
   WriteFile(dir_.File("in"), Seq(201, 250));
   RunResult r = Resume({"-j", "1", "--builtin", "echo"});

@@ -142,6 +142,7 @@ class Coordinator {
   Status SetUpSecurity();
   void HandleMonitorEvent();
   Status OpenOutput();
+  // Binds the local workers' socket (they start as items arrive: SpawnWanted).
   Status StartLocalWorkers();
   size_t WindowLimit() const;
   // True if another item may be read now; `window_limit`: WindowLimit();
@@ -371,6 +372,10 @@ Status Coordinator::SetUp() {
     }
   }
 
+  // The local workers' socket too, and -j 0 without --listen.
+  status = StartLocalWorkers();
+  if (!status.ok()) return status;
+
   status = InputReader::Open(config_.input_path, &input_);
   if (status.ok()) status = AttachArgInput(config_.arg_input, input_.get());
   if (status.ok() && !config_.joblog_path.empty()) {
@@ -410,8 +415,7 @@ Status Coordinator::SetUp() {
   signal(SIGPIPE, SIG_IGN);
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd_ < 0) return Status::Error("signalfd failed");
-
-  return StartLocalWorkers();
+  return Status::Ok();
 }
 
 Status Coordinator::SetUpSecurity() {

@@ -63,15 +63,17 @@ void SplitRecords(const std::string& data, char delimiter, std::vector<std::stri
   }
 }
 
-// ::: values: parallel reads a value holding a newline as several values.
+// ::: values: parallel reads a value holding a newline as several values,
+// each piece one, empty ones included: 'a\n' is "a" and "", not a line of a
+// file whose last newline ends it.
 std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
   std::vector<std::string> out;
   for (const std::string& v : values) {
-    if (v.find('\n') == std::string::npos) {
-      out.push_back(v);
-    } else {
-      SplitRecords(v, '\n', &out);
+    size_t from = 0;
+    for (size_t end; (end = v.find('\n', from)) != std::string::npos; from = end + 1) {
+      out.push_back(v.substr(from, end - from));
     }
+    out.push_back(v.substr(from));
   }
   return out;
 }

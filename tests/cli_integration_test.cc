@@ -123,12 +123,15 @@ TEST_F(CliTest, ASetUpErrorLeavesTheOutputAsItWas) {
   for (const std::vector<std::string>& extra :
        {std::vector<std::string>{"--listen", "tcp://0.0.0.0:0"},
         std::vector<std::string>{"--listen", "bogus"},
-        std::vector<std::string>{"--authorized-keys", dir_.File("keys")}}) {
+        std::vector<std::string>{"--authorized-keys", dir_.File("keys")},
+        // No workers at all: found before the output was opened, too.
+        std::vector<std::string>{"-j", "0"}}) {
     WriteFile(out, "keep\n");
     std::vector<std::string> args = {"--builtin", "echo", "-o", out};
     args.insert(args.end(), extra.begin(), extra.end());
     RunResult r = Fanmap(args, "1\n");
     EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_FALSE(r.err.empty()) << testing::PrintToString(extra);
     EXPECT_EQ(ReadFile(out), "keep\n") << testing::PrintToString(extra);
   }
 }

@@ -9,6 +9,7 @@
 * --resume with ::: sources and records in a file: the items already written are not run
   again, the output equals an uninterrupted run, and changed sources are refused.
 * --bar: the progress display, with the total of the combinations.
+* ::: values holding newlines: one command per piece, empty ones included, as parallel.
 * Usage errors: -i together with :::, ":::+", ":::" without values, --tag with --builtin.
 No sleeps: every run is waited for; deadlines only bound a broken build.
 """
@@ -239,7 +240,24 @@ def test_empty_sources():
               "%d %r %r" % (r.returncode, r.stdout, r.stderr))
 
 
+def test_values_with_newlines(tmp):
+    # parallel splits a ::: value at each newline and keeps every piece: 'a\n' is "a" and
+    # "" (the empty one was dropped, as if the value were a file whose last newline ends it).
+    env = dict(os.environ, HOME=tmp)
+    os.makedirs(os.path.join(tmp, ".parallel"), exist_ok=True)
+    open(os.path.join(tmp, ".parallel", "will-cite"), "w").close()
+    for values, want in ((["a\n"], b"XaX\nXX\n"), (["a\n\nb", "c"], b"XaX\nXX\nXbX\nXcX\n"),
+                         (["\n"], b"XX\nXX\n")):
+        args = ["echo", "X{}X", ":::"] + values
+        p = run(["parallel", "-k", "-j1"] + args, env=env)
+        f = run([FANMAP, "-j1", "--output-format", "stdout"] + args)
+        check("::: %r: one command per piece, as parallel runs" % values,
+              f.returncode == 0 and f.stdout == want == p.stdout,
+              "%d %r parallel %r %r" % (f.returncode, f.stdout, p.stdout, f.stderr))
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_values_with_newlines(tmp)
     test_empty_sources()
     test_fill_measures_the_expanded_command(tmp)
     test_colsep_long_records(tmp)

@@ -77,9 +77,17 @@ constexpr uint32_t kProtocolVersion = 3;
 // RESULTS by the worker) plus the one item or result that crossed that mark;
 // a result's value is at most 64 MiB (the payloads' output cap) with a 2 KB
 // stderr tail, so about 65 MiB, and 256 MiB leaves room for larger items.
-// Items and results are limited by it; a larger one becomes an error record,
-// never a crash.
+// Items and results are limited by it (kMaxItemBytes, kMaxResultFieldsBytes);
+// a larger one becomes an error record, never a crash or a silent worker.
 constexpr int64_t kMaxFrameBytes = 256ll << 20;
+// The longest item a task carries, and the most one result's text (its value
+// and every string field together) may hold: a frame closed at 1 MiB holds
+// it, what came before it and the fields around it, well within
+// kMaxFrameBytes. A longer input line is an error record (the input reader
+// keeps only its first kMaxItemBytes + 1 bytes); a longer result is an
+// error result.
+constexpr size_t kMaxItemBytes = static_cast<size_t>(kMaxFrameBytes) - (2u << 20);
+constexpr size_t kMaxResultFieldsBytes = kMaxItemBytes;
 // A result's value, and each of its text fields, at most, from a peer the
 // coordinator did not spawn: twice the payloads' own cap of 64 MiB (--tag
 // prefixes every line of a capped output). It turns a larger one into an

@@ -38,4 +38,20 @@ void SanitizeJsonFields(Result::Extra* extra) {
   }
 }
 
+void TakeItemFields(nlohmann::ordered_json* request, Result::Extra* fields) {
+  for (const char* name : {"custom_id", "metadata"}) {
+    auto it = request->find(name);
+    if (it == request->end()) continue;
+    if (fields != nullptr) {
+      if (it->is_string() && std::string_view(name) == "custom_id") {
+        (*fields)[name] = it->get<std::string>();
+      } else {
+        (*fields)[JsonFieldKey(name)] =
+            it->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+      }
+    }
+    request->erase(it);
+  }
+}
+
 }  // namespace fanmap

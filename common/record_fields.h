@@ -10,6 +10,7 @@
 #ifndef FANMAP_COMMON_RECORD_FIELDS_H_
 #define FANMAP_COMMON_RECORD_FIELDS_H_
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,11 @@ inline std::string JsonFieldKey(std::string_view name) {
 // Replaces each JSON field whose value is not one JSON value on one line (or
 // is an int) by a string field of the record's name.
 void SanitizeJsonFields(Result::Extra* extra);
+
+// Moves "custom_id" and "metadata" out of the request object `*request` into
+// `*fields` (`fields` may be null): a record carries them from its item. A
+// string custom_id is a string field; anything else a JSON one.
+void TakeItemFields(nlohmann::ordered_json* request, Result::Extra* fields);
 
 }  // namespace fanmap
 

@@ -144,6 +144,11 @@ class Coordinator {
   Status OpenOutput();
   // Binds the local workers' socket (they start as items arrive: SpawnWanted).
   Status StartLocalWorkers();
+  // A failure record this coordinator makes itself (a worker lost on every
+  // attempt, a run that gave up on its server) gets the fields a worker's
+  // record takes from its HTTP item (custom_id, metadata): consumers join
+  // the output on them.
+  void AddItemFields(Slot& slot);
   size_t WindowLimit() const;
   // True if another item may be read now; `window_limit`: WindowLimit();
   // `head_of_line`: past the window for the head-of-line worker too
@@ -606,7 +611,18 @@ void Coordinator::AddItem(std::string line) {
     return;
   }
   std::string error;
-  bool bad = config_.input_format != InputFormat::kLines && !IsJsonValue(line, &error);
+  bool bad;
+  if (line.size() > kMaxItemBytes) {
+    // No task can carry it: a frame that large would cost the worker its
+    // connection, and the item would be sent again and again.
+    bad = true;
+    uint64_t bytes = config_.arg_input.assemble ? line.size() : input_->record_bytes();
+    error = std::to_string(bytes) + " bytes, more than the " + std::to_string(kMaxItemBytes >> 20) +
+            " MiB an item may hold";
+  } else {
+    bad = config_.input_format != InputFormat::kLines && !IsJsonValue(line, &error);
+    if (bad) error = "invalid JSON: " + error;
+  }
   uint64_t index = scheduler_.AddItem(bad ? std::string() : std::move(line));
   window_.Find(index)->fingerprint = fingerprint;
   if (!bad) {
@@ -618,7 +634,7 @@ void Coordinator::AddItem(std::string line) {
   }
   // Lines count from 1, as editors do; indexes from 0, as records do.
   std::string message = "line " + std::to_string(input_->line_number()) + " (item " +
-                        std::to_string(index) + "): invalid JSON: " + error;
+                        std::to_string(index) + "): " + error;
   Log(message);
   Result result;
   result.ok = false;
@@ -1263,6 +1279,28 @@ void Coordinator::HandleSignals() {
   if (child) ReapLocalWorkers();
 }
 
+void Coordinator::AddItemFields(Slot& slot) {
+  if (job_.kind != "http" || config_.input_format == InputFormat::kLines || slot.item.empty())
+    return;
+  Result::Extra& extra = slot.result.extra;
+  if (extra.count("custom_id") > 0 || extra.count(JsonFieldKey("custom_id")) > 0) return;
+  if (!JsonDepthWithin(slot.item)) return;
+  auto item = nlohmann::ordered_json::parse(slot.item, nullptr, /*allow_exceptions=*/false);
+  if (!item.is_object()) return;
+  if (config_.input_format == InputFormat::kJsonl) {
+    // As the worker does for a --chat request object.
+    if (job_.options.count(job_key::kChatModel) > 0 && item.contains("messages"))
+      TakeItemFields(&item, &extra);
+    return;
+  }
+  // openai-batch: the worker takes a custom_id only if it is a string.
+  auto custom_id = item.find("custom_id");
+  if (custom_id != item.end() && custom_id->is_string() &&
+      !custom_id->get_ref<const std::string&>().empty()) {
+    extra["custom_id"] = custom_id->get<std::string>();
+  }
+}
+
 void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
   if (slot.written) return;
   slot.written = true;
@@ -1280,6 +1318,7 @@ void Coordinator::WriteRecord(uint64_t index, Slot& slot) {
     writer_->WriteVerbatim(line);
     return;
   }
+  if (!slot.result.ok) AddItemFields(slot);
   progress_->BeforeOutput();
   writer_->Write(
       index, slot.result,

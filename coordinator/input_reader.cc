@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "common/protocol.h"
 #include "coordinator/arg_assembler.h"
 
 namespace fanmap {
@@ -84,10 +85,17 @@ bool InputReader::NextRecord(std::string* line) {
     end = next = buffer_.size();
   } else {
     scanned_ = buffer_.size();
+    if (scanned_ - start_ > kMaxItemBytes + 1) {
+      cut_bytes_ += scanned_ - start_ - (kMaxItemBytes + 1);
+      buffer_.resize(start_ + kMaxItemBytes + 1);
+      scanned_ = buffer_.size();
+    }
     return false;
   }
   size_t stop = end;
   if (delimiter_ == '\n' && stop > start_ && base[stop - 1] == '\r') --stop;
+  record_bytes_ = stop - start_ + cut_bytes_;
+  cut_bytes_ = 0;
   line->assign(base + start_, stop - start_);
   start_ = scanned_ = next;
   ++line_number_;

@@ -6,7 +6,8 @@
 // when to read: NextLine() only looks at what is buffered; Fill() does one
 // read(2), which does not block when poll(2) reported the descriptor readable
 // (regular files always are). Memory is bounded by the longest line plus one
-// read's worth of bytes.
+// read's worth of bytes, and a line is kept to kMaxItemBytes + 1 bytes: one
+// longer cannot be an item (record_bytes() says how long it was).
 #ifndef FANMAP_COORDINATOR_INPUT_READER_H_
 #define FANMAP_COORDINATOR_INPUT_READER_H_
 
@@ -54,6 +55,8 @@ class InputReader {
   int fd() const { return fd_; }
   // Number of lines returned so far (the 1-based number of the last one).
   uint64_t line_number() const { return line_number_; }
+  // The length of the last record read, cut bytes included.
+  uint64_t record_bytes() const { return record_bytes_; }
   bool is_regular_file() const { return regular_; }
 
  private:
@@ -66,6 +69,8 @@ class InputReader {
   size_t start_ = 0;    // first unreturned byte
   size_t scanned_ = 0;  // bytes [start_, scanned_) hold no '\n'
   uint64_t line_number_ = 0;
+  uint64_t record_bytes_ = 0;
+  uint64_t cut_bytes_ = 0;  // dropped from the line being read
   char delimiter_ = '\n';
   std::unique_ptr<ArgAssembler> assembler_;
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/protocol.h"
 #include "tests/farm_fixture.h"
 #include "tests/farm_test_util.h"
 
@@ -18,6 +19,7 @@ namespace fanmap {
 namespace {
 
 using testing_util::FanmapPath;
+using testing_util::Lines;
 using testing_util::ReadFile;
 using testing_util::RunResult;
 using testing_util::Seq;
@@ -134,6 +136,41 @@ TEST_F(CliTest, ASetUpErrorLeavesTheOutputAsItWas) {
     EXPECT_FALSE(r.err.empty()) << testing::PrintToString(extra);
     EXPECT_EQ(ReadFile(out), "keep\n") << testing::PrintToString(extra);
   }
+}
+
+// A line too long for a task was sent anyway: the worker's socket refused
+// the frame, the worker went silent, and the run never ended. It is an
+// error record, and the items around it run.
+TEST_F(CliTest, AnItemTooLongForATaskIsAnErrorRecordAndTheRunGoesOn) {
+  std::string in = dir_.File("in"), out = dir_.File("out");
+  const size_t big = kMaxItemBytes + (1u << 20);
+  WriteFile(in, "a\n" + std::string(big, 'x') + "\nb\n");
+  RunResult r = Fanmap({"-j", "1", "--builtin", "echo", "-i", in, "-o", out}, "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::string want =
+      "line 2 (item 1): " + std::to_string(big) + " bytes, more than the 254 MiB an item may hold";
+  std::vector<std::string> lines = Lines(ReadFile(out));
+  ASSERT_EQ(lines.size(), 3u) << r.err;
+  EXPECT_EQ(lines[0].rfind(R"({"index":0,"ok":true,"result":"a")", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind(R"({"index":1,"ok":false,"error":")" + want + "\"", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[2].rfind(R"({"index":2,"ok":true,"result":"b")", 0), 0u) << lines[2];
+}
+
+// A result too large for a frame (--tag lengthens every line of an output
+// already at the 64 MiB cap) made the worker's frame one the coordinator
+// refused: the worker went silent and the run never ended.
+TEST_F(CliTest, AResultTooLargeForAFrameIsAnErrorRecord) {
+  std::string out = dir_.File("out");
+  RunResult r = Fanmap({"-j", "1", "--tag", "-o", out, "sh", "-c",
+                        "head -c 64M /dev/zero | tr '\\0' '\\n'", ":::", "aaaaaaaa"},
+                       "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> lines = Lines(ReadFile(out));
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_NE(lines[0].find(R"("ok":false,"error":"result of 671088630 bytes, more than the )"
+                          R"(254 MiB a result may hold")"),
+            std::string::npos)
+      << lines[0].substr(0, 300);
 }
 
 TEST_F(CliTest, ResumeAndWindowValuesThatCannotWorkAreUsageErrors) {

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/arg_table.h"
+#include "common/protocol.h"
 #include "coordinator/arg_assembler.h"
 
 namespace fanmap {
@@ -169,6 +171,30 @@ TEST_F(InputReaderTest, ReadsLineLongerThanOneReadChunk) {
   EXPECT_EQ(lines[1].size(), long_line.size());
   EXPECT_EQ(lines[1], long_line);
   EXPECT_EQ(lines[2], "after");
+}
+
+// A line longer than any item may be was read whole, however long: it is
+// kept to kMaxItemBytes + 1 bytes (it fails anyway), and its length is told.
+TEST_F(InputReaderTest, KeepsNoMoreOfAnOverlongLineThanTellsItIsOne) {
+  const size_t big = kMaxItemBytes + (40u << 20);
+  std::string data = "short\n" + std::string(big, 'x') + "\nafter\n" + std::string(big, 'y');
+  UseFile(data);
+  data = std::string();
+  std::vector<std::pair<size_t, uint64_t>> seen;  // (line size, record_bytes)
+  std::string line;
+  for (int reads = 0; !reader_->done() && reads < 100000; ++reads) {
+    while (reader_->NextLine(&line)) seen.emplace_back(line.size(), reader_->record_bytes());
+    Fill();
+  }
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], std::make_pair(size_t{5}, uint64_t{5}));
+  EXPECT_GT(seen[1].first, kMaxItemBytes);
+  EXPECT_LE(seen[1].first, kMaxItemBytes + (2u << 20)) << "kept whole";
+  EXPECT_EQ(seen[1].second, big);
+  EXPECT_EQ(seen[2], std::make_pair(size_t{5}, uint64_t{5}));
+  EXPECT_GT(seen[3].first, kMaxItemBytes);  // the last line, without a newline
+  EXPECT_LE(seen[3].first, kMaxItemBytes + (2u << 20)) << "kept whole";
+  EXPECT_EQ(seen[3].second, big);
 }
 
 TEST_F(InputReaderTest, ReadsManyLinesAcrossChunks) {

@@ -178,6 +178,59 @@ TEST_F(RateIntegrationTest, RetryForBoundsRetriesInTime) {
   }
 }
 
+// The records of items an outage left unsent are made by the coordinator,
+// and had "custom_id":null (and no metadata): a Batch consumer joins the
+// output on custom_id. They carry the item's fields as a worker's do.
+TEST_F(RateIntegrationTest, ItemsAnOutageLeftUnsentKeepTheirCustomId) {
+  ASSERT_TRUE(StartMock({"--latency-ms", "0", "--p500", "1"}));
+  const int n = 200;
+  for (const char* format : {"jsonl", "openai-batch"}) {
+    bool batch = std::string(format) == "openai-batch";
+    std::string input = dir_.File(std::string(format) + ".in");
+    {
+      FILE* f = fopen(input.c_str(), "w");
+      for (int i = 0; i < n; ++i) {
+        std::string id = "req-" + std::to_string(i);
+        std::string chat = R"({"model":"mock-model","messages":[{"role":"user","content":"x"}]})";
+        std::string line =
+            batch ? R"({"custom_id":")" + id +
+                        R"(","method":"POST","url":"/v1/chat/completions","body":)" + chat + "}"
+                  : R"({"custom_id":")" + id + R"(","metadata":{"n":)" + std::to_string(i) +
+                        R"(},"messages":[{"role":"user","content":"x"}]})";
+        fputs((line + "\n").c_str(), f);
+      }
+      fclose(f);
+    }
+    std::vector<std::string> argv = {testing_util::FanmapPath(), "-j",  "2", "--retry-for", "1s",
+                                     "--input-format",           format};
+    if (batch) {
+      argv.insert(argv.end(), {"--http", base_url_});
+    } else {
+      argv = ChatArgs(argv);
+    }
+    Process run(argv, input, dir_.File("out"), dir_.File("err"), Env());
+    EXPECT_TRUE(testing_util::WaitUntil([&] { return run.Exited(); }, 60))
+        << ReadFile(dir_.File("err"));
+    EXPECT_EQ(run.Wait(), 1) << ReadFile(dir_.File("err"));
+    std::vector<Json> records = Records(ReadFile(dir_.File("out")));
+    ASSERT_EQ(records.size(), static_cast<size_t>(n)) << format;
+    int unsent = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Json& rec = records[i];
+      EXPECT_EQ(rec["ok"], false) << rec.dump();
+      EXPECT_EQ(rec["custom_id"], "req-" + std::to_string(i)) << format << " " << rec.dump();
+      if (!batch) {
+        EXPECT_EQ(rec["metadata"], Json({{"n", i}})) << rec.dump();
+      }
+      std::string error =
+          batch ? rec["error"]["message"].get<std::string>() : rec["error"].get<std::string>();
+      unsent += error.rfind("not sent:", 0) == 0;
+    }
+    EXPECT_GT(unsent, 0) << format << ": the outage left no item unsent";
+  }
+  ExpectNoProcessLeft();
+}
+
 TEST_F(RateIntegrationTest, RetryForEndsAnOutageForEveryItemNotOnlyTheProbes) {
   ASSERT_TRUE(StartMock({"--latency-ms", "0", "--p500", "1"}));
   // 200 items against a server that fails them all: the run pauses and lets

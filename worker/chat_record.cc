@@ -72,20 +72,4 @@ Status ReadChatReply(const std::string& body, std::string* value, bool* value_is
   return Status::Ok();
 }
 
-void TakeItemFields(nlohmann::ordered_json* request, Result::Extra* fields) {
-  for (const char* name : {"custom_id", "metadata"}) {
-    auto it = request->find(name);
-    if (it == request->end()) continue;
-    if (fields != nullptr) {
-      if (it->is_string() && std::string_view(name) == "custom_id") {
-        (*fields)[name] = it->get<std::string>();
-      } else {
-        (*fields)[JsonFieldKey(name)] =
-            it->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-      }
-    }
-    request->erase(it);
-  }
-}
-
 }  // namespace fanmap

@@ -32,10 +32,6 @@ namespace fanmap {
 Status ReadChatReply(const std::string& body, std::string* value, bool* value_is_json,
                      Result::Extra* extra);
 
-// Moves "custom_id" and "metadata" out of the request object `*request` into
-// `*fields` (record fields; JSON ones under common/record_fields.h's keys).
-void TakeItemFields(nlohmann::ordered_json* request, Result::Extra* fields);
-
 }  // namespace fanmap
 
 #endif  // FANMAP_WORKER_CHAT_RECORD_H_

@@ -11,6 +11,7 @@
 
 #include "common/job_keys.h"
 #include "common/json_text.h"
+#include "common/record_fields.h"
 #include "worker/chat_record.h"
 #include "worker/task_result.h"
 

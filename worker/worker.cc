@@ -20,6 +20,7 @@
 #include "common/protocol.h"
 #include "worker/payload.h"
 #include "worker/result_hold.h"
+#include "worker/task_result.h"
 
 namespace fanmap {
 namespace {
@@ -404,8 +405,11 @@ bool WorkerLoop::CollectResults(int64_t now) {
     }
     mean_task_us_ = mean_task_us_ < 0 ? static_cast<double>(result.elapsed_us)
                                       : 0.9 * mean_task_us_ + 0.1 * result.elapsed_us;
+    FailIfTooLarge(&result);
     if (ready_.empty()) ready_since_us_ = now;
-    ready_bytes_ += result.value.size() + 32;
+    // Every string field counts: two results with large stderr fields
+    // must not share a frame.
+    ready_bytes_ += TextBytes(result) + 32;
     ready_.push_back(std::move(result));
     if (ready_.size() >= kMaxResultsPerFrame || ready_bytes_ >= kMaxResultBytesPerFrame) {
       FlushResults();

@@ -94,6 +94,34 @@ double AdaptiveRate::CurrentRate(int64_t now_us) const {
 void AdaptiveRate::OnSent(int64_t now_us) {
   if (first_sent_us_ < 0) first_sent_us_ = now_us;
   BinAt(now_us).sent += 1;
+  int64_t bin = now_us / kBinUs;
+  if (bin > log_last_bin_) {
+    // Each interval is written once, the empty ones in between too.
+    int64_t from = std::max(log_last_bin_ + 1, bin - static_cast<int64_t>(kLogBins) + 1);
+    for (int64_t b = from; b <= bin; ++b)
+      sent_before_[static_cast<size_t>(b) % kLogBins] = total_sent_;
+    log_last_bin_ = bin;
+  }
+  total_sent_ += 1;
+}
+
+double AdaptiveRate::PaceTo(const HeaderBucket& b, bool fresh, int64_t now_us) const {
+  if (!b.known) return 0;
+  // Where the bucket is now: it refills, and our sends take from it.
+  double level = std::min(
+      b.limit, b.level + b.refill * (now_us - b.at_us) / 1e6 - (total_sent_ - b.sent) * b.unit);
+  if (b.refill <= 0) return fresh && level <= 0 ? kMinRate : 0;  // full: no limit yet
+  double refill = b.refill * (1 - kHeaderMargin);
+  // What is left beyond the refill goes over the next second; an overdraft
+  // is paid back as fast.
+  return std::max(kMinRate, fresh ? refill + level : refill);
+}
+
+double AdaptiveRate::SentSince(int64_t us) const {
+  int64_t bin = us / kBinUs;
+  if (bin > log_last_bin_) return 0;
+  if (log_last_bin_ - bin >= static_cast<int64_t>(kLogBins)) return -1;
+  return total_sent_ - sent_before_[static_cast<size_t>(bin) % kLogBins];
 }
 
 void AdaptiveRate::OnAnswer(int64_t now_us, int64_t sent_us, bool refused) {
@@ -166,23 +194,43 @@ void AdaptiveRate::OnOverloaded(int64_t now_us, int64_t sent_us) {
   refine_until_us_ = 0;
 }
 
-void AdaptiveRate::OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,
-                                  double tokens_in_flight) {
-  // What the server's bucket allows from now: its refill rate plus what is
-  // left of it beyond what is on its way, spread over a second.
-  auto pace = [](const std::optional<uint64_t>& limit, const std::optional<uint64_t>& remaining,
-                 const std::optional<uint64_t>& reset_ms, double on_the_way) {
-    if (!limit || !remaining || *limit == 0) return 0.0;
+void AdaptiveRate::OnServerLimits(int64_t now_us, int64_t sent_us, const ServerLimits& limits,
+                                  double in_flight, double tokens_per_request) {
+  // The headers tell the bucket as the server counted the request in (when
+  // it was sent); it has refilled since, and taken what was sent since.
+  const double age_s = std::max<int64_t>(0, now_us - sent_us) / 1e6;
+  double sent_since = SentSince(sent_us);
+  if (sent_since < 0) sent_since = in_flight;
+  auto observe = [&](const std::optional<uint64_t>& limit, const std::optional<uint64_t>& remaining,
+                     const std::optional<uint64_t>& reset_ms, double unit, HeaderBucket* b) {
+    if (!limit || !remaining || *limit == 0) {
+      *b = HeaderBucket{};
+      return;
+    }
     double l = static_cast<double>(*limit), r = static_cast<double>(*remaining);
-    double refill = reset_ms && *reset_ms > 0 && r < l ? (l - r) / (*reset_ms / 1e3) : 0;
-    double budget = r - on_the_way;
-    if (refill <= 0) return budget > 0 ? 0.0 : kMinRate;  // a full bucket: no limit yet
-    return std::max(kMinRate, refill * (1 - kHeaderMargin) + budget);
+    if (!b->known || b->limit != l) *b = HeaderBucket{};  // another limit: learn it anew
+    b->known = true;
+    b->limit = l;
+    b->refill = 0;
+    if (reset_ms && *reset_ms > 0 && r < l) {
+      // The reset is when the bucket is full again, from what it holds,
+      // which `remaining` rounds down: the refill is between these bounds.
+      // Each header narrows them (a limit of 5 was taken for up to 6.25).
+      double s = *reset_ms / 1e3;
+      b->refill_high = std::min(b->refill_high, (l - r) / s);
+      b->refill_low = std::max(b->refill_low, (l - r - 1) / s);
+      b->refill =
+          b->refill_low < b->refill_high ? (b->refill_low + b->refill_high) / 2 : b->refill_high;
+    }
+    b->unit = unit;
+    b->level = std::min(l, r + b->refill * age_s - sent_since * unit);
+    b->at_us = now_us;
+    b->sent = total_sent_;
   };
-  header_rate_ =
-      pace(limits.limit_requests, limits.remaining_requests, limits.reset_requests_ms, in_flight);
-  header_token_rate_ =
-      pace(limits.limit_tokens, limits.remaining_tokens, limits.reset_tokens_ms, tokens_in_flight);
+  observe(limits.limit_requests, limits.remaining_requests, limits.reset_requests_ms, 1,
+          &header_requests_);
+  observe(limits.limit_tokens, limits.remaining_tokens, limits.reset_tokens_ms, tokens_per_request,
+          &header_tokens_);
   header_until_us_ = now_us + kHeaderFreshUs;
   // The server says what it allows: no need to feel for it.
   if (slow_start_) {
@@ -208,15 +256,16 @@ void AdaptiveRate::OnOutageOver(int64_t now_us) {
 double AdaptiveRate::RequestRate(int64_t now_us) {
   Grow(now_us);
   double rate = rate_;
-  if (now_us < header_until_us_ && header_rate_ > 0) {
-    rate = rate > 0 ? std::min(rate, header_rate_) : header_rate_;
-  }
+  // Stale headers (no answer for a while: a slow server) leave the rate
+  // the bucket refills at, not none: that was a burst of refusals.
+  double header = PaceTo(header_requests_, now_us < header_until_us_, now_us);
+  if (header > 0) rate = rate > 0 ? std::min(rate, header) : header;
   if (max_rate_ > 0) rate = rate > 0 ? std::min(rate, max_rate_) : max_rate_;
   return rate;
 }
 
 double AdaptiveRate::TokenRate(int64_t now_us) const {
-  return now_us < header_until_us_ ? header_token_rate_ : 0;
+  return PaceTo(header_tokens_, now_us < header_until_us_, now_us);
 }
 
 }  // namespace fanmap

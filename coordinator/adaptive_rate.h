@@ -28,7 +28,11 @@
 //   refills at (limit - remaining) / reset; the rate is paced to that refill
 //   (less kHeaderMargin) plus what remains beyond the requests already in
 //   flight, spread over a second, so that the budget is used without running
-//   out. Headers end slow start. Same for tokens.
+//   out. The headers tell the bucket as the server counted the request in,
+//   its time in flight ago: what remains now is what they said, plus the
+//   refill since, less the requests sent since (the send log). Headers end
+//   slow start; stale ones (kHeaderFreshUs without an answer) leave the
+//   refill rate, not none. Same for tokens.
 //
 // Times are microseconds on the caller's clock; no I/O. Not thread-safe.
 #ifndef FANMAP_COORDINATOR_ADAPTIVE_RATE_H_
@@ -71,10 +75,12 @@ class AdaptiveRate {
   // overloaded, or down. A gentle cut (kCut, one per window) that leaves
   // telling an outage (every request fails) to the CircuitBreaker.
   void OnOverloaded(int64_t now_us, int64_t sent_us);
-  // An answer carried rate-limit headers. `in_flight`: requests sent and not
-  // answered; `tokens_in_flight`: their estimated tokens.
-  void OnServerLimits(int64_t now_us, const ServerLimits& limits, double in_flight,
-                      double tokens_in_flight);
+  // The answer to a request sent at `sent_us` carried rate-limit headers:
+  // the server's stock as it counted that request in. `in_flight`: requests
+  // sent and not answered (what is on its way, if `sent_us` is older than
+  // the send log); `tokens_per_request`: the estimated tokens of one.
+  void OnServerLimits(int64_t now_us, int64_t sent_us, const ServerLimits& limits, double in_flight,
+                      double tokens_per_request);
   // A run-wide outage is over: the cuts its refusals made are undone.
   void OnOutageOver(int64_t now_us);
 
@@ -104,6 +110,24 @@ class AdaptiveRate {
   double CutFactor(double sent, double refused) const;
   // The rate in force, or without one, the rate requests were sent at.
   double CurrentRate(int64_t now_us) const;
+  // Requests sent since `us` (over by at most a kBinUs's worth); -1 if `us`
+  // is older than the send log.
+  double SentSince(int64_t us) const;
+
+  // A server's bucket as its last headers told it.
+  struct HeaderBucket {
+    bool known = false;  // the headers gave its limit and what remains
+    double limit = 0;
+    double refill = 0;  // per second; 0: the bucket was full (refill unknown)
+    double refill_low = 0, refill_high = 1e300;  // what the headers so far allow
+    double unit = 1;   // of the bucket per request sent (tokens: their estimate)
+    double level = 0;  // what it held at `at_us`, when `sent` requests had been sent
+    int64_t at_us = 0;
+    double sent = 0;
+  };
+  // The rate `b` allows at `now_us`: its refill, plus what it holds beyond
+  // that (less our sends since) over the next second while `fresh`.
+  double PaceTo(const HeaderBucket& b, bool fresh, int64_t now_us) const;
 
   const double max_rate_;
   double rate_;  // AIMD or slow-start rate; 0 = none
@@ -118,8 +142,14 @@ class AdaptiveRate {
   bool deep_ = false;             // the last cut ended slow start
   double ceiling_ = 0;            // what the server accepted when it last refused
   std::array<Bin, kBins> bins_{};
-  double header_rate_ = 0;
-  double header_token_rate_ = 0;
+  // The send log: how many requests had been sent when each kBinUs
+  // interval began, for the last kLogBins of them (41 s).
+  static constexpr size_t kLogBins = 4096;
+  std::array<double, kLogBins> sent_before_{};
+  int64_t log_last_bin_ = -1;
+  double total_sent_ = 0;
+  HeaderBucket header_requests_;
+  HeaderBucket header_tokens_;
   int64_t header_until_us_ = -1;
 };
 

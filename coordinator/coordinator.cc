@@ -946,7 +946,7 @@ void Coordinator::OnResponse(const Result& result, const Slot& slot) {
   }
   if (!result.limits->empty()) {
     double in_flight = static_cast<double>(scheduler_.InFlight());
-    adaptive_.OnServerLimits(now_us, *result.limits, in_flight, in_flight * tokens_per_request_);
+    adaptive_.OnServerLimits(now_us, slot.sent_us, *result.limits, in_flight, tokens_per_request_);
   }
 }
 

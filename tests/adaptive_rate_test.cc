@@ -57,7 +57,7 @@ struct Simulation {
         late.pop_back();
         --in_flight;
         adaptive.OnAnswer(now, a.sent_us, a.refused);
-        if (!a.limits.empty()) adaptive.OnServerLimits(now, a.limits, in_flight, 0);
+        if (!a.limits.empty()) adaptive.OnServerLimits(now, a.sent_us, a.limits, in_flight, 0);
         if (a.refused) {
           ++queued;
         } else {
@@ -112,6 +112,24 @@ TEST(AdaptiveRateTest, WithHeadersRefusesAlmostNothing) {
   sim.Print();
   EXPECT_LE(sim.wall_us, 11.5 * kSecond) << sim.wall_us;
   EXPECT_LE(sim.refused_share(), 0.01) << sim.refused;
+}
+
+// The headers tell the bucket as the server counted the request in, an
+// answer's latency ago; it has refilled since. Pacing to what they said as
+// if it were now used 2.1/s of a 5/s limit at 3 s latency.
+TEST(AdaptiveRateTest, WithHeadersAndSlowAnswersUsesTheWholeLimit) {
+  Simulation sim;
+  sim.headers = true;
+  sim.limit = 5;
+  sim.latency_us = 3 * kSecond;
+  sim.concurrency = 100;
+  sim.items = 100;
+  sim.Run();
+  sim.Print();
+  // Ideal: the first 5 at once, 95 more at 5/s, and the last answer 3 s
+  // later: 22 s.
+  EXPECT_LE(sim.wall_us, 25 * kSecond) << sim.wall_us;
+  EXPECT_LE(sim.refused_share(), 0.05) << sim.refused;
 }
 
 TEST(AdaptiveRateTest, ConvergesWhenRefusalsComeBackSlowly) {
@@ -325,33 +343,64 @@ TEST(AdaptiveRateTest, HeadersPaceToTheBucketsRefill) {
   int64_t now = kStartUs;
   ServerLimits limits;
   limits.limit_requests = 500;
-  limits.remaining_requests = 10;
-  limits.reset_requests_ms = 980;  // refills at 500/s
-  adaptive.OnServerLimits(now, limits, /*in_flight=*/10, 0);
+  limits.remaining_requests = 0;
+  limits.reset_requests_ms = 1000;  // empty: refills at 500/s
+  adaptive.OnServerLimits(now, now, limits, /*in_flight=*/0, 0);
   EXPECT_FALSE(adaptive.slow_start()) << "headers end slow start";
+  // (`remaining` is rounded down: the refill is known to be 499..500/s.)
   EXPECT_NEAR(adaptive.RequestRate(now), 500 * (1 - AdaptiveRate::kHeaderMargin), 1);
   // Plenty left: faster than the refill, to use it.
   limits.remaining_requests = 400;
   limits.reset_requests_ms = 200;
-  adaptive.OnServerLimits(now, limits, 10, 0);
-  EXPECT_GT(adaptive.RequestRate(now), 500);
-  // More on the way than is left: slower than the refill.
+  adaptive.OnServerLimits(now, now, limits, 0, 0);
+  EXPECT_NEAR(adaptive.RequestRate(now), 490 + 400, 1);
+  // Our sends since take from it, until the next answer says more.
+  for (int i = 0; i < 300; ++i) adaptive.OnSent(now);
+  EXPECT_NEAR(adaptive.RequestRate(now), 490 + 100, 1);
+  // An answer to a request sent before those: they took from what it says.
   limits.remaining_requests = 10;
   limits.reset_requests_ms = 980;
-  adaptive.OnServerLimits(now, limits, 200, 0);
-  EXPECT_LT(adaptive.RequestRate(now), 400);
-  EXPECT_GE(adaptive.RequestRate(now), AdaptiveRate::kMinRate);
+  adaptive.OnServerLimits(now + kMs, now - kMs, limits, 0, 0);
+  EXPECT_NEAR(adaptive.RequestRate(now + kMs), 490 + 10 - 300, 2);
+  // ... and the bucket refills as time passes.
+  EXPECT_NEAR(adaptive.RequestRate(now + kSecond / 2), 490 + (10 + 250 - 300), 2);
   // A full bucket does not limit.
   limits.remaining_requests = 500;
   limits.reset_requests_ms = 0;
-  adaptive.OnServerLimits(now, limits, 10, 0);
+  adaptive.OnServerLimits(now, now, limits, 0, 0);
   EXPECT_EQ(adaptive.RequestRate(now), 0);
-  // Headers grow stale.
+  // Headers grow stale: the refill is what is left of them.
   limits.remaining_requests = 0;
   limits.reset_requests_ms = 1000;
-  adaptive.OnServerLimits(now, limits, 0, 0);
-  EXPECT_LT(adaptive.RequestRate(now), 500);
-  EXPECT_EQ(adaptive.RequestRate(now + AdaptiveRate::kHeaderFreshUs), 0);
+  adaptive.OnServerLimits(now, now, limits, 0, 0);
+  EXPECT_NEAR(adaptive.RequestRate(now + AdaptiveRate::kHeaderFreshUs), 490, 1);
+}
+
+// The headers tell the server's stock when it counted the request in, an
+// answer's time in flight ago: it has refilled since, and taken what was
+// sent since. Without a send log that far back, what is in flight stands
+// for what was sent since.
+TEST(AdaptiveRateTest, HeadersOfASlowAnswerCountTheRefillWhileItRan) {
+  AdaptiveRate adaptive(0);
+  int64_t sent = kStartUs;
+  for (int i = 0; i < 10; ++i) adaptive.OnSent(sent + i * 100 * kMs);  // 10/s for a second
+  ServerLimits limits;
+  limits.limit_requests = 10;
+  limits.remaining_requests = 0;
+  limits.reset_requests_ms = 1000;  // 10/s (9.5 with remaining's rounding)
+  int64_t now = sent + 3 * kSecond;
+  adaptive.OnServerLimits(now, sent, limits, 0, 0);
+  // 0 + 9.5 x 3 s of refill - 10 sent since: 10 (a full bucket) over a second.
+  EXPECT_NEAR(adaptive.RequestRate(now), 9.5 * (1 - AdaptiveRate::kHeaderMargin) + 10, 0.1);
+  AdaptiveRate old(0);
+  old.OnSent(sent);
+  limits.remaining_requests = 5;
+  int64_t much_later = sent + 100 * kSecond;
+  old.OnServerLimits(much_later, sent, limits, /*in_flight=*/8, 0);
+  double refill = (10 - 5 - 0.5) / 1.0;
+  EXPECT_NEAR(old.RequestRate(much_later),
+              refill * (1 - AdaptiveRate::kHeaderMargin) + std::min(10.0, 5 + refill * 100 - 8),
+              0.1);
 }
 
 TEST(AdaptiveRateTest, TokenHeadersGiveATokenRate) {
@@ -360,9 +409,14 @@ TEST(AdaptiveRateTest, TokenHeadersGiveATokenRate) {
   limits.limit_tokens = 60000;
   limits.remaining_tokens = 0;
   limits.reset_tokens_ms = 60000;  // 1000 tokens/s
-  adaptive.OnServerLimits(kStartUs, limits, 0, 0);
+  adaptive.OnServerLimits(kStartUs, kStartUs, limits, 0, /*tokens_per_request=*/100);
   EXPECT_NEAR(adaptive.TokenRate(kStartUs), 1000 * (1 - AdaptiveRate::kHeaderMargin), 1);
-  EXPECT_EQ(adaptive.TokenRate(kStartUs + AdaptiveRate::kHeaderFreshUs), 0);
+  // Each request sent takes its estimated tokens.
+  adaptive.OnSent(kStartUs);
+  EXPECT_NEAR(adaptive.TokenRate(kStartUs), 1000 * (1 - AdaptiveRate::kHeaderMargin) - 100, 1);
+  // Stale: the refill.
+  EXPECT_NEAR(adaptive.TokenRate(kStartUs + AdaptiveRate::kHeaderFreshUs),
+              1000 * (1 - AdaptiveRate::kHeaderMargin), 1);
 }
 
 TEST(AdaptiveRateTest, OverloadCutsGentlyOncePerWindow) {

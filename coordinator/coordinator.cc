@@ -205,6 +205,8 @@ class Coordinator {
   void OnComplete(uint64_t index);
   // Stops the run, now or soon, as --halt or fail fast decided.
   void ActOnHalt(HaltDecision decision);
+  // The exit status of a run --halt stopped.
+  ExitStatus HaltExit() const;
   // Tells --halt how many items were read, and whether that is all of them
   // (never when `input_may_have_ended` is false); acts on what it decides.
   void TellHaltTheItems(bool input_may_have_ended = true);
@@ -1214,7 +1216,7 @@ void Coordinator::TellHaltTheItems(bool input_may_have_ended) {
   HaltDecision decision = halt_.SetItems(items, all);
   if (scheduler_.HasUnsent() || scheduler_.InFlight() > 0) {
     ActOnHalt(decision);
-  } else if (decision != HaltDecision::kGoOn && config_.halt.on_success) {
+  } else if (decision != HaltDecision::kGoOn && config_.halt.on == HaltOn::kSuccess) {
     // A percentage reached only as the input ends, once every item has
     // finished, stops nothing. But a success share reached is what GNU
     // parallel exits 0 for, whatever else failed, as the same run does
@@ -1223,11 +1225,22 @@ void Coordinator::TellHaltTheItems(bool input_may_have_ended) {
   }
 }
 
+ExitStatus Coordinator::HaltExit() const {
+  if (halt_.failed_fast()) return kExitRuntime;
+  switch (config_.halt.on) {
+    case HaltOn::kSuccess:  // the share of successes asked for
+      return kExitOk;
+    case HaltOn::kDone:  // as many finished as asked for: as any run ends
+      return halt_.failed() > 0 ? kExitItemsFailed : kExitOk;
+    case HaltOn::kFail:
+      break;
+  }
+  return kExitRuntime;
+}
+
 void Coordinator::ActOnHalt(HaltDecision decision) {
   if (decision == HaltDecision::kStopNow) {
-    // --halt WHEN,success= reached is a success; failing fast never is.
-    bool succeeded = config_.halt.on_success && !halt_.failed_fast();
-    Stop(succeeded ? kExitOk : kExitRuntime, halt_.reason());
+    Stop(HaltExit(), halt_.reason());
   } else if (decision == HaltDecision::kStopSoon && !halting_) {
     halting_ = true;
     Log(halt_.reason());
@@ -1603,7 +1616,7 @@ int Coordinator::Run() {
   if (halting_) {
     Log("halted: " + std::to_string(written_) + " record(s) written" +
         (config_.output_path.empty() ? "" : "; continue with --resume"));
-    return config_.halt.on_success ? kExitOk : kExitRuntime;
+    return HaltExit();
   }
   // The summary file is output too: one that cannot be written fails a run
   // that would otherwise end 0 or 1, as the records would (exit 3).

@@ -2,24 +2,37 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <utility>
 
 namespace fanmap {
 
 Status ParseHalt(const std::string& text, HaltSpec* out) {
-  HaltSpec spec;
   auto bad = [&text]() {
-    return Status::Error(
-        "--halt '" + text +
-        "' is not never or WHEN,fail=N|P% or WHEN,success=N|P% (WHEN: now or soon)");
+    return Status::Error("--halt '" + text +
+                         "' is not never or WHEN,fail=N|P%, WHEN,success=N|P% or "
+                         "WHEN,done=N|P% (WHEN: now or soon), or 0, 1, 2, -1, -2 or P%");
   };
-  if (text == "never") {
+  // GNU parallel's old forms.
+  static const std::pair<const char*, const char*> kOldForms[] = {
+      {"0", "never"},           {"1", "soon,fail=1"},    {"2", "now,fail=1"},
+      {"-1", "soon,success=1"}, {"-2", "now,success=1"},
+  };
+  std::string spelled = text;
+  for (const auto& [old_form, form] : kOldForms) {
+    if (text == old_form) spelled = form;
+  }
+  if (!text.empty() && text.back() == '%' && text.find(',') == std::string::npos) {
+    spelled = "soon,fail=" + text;
+  }
+  HaltSpec spec;
+  if (spelled == "never") {
     *out = spec;
     return Status::Ok();
   }
-  size_t comma = text.find(',');
+  size_t comma = spelled.find(',');
   if (comma == std::string::npos) return bad();
-  std::string when = text.substr(0, comma);
-  std::string rule = text.substr(comma + 1);
+  std::string when = spelled.substr(0, comma);
+  std::string rule = spelled.substr(comma + 1);
   if (when == "now") {
     spec.when = HaltWhen::kNow;
   } else if (when == "soon") {
@@ -32,7 +45,9 @@ Status ParseHalt(const std::string& text, HaltSpec* out) {
   std::string what = rule.substr(0, eq);
   std::string number = rule.substr(eq + 1);
   if (what == "success") {
-    spec.on_success = true;
+    spec.on = HaltOn::kSuccess;
+  } else if (what == "done") {
+    spec.on = HaltOn::kDone;
   } else if (what != "fail") {
     return bad();
   }
@@ -82,7 +97,9 @@ HaltDecision HaltPolicy::SetItems(uint64_t items, bool all) {
 
 HaltDecision HaltPolicy::Decide() {
   if (spec_.when == HaltWhen::kNever) return decided_;
-  uint64_t counted = spec_.on_success ? finished_ - failed_ : failed_;
+  uint64_t counted = spec_.on == HaltOn::kSuccess ? finished_ - failed_
+                     : spec_.on == HaltOn::kDone  ? finished_
+                                                  : failed_;
   bool reached;
   if (spec_.percent < 0) {
     reached = counted >= spec_.count;
@@ -98,9 +115,11 @@ HaltDecision HaltPolicy::Decide() {
   }
   if (!reached) return decided_;
   counts_ = std::string("--halt: ") + std::to_string(counted) + " item(s) " +
-            (spec_.on_success ? "succeeded" : "failed") + " of " + std::to_string(finished_) +
-            " finished (of " + std::to_string(std::max(items_, finished_)) +
-            (all_items_ ? "" : " read so far") + ")";
+            (spec_.on == HaltOn::kSuccess ? "succeeded"
+             : spec_.on == HaltOn::kDone  ? "finished"
+                                          : "failed") +
+            " of " + std::to_string(finished_) + " finished (of " +
+            std::to_string(std::max(items_, finished_)) + (all_items_ ? "" : " read so far") + ")";
   reason_ = counts_ + (spec_.when == HaltWhen::kSoon ? "; no new tasks, the running ones finish"
                                                      : "; stopping now");
   return decided_ = spec_.when == HaltWhen::kNow ? HaltDecision::kStopNow : HaltDecision::kStopSoon;

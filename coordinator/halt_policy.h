@@ -11,6 +11,10 @@
 //                           before that, P% of the items read so far, and of
 //                           no fewer than kMinItemsForPercent (SetItems)
 //   --halt WHEN,success=N   ... when N items have succeeded (or P%)
+//   --halt WHEN,done=N      ... when N items have finished (or P%)
+//   --halt 0, 1, 2, -1, -2, P%   GNU parallel's old forms: never,
+//                           soon,fail=1, now,fail=1, soon,success=1,
+//                           now,success=1, soon,fail=P%
 //
 // Fail fast, whatever --halt says: when the first kFailFastItems items to
 // finish all failed in a way that says the whole job will fail the same
@@ -29,16 +33,19 @@
 namespace fanmap {
 
 enum class HaltWhen : uint8_t { kNever, kNow, kSoon };
+// What --halt counts.
+enum class HaltOn : uint8_t { kFail, kSuccess, kDone };
 enum class HaltDecision : uint8_t { kGoOn, kStopSoon, kStopNow };
 
 struct HaltSpec {
   HaltWhen when = HaltWhen::kNever;
-  bool on_success = false;  // count successes instead of failures
-  uint64_t count = 0;       // stop at this many (when percent < 0)
-  double percent = -1;      // or at this percentage of the items (SetItems)
+  HaltOn on = HaltOn::kFail;
+  uint64_t count = 0;   // stop at this many (when percent < 0)
+  double percent = -1;  // or at this percentage of the items (SetItems)
 };
 
-// Parses "never", "now,fail=3", "soon,fail=10%", "now,success=1", ...
+// Parses "never", "now,fail=3", "soon,fail=10%", "now,success=1",
+// "soon,done=5", and GNU parallel's old forms ("2", "-1", "10%").
 Status ParseHalt(const std::string& text, HaltSpec* out);
 
 class HaltPolicy {
@@ -65,6 +72,8 @@ class HaltPolicy {
   // The counts that made it say stop, without what the run does about it
   // ("--halt: 2 item(s) succeeded of 4 finished (of 4)").
   const std::string& counts() const { return counts_; }
+  // Items that failed so far.
+  uint64_t failed() const { return failed_; }
 
  private:
   // Applies --halt to the counts so far.

@@ -519,13 +519,15 @@ int main(int argc, char** argv) {
   bool no_speculate = false;
   app.add_flag("--no-speculate", no_speculate, "the default (kept for old scripts)")->group("");
   std::string halt = "never";
-  app.add_option("--halt", halt,
-                 "stop early as GNU parallel does: never, now,fail=N, soon,fail=N, "
-                 "WHEN,fail=P% (of all the items once the input is read, until then of those "
-                 "read so far and of at least 10), WHEN,success=N|P% (whatever it says, a run "
-                 "whose first 5 items "
-                 "all fail because the command cannot start, a --pipe command breaks the "
-                 "one-line-per-item rule or the server refuses the credentials stops at once)")
+  app.add_option(
+         "--halt", halt,
+         "stop early as GNU parallel does: never, now,fail=N, soon,fail=N, "
+         "WHEN,fail=P% (of all the items once the input is read, until then of those "
+         "read so far and of at least 10), WHEN,success=N|P%, WHEN,done=N|P% (items "
+         "finished, failed or not), or parallel's 0, 1, 2, -1, -2, P% (whatever it says, a run "
+         "whose first 5 items "
+         "all fail because the command cannot start, a --pipe command breaks the "
+         "one-line-per-item rule or the server refuses the credentials stops at once)")
       ->capture_default_str()
       ->group(kReliability);
   double heartbeat_s = 5;

@@ -17,22 +17,59 @@ TEST(HaltPolicyTest, ParsesGnuParallelsSpellings) {
   HaltSpec now = Parse("now,fail=3");
   EXPECT_EQ(now.when, HaltWhen::kNow);
   EXPECT_EQ(now.count, 3u);
-  EXPECT_FALSE(now.on_success);
+  EXPECT_EQ(now.on, HaltOn::kFail);
   HaltSpec soon = Parse("soon,fail=10%");
   EXPECT_EQ(soon.when, HaltWhen::kSoon);
   EXPECT_DOUBLE_EQ(soon.percent, 10);
-  EXPECT_TRUE(Parse("now,success=1").on_success);
-  for (const char* bad : {"", "now", "later,fail=1", "now,fail=", "now,fail=0", "now,fail=1.5",
-                          "now,fail=101%", "now,oops=1", "now,fail=x"}) {
+  EXPECT_EQ(Parse("now,success=1").on, HaltOn::kSuccess);
+  HaltSpec done = Parse("soon,done=4");
+  EXPECT_EQ(done.on, HaltOn::kDone);
+  EXPECT_EQ(done.count, 4u);
+  EXPECT_DOUBLE_EQ(Parse("now,done=50%").percent, 50);
+  for (const char* bad :
+       {"", "now", "later,fail=1", "now,fail=", "now,fail=0", "now,fail=1.5", "now,fail=101%",
+        "now,oops=1", "now,fail=x", "3", "-3", "1,fail=1", "%", "0%", "now,done=0"}) {
     HaltSpec spec;
     EXPECT_FALSE(ParseHalt(bad, &spec).ok()) << bad;
   }
   // The error names every form that is accepted.
   HaltSpec spec;
   EXPECT_EQ(ParseHalt("later,fail=1", &spec).message(),
-            "--halt 'later,fail=1' is not never or WHEN,fail=N|P% or WHEN,success=N|P% (WHEN: "
-            "now or soon)");
+            "--halt 'later,fail=1' is not never or WHEN,fail=N|P%, WHEN,success=N|P% or "
+            "WHEN,done=N|P% (WHEN: now or soon), or 0, 1, 2, -1, -2 or P%");
   EXPECT_TRUE(ParseHalt("soon,success=50%", &spec).ok());
+}
+
+// GNU parallel takes these too; they were usage errors.
+TEST(HaltPolicyTest, ParsesGnuParallelsOldForms) {
+  struct Form {
+    const char* text;
+    HaltWhen when;
+    HaltOn on;
+    uint64_t count;
+    double percent;
+  };
+  for (const Form& f : {Form{"1", HaltWhen::kSoon, HaltOn::kFail, 1, -1},
+                        Form{"2", HaltWhen::kNow, HaltOn::kFail, 1, -1},
+                        Form{"-1", HaltWhen::kSoon, HaltOn::kSuccess, 1, -1},
+                        Form{"-2", HaltWhen::kNow, HaltOn::kSuccess, 1, -1},
+                        Form{"25%", HaltWhen::kSoon, HaltOn::kFail, 0, 25}}) {
+    HaltSpec spec = Parse(f.text);
+    EXPECT_EQ(spec.when, f.when) << f.text;
+    EXPECT_EQ(spec.on, f.on) << f.text;
+    EXPECT_EQ(spec.count, f.count) << f.text;
+    EXPECT_DOUBLE_EQ(spec.percent, f.percent) << f.text;
+  }
+  EXPECT_EQ(Parse("0").when, HaltWhen::kNever);
+}
+
+TEST(HaltPolicyTest, DoneCountsEveryFinishedItem) {
+  HaltPolicy policy(Parse("soon,done=3"));
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(false, false, "x"), HaltDecision::kGoOn);
+  EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopSoon);
+  EXPECT_EQ(policy.failed(), 1u);
+  EXPECT_EQ(policy.counts(), "--halt: 3 item(s) finished of 3 finished (of 3 read so far)");
 }
 
 TEST(HaltPolicyTest, NeverStopsOnOrdinaryFailures) {

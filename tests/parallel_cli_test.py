@@ -9,6 +9,7 @@
 * --resume with ::: sources and records in a file: the items already written are not run
   again, the output equals an uninterrupted run, and changed sources are refused.
 * --bar: the progress display, with the total of the combinations.
+* --halt's old forms (2, -1, P%) and done=: the commands parallel runs.
 * ::: values holding newlines: one command per piece, empty ones included, as parallel.
 * Usage errors: -i together with :::, ":::+", ":::" without values, --tag with --builtin.
 No sleeps: every run is waited for; deadlines only bound a broken build.
@@ -256,7 +257,26 @@ def test_values_with_newlines(tmp):
               "%d %r parallel %r %r" % (f.returncode, f.stdout, p.stdout, f.stderr))
 
 
+def test_halt_forms(tmp):
+    # --halt's old numeric forms and done= were usage errors; parallel takes them. The same
+    # commands run (stdout equal to parallel's); the exit status is fanmap's: 3 when a fail=
+    # count stopped the run, 0 for success=, and for done= as any run ends (1: some failed).
+    env = dict(os.environ, HOME=tmp)
+    os.makedirs(os.path.join(tmp, ".parallel"), exist_ok=True)
+    open(os.path.join(tmp, ".parallel", "will-cite"), "w").close()
+    for halt, status in (("2", 3), ("1", 3), ("-1", 0), ("-2", 0), ("soon,done=2", 1),
+                         ("now,done=1", 0), ("0", 1)):
+        items = [":::", "0", "3", "0", "0"]
+        p = run(["parallel", "-j1", "--halt", halt, "echo {}; exit {}"] + items, env=env)
+        f = run([FANMAP, "-j1", "--output-format", "stdout", "--halt", halt, "sh", "-c",
+                 "echo $0; exit $0"] + items)
+        check("--halt %s: the commands parallel runs, exit %d" % (halt, status),
+              f.returncode == status and f.stdout == p.stdout and p.stdout != b"",
+              "%d %r parallel %r %r" % (f.returncode, f.stdout, p.stdout, f.stderr[-300:]))
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_halt_forms(tmp)
     test_values_with_newlines(tmp)
     test_empty_sources()
     test_fill_measures_the_expanded_command(tmp)

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "common/protocol.h"
 #include "coordinator/item_fingerprint.h"
 
 namespace fanmap {
@@ -18,6 +20,13 @@ namespace {
 constexpr char kLeftAsItIs[] = "; --resume leaves the file as it is";
 // How every record RecordWriter writes begins.
 constexpr std::string_view kRecordStart = "{\"index\":";
+// Longer than any record fanmap writes (a result's text is at most
+// kMaxResultFieldsBytes, six bytes each once escaped, and a few fields
+// besides), and within an Entry's 32-bit length: a longer line is not a
+// record, and is not read into memory whole.
+constexpr uint64_t kMaxRecordLineBytes = 3ull << 30;
+static_assert(kMaxRecordLineBytes > 6ull * kMaxResultFieldsBytes + (64u << 10), "");
+static_assert(kMaxRecordLineBytes <= UINT32_MAX, "Entry::length");
 
 enum class LineKind { kRecord, kWithoutFingerprint, kNotRecord };
 
@@ -120,6 +129,17 @@ Status ResumeLog::Load(const std::string& path, bool keep_failed, bool ordered, 
     }
     buffer.erase(0, start);
     buffer_offset += start;
+    // A line that does not begin like a record is none, however long.
+    if (buffer.compare(0, std::min(buffer.size(), kRecordStart.size()), kRecordStart, 0,
+                       std::min(buffer.size(), kRecordStart.size())) != 0) {
+      return Status::Error(LineError(path, line_number + 1, "not a fanmap record"));
+    }
+    if (buffer.size() > kMaxRecordLineBytes) {
+      return Status::Error(LineError(path, line_number + 1,
+                                     "longer than any fanmap record (over " +
+                                         std::to_string(kMaxRecordLineBytes >> 30) +
+                                         " GiB without a newline)"));
+    }
   }
   if (!buffer.empty() && !IsTornRecord(buffer)) {
     return Status::Error(

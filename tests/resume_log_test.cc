@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -219,6 +221,36 @@ TEST_F(ResumeLogTest, RefusesTextFileNamingLineOne) {
   Write("first line of my notes\nsecond line\n");
   std::string message = Refused();
   EXPECT_NE(message.find(" line 1: not a fanmap record"), std::string::npos) << message;
+}
+
+// A line was read whole before it was judged: a file of gigabytes without a
+// newline (a disk image named by mistake, a sparse file) took that much
+// memory. A line that does not begin like a record is refused at once.
+TEST_F(ResumeLogTest, RefusesAHugeLineThatIsNoRecordWithoutReadingIt) {
+  Write(Record(0, true));
+  ASSERT_EQ(truncate(path_.c_str(), 4ll << 30), 0);  // 4 GiB: zeros, without a newline
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct rlimit limit = {1ull << 30, 1ull << 30};  // 1 GiB of address space
+    setrlimit(RLIMIT_AS, &limit);
+    int code = 3;
+    try {
+      ResumeLog log;
+      Status status = ResumeLog::Load(path_, true, true, &log);
+      code =
+          !status.ok() && status.message().find(" line 2: not a fanmap record") != std::string::npos
+              ? 0
+              : 2;
+    } catch (const std::bad_alloc&) {
+      code = 4;
+    }
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: not refused as line 2; 4: out of memory";
 }
 
 TEST_F(ResumeLogTest, RefusesTextWithoutNewlineInsteadOfCuttingIt) {

@@ -1500,7 +1500,8 @@ int Coordinator::Run() {
     // --halt soon: the running tasks finish; a peer that holds tasks and
     // answers nothing is not waited for.
     if (halting_ && scheduler_.InFlightNotHeld(NowMillis()) == 0) break;
-    progress_->Update(Counts());
+    // Not in the middle of a record a terminal took part of.
+    if (!progress_->shares_terminal() || writer_->at_line_start()) progress_->Update(Counts());
     PublishStatus();
 
     long timeout = PollTimeout();

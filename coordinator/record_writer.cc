@@ -279,6 +279,7 @@ Status RecordWriter::WriteOut(bool block) {
                                        : write(out, data, size);
     if (n >= 0) {
       sent_ += static_cast<size_t>(n);
+      if (n > 0) at_line_start_ = buffer_[sent_ - 1] == '\n';
       flushed_ += static_cast<uint64_t>(n);
       WriteDueStderr();
       continue;

@@ -93,6 +93,10 @@ class RecordWriter {
   // As many records are buffered as should be: make no more until some are
   // written.
   bool full() const;
+  // False while the last write ended inside a record (a reader that took
+  // part of it): a progress line drawn on the same terminal now would land
+  // in the middle of it.
+  bool at_line_start() const { return at_line_start_; }
   // The descriptor records go to (e.g. to tell whether it is the terminal
   // the progress line is drawn on).
   int fd() const { return fd_; }
@@ -120,9 +124,10 @@ class RecordWriter {
   Sink sink_ = Sink::kFile;
   OutputFormat format_;
   std::string buffer_;
-  int64_t truncate_at_ = -1;  // OpenAppend: cut the file here before the first write
-  size_t sent_ = 0;           // bytes of buffer_ already written
-  uint64_t flushed_ = 0;      // bytes written in all
+  int64_t truncate_at_ = -1;   // OpenAppend: cut the file here before the first write
+  size_t sent_ = 0;            // bytes of buffer_ already written
+  bool at_line_start_ = true;  // the last byte written ended a line
+  uint64_t flushed_ = 0;       // bytes written in all
   // The stdout format's stderr text, due once the output before it is out.
   std::deque<std::pair<uint64_t, std::string>> stderr_due_;
   Status error_;

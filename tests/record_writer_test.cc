@@ -279,6 +279,9 @@ TEST(RecordWriterPipeTest, APipeNobodyReadsNeverBlocksTheWriter) {
       ASSERT_LT(written, 100000u) << "never full";
     }
     EXPECT_TRUE(writer.waiting());
+    // The pipe took its size (64 KiB or 1 MiB), no multiple of a 1,001-byte
+    // record: the last write ended inside one (a progress line must wait).
+    EXPECT_FALSE(writer.at_line_start());
     EXPECT_EQ(fcntl(fds[1], F_GETFL) & O_NONBLOCK, 0);
     // Nothing is lost once the reader reads: Flush waits for it.
     pid_t reader = fork();
@@ -299,6 +302,7 @@ TEST(RecordWriterPipeTest, APipeNobodyReadsNeverBlocksTheWriter) {
     close(fds[0]);
     EXPECT_TRUE(writer.Flush().ok());
     EXPECT_FALSE(writer.waiting());
+    EXPECT_TRUE(writer.at_line_start());
     int status = 0;
     ASSERT_EQ(waitpid(reader, &status, 0), reader);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "records lost or out of order";

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
@@ -184,6 +185,9 @@ class Coordinator {
   void ReapLocalWorkers();
   void SpawnDueWorkers();
   void HandleSignals();
+  // Writes the last records, however slowly the reader takes them; a second
+  // signal (Ctrl-C again, a kill) gives up those it has not taken.
+  Status FlushOutput();
   // Writes the finished prefix's records; `all`: even past a full writer.
   void WriteReady(bool all = false);
   // --resume rewriting, interrupted: writes every finished record to the new
@@ -257,6 +261,7 @@ class Coordinator {
   int64_t rate_wait_until_us_ = 0;  // the rate limiter said "not before"
   uint64_t total_ = 0;
   uint64_t written_ = 0;
+  uint64_t unwritten_ = 0;  // of those, given up by FlushOutput
   uint64_t failed_ = 0;
   uint64_t bad_frames_ = 0;
   HaltPolicy halt_;
@@ -1275,6 +1280,25 @@ void Coordinator::CheckOutput() {
   }
 }
 
+Status Coordinator::FlushOutput() {
+  for (;;) {
+    Status status = writer_->FlushSome();
+    if (!status.ok() || !writer_->waiting()) return status;
+    if (signals_ > 1) break;
+    // The reader is slow, or takes nothing: wait for it, and for a signal.
+    pollfd ready[2] = {{writer_->fd(), POLLOUT, 0}, {signal_fd_, POLLIN, 0}};
+    if (poll(ready, 2, -1) < 0 && errno != EINTR) {
+      return Status::Error(std::string("cannot wait for the output: ") + strerror(errno));
+    }
+    if (ready[1].revents & POLLIN) HandleSignals();
+  }
+  size_t dropped = writer_->Abandon();
+  unwritten_ += dropped;
+  Log("stopping now: " + std::to_string(dropped) +
+      " finished record(s) the reader did not take are not written");
+  return Status::Ok();
+}
+
 void Coordinator::HandleSignals() {
   signalfd_siginfo info;
   bool child = false;
@@ -1558,7 +1582,7 @@ int Coordinator::Run() {
     // Everything finished, however full the writer: the run is over.
     WriteReady(/*all=*/true);
     progress_->BeforeOutput();
-    flushed = writer_->Flush();
+    flushed = FlushOutput();
     CheckOutput();
   }
   if (joblog_ != nullptr && flushed.ok()) flushed = joblog_->Flush();
@@ -1610,7 +1634,7 @@ int Coordinator::Run() {
     Log("dropped " + parts);
   }
   if (signals_ > 0) {
-    Log("interrupted: " + std::to_string(written_) + " record(s) written" +
+    Log("interrupted: " + std::to_string(written_ - unwritten_) + " record(s) written" +
         (config_.output_path.empty() ? "" : "; continue with --resume"));
     return kExitInterrupted;
   }

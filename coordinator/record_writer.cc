@@ -257,6 +257,14 @@ std::string RecordWriter::StderrOf(uint64_t index, const Result& result) {
 
 Status RecordWriter::Flush() { return WriteOut(true); }
 
+size_t RecordWriter::Abandon() {
+  size_t records = static_cast<size_t>(std::count(buffer_.begin() + sent_, buffer_.end(), '\n'));
+  if (!at_line_start_ && sent_ < buffer_.size()) ++records;  // its head was written
+  buffer_.clear();
+  sent_ = 0;
+  return records;
+}
+
 Status RecordWriter::FlushSome() { return WriteOut(sink_ == Sink::kFile); }
 
 Status RecordWriter::WriteOut(bool block) {

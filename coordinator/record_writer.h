@@ -97,6 +97,10 @@ class RecordWriter {
   // part of it): a progress line drawn on the same terminal now would land
   // in the middle of it.
   bool at_line_start() const { return at_line_start_; }
+  // Drops what is buffered and not written (the run is told to stop now,
+  // and the reader takes nothing); returns how many records that held, a
+  // record cut short counted too.
+  size_t Abandon();
   // The descriptor records go to (e.g. to tell whether it is the terminal
   // the progress line is drawn on).
   int fd() const { return fd_; }

@@ -265,6 +265,24 @@ TEST_F(CliTest, InterruptedWhileTheReaderPausesWritesEveryFinishedRecord) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3000) << r.err;
 }
 
+// Ctrl-C again (or a kill) while the last records wait for a reader that
+// never reads: fanmap waited in write(2) for ever, and only SIGKILL ended it.
+TEST_F(CliTest, ASecondInterruptEndsTheWaitForAReaderThatNeverReads) {
+  std::string runs = dir_.File("runs"), fifo = dir_.File("fifo"), err = dir_.File("err");
+  RunResult r = Shell("mkfifo " + fifo + "; seq 3000 > " + dir_.File("in") + "; $FANMAP -j 2 -i " +
+                      dir_.File("in") + " -- sh -c 'echo $1 >> " + runs +
+                      "; printf \"%04000d\\n\" $1' sh > " + fifo + " 2> " + err +
+                      " & P=$!; exec 3< " + fifo + "; " + "until [ \"$(wc -l < " + runs +
+                      " 2>/dev/null)\" = 3000 ]; do sleep 0.05; done; " +
+                      "kill -INT $P; until grep -q 'again to stop now' " + err +
+                      "; do sleep 0.05; done; " + "kill -INT $P; wait $P; echo $?");
+  std::string log = ReadFile(err);
+  EXPECT_EQ(r.out, "130\n") << log;
+  EXPECT_NE(log.find("finished record(s) the reader did not take are not written"),
+            std::string::npos)
+      << log;
+}
+
 TEST_F(CliTest, ClosedOutputStopsQuietlyWithStatus141) {
   RunResult r = Shell(
       "seq 100000 | $FANMAP -j 1 --builtin echo | head -n 2 >/dev/null; "

@@ -1326,7 +1326,9 @@ void Coordinator::AddItemFields(Slot& slot) {
   if (!item.is_object()) return;
   if (config_.input_format == InputFormat::kJsonl) {
     // As the worker does for a --chat request object.
-    if (job_.options.count(job_key::kChatModel) > 0 && item.contains("messages"))
+    auto messages = item.find("messages");
+    if (job_.options.count(job_key::kChatModel) > 0 && messages != item.end() &&
+        messages->is_array())
       TakeItemFields(&item, &extra);
     return;
   }
@@ -1641,11 +1643,12 @@ int Coordinator::Run() {
   if (halting_) {
     Log("halted: " + std::to_string(written_) + " record(s) written" +
         (config_.output_path.empty() ? "" : "; continue with --resume"));
-    return HaltExit();
   }
   // The summary file is output too: one that cannot be written fails a run
-  // that would otherwise end 0 or 1, as the records would (exit 3).
+  // that would otherwise end 0 or 1, as the records would (exit 3), halted
+  // or not.
   if (!summary_error_.empty()) return kExitRuntime;
+  if (halting_) return HaltExit();
   if (failed_ > 0) {
     Log(std::to_string(failed_) + " of " + std::to_string(written_) + " item(s) failed");
     if (halt_success_at_end_) {

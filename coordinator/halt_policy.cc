@@ -68,13 +68,12 @@ Status ParseHalt(const std::string& text, HaltSpec* out) {
 }
 
 HaltDecision HaltPolicy::OnFinished(bool ok, bool fatal, const std::string& error) {
-  if (decided_ != HaltDecision::kGoOn) return decided_;
+  // Counted after a stop too: the tasks that finish after `soon` count in
+  // the exit status (failed()).
   ++finished_;
-  if (ok) {
-    any_success_ = true;
-  } else {
-    ++failed_;
-  }
+  if (!ok) ++failed_;
+  if (decided_ != HaltDecision::kGoOn) return decided_;
+  if (ok) any_success_ = true;
   if (!any_success_ && !ok && fatal) {
     if (++fatal_in_a_row_ >= kFailFastItems) {
       reason_ = "stopping: the first " + std::to_string(kFailFastItems) +

@@ -72,7 +72,7 @@ class HaltPolicy {
   // The counts that made it say stop, without what the run does about it
   // ("--halt: 2 item(s) succeeded of 4 finished (of 4)").
   const std::string& counts() const { return counts_; }
-  // Items that failed so far.
+  // Items that failed so far, those that finished after a stop included.
   uint64_t failed() const { return failed_; }
 
  private:

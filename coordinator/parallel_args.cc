@@ -63,14 +63,15 @@ void SplitRecords(const std::string& data, char delimiter, std::vector<std::stri
   }
 }
 
-// ::: values: parallel reads a value holding a newline as several values,
-// each piece one, empty ones included: 'a\n' is "a" and "", not a line of a
-// file whose last newline ends it.
-std::vector<std::string> SplitValues(const std::vector<std::string>& values) {
+// ::: values: parallel reads a value holding the delimiter (a newline, or
+// -0's NUL, -d's character) as several values, each piece one, empty ones
+// included: 'a\n' is "a" and "", not a line of a file whose last newline
+// ends it.
+std::vector<std::string> SplitValues(const std::vector<std::string>& values, char delimiter) {
   std::vector<std::string> out;
   for (const std::string& v : values) {
     size_t from = 0;
-    for (size_t end; (end = v.find('\n', from)) != std::string::npos; from = end + 1) {
+    for (size_t end; (end = v.find(delimiter, from)) != std::string::npos; from = end + 1) {
       out.push_back(v.substr(from, end - from));
     }
     out.push_back(v.substr(from));
@@ -213,7 +214,7 @@ Status ApplyParallelFlags(const ParallelFlags& flags, bool output_format_given, 
     if (s.file) {
       for (const std::string& path : s.values) sources.push_back(Source{true, path, {}});
     } else {
-      sources.push_back(Source{false, "", SplitValues(s.values)});
+      sources.push_back(Source{false, "", SplitValues(s.values, input.delimiter)});
     }
   }
   if (!sources.empty() && !config->input_path.empty()) {

@@ -283,6 +283,28 @@ TEST_F(CliTest, ASecondInterruptEndsTheWaitForAReaderThatNeverReads) {
       << log;
 }
 
+// --halt soon,done=N exits as any run does: 1 if an item failed, the tasks
+// that finish after the stop included (they were not counted: exit 0 with a
+// failed record in the file). And an unwritable --summary is exit 3, halted
+// or not.
+TEST_F(CliTest, AHaltOnFinishedItemsCountsTheFailuresThatFinishAfterIt) {
+  std::string mark = dir_.File("mark"), out = dir_.File("out");
+  // Both run at once (--slots 2); the second fails once the first is done.
+  RunResult r = Fanmap({"-j", "1", "--slots", "2", "-o", out, "--halt", "soon,done=1", "sh", "-c",
+                        "if [ $0 = a ]; then touch " + mark + "; else until [ -e " + mark +
+                            " ]; do sleep 0.01; done; exit 1; fi",
+                        ":::", "a", "b"},
+                       "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::vector<std::string> lines = Lines(ReadFile(out));
+  ASSERT_EQ(lines.size(), 2u) << r.err;
+  EXPECT_NE(lines[1].find(R"("ok":false)"), std::string::npos) << lines[1];
+  r = Fanmap({"-j", "1", "--builtin", "echo", "--summary", dir_.File("no/such/dir"), "--halt",
+              "soon,done=1"},
+             "1\n2\n3\n");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+}
+
 TEST_F(CliTest, ClosedOutputStopsQuietlyWithStatus141) {
   RunResult r = Shell(
       "seq 100000 | $FANMAP -j 1 --builtin echo | head -n 2 >/dev/null; "

@@ -69,6 +69,9 @@ TEST(HaltPolicyTest, DoneCountsEveryFinishedItem) {
   EXPECT_EQ(policy.OnFinished(false, false, "x"), HaltDecision::kGoOn);
   EXPECT_EQ(policy.OnFinished(true, false, ""), HaltDecision::kStopSoon);
   EXPECT_EQ(policy.failed(), 1u);
+  // A task that was running finishes after the stop: it counts.
+  EXPECT_EQ(policy.OnFinished(false, false, "y"), HaltDecision::kStopSoon);
+  EXPECT_EQ(policy.failed(), 2u);
   EXPECT_EQ(policy.counts(), "--halt: 3 item(s) finished of 3 finished (of 3 read so far)");
 }
 

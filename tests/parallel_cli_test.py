@@ -247,12 +247,16 @@ def test_values_with_newlines(tmp):
     env = dict(os.environ, HOME=tmp)
     os.makedirs(os.path.join(tmp, ".parallel"), exist_ok=True)
     open(os.path.join(tmp, ".parallel", "will-cite"), "w").close()
-    for values, want in ((["a\n"], b"XaX\nXX\n"), (["a\n\nb", "c"], b"XaX\nXX\nXbX\nXcX\n"),
-                         (["\n"], b"XX\nXX\n")):
-        args = ["echo", "X{}X", ":::"] + values
+    for opts, values, want in (
+            ([], ["a\n"], b"XaX\nXX\n"), ([], ["a\n\nb", "c"], b"XaX\nXX\nXbX\nXcX\n"),
+            ([], ["\n"], b"XX\nXX\n"),
+            # With -0 or -d, the delimiter splits them, not the newline.
+            (["-0"], ["a\nb", "c"], b"Xa\nbX\nXcX\n"),
+            (["-d", ","], ["a,b\nc"], b"XaX\nXb\ncX\n")):
+        args = opts + ["echo", "X{}X", ":::"] + values
         p = run(["parallel", "-k", "-j1"] + args, env=env)
         f = run([FANMAP, "-j1", "--output-format", "stdout"] + args)
-        check("::: %r: one command per piece, as parallel runs" % values,
+        check("%s ::: %r: one command per piece, as parallel runs" % (opts, values),
               f.returncode == 0 and f.stdout == want == p.stdout,
               "%d %r parallel %r %r" % (f.returncode, f.stdout, p.stdout, f.stderr))
 

@@ -619,7 +619,7 @@ void Coordinator::AddItem(std::string line) {
   }
   std::string error;
   bool bad;
-  if (line.size() > kMaxItemBytes) {
+  if (line.size() > kMaxItemBytes || (!config_.arg_input.assemble && input_->record_cut())) {
     // No task can carry it: a frame that large would cost the worker its
     // connection, and the item would be sent again and again.
     bad = true;

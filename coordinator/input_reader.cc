@@ -49,6 +49,7 @@ void InputReader::set_assembler(std::unique_ptr<ArgAssembler> assembler) {
 }
 
 Status InputReader::item_error() const {
+  if (!cut_error_.ok()) return cut_error_;
   return assembler_ != nullptr ? assembler_->error() : Status::Ok();
 }
 
@@ -60,7 +61,15 @@ bool InputReader::NextLine(std::string* line) {
   if (assembler_ == nullptr) return NextRecord(line);
   std::string record;
   while (!assembler_->Next(line)) {
+    if (!cut_error_.ok()) return false;
     if (NextRecord(&record)) {
+      if (record_cut_) {
+        // Split into arguments, its cut part would be lost without a trace.
+        cut_error_ = Status::Error("line " + std::to_string(line_number_) + ": " +
+                                   std::to_string(record_bytes_) + " bytes, more than the " +
+                                   std::to_string(kMaxItemBytes >> 20) + " MiB an item may hold");
+        return false;
+      }
       assembler_->Add(std::move(record));
     } else if (eof_ && start_ == buffer_.size() && !assembler_->finished()) {
       assembler_->Finish();
@@ -93,7 +102,9 @@ bool InputReader::NextRecord(std::string* line) {
     return false;
   }
   size_t stop = end;
-  if (delimiter_ == '\n' && stop > start_ && base[stop - 1] == '\r') --stop;
+  record_cut_ = cut_bytes_ > 0;
+  // (A cut line keeps its last byte: it must stay too long to be an item.)
+  if (!record_cut_ && delimiter_ == '\n' && stop > start_ && base[stop - 1] == '\r') --stop;
   record_bytes_ = stop - start_ + cut_bytes_;
   cut_bytes_ = 0;
   line->assign(base + start_, stop - start_);

@@ -43,7 +43,8 @@ class InputReader {
   bool NextLine(std::string* line);
 
   // Why NextLine() stops making items before the end: a record the
-  // assembler could not split (a usage error); ok otherwise.
+  // assembler could not split, or one too long to split whole (a usage
+  // error); ok otherwise.
   Status item_error() const;
 
   // Reads once from the descriptor. Returns a non-ok status on a read error.
@@ -55,8 +56,11 @@ class InputReader {
   int fd() const { return fd_; }
   // Number of lines returned so far (the 1-based number of the last one).
   uint64_t line_number() const { return line_number_; }
-  // The length of the last record read, cut bytes included.
+  // The length of the last record read, cut bytes included, and whether it
+  // was cut (then it is kept to kMaxItemBytes + 1 bytes). Through an
+  // assembler, a cut record is an item_error() instead.
   uint64_t record_bytes() const { return record_bytes_; }
+  bool record_cut() const { return record_cut_; }
   bool is_regular_file() const { return regular_; }
 
  private:
@@ -71,6 +75,8 @@ class InputReader {
   uint64_t line_number_ = 0;
   uint64_t record_bytes_ = 0;
   uint64_t cut_bytes_ = 0;  // dropped from the line being read
+  bool record_cut_ = false;
+  Status cut_error_;
   char delimiter_ = '\n';
   std::unique_ptr<ArgAssembler> assembler_;
 

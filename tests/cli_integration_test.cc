@@ -156,6 +156,28 @@ TEST_F(CliTest, AnItemTooLongForATaskIsAnErrorRecordAndTheRunGoesOn) {
   EXPECT_EQ(lines[2].rfind(R"({"index":2,"ok":true,"result":"b")", 0), 0u) << lines[2];
 }
 
+// A cut line stayed one byte too long to be an item, unless that byte was a
+// "\r" the reader then took off as a line end: a truncated item ran, ok.
+// Split into arguments (--colsep), the columns past the cut were dropped
+// without a word: such a line is a usage error.
+TEST_F(CliTest, ACutLineNeverRunsTruncated) {
+  std::string in = dir_.File("in"), out = dir_.File("out");
+  WriteFile(in, std::string(kMaxItemBytes, 'x') + "\r" + std::string(3u << 20, 'y'));
+  RunResult r = Fanmap({"-j", "1", "--builtin", "echo", "-i", in, "-o", out}, "");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  std::string records = ReadFile(out);
+  EXPECT_EQ(records.rfind(R"({"index":0,"ok":false,"error":"line 1 (item 0): )", 0), 0u)
+      << records.substr(0, 200);
+  const size_t big = kMaxItemBytes + (8u << 20);
+  WriteFile(in, "a b\nz " + std::string(big, 'x') + " c\n");
+  r = Fanmap({"-j", "1", "--colsep", " ", "-i", in, "-o", out, "echo", "{3}"}, "");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("line 2: " + std::to_string(big + 4) +
+                       " bytes, more than the 254 MiB an item may hold"),
+            std::string::npos)
+      << r.err;
+}
+
 // A result too large for a frame (--tag lengthens every line of an output
 // already at the 64 MiB cap) made the worker's frame one the coordinator
 // refused: the worker went silent and the run never ended.

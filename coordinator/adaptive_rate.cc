@@ -199,6 +199,8 @@ void AdaptiveRate::OnServerLimits(int64_t now_us, int64_t sent_us, const ServerL
   // The headers tell the bucket as the server counted the request in (when
   // it was sent); it has refilled since, and taken what was sent since.
   const double age_s = std::max<int64_t>(0, now_us - sent_us) / 1e6;
+  // (The answered request itself counts, and those before it in its
+  // kBinUs: they are in `remaining` already. It errs on the safe side.)
   double sent_since = SentSince(sent_us);
   if (sent_since < 0) sent_since = in_flight;
   auto observe = [&](const std::optional<uint64_t>& limit, const std::optional<uint64_t>& remaining,
@@ -214,13 +216,15 @@ void AdaptiveRate::OnServerLimits(int64_t now_us, int64_t sent_us, const ServerL
     b->refill = 0;
     if (reset_ms && *reset_ms > 0 && r < l) {
       // The reset is when the bucket is full again, from what it holds,
-      // which `remaining` rounds down: the refill is between these bounds.
-      // Each header narrows them (a limit of 5 was taken for up to 6.25).
-      double s = *reset_ms / 1e3;
-      b->refill_high = std::min(b->refill_high, (l - r) / s);
-      b->refill_low = std::max(b->refill_low, (l - r - 1) / s);
-      b->refill =
-          b->refill_low < b->refill_high ? (b->refill_low + b->refill_high) / 2 : b->refill_high;
+      // which `remaining` rounds down: the refill is (l - r - 1) / reset to
+      // (l - r) / reset (a limit of 5/s was taken for up to 6.25/s). The
+      // middle, averaged over the headers: no single one (a reset rounded
+      // to the second, say) decides it for the rest of the run.
+      double middle = std::max(0.0, l - r - 0.5) / (*reset_ms / 1e3);
+      b->refill_average = b->refill_average > 0
+                              ? (1 - kRefillWeight) * b->refill_average + kRefillWeight * middle
+                              : middle;
+      b->refill = b->refill_average;
     }
     b->unit = unit;
     b->level = std::min(l, r + b->refill * age_s - sent_since * unit);

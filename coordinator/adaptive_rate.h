@@ -62,6 +62,7 @@ class AdaptiveRate {
   static constexpr int64_t kEstimateUs = 100000;  // sends looked at to estimate the server's rate
   static constexpr int64_t kHeaderFreshUs = 2000000;  // header-derived rates last this long
   static constexpr double kHeaderMargin = 0.02;  // share of the refill never planned to be used
+  static constexpr double kRefillWeight = 0.2;   // a header's share of the refill estimate
 
   // `configured_rate`: --rate (0: none, and then slow start).
   explicit AdaptiveRate(double configured_rate);
@@ -118,10 +119,10 @@ class AdaptiveRate {
   struct HeaderBucket {
     bool known = false;  // the headers gave its limit and what remains
     double limit = 0;
-    double refill = 0;  // per second; 0: the bucket was full (refill unknown)
-    double refill_low = 0, refill_high = 1e300;  // what the headers so far allow
-    double unit = 1;   // of the bucket per request sent (tokens: their estimate)
-    double level = 0;  // what it held at `at_us`, when `sent` requests had been sent
+    double refill = 0;          // per second; 0: the bucket was full (refill unknown)
+    double refill_average = 0;  // of the refills the headers so far told
+    double unit = 1;            // of the bucket per request sent (tokens: their estimate)
+    double level = 0;           // what it held at `at_us`, when `sent` requests had been sent
     int64_t at_us = 0;
     double sent = 0;
   };

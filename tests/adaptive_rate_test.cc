@@ -403,6 +403,25 @@ TEST(AdaptiveRateTest, HeadersOfASlowAnswerCountTheRefillWhileItRan) {
               0.1);
 }
 
+// One header with a reset rounded up ("2s" for 1.45 s) must not set the
+// refill for the rest of the run: it is an average over the headers.
+TEST(AdaptiveRateTest, OneRoundedResetDoesNotHoldTheRefillDown) {
+  AdaptiveRate adaptive(0);
+  int64_t now = kStartUs;
+  ServerLimits limits;
+  limits.limit_requests = 120;  // per minute: 2/s
+  limits.remaining_requests = 117;
+  limits.reset_requests_ms = 2000;
+  adaptive.OnServerLimits(now, now, limits, 0, 0);
+  limits.remaining_requests = 0;
+  limits.reset_requests_ms = 60000;
+  for (int i = 0; i < 20; ++i) adaptive.OnServerLimits(now, now, limits, 0, 0);
+  // Stale: the refill alone.
+  double refill = adaptive.RequestRate(now + AdaptiveRate::kHeaderFreshUs);
+  EXPECT_GT(refill, 1.9);
+  EXPECT_LT(refill, 2.0);
+}
+
 TEST(AdaptiveRateTest, TokenHeadersGiveATokenRate) {
   AdaptiveRate adaptive(0);
   ServerLimits limits;
